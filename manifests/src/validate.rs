@@ -1,0 +1,860 @@
+//! Phase two of validation: the meaning of the models across documents.
+//!
+//! Runs over everything that passed phase one and reports every problem, not the first:
+//! ids unique; references resolve (DSM → DSD → DI/DK, APM → APD, APM sources and sink →
+//! DSM, AM → edge gateway, ...); parameter values match their definitions (DSMs against
+//! their data interface, APMs against their processor definition and the processor
+//! catalogue); each analytics manifest's processor graph is acyclic; every processor input
+//! is fed by a source or by another processor; secrets are references, not plain text.
+//!
+//! The result is a [`Model`]: the entities by id, with parameters resolved and defaults
+//! applied, ready for the engine.
+
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexMap;
+use petgraph::graphmap::DiGraphMap;
+
+use crate::bundle::{Bundle, LoadedEntity};
+use crate::diagnostic::Diagnostic;
+use crate::kind::{Entity, EntityKind};
+use crate::model::{
+    AnalyticsManifest, AnalyticsProcessorDefinition, AnalyticsProcessorManifest, Category,
+    DataChannelDescriptor, DataConsumerManifest, DataInterface, DataKind, DataSourceDefinition,
+    DataSourceManifest, EdgeGateway, LiveDataSet, Observation, ParameterDefinition,
+};
+use crate::parameters::{self, ResolvedParameters};
+use crate::protocol::Protocol;
+use crate::suggest::closest;
+
+/// What the engine's processor catalogue knows about one processor type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessorSpec {
+    /// Its category.
+    pub category: Category,
+    /// The parameters it takes.
+    pub parameters: Vec<ParameterDefinition>,
+    /// How many sources it reads at least.
+    pub min_sources: usize,
+}
+
+/// The processor types an engine can run, for validation. The engine provides one; without
+/// it, processor types and parameters are checked only against the definitions in the bundle.
+pub trait Catalogue {
+    /// The processor type `processor_type`, if the engine has it.
+    fn processor(&self, processor_type: &str) -> Option<ProcessorSpec>;
+    /// Every processor type, for "did you mean" hints.
+    fn processor_types(&self) -> Vec<String>;
+}
+
+/// Options of phase two.
+#[derive(Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// The processor catalogue, when known.
+    pub catalogue: Option<&'a dyn Catalogue>,
+}
+
+impl std::fmt::Debug for Options<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("catalogue", &self.catalogue.is_some())
+            .finish()
+    }
+}
+
+/// The validated models, by id, with parameters resolved.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    /// Data interfaces.
+    pub data_interfaces: IndexMap<String, DataInterface>,
+    /// Data kinds.
+    pub data_kinds: IndexMap<String, DataKind>,
+    /// Data source definitions.
+    pub data_source_definitions: IndexMap<String, DataSourceDefinition>,
+    /// Data source manifests.
+    pub data_source_manifests: IndexMap<String, DataSourceManifest>,
+    /// Data consumer manifests.
+    pub data_consumer_manifests: IndexMap<String, DataConsumerManifest>,
+    /// Data channel descriptors.
+    pub data_channel_descriptors: IndexMap<String, DataChannelDescriptor>,
+    /// Edge gateways.
+    pub edge_gateways: IndexMap<String, EdgeGateway>,
+    /// Analytics processor definitions.
+    pub analytics_processor_definitions: IndexMap<String, AnalyticsProcessorDefinition>,
+    /// Stand-alone analytics processor manifests.
+    pub analytics_processor_manifests: IndexMap<String, AnalyticsProcessorManifest>,
+    /// Analytics manifests.
+    pub analytics_manifests: IndexMap<String, AnalyticsManifest>,
+    /// Live data sets (data, not configuration).
+    pub live_data_sets: Vec<LiveDataSet>,
+    /// Flat observations.
+    pub observations: Vec<Observation>,
+    /// Resolved parameters of each DSM, by DSM id.
+    pub dsm_parameters: HashMap<String, ResolvedParameters>,
+    /// Resolved parameters of each APM, by APM id.
+    pub apm_parameters: HashMap<String, ResolvedParameters>,
+}
+
+impl Model {
+    /// The data interface of a DSM (through its definition).
+    #[must_use]
+    pub fn interface_of(&self, dsm: &DataSourceManifest) -> Option<&DataInterface> {
+        let dsd = self
+            .data_source_definitions
+            .get(&dsm.data_source_definition_reference_id)?;
+        self.data_interfaces.get(&dsd.data_interface_reference_id)
+    }
+
+    /// The protocol of a DSM's data interface.
+    #[must_use]
+    pub fn protocol_of(&self, dsm_id: &str) -> Option<Protocol> {
+        let dsm = self.data_source_manifests.get(dsm_id)?;
+        self.interface_of(dsm)
+            .map(|di| Protocol::parse(&di.communication_protocol))
+    }
+
+    /// The data kinds a DSM produces.
+    #[must_use]
+    pub fn kinds_of(&self, dsm: &DataSourceManifest) -> Vec<&DataKind> {
+        self.data_source_definitions
+            .get(&dsm.data_source_definition_reference_id)
+            .map(|dsd| {
+                dsd.data_kind_ids()
+                    .into_iter()
+                    .filter_map(|id| self.data_kinds.get(id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The definition of an APM.
+    #[must_use]
+    pub fn definition_of(
+        &self,
+        apm: &AnalyticsProcessorManifest,
+    ) -> Option<&AnalyticsProcessorDefinition> {
+        self.analytics_processor_definitions
+            .get(&apm.analytics_processor_definition_reference_id)
+    }
+}
+
+/// Assigns ids to analytics manifests (and their processors) written without one, as the
+/// paper's Table 6 is. The id is derived from the content, so it is the same every run.
+pub fn assign_ids(bundle: &mut Bundle) {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6464_612d_616d_4000_8000_6d61_6e69_6673);
+    for loaded in &mut bundle.entities {
+        if let Entity::AnalyticsManifest(am) = &mut loaded.entity {
+            if am.id.is_empty() {
+                let canonical =
+                    serde_json::to_vec(&Entity::AnalyticsManifest(am.clone()).to_json())
+                        .unwrap_or_default();
+                am.id = uuid::Uuid::new_v5(&NAMESPACE, &canonical).to_string();
+            }
+            let am_id = am.id.clone();
+            for (i, apm) in am.analytics_processors.apm.iter_mut().enumerate() {
+                if apm.id.is_empty() {
+                    apm.id = uuid::Uuid::new_v5(&NAMESPACE, format!("{am_id}/apm/{i}").as_bytes())
+                        .to_string();
+                }
+            }
+        }
+    }
+}
+
+/// Where each entity is, by kind and id (first occurrence).
+struct Index<'b> {
+    by_kind: HashMap<EntityKind, IndexMap<&'b str, &'b LoadedEntity>>,
+}
+
+impl<'b> Index<'b> {
+    fn get(&self, kind: EntityKind, id: &str) -> Option<&'b LoadedEntity> {
+        self.by_kind.get(&kind).and_then(|m| m.get(id)).copied()
+    }
+
+    fn ids(&self, kind: EntityKind) -> impl Iterator<Item = &'b str> + '_ {
+        self.by_kind
+            .get(&kind)
+            .into_iter()
+            .flat_map(|m| m.keys().copied())
+    }
+}
+
+struct Checker<'b> {
+    bundle: &'b Bundle,
+    index: Index<'b>,
+    diags: Vec<Diagnostic>,
+    /// (file, absolute pointer) of secret values, to mask in snippets.
+    secrets: Vec<(usize, String)>,
+}
+
+impl<'b> Checker<'b> {
+    fn report(&mut self, at: &LoadedEntity, pointer: &str, d: Diagnostic) {
+        let file = &self.bundle.files[at.file];
+        self.diags
+            .push(file.place(d, &format!("{}{pointer}", at.pointer)));
+    }
+
+    /// Checks that `id` names an entity of `kind`; reports at `pointer` otherwise.
+    fn reference(
+        &mut self,
+        from: &LoadedEntity,
+        pointer: &str,
+        kind: EntityKind,
+        id: &str,
+    ) -> Option<&'b LoadedEntity> {
+        if let Some(found) = self.index.get(kind, id) {
+            return Some(found);
+        }
+        let mut hint = closest(id, self.index.ids(kind)).map(|c| format!("did you mean `{c}`?"));
+        if hint.is_none() {
+            // The user may have written a name where an id belongs.
+            let by_name = self
+                .index
+                .by_kind
+                .get(&kind)
+                .and_then(|m| m.values().find(|e| e.entity.name() == Some(id)));
+            hint = by_name.and_then(|e| e.entity.id()).map(|real| {
+                format!(
+                    "`{id}` is the name of {} `{real}`; references use ids",
+                    kind.info().short
+                )
+            });
+        }
+        if hint.is_none() {
+            // Or an id of the wrong kind.
+            hint = self
+                .index
+                .by_kind
+                .iter()
+                .find(|(k, m)| **k != kind && m.contains_key(id))
+                .map(|(k, _)| format!("`{id}` is a {k}, not a {kind}"));
+        }
+        let hint = hint.unwrap_or_else(|| {
+            format!(
+                "define the {kind} in the bundle (validate all documents together: dda validate DIR...)"
+            )
+        });
+        let d = Diagnostic::error("dangling-reference", format!("no {kind} with id `{id}`"))
+            .with_hint(hint);
+        self.report(from, pointer, d);
+        None
+    }
+
+    fn parameter_issues(
+        &mut self,
+        at: &LoadedEntity,
+        base: &str,
+        resolution: &parameters::Resolution,
+    ) {
+        for issue in &resolution.issues {
+            let d = Diagnostic {
+                severity: issue.severity,
+                ..Diagnostic::error(issue.code, issue.message.clone())
+            }
+            .with_hint_opt(issue.hint.clone());
+            self.report(at, &format!("{base}{}", issue.pointer), d);
+        }
+        for p in &resolution.secret_values {
+            self.secrets
+                .push((at.file, format!("{}{base}{p}", at.pointer)));
+        }
+    }
+}
+
+/// Phase two over a loaded bundle: adds diagnostics to it and returns the model.
+///
+/// An entity defined twice with the same content (a JSON and an XML rendition of one
+/// bundle, say) counts once; the same id with different content is a `duplicate-id` error.
+pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
+    assign_ids(bundle);
+    let (model, diags, secrets) = {
+        let mut index = Index {
+            by_kind: HashMap::new(),
+        };
+        let mut diags = Vec::new();
+        for loaded in &bundle.entities {
+            let Some(id) = loaded.entity.id() else {
+                continue;
+            };
+            let by_id = index.by_kind.entry(loaded.entity.kind()).or_default();
+            if let Some(first) = by_id.get(id) {
+                if first.entity == loaded.entity {
+                    // The same entity written twice alike (say in a JSON and an XML rendition
+                    // of one bundle) is one entity.
+                    continue;
+                }
+                let first_file = &bundle.files[first.file];
+                let pos = first_file
+                    .lines
+                    .position(&first_file.text, first_file.span_of(&first.pointer).start);
+                let d = Diagnostic::error(
+                    "duplicate-id",
+                    format!("{} id `{id}` is used twice", loaded.entity.kind()),
+                )
+                .with_hint(format!(
+                    "first defined at {}:{pos}; give each entity its own id",
+                    first_file.path.display()
+                ));
+                let file = &bundle.files[loaded.file];
+                let id_pointer = if file.node_at(&format!("{}/_id", loaded.pointer)).is_some() {
+                    "/_id"
+                } else {
+                    "/id"
+                };
+                diags.push(file.place(d, &format!("{}{id_pointer}", loaded.pointer)));
+            } else {
+                by_id.insert(id, loaded);
+            }
+        }
+        let mut checker = Checker {
+            bundle,
+            index,
+            diags,
+            secrets: Vec::new(),
+        };
+        let model = check_all(&mut checker, options);
+        (model, checker.diags, checker.secrets)
+    };
+    for (file, pointer) in secrets {
+        let span = bundle.files[file].span_of(&pointer);
+        bundle.files[file].masked.push(span);
+    }
+    bundle.diagnostics.extend(diags);
+    model
+}
+
+fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
+    let mut model = Model::default();
+    let entities: Vec<&LoadedEntity> = c.bundle.entities.iter().collect();
+    for loaded in &entities {
+        match &loaded.entity {
+            Entity::DataInterface(di) => {
+                for issue in parameters::check_definitions(&di.parameters.parameter) {
+                    report_issue(c, loaded, "/parameters", &issue);
+                }
+                let protocol = Protocol::parse(&di.communication_protocol);
+                if let Protocol::Other(p) = &protocol {
+                    let names: Vec<&str> = Protocol::KNOWN.iter().map(|p| p.name()).collect();
+                    let d = Diagnostic::warning(
+                        "unknown-protocol",
+                        format!("communication protocol `{p}` is not one DDA connects to"),
+                    )
+                    .with_hint(
+                        crate::suggest::did_you_mean(p, names.iter().copied())
+                            .unwrap_or_else(|| format!("known protocols: {}", names.join(", "))),
+                    );
+                    c.report(loaded, "/communicationProtocol", d);
+                }
+                model
+                    .data_interfaces
+                    .entry(di.id.clone())
+                    .or_insert_with(|| di.clone());
+            }
+            Entity::DataKind(dk) => {
+                model
+                    .data_kinds
+                    .entry(dk.id.clone())
+                    .or_insert_with(|| dk.clone());
+            }
+            Entity::DataSourceDefinition(dsd) => {
+                c.reference(
+                    loaded,
+                    "/dataInterfaceReferenceID",
+                    EntityKind::DataInterface,
+                    &dsd.data_interface_reference_id,
+                );
+                if let Some(list) = &dsd.data_kind_reference_ids {
+                    for (i, dk) in list.data_kind_reference_id.iter().enumerate() {
+                        c.reference(
+                            loaded,
+                            &format!("/dataKindReferenceIDs/dataKindReferenceID/{i}"),
+                            EntityKind::DataKind,
+                            dk,
+                        );
+                    }
+                }
+                if let Some(dk) = &dsd.data_kind_reference_id {
+                    c.reference(loaded, "/dataKindReferenceID", EntityKind::DataKind, dk);
+                }
+                model
+                    .data_source_definitions
+                    .entry(dsd.id.clone())
+                    .or_insert_with(|| dsd.clone());
+            }
+            Entity::DataSourceManifest(dsm) => check_dsm(c, loaded, dsm, &mut model),
+            Entity::DataConsumerManifest(dcm) => {
+                if let Some(eg) = &dcm.edge_gateway_reference_id {
+                    c.reference(
+                        loaded,
+                        "/edgeGatewayReferenceID",
+                        EntityKind::EdgeGateway,
+                        eg,
+                    );
+                }
+                model
+                    .data_consumer_manifests
+                    .entry(dcm.id.clone())
+                    .or_insert_with(|| dcm.clone());
+            }
+            Entity::DataChannelDescriptor(dcd) => {
+                c.reference(
+                    loaded,
+                    "/dataConsumerManifestReferenceID",
+                    EntityKind::DataConsumerManifest,
+                    &dcd.data_consumer_manifest_reference_id,
+                );
+                c.reference(
+                    loaded,
+                    "/dataSourceManifestReferenceID",
+                    EntityKind::DataSourceManifest,
+                    &dcd.data_source_manifest_reference_id,
+                );
+                model
+                    .data_channel_descriptors
+                    .entry(dcd.id.clone())
+                    .or_insert_with(|| dcd.clone());
+            }
+            Entity::EdgeGateway(eg) => {
+                if let Some(list) = &eg.data_source_manifest_reference_ids {
+                    for (i, dsm) in list.data_source_manifest_reference_id.iter().enumerate() {
+                        c.reference(
+                            loaded,
+                            &format!(
+                                "/dataSourceManifestReferenceIDs/dataSourceManifestReferenceID/{i}"
+                            ),
+                            EntityKind::DataSourceManifest,
+                            dsm,
+                        );
+                    }
+                }
+                model
+                    .edge_gateways
+                    .entry(eg.id.clone())
+                    .or_insert_with(|| eg.clone());
+            }
+            Entity::AnalyticsProcessorDefinition(apd) => {
+                check_apd(c, loaded, apd, options);
+                model
+                    .analytics_processor_definitions
+                    .entry(apd.id.clone())
+                    .or_insert_with(|| apd.clone());
+            }
+            Entity::AnalyticsProcessorManifest(apm) => {
+                check_apm(c, loaded, "", apm, options, &mut model);
+                model
+                    .analytics_processor_manifests
+                    .entry(apm.id.clone())
+                    .or_insert_with(|| apm.clone());
+            }
+            Entity::AnalyticsManifest(am) => {
+                check_am(c, loaded, am, options, &mut model);
+                model
+                    .analytics_manifests
+                    .entry(am.id.clone())
+                    .or_insert_with(|| am.clone());
+            }
+            Entity::LiveDataSet(lds) => model.live_data_sets.push(lds.clone()),
+            Entity::Observation(obs) => model.observations.push(obs.clone()),
+        }
+    }
+    check_inputs_are_fed(c, &model);
+    model
+}
+
+fn report_issue(
+    c: &mut Checker<'_>,
+    at: &LoadedEntity,
+    base: &str,
+    issue: &parameters::ParameterIssue,
+) {
+    let d = Diagnostic {
+        severity: issue.severity,
+        ..Diagnostic::error(issue.code, issue.message.clone())
+    }
+    .with_hint_opt(issue.hint.clone());
+    c.report(at, &format!("{base}{}", issue.pointer), d);
+}
+
+fn check_dsm(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    dsm: &DataSourceManifest,
+    model: &mut Model,
+) {
+    let dsd = c
+        .reference(
+            loaded,
+            "/dataSourceDefinitionReferenceID",
+            EntityKind::DataSourceDefinition,
+            &dsm.data_source_definition_reference_id,
+        )
+        .and_then(|e| match &e.entity {
+            Entity::DataSourceDefinition(d) => Some(d),
+            _ => None,
+        });
+    if let Some(eg) = &dsm.edge_gateway_reference_id {
+        c.reference(
+            loaded,
+            "/edgeGatewayReferenceID",
+            EntityKind::EdgeGateway,
+            eg,
+        );
+    }
+    let di = dsd
+        .and_then(|d| {
+            c.index
+                .get(EntityKind::DataInterface, &d.data_interface_reference_id)
+        })
+        .and_then(|e| match &e.entity {
+            Entity::DataInterface(di) => Some(di),
+            _ => None,
+        });
+    let owner = di.map_or_else(String::new, |di| {
+        format!("data interface `{}`", di.name.as_deref().unwrap_or(&di.id))
+    });
+    // Without a resolvable interface the values cannot be checked; the dangling reference
+    // has been reported already.
+    let defs = di.map(|di| di.parameters.parameter.as_slice());
+    let values = &dsm.data_source_definition_interface_parameters.parameter;
+    let resolution = parameters::resolve(defs, values, &owner);
+    c.parameter_issues(
+        loaded,
+        "/dataSourceDefinitionInterfaceParameters",
+        &resolution,
+    );
+    model
+        .dsm_parameters
+        .entry(dsm.id.clone())
+        .or_insert(resolution.parameters);
+    model
+        .data_source_manifests
+        .entry(dsm.id.clone())
+        .or_insert_with(|| dsm.clone());
+}
+
+fn check_apd(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    apd: &AnalyticsProcessorDefinition,
+    options: &Options<'_>,
+) {
+    for issue in parameters::check_definitions(&apd.parameters.parameter) {
+        report_issue(c, loaded, "/parameters", &issue);
+    }
+    let Some(catalogue) = options.catalogue else {
+        return;
+    };
+    let Some(spec) = catalogue.processor(&apd.processor_type) else {
+        let types = catalogue.processor_types();
+        let d = Diagnostic::error(
+            "unknown-processor-type",
+            format!("no processor type `{}` in this engine", apd.processor_type),
+        )
+        .with_hint(
+            crate::suggest::did_you_mean(&apd.processor_type, types.iter().map(String::as_str))
+                .unwrap_or_else(|| {
+                    format!("available: {} (see `dda processors`)", types.join(", "))
+                }),
+        );
+        c.report(loaded, "/processorType", d);
+        return;
+    };
+    if let Some(category) = apd.category
+        && category != spec.category
+    {
+        let d = Diagnostic::error(
+            "wrong-category",
+            format!(
+                "processor type `{}` is a {} processor, not {category}",
+                apd.processor_type, spec.category
+            ),
+        )
+        .with_hint(format!(
+            "set \"category\": \"{}\" or leave it out",
+            spec.category
+        ));
+        c.report(loaded, "/category", d);
+    }
+    for (i, def) in apd.parameters.parameter.iter().enumerate() {
+        if !spec.parameters.iter().any(|p| p.name == def.name) {
+            let names: Vec<&str> = spec.parameters.iter().map(|p| p.name.as_str()).collect();
+            let d = Diagnostic::error(
+                "unknown-parameter",
+                format!(
+                    "processor type `{}` has no parameter `{}`",
+                    apd.processor_type, def.name
+                ),
+            )
+            .with_hint(
+                crate::suggest::did_you_mean(&def.name, names.iter().copied())
+                    .unwrap_or_else(|| format!("it takes: {}", names.join(", "))),
+            );
+            c.report(loaded, &format!("/parameters/parameter/{i}/name"), d);
+        }
+    }
+}
+
+/// The parameter definitions that apply to instances of `apd`: the catalogue's (the
+/// implementation's truth), with the APD's own definitions overriding defaults and
+/// documentation; or the APD's alone without a catalogue; or none when nothing is known.
+fn effective_definitions(
+    apd: &AnalyticsProcessorDefinition,
+    options: &Options<'_>,
+) -> Option<Vec<ParameterDefinition>> {
+    let own = &apd.parameters.parameter;
+    match options
+        .catalogue
+        .and_then(|c| c.processor(&apd.processor_type))
+    {
+        Some(spec) => Some(
+            spec.parameters
+                .into_iter()
+                .map(|mut def| {
+                    if let Some(o) = own.iter().find(|o| o.name == def.name) {
+                        if o.default_value.is_some() {
+                            def.default_value.clone_from(&o.default_value);
+                        }
+                        if o.description.is_some() {
+                            def.description.clone_from(&o.description);
+                        }
+                        def.required |= o.required;
+                    }
+                    def
+                })
+                .collect(),
+        ),
+        None if own.is_empty() => None,
+        None => Some(own.clone()),
+    }
+}
+
+fn check_apm(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    base: &str,
+    apm: &AnalyticsProcessorManifest,
+    options: &Options<'_>,
+    model: &mut Model,
+) {
+    let apd = c
+        .reference(
+            loaded,
+            &format!("{base}/analyticsProcessorDefinitionReferenceID"),
+            EntityKind::AnalyticsProcessorDefinition,
+            &apm.analytics_processor_definition_reference_id,
+        )
+        .and_then(|e| match &e.entity {
+            Entity::AnalyticsProcessorDefinition(d) => Some(d),
+            _ => None,
+        });
+    for (i, src) in apm.data_sources.data_source.iter().enumerate() {
+        c.reference(
+            loaded,
+            &format!("{base}/dataSources/dataSource/{i}/dataSourceManifestReferenceID"),
+            EntityKind::DataSourceManifest,
+            &src.data_source_manifest_reference_id,
+        );
+        if src.data_source_manifest_reference_id == apm.sink_id() {
+            let d = Diagnostic::error("cycle", "a processor cannot read the data source it writes")
+                .with_hint("write the results to another data source manifest");
+            c.report(
+                loaded,
+                &format!("{base}/dataSources/dataSource/{i}/dataSourceManifestReferenceID"),
+                d,
+            );
+        }
+    }
+    c.reference(
+        loaded,
+        &format!("{base}/dataSink/dataSourceManifestReferenceID"),
+        EntityKind::DataSourceManifest,
+        apm.sink_id(),
+    );
+    let Some(apd) = apd else { return };
+    if let Some(spec) = options
+        .catalogue
+        .and_then(|cat| cat.processor(&apd.processor_type))
+        && apm.data_sources.data_source.len() < spec.min_sources
+    {
+        let d = Diagnostic::error(
+            "too-few-sources",
+            format!(
+                "processor type `{}` reads at least {} sources",
+                apd.processor_type, spec.min_sources
+            ),
+        );
+        c.report(loaded, &format!("{base}/dataSources"), d);
+    }
+    let defs = effective_definitions(apd, options);
+    let owner = format!("processor `{}`", apd.processor_type);
+    let resolution = parameters::resolve(defs.as_deref(), &apm.parameters.parameter, &owner);
+    c.parameter_issues(loaded, &format!("{base}/parameters"), &resolution);
+    model
+        .apm_parameters
+        .entry(apm.id.clone())
+        .or_insert(resolution.parameters);
+}
+
+fn check_am(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    am: &AnalyticsManifest,
+    options: &Options<'_>,
+    model: &mut Model,
+) {
+    if let Some(eg) = &am.edge_gateway_reference_id {
+        c.reference(
+            loaded,
+            "/edgeGatewayReferenceID",
+            EntityKind::EdgeGateway,
+            eg,
+        );
+    }
+    if let Some(list) = &am.edge_gateway_reference_ids {
+        for (i, eg) in list.edge_gateway_reference_id.iter().enumerate() {
+            c.reference(
+                loaded,
+                &format!("/edgeGatewayReferenceIDs/edgeGatewayReferenceID/{i}"),
+                EntityKind::EdgeGateway,
+                eg,
+            );
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, apm) in am.apms().iter().enumerate() {
+        let base = format!("/analyticsProcessors/apm/{i}");
+        if let Some(first) = seen.insert(apm.id.as_str(), i) {
+            let d = Diagnostic::error(
+                "duplicate-id",
+                format!(
+                    "processor id `{}` is used twice in this analytics manifest",
+                    apm.id
+                ),
+            )
+            .with_hint(format!(
+                "it is also the id of processor {first}; give each processor its own id"
+            ));
+            c.report(loaded, &format!("{base}/id"), d);
+        }
+        check_apm(c, loaded, &base, apm, options, model);
+    }
+    check_acyclic(c, loaded, am);
+}
+
+/// Processors are joined through DSMs: A → B when A's sink is one of B's sources.
+fn check_acyclic(c: &mut Checker<'_>, loaded: &LoadedEntity, am: &AnalyticsManifest) {
+    let apms = am.apms();
+    let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
+    for i in 0..apms.len() {
+        graph.add_node(i);
+    }
+    for (a, producer) in apms.iter().enumerate() {
+        for (b, consumer) in apms.iter().enumerate() {
+            if a != b && consumer.source_ids().any(|s| s == producer.sink_id()) {
+                graph.add_edge(a, b, ());
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        if scc.len() < 2 {
+            continue;
+        }
+        let mut members: Vec<usize> = scc.clone();
+        members.sort_unstable();
+        let name = |i: usize| {
+            let apm = &apms[i];
+            apm.name.clone().map_or_else(
+                || format!("`{}`", apm.id),
+                |n| format!("`{}` ({n})", apm.id),
+            )
+        };
+        // Walk the cycle from its first member for a readable path.
+        let start = members[0];
+        let mut path = vec![start];
+        let mut at = start;
+        loop {
+            let next = graph
+                .neighbors(at)
+                .filter(|n| members.contains(n))
+                .find(|n| *n == start || !path.contains(n));
+            match next {
+                Some(n) if n == start => break,
+                Some(n) => {
+                    path.push(n);
+                    at = n;
+                }
+                None => break,
+            }
+        }
+        let mut words: Vec<String> = path.iter().map(|&i| name(i)).collect();
+        words.push(name(start));
+        let via: Vec<String> = path
+            .iter()
+            .map(|&i| format!("`{}`", apms[i].sink_id()))
+            .collect();
+        let d = Diagnostic::error(
+            "cycle",
+            format!("processors form a cycle: {}", words.join(" → ")),
+        )
+        .with_hint(format!(
+            "through data sources {}; an analytics manifest must be a directed acyclic graph",
+            via.join(", ")
+        ));
+        c.report(
+            loaded,
+            &format!("/analyticsProcessors/apm/{start}/dataSink"),
+            d,
+        );
+    }
+}
+
+/// Every processor input must be fed: by an external source (its interface is a real
+/// protocol), or by some processor writing it.
+fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model) {
+    let written: HashSet<&str> = model
+        .analytics_manifests
+        .values()
+        .flat_map(|am| am.apms().iter().map(AnalyticsProcessorManifest::sink_id))
+        .chain(
+            model
+                .analytics_processor_manifests
+                .values()
+                .map(AnalyticsProcessorManifest::sink_id),
+        )
+        .collect();
+    let bundle = c.bundle;
+    for loaded in &bundle.entities {
+        let (apms, prefix): (Vec<&AnalyticsProcessorManifest>, bool) = match &loaded.entity {
+            Entity::AnalyticsManifest(am) => (am.apms().iter().collect(), true),
+            Entity::AnalyticsProcessorManifest(apm) => (vec![apm], false),
+            _ => continue,
+        };
+        for (i, apm) in apms.iter().enumerate() {
+            for (j, src) in apm.data_sources.data_source.iter().enumerate() {
+                let id = src.data_source_manifest_reference_id.as_str();
+                if written.contains(id) {
+                    continue;
+                }
+                match model.protocol_of(id) {
+                    Some(p) if p.is_internal() => {
+                        let base = if prefix {
+                            format!("/analyticsProcessors/apm/{i}")
+                        } else {
+                            String::new()
+                        };
+                        let d = Diagnostic::error("unfed-input", format!("nothing feeds data source `{id}`: it is an in-process bus topic and no processor writes it"))
+                            .with_hint("make it the dataSink of a processor, or give it an external interface (MQTT, Kafka, simulator, ...)");
+                        c.report(
+                            loaded,
+                            &format!(
+                                "{base}/dataSources/dataSource/{j}/dataSourceManifestReferenceID"
+                            ),
+                            d,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

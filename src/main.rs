@@ -1,0 +1,112 @@
+//! The `dda` command: CLI parsing and wiring only; the work is done by the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod cmd;
+
+/// Manifest-driven stream analytics for the industrial edge.
+#[derive(Debug, Parser)]
+#[command(name = "dda", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate manifests (files or directories, checked together as one bundle).
+    ///
+    /// Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or I/O error.
+    Validate {
+        /// Files or directories holding .json / .xml documents.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Colour in human output.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Convert a document, or every document under a directory, between JSON and XML.
+    Convert {
+        /// Target syntax.
+        #[arg(long, value_enum)]
+        to: Target,
+        /// A document, or a directory of documents.
+        path: PathBuf,
+        /// Where to write: a file (for one document) or a directory (for a directory).
+        /// Without it a single document is written to standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print an entity's schema (JSON Schema, or the XSD derived from it).
+    Schema {
+        /// Entity: data-interface, DataInterface or DI (any of its names); bundle; common.
+        entity: String,
+        /// Schema language.
+        #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
+        format: SchemaFormat,
+    },
+}
+
+/// Output format of `validate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Diagnostics with source snippets, for people.
+    Human,
+    /// One JSON document, for tools.
+    Json,
+}
+
+/// When to colour output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// When writing to a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Target of `convert`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// JSON.
+    Json,
+    /// XML.
+    Xml,
+}
+
+/// Language of `schema`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFormat {
+    /// JSON Schema 2020-12.
+    Json,
+    /// XML Schema 1.0.
+    Xsd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate {
+            paths,
+            format,
+            color,
+        } => cmd::validate::run(&paths, format, color),
+        Command::Convert { to, path, output } => cmd::convert::run(to, &path, output.as_deref()),
+        Command::Schema { entity, format } => cmd::schema::run(&entity, format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -451,16 +451,11 @@ fn kind_names() -> String {
 struct Pending {
     d: Diagnostic,
     pointer: String,
-    key: bool,
 }
 
 impl Pending {
     fn place_in(self, file: &SourceFile) -> Diagnostic {
-        if self.key {
-            file.place_key(self.d, &self.pointer)
-        } else {
-            file.place(self.d, &self.pointer)
-        }
+        file.place(self.d, &self.pointer)
     }
 }
 
@@ -476,7 +471,6 @@ fn document_kind(node: &Node, folder: Option<EntityKind>) -> Result<DocumentKind
             )
             .with_hint("write the entity's fields between { and }"),
             pointer: String::new(),
-            key: false,
         }));
     };
     if let Some(marker) = node.get("kind") {
@@ -498,7 +492,6 @@ fn document_kind(node: &Node, folder: Option<EntityKind>) -> Result<DocumentKind
                     .unwrap_or_else(|| format!("kind is one of {}, Bundle", kind_names())),
             ),
             pointer: "/kind".to_owned(),
-            key: false,
         }));
     }
     if let Some(k) = folder {
@@ -517,7 +510,6 @@ fn document_kind(node: &Node, folder: Option<EntityKind>) -> Result<DocumentKind
                 kind_names()
             )),
         pointer: String::new(),
-        key: false,
     }))
 }
 
@@ -643,7 +635,7 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                             if description.is_empty() {
                                 String::new()
                             } else {
-                                format!(": {description}")
+                                format!(" ({})", lower_first(description.trim_end_matches('.')))
                             }
                         ));
                 out.push(file.place(d, &pointer));
@@ -651,7 +643,7 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
             K::Not { .. } if schema_path.ends_with("/not") => {
                 let d = Diagnostic::error("both-ids", "both `_id` and `id` are given")
                     .with_hint("give the identifier once, as `id` or `_id`");
-                out.push(file.place(d, &pointer));
+                out.push(file.place_key(d, &format!("{pointer}/id")));
             }
             K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => {
                 let (message, hint) = one_of_message(
@@ -677,7 +669,14 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                 let d = Diagnostic::error(
                     "wrong-type",
                     format!("expected {expected}, found {}", type_words(found)),
-                );
+                )
+                .with_hint(match expected {
+                    "true or false" => "write true or false",
+                    "a whole number" => "write a whole number such as 1883",
+                    "a number" => "write a number such as 38 or 0.5",
+                    "text" => "write the value in double quotes",
+                    _ => "see `dda schema` for the expected shape",
+                });
                 out.push(file.place(d, &pointer));
             }
             K::MinLength { .. } => {
@@ -739,6 +738,11 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 fn type_words(json_type: &str) -> &'static str {

@@ -48,6 +48,10 @@ pub fn parse(text: &str) -> Result<Node, JsonSyntaxError> {
                 jsonc_parser::errors::ParseErrorKind::TrailingCommasNotAllowed => {
                     Some("remove the comma after the last element".to_owned())
                 }
+                jsonc_parser::errors::ParseErrorKind::ExpectedComma => Some(
+                    "separate members and list items with commas; is one missing before this?"
+                        .to_owned(),
+                ),
                 jsonc_parser::errors::ParseErrorKind::SingleQuotedStringsNotAllowed => {
                     Some("JSON strings use double quotes".to_owned())
                 }

@@ -306,6 +306,11 @@ pub fn is_xml_name(name: &str) -> bool {
         && !name.to_ascii_lowercase().starts_with("xml")
 }
 
+/// Whether XML 1.0 can hold `c` at all (even as a character reference).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
 struct NodeToXml {
     out: String,
 }
@@ -356,10 +361,17 @@ impl NodeToXml {
                 self.out.push_str(&format!(">{n}</{name}>\n"));
             }
             Value::String(s) => {
+                if let Some(bad) = s.chars().find(|c| !is_xml_char(*c)) {
+                    return Err(ToXmlError {
+                        pointer: pointer.to_owned(),
+                        message: format!("the character U+{:04X} cannot be written in XML 1.0", u32::from(bad)),
+                    });
+                }
                 let ty = (!matches!(shape, Shape::String | Shape::Any)).then_some("string");
                 self.open(name, ty, level);
                 self.out.push('>');
-                self.out.push_str(&escape(s));
+                // XML readers turn a carriage return into a line feed unless it is a reference.
+                self.out.push_str(&escape(s).replace('\r', "&#13;"));
                 self.out.push_str(&format!("</{name}>\n"));
             }
             Value::Array(items) => {

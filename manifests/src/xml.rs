@@ -104,7 +104,9 @@ pub fn parse(text: &str) -> Result<Element, XmlSyntaxError> {
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let event = reader.read_event().map_err(|e| {
             let at = usize::try_from(reader.error_position()).unwrap_or(0);
-            syntax(format!("malformed XML: {e}"), at, None)
+            let message = e.to_string();
+            let message = message.strip_prefix("ill-formed document: ").unwrap_or(&message);
+            syntax(message.to_owned(), at, None)
         })?;
         let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let span = Span::new(start, end);

@@ -1,5 +1,10 @@
 //! The `dda` command line: exit statuses, output formats, and the commands' contracts.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test or benchmark fails loudly on the first surprise"
+)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -18,7 +23,11 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn validate_exits_zero_for_the_example_in_either_syntax() {
-    for path in ["examples/power-consumption", "examples/power-consumption/json", "examples/power-consumption/xml"] {
+    for path in [
+        "examples/power-consumption",
+        "examples/power-consumption/json",
+        "examples/power-consumption/xml",
+    ] {
         let o = dda(&["validate", path]);
         assert_eq!(o.status.code(), Some(0), "{path}: {}", stdout(&o));
         assert!(stdout(&o).starts_with("valid: "), "{}", stdout(&o));
@@ -30,10 +39,18 @@ fn validate_exits_one_with_every_diagnostic_and_two_on_io_errors() {
     let o = dda(&["validate", "tests/fixtures/broken/parameters.json"]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    for code in ["parameter-value", "parameter-type", "unknown-parameter", "missing-parameter"] {
+    for code in [
+        "parameter-value",
+        "parameter-type",
+        "unknown-parameter",
+        "missing-parameter",
+    ] {
         assert!(out.contains(&format!("error[{code}]")), "{out}");
     }
-    assert!(out.contains("tests/fixtures/broken/parameters.json:33:21"), "{out}");
+    assert!(
+        out.contains("tests/fixtures/broken/parameters.json:33:21"),
+        "{out}"
+    );
     assert!(out.trim_end().ends_with("4 errors (0 warnings)"), "{out}");
     assert!(out.contains("invalid: 1 document with"), "{out}");
 
@@ -41,12 +58,21 @@ fn validate_exits_one_with_every_diagnostic_and_two_on_io_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read no/such/path"));
     let o = dda(&["validate"]);
-    assert_eq!(o.status.code(), Some(2), "missing arguments are a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "missing arguments are a usage error"
+    );
 }
 
 #[test]
 fn validate_json_format_is_machine_readable() {
-    let o = dda(&["validate", "--format", "json", "tests/fixtures/broken/dangling-reference.json"]);
+    let o = dda(&[
+        "validate",
+        "--format",
+        "json",
+        "tests/fixtures/broken/dangling-reference.json",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["valid"], false);
@@ -56,9 +82,17 @@ fn validate_json_format_is_machine_readable() {
     assert_eq!(d["severity"], "error");
     assert_eq!(d["line"], 13);
     assert_eq!(d["column"], 56);
-    assert_eq!(d["pointer"], "/dataSourceDefinitions/dataSourceDefinition/0/dataKindReferenceIDs/dataKindReferenceID/0");
+    assert_eq!(
+        d["pointer"],
+        "/dataSourceDefinitions/dataSourceDefinition/0/dataKindReferenceIDs/dataKindReferenceID/0"
+    );
     assert_eq!(d["hint"], "did you mean `dk-power`?");
-    assert!(d["file"].as_str().unwrap().ends_with("dangling-reference.json"));
+    assert!(
+        d["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("dangling-reference.json")
+    );
 }
 
 #[test]
@@ -68,17 +102,39 @@ fn warnings_alone_leave_a_bundle_valid_and_secrets_unprinted() {
     let out = stdout(&o);
     assert!(out.contains("warning[plain-text-secret]"), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
-    let o = dda(&["validate", "--format", "json", "tests/fixtures/broken/plain-text-password.json"]);
+    let o = dda(&[
+        "validate",
+        "--format",
+        "json",
+        "tests/fixtures/broken/plain-text-password.json",
+    ]);
     assert!(!stdout(&o).contains("hunter2"));
 }
 
 #[test]
 fn schema_prints_every_entity_in_both_languages() {
-    for name in ["data-interface", "DataKind", "DSD", "dataSourceManifest", "data-consumer-manifest", "DCD", "edge-gateway", "APD", "APM", "AM", "live-data-set", "observation", "bundle"] {
+    for name in [
+        "data-interface",
+        "DataKind",
+        "DSD",
+        "dataSourceManifest",
+        "data-consumer-manifest",
+        "DCD",
+        "edge-gateway",
+        "APD",
+        "APM",
+        "AM",
+        "live-data-set",
+        "observation",
+        "bundle",
+    ] {
         let o = dda(&["schema", name]);
         assert_eq!(o.status.code(), Some(0), "{name}");
         let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
         let o = dda(&["schema", "--format", "xsd", name]);
         assert_eq!(o.status.code(), Some(0), "{name}");
         assert!(stdout(&o).contains("<xs:schema"));
@@ -90,21 +146,50 @@ fn schema_prints_every_entity_in_both_languages() {
 
 #[test]
 fn convert_writes_one_document_to_stdout_and_a_directory_to_a_tree() {
-    let o = dda(&["convert", "--to", "xml", "tests/fixtures/paper/table-1-data-interface.json"]);
+    let o = dda(&[
+        "convert",
+        "--to",
+        "xml",
+        "tests/fixtures/paper/table-1-data-interface.json",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let xml = stdout(&o);
     assert!(xml.contains("<dataInterface>"));
-    assert!(xml.contains("<defaultValue type=\"number\">1883</defaultValue>"), "{xml}");
+    assert!(
+        xml.contains("<defaultValue type=\"number\">1883</defaultValue>"),
+        "{xml}"
+    );
 
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("xml");
-    let o = dda(&["convert", "--to", "xml", "examples/power-consumption/json", "-o", target.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = dda(&[
+        "convert",
+        "--to",
+        "xml",
+        "examples/power-consumption/json",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = dda(&["validate", target.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(PathBuf::from(&target).join("analytics-manifests/global.xml").exists());
+    assert!(
+        PathBuf::from(&target)
+            .join("analytics-manifests/global.xml")
+            .exists()
+    );
 
-    let o = dda(&["convert", "--to", "json", "tests/fixtures/broken/malformed.xml"]);
+    let o = dda(&[
+        "convert",
+        "--to",
+        "json",
+        "tests/fixtures/broken/malformed.xml",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("error[xml-syntax]"));
     let o = dda(&["convert", "--to", "xml", "examples/power-consumption/json"]);

@@ -1,6 +1,11 @@
 //! The manifest DSL end to end: the paper's documents, the pilot-line example in both
 //! syntaxes, lossless conversion, and a corpus of broken documents.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test or benchmark fails loudly on the first surprise"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +22,11 @@ fn validate(paths: &[PathBuf]) -> (Bundle, manifests::Model) {
 }
 
 fn codes(bundle: &Bundle) -> Vec<(Severity, &'static str)> {
-    bundle.diagnostics.iter().map(|d| (d.severity, d.code)).collect()
+    bundle
+        .diagnostics
+        .iter()
+        .map(|d| (d.severity, d.code))
+        .collect()
 }
 
 #[test]
@@ -25,16 +34,32 @@ fn every_table_of_the_paper_parses_as_is() {
     let dir = root().join("tests/fixtures/paper");
     let expected = [
         ("table-1-data-interface.json", EntityKind::DataInterface),
-        ("table-2-data-source-definition.json", EntityKind::DataSourceDefinition),
+        (
+            "table-2-data-source-definition.json",
+            EntityKind::DataSourceDefinition,
+        ),
         ("table-3-data-kind.json", EntityKind::DataKind),
-        ("table-4-data-source-manifest.json", EntityKind::DataSourceManifest),
-        ("table-5-analytics-processor-definition.json", EntityKind::AnalyticsProcessorDefinition),
-        ("table-6-analytics-manifest.json", EntityKind::AnalyticsManifest),
+        (
+            "table-4-data-source-manifest.json",
+            EntityKind::DataSourceManifest,
+        ),
+        (
+            "table-5-analytics-processor-definition.json",
+            EntityKind::AnalyticsProcessorDefinition,
+        ),
+        (
+            "table-6-analytics-manifest.json",
+            EntityKind::AnalyticsManifest,
+        ),
         ("table-7-live-data-sets.json", EntityKind::LiveDataSet),
     ];
     for (file, kind) in expected {
         let bundle = Bundle::load(&[dir.join(file)]).unwrap();
-        assert!(bundle.diagnostics.is_empty(), "{file}: {:?}", bundle.diagnostics);
+        assert!(
+            bundle.diagnostics.is_empty(),
+            "{file}: {:?}",
+            bundle.diagnostics
+        );
         assert!(!bundle.entities.is_empty(), "{file}");
         for e in &bundle.entities {
             assert_eq!(e.entity.kind(), kind, "{file}");
@@ -65,11 +90,17 @@ fn every_table_of_the_paper_parses_as_is() {
         .iter()
         .flat_map(|s| s.observation.iter().map(|o| &o.value))
         .collect();
-    assert_eq!(values, [&Value::from(210), &Value::from(215), &Value::from(205)]);
+    assert_eq!(
+        values,
+        [&Value::from(210), &Value::from(215), &Value::from(205)]
+    );
     // Table 1's defaults are applied to Table 4's values, typed as the interface says.
     let params = &model.dsm_parameters["7efa7286-f689-4f51-980c-8e270a1c6d7d"];
     assert_eq!(params.get("port"), Some(&Value::from(1883)));
-    assert_eq!(params.get_str("topic").as_deref(), Some("PhoenixIB/TotalRealEnergy"));
+    assert_eq!(
+        params.get_str("topic").as_deref(),
+        Some("PhoenixIB/TotalRealEnergy")
+    );
     assert!(params.is_secret("password"));
 }
 
@@ -78,17 +109,37 @@ fn the_pilot_line_example_is_valid_in_json_in_xml_and_both_together() {
     let example = root().join("examples/power-consumption");
     for path in [example.join("json"), example.join("xml"), example.clone()] {
         let (bundle, model) = validate(std::slice::from_ref(&path));
-        assert!(bundle.diagnostics.is_empty(), "{}: {:#?}", path.display(), bundle.diagnostics);
+        assert!(
+            bundle.diagnostics.is_empty(),
+            "{}: {:#?}",
+            path.display(),
+            bundle.diagnostics
+        );
         assert_eq!(model.edge_gateways.len(), 3);
-        assert_eq!(model.analytics_manifests.len(), 4, "three edge AMs and one global AM");
-        let edge = model.analytics_manifests.values().filter(|am| am.is_edge()).count();
+        assert_eq!(
+            model.analytics_manifests.len(),
+            4,
+            "three edge AMs and one global AM"
+        );
+        let edge = model
+            .analytics_manifests
+            .values()
+            .filter(|am| am.is_edge())
+            .count();
         assert_eq!(edge, 3);
-        let apms: usize = model.analytics_manifests.values().map(|am| am.apms().len()).sum();
+        let apms: usize = model
+            .analytics_manifests
+            .values()
+            .map(|am| am.apms().len())
+            .sum();
         assert_eq!(apms, 3 * 4 + 3);
         // Defaults from the processor definition are applied.
         let avg = &model.apm_parameters["apm-ib1-hourly-power"];
         assert_eq!(avg.get_str("groupBy").as_deref(), Some("name+source"));
-        assert_eq!(avg.get_duration("window"), Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(
+            avg.get_duration("window"),
+            Some(std::time::Duration::from_secs(3600))
+        );
     }
 }
 
@@ -119,12 +170,19 @@ fn conversion_is_lossless_both_ways_for_every_example_document() {
         // JSON → XML gives the committed XML rendition...
         let xml = manifests::convert::convert(&json_path, &json_text, Syntax::Xml).unwrap();
         let committed = std::fs::read_to_string(&xml_path).unwrap();
-        assert_eq!(xml, committed, "{} is not the XML of {}", xml_path.display(), json_path.display());
+        assert_eq!(
+            xml,
+            committed,
+            "{} is not the XML of {}",
+            xml_path.display(),
+            json_path.display()
+        );
         // ... XML → JSON gives the same JSON value, numbers and strings alike ...
         assert_eq!(json_of(&xml_path), original, "{}", xml_path.display());
         // ... and XML → JSON → XML gives the same document.
         let back_json = manifests::convert::convert(&xml_path, &committed, Syntax::Json).unwrap();
-        let back_xml = manifests::convert::convert(Path::new("x.json"), &back_json, Syntax::Xml).unwrap();
+        let back_xml =
+            manifests::convert::convert(Path::new("x.json"), &back_json, Syntax::Xml).unwrap();
         assert_eq!(back_xml, committed);
     }
 }
@@ -138,8 +196,15 @@ fn the_papers_documents_convert_losslessly() {
         let text = std::fs::read_to_string(&path).unwrap();
         let xml = manifests::convert::convert(&path, &text, Syntax::Xml).unwrap();
         let back = manifests::convert::convert(Path::new("doc.xml"), &xml, Syntax::Json).unwrap();
-        let original: Value = serde_json::from_str(&manifests::convert::convert(&path, &text, Syntax::Json).unwrap()).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&back).unwrap(), original, "{}", path.display());
+        let original: Value =
+            serde_json::from_str(&manifests::convert::convert(&path, &text, Syntax::Json).unwrap())
+                .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&back).unwrap(),
+            original,
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -151,7 +216,12 @@ fn json_and_xml_renditions_read_into_identical_entities() {
     let by_id = |b: &Bundle| -> BTreeMap<(EntityKind, String), Entity> {
         b.entities
             .iter()
-            .map(|e| ((e.entity.kind(), e.entity.id().unwrap().to_owned()), e.entity.clone()))
+            .map(|e| {
+                (
+                    (e.entity.kind(), e.entity.id().unwrap().to_owned()),
+                    e.entity.clone(),
+                )
+            })
             .collect()
     };
     assert_eq!(by_id(&json), by_id(&xml));
@@ -162,11 +232,21 @@ fn broken_documents_yield_exactly_the_expected_diagnostics() {
     let dir = root().join("tests/fixtures/broken");
     let spec = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in spec.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in spec
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let (file, rest) = line.split_once(' ').unwrap();
-        expected.entry(file.to_owned()).or_default().push(rest.to_owned());
+        expected
+            .entry(file.to_owned())
+            .or_default()
+            .push(rest.to_owned());
     }
-    assert_eq!(expected.len(), documents(&dir).len(), "every broken document has expectations");
+    assert_eq!(
+        expected.len(),
+        documents(&dir).len(),
+        "every broken document has expectations"
+    );
     for (file, mut want) in expected {
         let (bundle, _) = validate(&[dir.join(&file)]);
         let mut got: Vec<String> = bundle
@@ -190,19 +270,49 @@ fn hints_name_the_near_miss() {
     let dir = root().join("tests/fixtures/broken");
     let hint_of = |file: &str, code: &str| -> Vec<String> {
         let (bundle, _) = validate(&[dir.join(file)]);
-        bundle.diagnostics.iter().filter(|d| d.code == code).filter_map(|d| d.hint.clone()).collect()
+        bundle
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == code)
+            .filter_map(|d| d.hint.clone())
+            .collect()
     };
-    assert!(hint_of("dangling-reference.json", "dangling-reference").contains(&"did you mean `dk-power`?".to_owned()));
-    assert_eq!(hint_of("parameters.json", "unknown-parameter"), ["did you mean `threshold`?"]);
-    assert_eq!(hint_of("parameters.json", "parameter-value"), ["did you mean `GE`?"]);
-    assert_eq!(hint_of("structure.json", "unknown-field"), ["did you mean `macAddress`?"]);
-    assert_eq!(hint_of("wrong-root.xml", "unknown-root-element"), ["did you mean `dataInterface`?"]);
-    assert_eq!(hint_of("unknown-kind.json", "unknown-kind"), ["did you mean `DataInterface`?"]);
+    assert!(
+        hint_of("dangling-reference.json", "dangling-reference")
+            .contains(&"did you mean `dk-power`?".to_owned())
+    );
+    assert_eq!(
+        hint_of("parameters.json", "unknown-parameter"),
+        ["did you mean `threshold`?"]
+    );
+    assert_eq!(
+        hint_of("parameters.json", "parameter-value"),
+        ["did you mean `GE`?"]
+    );
+    assert_eq!(
+        hint_of("structure.json", "unknown-field"),
+        ["did you mean `macAddress`?"]
+    );
+    assert_eq!(
+        hint_of("wrong-root.xml", "unknown-root-element"),
+        ["did you mean `dataInterface`?"]
+    );
+    assert_eq!(
+        hint_of("unknown-kind.json", "unknown-kind"),
+        ["did you mean `DataInterface`?"]
+    );
     let cycle: Vec<String> = {
         let (bundle, _) = validate(&[dir.join("cycle.json")]);
-        bundle.diagnostics.iter().map(|d| d.message.clone()).collect()
+        bundle
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect()
     };
-    assert_eq!(cycle, ["processors form a cycle: `second` → `third` → `second`"]);
+    assert_eq!(
+        cycle,
+        ["processors form a cycle: `second` → `third` → `second`"]
+    );
 }
 
 #[test]
@@ -211,11 +321,20 @@ fn a_plain_text_secret_is_flagged_but_never_shown() {
     let (bundle, model) = validate(std::slice::from_ref(&path));
     let renderer = manifests::diagnostic::HumanRenderer::new(false);
     for d in &bundle.diagnostics {
-        let shown = renderer.render(d, bundle.file_for(d).map(manifests::bundle::SourceFile::view));
+        let shown = renderer.render(
+            d,
+            bundle.file_for(d).map(manifests::bundle::SourceFile::view),
+        );
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!d.to_string().contains("hunter2"));
         assert!(!serde_json::to_string(d).unwrap().contains("hunter2"));
     }
-    assert_eq!(model.dsm_parameters["dsm"].to_redacted_json()["password"], "********");
-    assert_eq!(model.dsm_parameters["dsm-ok"].to_redacted_json()["password"], "${env:MQTT_PASSWORD}");
+    assert_eq!(
+        model.dsm_parameters["dsm"].to_redacted_json()["password"],
+        "********"
+    );
+    assert_eq!(
+        model.dsm_parameters["dsm-ok"].to_redacted_json()["password"],
+        "${env:MQTT_PASSWORD}"
+    );
 }

@@ -742,7 +742,9 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
 
 fn lower_first(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 fn type_words(json_type: &str) -> &'static str {

@@ -364,7 +364,10 @@ impl NodeToXml {
                 if let Some(bad) = s.chars().find(|c| !is_xml_char(*c)) {
                     return Err(ToXmlError {
                         pointer: pointer.to_owned(),
-                        message: format!("the character U+{:04X} cannot be written in XML 1.0", u32::from(bad)),
+                        message: format!(
+                            "the character U+{:04X} cannot be written in XML 1.0",
+                            u32::from(bad)
+                        ),
                     });
                 }
                 let ty = (!matches!(shape, Shape::String | Shape::Any)).then_some("string");

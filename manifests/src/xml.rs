@@ -105,7 +105,9 @@ pub fn parse(text: &str) -> Result<Element, XmlSyntaxError> {
         let event = reader.read_event().map_err(|e| {
             let at = usize::try_from(reader.error_position()).unwrap_or(0);
             let message = e.to_string();
-            let message = message.strip_prefix("ill-formed document: ").unwrap_or(&message);
+            let message = message
+                .strip_prefix("ill-formed document: ")
+                .unwrap_or(&message);
             syntax(message.to_owned(), at, None)
         })?;
         let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);

@@ -1,6 +1,11 @@
 //! Property tests: no input panics the readers or the validator, and conversion between
 //! the syntaxes is lossless for any value the models can hold.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test or benchmark fails loudly on the first surprise"
+)]
+
 use std::path::PathBuf;
 
 use manifests::bundle::{Bundle, Syntax};
@@ -30,8 +35,10 @@ fn load_and_check(path: &str, text: &str) {
     let _ = manifests::validate::validate(&mut bundle, &Options::default());
     for d in &bundle.diagnostics {
         assert!(d.position.is_some(), "unplaced diagnostic {d:?}");
-        let rendered = manifests::diagnostic::HumanRenderer::new(false)
-            .render(d, bundle.file_for(d).map(manifests::bundle::SourceFile::view));
+        let rendered = manifests::diagnostic::HumanRenderer::new(false).render(
+            d,
+            bundle.file_for(d).map(manifests::bundle::SourceFile::view),
+        );
         assert!(rendered.contains(d.code));
     }
 }
@@ -67,12 +74,16 @@ fn mutate(text: &str, op: u8, a: usize, b: usize, insert: &str) -> String {
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
-    let key = "[a-zA-Z_][a-zA-Z0-9_.-]{0,8}".prop_filter("not reserved", |k| !k.to_ascii_lowercase().starts_with("xml"));
+    let key = "[a-zA-Z_][a-zA-Z0-9_.-]{0,8}".prop_filter("not reserved", |k| {
+        !k.to_ascii_lowercase().starts_with("xml")
+    });
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "\\PC{0,12}".prop_map(Value::String),
         "[ \t\r\n]{0,3}[a-z ]{0,5}[ \t\r\n]{0,3}".prop_map(Value::String),
     ];

@@ -43,6 +43,34 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Run every analytics manifest of a bundle in one process, on embedded defaults.
+    ///
+    /// Validates first (like `validate`); runs until DURATION has passed, the inputs are
+    /// exhausted, or Ctrl-C; then stops, draining everything accepted, and says where the
+    /// results are.
+    Run {
+        /// Files or directories of the bundle.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// How long to run (wall clock), e.g. 20s, 5m, PT1H.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Simulated time per wall-clock time: a factor such as 3600 (an hour a second), or max.
+        #[arg(long, default_value = "1", value_parser = parse_speed)]
+        speed: engine::connector::Speed,
+        /// No live progress lines.
+        #[arg(long)]
+        quiet: bool,
+        /// Colour in diagnostics.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// List the processor catalogue with each type's parameters.
+    Processors {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Print an entity's schema (JSON Schema, or the XSD derived from it).
     Schema {
         /// Entity: data-interface, DataInterface or DI (any of its names); bundle; common.
@@ -91,9 +119,42 @@ pub enum SchemaFormat {
     Xsd,
 }
 
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    manifests::parameters::parse_duration(text)
+}
+
+fn parse_speed(text: &str) -> Result<engine::connector::Speed, String> {
+    engine::connector::Speed::parse(text)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DDA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
+        Command::Run {
+            paths,
+            duration,
+            speed,
+            quiet,
+            color,
+        } => cmd::run::run(cmd::run::RunOptions {
+            paths,
+            duration,
+            speed,
+            color,
+            progress: !quiet,
+        }),
+        Command::Processors { format } => cmd::processors::run(format),
         Command::Validate {
             paths,
             format,

@@ -82,6 +82,18 @@ impl ResolvedParameters {
         self.values.insert(name.into(), value);
     }
 
+    /// The values as a JSON object, secrets included: for the code that uses them (a
+    /// connector's configuration), never for display.
+    #[must_use]
+    pub fn to_json(&self) -> Json {
+        Json::Object(
+            self.values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
     /// The values as a JSON object, secrets replaced by [`crate::secret::REDACTED`].
     #[must_use]
     pub fn to_redacted_json(&self) -> Json {

@@ -1,4 +1,61 @@
-//! The DDA processor catalogue.
+//! The DDA processor catalogue: one folder per `processorType`.
 //!
-//! Not built yet: one folder per `processorType` (filter, average, store, ...) arrives with
-//! the runtime issue. It holds no code until then.
+//! | type | category | what it does |
+//! |---|---|---|
+//! | `echo` | preprocessor | passes observations through |
+//! | `filter` | preprocessor | keeps observations whose value compares to a threshold (`operator`, `threshold`, as in the original FAR-EDGE filter) |
+//! | `map` | preprocessor | computes a new value with an expression over the observation |
+//! | `average`, `min`, `max`, `sum`, `count`, `stddev` | analytics | a statistic per key over tumbling event-time windows |
+//! | `store` | storage | writes what it reads to its sink's database or file |
+//!
+//! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
+//! a `mod` line here.
+
+pub mod aggregate;
+pub mod echo;
+pub mod filter;
+pub mod map;
+pub mod store;
+pub mod window;
+
+#[cfg(test)]
+mod testing;
+
+use engine::processor::{ProcessorRegistration, registrations};
+
+/// Every processor kind of this catalogue, sorted by name.
+#[must_use]
+pub fn catalogue() -> Vec<&'static ProcessorRegistration> {
+    registrations()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_unique_documented_and_creatable_with_its_defaults() {
+        let all = catalogue();
+        let names: Vec<&str> = all.iter().map(|r| r.kind).collect();
+        for kind in [
+            "echo", "filter", "map", "average", "min", "max", "sum", "count", "stddev", "store",
+        ] {
+            assert!(names.contains(&kind), "{kind} is registered");
+        }
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(unique, names, "kinds are unique");
+        for r in all {
+            assert!(!r.description.is_empty(), "{} has a description", r.kind);
+            for p in (r.parameters)() {
+                assert!(
+                    p.description.as_deref().is_some_and(|d| !d.is_empty()),
+                    "{}.{} is documented",
+                    r.kind,
+                    p.name
+                );
+                assert!(p.data_type.is_some(), "{}.{} has a type", r.kind, p.name);
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
 pub mod convert;
+pub mod processors;
+pub mod run;
 pub mod schema;
 pub mod validate;

@@ -17,54 +17,73 @@ pub fn use_color(choice: Color, stream_is_terminal: bool) -> bool {
     }
 }
 
-/// Validates `paths` together and prints every diagnostic.
+/// Validates `paths` together, against the processor catalogue too, and prints every
+/// diagnostic.
 ///
 /// # Errors
 ///
 /// A path cannot be read (exit status 2).
 pub fn run(paths: &[PathBuf], format: Format, color: Color) -> anyhow::Result<ExitCode> {
-    let (bundle, model) = manifests::load_and_validate(paths, &manifests::Options::default())?;
+    let catalogue = engine::processor::Catalogue;
+    let (bundle, model) = manifests::load_and_validate(
+        paths,
+        &manifests::Options {
+            catalogue: Some(&catalogue),
+        },
+    )?;
     let errors = count(&bundle.diagnostics, Severity::Error);
-    let warnings = count(&bundle.diagnostics, Severity::Warning);
-    let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
             let report = serde_json::json!({
                 "valid": errors == 0,
                 "errors": errors,
-                "warnings": warnings,
+                "warnings": count(&bundle.diagnostics, Severity::Warning),
                 "documents": bundle.files.len(),
                 "entities": bundle.entities.len(),
                 "analyticsManifests": model.analytics_manifests.keys().collect::<Vec<_>>(),
                 "diagnostics": bundle.diagnostics,
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&report)?
+            )?;
         }
-        Format::Human => {
-            let renderer = HumanRenderer::new(use_color(color, std::io::stdout().is_terminal()));
-            for d in &bundle.diagnostics {
-                let source = bundle.file_for(d).map(manifests::bundle::SourceFile::view);
-                writeln!(out, "{}\n", renderer.render(d, source))?;
-            }
-            let plural =
-                |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-            let summary = format!(
-                "{} with {}, {} ({})",
-                plural(bundle.files.len(), "document"),
-                plural(bundle.entities.len(), "entity").replace("entitys", "entities"),
-                plural(errors, "error"),
-                plural(warnings, "warning"),
-            );
-            if errors == 0 {
-                writeln!(out, "valid: {summary}")?;
-            } else {
-                writeln!(out, "invalid: {summary}")?;
-            }
-        }
+        Format::Human => print_human(&bundle, color)?,
     }
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints every diagnostic with its snippet, then a one-line verdict.
+///
+/// # Errors
+///
+/// Standard output is closed.
+pub fn print_human(bundle: &manifests::Bundle, color: Color) -> std::io::Result<()> {
+    let errors = count(&bundle.diagnostics, Severity::Error);
+    let warnings = count(&bundle.diagnostics, Severity::Warning);
+    let mut out = std::io::stdout().lock();
+    let renderer = HumanRenderer::new(use_color(color, std::io::stdout().is_terminal()));
+    for d in &bundle.diagnostics {
+        let source = bundle.file_for(d).map(manifests::bundle::SourceFile::view);
+        writeln!(out, "{}\n", renderer.render(d, source))?;
+    }
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let summary = format!(
+        "{} with {}, {} ({})",
+        plural(bundle.files.len(), "document", "documents"),
+        plural(bundle.entities.len(), "entity", "entities"),
+        plural(errors, "error", "errors"),
+        plural(warnings, "warning", "warnings"),
+    );
+    writeln!(
+        out,
+        "{}: {summary}",
+        if errors == 0 { "valid" } else { "invalid" }
+    )
 }

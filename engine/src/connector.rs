@@ -1,0 +1,280 @@
+//! Connectors bridge DSMs whose data interface is an external system: a source connector
+//! brings the system's data onto the DSM's bus topic, a sink connector writes the topic's
+//! data to the system.
+//!
+//! Each protocol lives in its own folder under `connectors/` and registers itself with
+//! [`inventory::submit!`]. Both halves are plain async functions of a context that hides the
+//! bus: a source publishes batches and watermarks; a sink pulls batches until its input
+//! ends, and the engine drains everything already accepted before a sink is told it ended.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Envelope, Message, Publisher, Subscriber};
+use crate::dead_letter::DeadLetters;
+use crate::observation::{Batch, Observation};
+use crate::registry::DataSource;
+use crate::time::Timestamp;
+
+/// A boxed future, for connector entry points.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a connector failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// The DSM's parameters are unusable.
+    #[error("invalid configuration of data source {dsm}: {message}")]
+    Config {
+        /// The DSM.
+        dsm: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The external system failed.
+    #[error("data source {dsm}: {message}")]
+    Io {
+        /// The DSM.
+        dsm: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl ConnectorError {
+    /// A configuration error of `dsm`.
+    pub fn config(dsm: &DataSource, message: impl std::fmt::Display) -> Self {
+        Self::Config {
+            dsm: dsm.id.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// An I/O error of `dsm`.
+    pub fn io(dsm: &DataSource, message: impl std::fmt::Display) -> Self {
+        Self::Io {
+            dsm: dsm.id.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// How fast simulated and replayed time runs against the wall clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// As fast as the pipeline takes it.
+    Max,
+    /// This many times real time (1.0 is real time).
+    Factor(f64),
+}
+
+impl Speed {
+    /// Parses `max`, or a positive factor such as `3600`.
+    ///
+    /// # Errors
+    ///
+    /// Anything else.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("max") {
+            return Ok(Self::Max);
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => Ok(Self::Factor(f)),
+            _ => Err(format!(
+                "speed {text:?}: write a positive factor such as 3600, or max"
+            )),
+        }
+    }
+}
+
+/// Counters of one connector.
+#[derive(Debug, Default)]
+pub struct ConnectorMetrics {
+    /// Observations brought in (source) or written out (sink).
+    pub observations: AtomicU64,
+    /// Payloads or observations that went to the dead letters.
+    pub rejected: AtomicU64,
+}
+
+impl ConnectorMetrics {
+    /// Adds to the observation count.
+    pub fn add(&self, n: usize) {
+        self.observations.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The observation count.
+    #[must_use]
+    pub fn observations(&self) -> u64 {
+        self.observations.load(Ordering::Relaxed)
+    }
+}
+
+/// What a source connector runs with.
+pub struct SourceContext {
+    /// The data source.
+    pub dsm: Arc<DataSource>,
+    /// Publishes onto the DSM's topic.
+    pub publisher: Publisher,
+    /// Cancelled when the source should stop.
+    pub cancel: CancellationToken,
+    /// How fast simulated time runs.
+    pub speed: Speed,
+    /// Counters.
+    pub metrics: Arc<ConnectorMetrics>,
+    /// Where unreadable payloads go.
+    pub dead_letters: DeadLetters,
+}
+
+impl SourceContext {
+    /// Publishes a batch and counts it.
+    pub async fn publish(&self, batch: Vec<Observation>) {
+        self.metrics.add(batch.len());
+        self.publisher.send(batch.into()).await;
+    }
+
+    /// Declares event time.
+    pub async fn watermark(&self, t: Timestamp) {
+        self.publisher.watermark(t).await;
+    }
+
+    /// Sends an unreadable payload to the dead letters.
+    pub async fn unreadable(&self, reason: &str, payload: &str) {
+        self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+        let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
+        self.dead_letters
+            .unreadable(self.dsm.id, &place, reason, payload)
+            .await;
+    }
+}
+
+/// What a sink connector runs with.
+pub struct SinkContext {
+    /// The data source written.
+    pub dsm: Arc<DataSource>,
+    /// Counters.
+    pub metrics: Arc<ConnectorMetrics>,
+    /// Where observations that cannot be written go.
+    pub dead_letters: DeadLetters,
+    subscriber: Option<Subscriber>,
+    input: mpsc::Receiver<Envelope>,
+    stop: CancellationToken,
+}
+
+impl SinkContext {
+    pub(crate) fn new(
+        dsm: Arc<DataSource>,
+        metrics: Arc<ConnectorMetrics>,
+        dead_letters: DeadLetters,
+        subscriber: Subscriber,
+        input: mpsc::Receiver<Envelope>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            dsm,
+            metrics,
+            dead_letters,
+            subscriber: Some(subscriber),
+            input,
+            stop,
+        }
+    }
+
+    /// The next batch to write; `None` once the sink has been released and everything
+    /// accepted before has been returned.
+    pub async fn next(&mut self) -> Option<Batch> {
+        loop {
+            let envelope = if self.subscriber.is_some() {
+                tokio::select! {
+                    biased;
+                    e = self.input.recv() => e,
+                    () = self.stop.cancelled() => {
+                        self.drain_mode();
+                        continue;
+                    }
+                }
+            } else {
+                self.input.recv().await
+            };
+            match envelope?.message {
+                Message::Data(batch) => return Some(batch),
+                Message::Watermark(_) | Message::Join | Message::Leave => {}
+            }
+        }
+    }
+
+    fn drain_mode(&mut self) {
+        if let Some(mut s) = self.subscriber.take() {
+            s.unsubscribe_all();
+        }
+        self.input.close();
+    }
+
+    /// Sends observations that cannot be written to the dead letters.
+    pub async fn reject(&self, rejected: Vec<crate::processor::Rejected>) {
+        self.metrics
+            .rejected
+            .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
+        self.dead_letters.rejected(&place, rejected).await;
+    }
+}
+
+/// Runs a source until it ends or is cancelled.
+pub type SourceFn = fn(SourceContext) -> BoxFuture<Result<(), ConnectorError>>;
+/// Runs a sink until its input ends.
+pub type SinkFn = fn(SinkContext) -> BoxFuture<Result<(), ConnectorError>>;
+/// Checks a DSM's parameters before anything starts.
+pub type CheckFn = fn(&DataSource) -> Result<(), ConnectorError>;
+
+/// A protocol's connector, as registered by its folder.
+pub struct ConnectorRegistration {
+    /// Protocol name, as data interfaces spell it (`Simulator`, `SQLite`, ...).
+    pub protocol: &'static str,
+    /// What it connects to.
+    pub description: &'static str,
+    /// The source half, if the protocol can be read.
+    pub source: Option<SourceFn>,
+    /// The sink half, if the protocol can be written.
+    pub sink: Option<SinkFn>,
+    /// Parameter checks shared by both halves.
+    pub check: CheckFn,
+}
+
+inventory::collect!(ConnectorRegistration);
+
+impl std::fmt::Debug for ConnectorRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorRegistration")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connector for `protocol`, if there is one.
+#[must_use]
+pub fn connector(protocol: &manifests::Protocol) -> Option<&'static ConnectorRegistration> {
+    inventory::iter::<ConnectorRegistration>
+        .into_iter()
+        .find(|r| manifests::Protocol::parse(r.protocol) == *protocol)
+}
+
+/// Every registered connector.
+#[must_use]
+pub fn connectors() -> Vec<&'static ConnectorRegistration> {
+    let mut all: Vec<_> = inventory::iter::<ConnectorRegistration>
+        .into_iter()
+        .collect();
+    all.sort_by_key(|r| r.protocol);
+    all
+}
+
+/// Where a place in the engine is, for dead letters and errors.
+#[must_use]
+pub fn place(instance: &str, processor: &str) -> Json {
+    json!({"instance": instance, "processor": processor})
+}

@@ -1,0 +1,328 @@
+//! `SQLite`: DDA's embedded storage (nothing to install).
+//!
+//! Sink: every observation written to the DSM is a row of table `table` (default
+//! `observations`) in the database file `path` (default `dda-output/dda.sqlite`; created,
+//! with its folder, when missing). One transaction per batch. The layout, for queries:
+//!
+//! ```sql
+//! CREATE TABLE observations (
+//!   id           INTEGER PRIMARY KEY,  -- arrival order
+//!   dsm          TEXT NOT NULL,        -- the DSM written (this sink)
+//!   source       TEXT NOT NULL,        -- the DSM the observation came from
+//!   name         TEXT NOT NULL,        -- observed quantity, e.g. TotalRealPower
+//!   data_kind    TEXT,                 -- data kind id
+//!   timestamp    TEXT NOT NULL,        -- event time, RFC 3339 UTC (2018-05-24T15:00:00.000Z)
+//!   timestamp_ms INTEGER NOT NULL,     -- event time, epoch milliseconds
+//!   value        REAL,                 -- the value, when it is a number
+//!   value_json   TEXT,                 -- the value as JSON, when it is not a number
+//!   attributes   TEXT                  -- extra fields as a JSON object (window bounds, count...)
+//! );
+//! ```
+//!
+//! Source: reads rows of that layout in arrival order (for a cloud engine computing over
+//! what edges stored), from the `beginning` (default) or the `end` of the table, polling
+//! every `pollInterval` (default 1 s); the watermark trails the newest timestamp by
+//! `outOfOrderness` (default 0).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::connector::{
+    BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
+};
+use crate::observation::{Observation, Value, ingest_clock};
+use crate::registry::DataSource;
+use crate::symbol::Sym;
+use crate::time::Timestamp;
+
+/// The protocol name.
+pub const KIND: &str = "SQLite";
+
+inventory::submit! {
+    ConnectorRegistration {
+        protocol: KIND,
+        description: "An embedded SQLite database file: one row per observation",
+        source: Some(source),
+        sink: Some(sink),
+        check,
+    }
+}
+
+fn default_path() -> String {
+    "dda-output/dda.sqlite".to_owned()
+}
+
+fn default_table() -> String {
+    "observations".to_owned()
+}
+
+/// The DSM parameters this connector reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SqliteConfig {
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(default = "default_table")]
+    table: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    poll_interval: Option<String>,
+    #[serde(default)]
+    out_of_orderness: Option<String>,
+}
+
+impl SqliteConfig {
+    fn read(dsm: &DataSource) -> Result<Self, ConnectorError> {
+        let cfg: Self = super::config(dsm)?;
+        let valid = !cfg.table.is_empty()
+            && cfg
+                .table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !cfg.table.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(ConnectorError::config(
+                dsm,
+                format!(
+                    "table {:?}: use letters, digits and _ (not first a digit)",
+                    cfg.table
+                ),
+            ));
+        }
+        if let Some(from) = &cfg.from
+            && from != "beginning"
+            && from != "end"
+        {
+            return Err(ConnectorError::config(
+                dsm,
+                format!("from {from:?}: use beginning or end"),
+            ));
+        }
+        for (what, d) in [
+            ("pollInterval", &cfg.poll_interval),
+            ("outOfOrderness", &cfg.out_of_orderness),
+        ] {
+            if let Some(d) = d {
+                manifests::parameters::parse_duration(d)
+                    .map_err(|e| ConnectorError::config(dsm, format!("{what}: {e}")))?;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
+    SqliteConfig::read(dsm).map(|_| ())
+}
+
+/// Opens (creating when missing) the database and the table.
+fn open(path: &str, table: &str) -> rusqlite::Result<Connection> {
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS \"{table}\" (
+           id INTEGER PRIMARY KEY,
+           dsm TEXT NOT NULL,
+           source TEXT NOT NULL,
+           name TEXT NOT NULL,
+           data_kind TEXT,
+           timestamp TEXT NOT NULL,
+           timestamp_ms INTEGER NOT NULL,
+           value REAL,
+           value_json TEXT,
+           attributes TEXT
+         );
+         CREATE INDEX IF NOT EXISTS \"{table}_name_time\" ON \"{table}\" (name, timestamp_ms);"
+    ))?;
+    Ok(conn)
+}
+
+fn write(
+    conn: &mut Connection,
+    table: &str,
+    dsm: &str,
+    batch: &[Observation],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO \"{table}\" (dsm, source, name, data_kind, timestamp, timestamp_ms, value, value_json, attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?;
+        for o in batch {
+            let (number, json) = match &o.value {
+                Value::Number(n) if n.is_finite() => (Some(*n), None),
+                other => (None, Some(other.to_json().to_string())),
+            };
+            let attributes = o
+                .attributes
+                .as_ref()
+                .map(|a| Json::Object((**a).clone()).to_string());
+            insert.execute(params![
+                dsm,
+                &*o.source.text(),
+                &*o.name.text(),
+                o.data_kind.map(|k| k.text().to_string()),
+                o.timestamp.to_string(),
+                o.timestamp.as_millis(),
+                number,
+                json,
+                attributes,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = SqliteConfig::read(&ctx.dsm)?;
+        let dsm = ctx.dsm.clone();
+        let (path, table) = (cfg.path.clone(), cfg.table.clone());
+        let conn = tokio::task::spawn_blocking(move || open(&path, &table))
+            .await
+            .map_err(|e| ConnectorError::io(&dsm, e))?
+            .map_err(|e| ConnectorError::io(&dsm, format!("cannot open {}: {e}", cfg.path)))?;
+        let conn = Arc::new(Mutex::new(conn));
+        let dsm_id = ctx.dsm.id.to_string();
+        while let Some(batch) = ctx.next().await {
+            let conn = conn.clone();
+            let (table, dsm_id) = (cfg.table.clone(), dsm_id.clone());
+            let written = batch.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let mut c = conn
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                write(&mut c, &table, &dsm_id, &written)
+            })
+            .await
+            .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+            result.map_err(|e| {
+                ConnectorError::io(
+                    &ctx.dsm,
+                    format!("cannot write to {} table {}: {e}", cfg.path, cfg.table),
+                )
+            })?;
+            ctx.metrics.add(batch.len());
+        }
+        Ok(())
+    })
+}
+
+fn row_to_observation(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Observation)> {
+    let id: i64 = row.get(0)?;
+    let source: String = row.get(1)?;
+    let name: String = row.get(2)?;
+    let kind: Option<String> = row.get(3)?;
+    let ms: i64 = row.get(4)?;
+    let value: Option<f64> = row.get(5)?;
+    let json: Option<String> = row.get(6)?;
+    let attributes: Option<String> = row.get(7)?;
+    let value = match (value, json) {
+        (Some(n), _) => Value::Number(n),
+        (None, Some(j)) => Value::from_json(&serde_json::from_str(&j).unwrap_or(Json::String(j))),
+        (None, None) => Value::Json(Arc::new(Json::Null)),
+    };
+    let attributes = attributes
+        .and_then(|a| serde_json::from_str::<serde_json::Map<String, Json>>(&a).ok())
+        .map(Arc::new);
+    Ok((
+        id,
+        Observation {
+            source: Sym::new(&source),
+            name: Sym::new(&name),
+            timestamp: Timestamp::from_millis(ms),
+            value,
+            data_kind: kind.as_deref().map(Sym::new),
+            ingested: ingest_clock(),
+            attributes,
+        },
+    ))
+}
+
+fn read_after(path: &str, table: &str, after: i64) -> rusqlite::Result<Vec<(i64, Observation)>> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, source, name, data_kind, timestamp_ms, value, value_json, attributes FROM \"{table}\" WHERE id > ?1 ORDER BY id LIMIT 1024"
+    ))?;
+    let rows = stmt.query_map([after], row_to_observation)?;
+    rows.collect()
+}
+
+fn last_id(path: &str, table: &str) -> rusqlite::Result<i64> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.query_row(
+        &format!("SELECT COALESCE(MAX(id), 0) FROM \"{table}\""),
+        [],
+        |r| r.get(0),
+    )
+}
+
+fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = SqliteConfig::read(&ctx.dsm)?;
+        let poll = cfg
+            .poll_interval
+            .as_deref()
+            .and_then(|d| manifests::parameters::parse_duration(d).ok())
+            .unwrap_or(Duration::from_secs(1));
+        let lateness = cfg
+            .out_of_orderness
+            .as_deref()
+            .and_then(|d| manifests::parameters::parse_duration(d).ok())
+            .unwrap_or_default();
+        let mut after: Option<i64> = (cfg.from.as_deref() != Some("end")).then_some(0);
+        let mut newest = Timestamp::MIN;
+        loop {
+            if ctx.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let (path, table) = (cfg.path.clone(), cfg.table.clone());
+            let position = after;
+            // A missing database or table is not an error: the writer may not have started.
+            let rows = tokio::task::spawn_blocking(move || match position {
+                None => last_id(&path, &table).map(|id| (Some(id), Vec::new())),
+                Some(a) => read_after(&path, &table, a).map(|rows| (Some(a), rows)),
+            })
+            .await
+            .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+            match rows {
+                Ok((position, rows)) if !rows.is_empty() => {
+                    after = rows.last().map(|(id, _)| *id);
+                    let batch: Vec<Observation> = rows.into_iter().map(|(_, o)| o).collect();
+                    newest = batch
+                        .iter()
+                        .map(|o| o.timestamp)
+                        .fold(newest, Timestamp::max);
+                    ctx.publish(batch).await;
+                    ctx.watermark(newest.minus(lateness)).await;
+                    let _ = position;
+                    continue;
+                }
+                Ok((position, _)) => after = after.or(position),
+                Err(e) => {
+                    tracing::debug!(dsm = %ctx.dsm.id, error = %e, "waiting for the table to exist")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = ctx.cancel.cancelled() => return Ok(()),
+            }
+        }
+    })
+}

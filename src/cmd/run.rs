@@ -1,0 +1,276 @@
+//! `dda run PATH... [--for DURATION] [--speed N]`: every analytics manifest of a bundle, in
+//! one process, on embedded defaults.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use engine::connector::Speed;
+use engine::{DataSource, Engine, EngineConfig, InstanceStatus, Plan, State};
+use manifests::{Protocol, Severity};
+
+use crate::Color;
+
+/// Options of `dda run`.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Files or directories of the bundle.
+    pub paths: Vec<PathBuf>,
+    /// Wall-clock duration; `None` runs until the inputs end or Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Simulated time per wall-clock time.
+    pub speed: Speed,
+    /// Colour of diagnostics.
+    pub color: Color,
+    /// Progress lines on a terminal.
+    pub progress: bool,
+}
+
+/// Validates the bundle (exit 1 with the diagnostics if invalid), runs it, prints a summary.
+///
+/// # Errors
+///
+/// Unreadable paths, or an engine that cannot start (exit status 2).
+pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
+    let catalogue = engine::processor::Catalogue;
+    let (bundle, model) = manifests::load_and_validate(
+        &options.paths,
+        &manifests::Options {
+            catalogue: Some(&catalogue),
+        },
+    )?;
+    if bundle.has_errors() {
+        crate::cmd::validate::print_human(&bundle, options.color)?;
+        eprintln!("error: the bundle is invalid; nothing was run");
+        return Ok(ExitCode::from(1));
+    }
+    for d in bundle
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+    {
+        eprintln!("{d}");
+    }
+    if model.analytics_manifests.is_empty() {
+        bail!("the bundle holds no analytics manifest: nothing to run");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_model(&model, &options))
+}
+
+async fn run_model(model: &manifests::Model, options: &RunOptions) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new(EngineConfig {
+        speed: options.speed,
+        ..EngineConfig::default()
+    })
+    .await?;
+    let mut sinks: Vec<DataSource> = Vec::new();
+    for id in model.data_source_manifests.keys() {
+        let source = DataSource::from_model(model, id)
+            .with_context(|| format!("data source {id} does not resolve"))?;
+        sinks.push(source.clone());
+        engine.register(source)?;
+    }
+    let mut ids = Vec::new();
+    for am in model.analytics_manifests.values() {
+        engine.create(Plan::new(am, model)?)?;
+        ids.push(am.id.clone());
+    }
+    let started = Instant::now();
+    engine.start_all(&ids).await?;
+    let speed = match options.speed {
+        Speed::Max => "max speed".to_owned(),
+        Speed::Factor(f) => format!("{f}× real time"),
+    };
+    eprintln!(
+        "running {} analytics instance(s) at {speed}{}; Ctrl-C stops and drains",
+        ids.len(),
+        options
+            .duration
+            .map(|d| format!(" for {}", fmt_duration(d)))
+            .unwrap_or_default()
+    );
+    let live = options.progress && std::io::stderr().is_terminal();
+    let mut drawn = 0;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let reason = loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break "interrupted",
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let statuses = statuses(&engine, &ids).await;
+        if live {
+            drawn = draw(&statuses, drawn);
+        }
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            break "time is up";
+        }
+        if engine.sources_exhausted() {
+            break "inputs exhausted";
+        }
+        if statuses.iter().all(|s| s.state == State::Failed) {
+            break "every instance failed";
+        }
+    };
+    eprintln!("{reason}: stopping and draining");
+    engine.shutdown().await;
+    let statuses = statuses(&engine, &ids).await;
+    if live {
+        draw(&statuses, drawn);
+    }
+    summary(&engine, &statuses, &sinks, started.elapsed());
+    Ok(if statuses.iter().any(|s| s.failure.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn statuses(engine: &Engine, ids: &[String]) -> Vec<InstanceStatus> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Ok(s) = engine.status(id).await {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn line(s: &InstanceStatus) -> String {
+    let received = s.processors.iter().map(|p| p.received).max().unwrap_or(0);
+    let emitted: u64 = s.processors.iter().map(|p| p.emitted).sum();
+    let mut text = format!(
+        "{:<28} {:<8} in {:>10}  out {:>8}  dead letters {:>5}",
+        s.id,
+        s.state.as_str(),
+        group(received),
+        group(emitted),
+        group(s.rejected())
+    );
+    if !s.waiting_for.is_empty() {
+        text.push_str(&format!("  waiting for {}", s.waiting_for.join(", ")));
+    }
+    if let Some(f) = &s.failure {
+        text.push_str(&format!("  failed at {}: {}", f.at, f.reason));
+    }
+    text
+}
+
+/// Redraws the progress block in place; returns how many lines it drew.
+fn draw(statuses: &[InstanceStatus], previous: usize) -> usize {
+    let mut err = std::io::stderr().lock();
+    if previous > 0 {
+        let _ = write!(err, "\x1b[{previous}A");
+    }
+    for s in statuses {
+        let _ = writeln!(err, "\x1b[2K{}", line(s));
+    }
+    statuses.len()
+}
+
+fn summary(
+    engine: &Engine,
+    statuses: &[InstanceStatus],
+    sources: &[DataSource],
+    elapsed: Duration,
+) {
+    println!(
+        "ran {} analytics instance(s) for {}:",
+        statuses.len(),
+        fmt_duration(elapsed)
+    );
+    for s in statuses {
+        println!("  {}", line(s));
+    }
+    let inputs: Vec<String> = engine
+        .read()
+        .into_iter()
+        .map(|(dsm, n)| format!("{dsm} ({})", group(n)))
+        .collect();
+    if !inputs.is_empty() {
+        println!("inputs read: {}", inputs.join(", "));
+    }
+    let written = engine.written();
+    let mut results = Vec::new();
+    for (dsm, count) in written {
+        let Some(source) = sources.iter().find(|s| s.id == dsm) else {
+            continue;
+        };
+        let place = match source.protocol {
+            Protocol::Sqlite => format!(
+                "{} (SQLite), table {}",
+                source
+                    .parameters
+                    .get_str("path")
+                    .unwrap_or_else(|| "dda-output/dda.sqlite".into()),
+                source
+                    .parameters
+                    .get_str("table")
+                    .unwrap_or_else(|| "observations".into())
+            ),
+            Protocol::File => format!(
+                "{} (JSON lines)",
+                source
+                    .parameters
+                    .get_str("path")
+                    .unwrap_or_else(|| format!("dda-output/{dsm}.jsonl"))
+            ),
+            ref other => format!("{other}"),
+        };
+        results.push(format!("  {dsm}: {} observations → {place}", group(count)));
+    }
+    if results.is_empty() {
+        println!("no results were stored");
+    } else {
+        println!("results:");
+        for r in results {
+            println!("{r}");
+        }
+    }
+    let dead = engine.dead_letters().count();
+    println!(
+        "dead letters: {}{}",
+        group(dead),
+        if dead > 0 {
+            " (dda-output/dead-letters.jsonl)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// 1234567 → "1,234,567".
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn fmt_duration(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group;
+
+    #[test]
+    fn numbers_are_grouped_in_thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(1_234_567), "1,234,567");
+    }
+}

@@ -355,10 +355,10 @@ impl Engine {
                     Ok(()) => {}
                     Err(e) => {
                         tracing::error!(dsm = %dsm, error = %e, "source failed");
+                        // From another task: failing the readers may wait for this one.
                         if let Some(engine) = inner.this.upgrade() {
-                            Engine { inner: engine }
-                                .fail_readers(dsm, &e.to_string())
-                                .await;
+                            let engine = Engine { inner: engine };
+                            inner.tracker.spawn(async move { engine.fail_readers(dsm, &e.to_string()).await });
                         }
                     }
                 }
@@ -402,10 +402,11 @@ impl Engine {
         let handle = self.inner.tracker.spawn(async move {
             if let Err(e) = sink(ctx).await {
                 tracing::error!(dsm = %dsm, error = %e, "sink failed");
+                // Failing the writers releases this sink and waits for this very task: do it
+                // from another task, once this one has ended.
                 if let Some(engine) = inner.this.upgrade() {
-                    Engine { inner: engine }
-                        .fail_writers(dsm, &e.to_string())
-                        .await;
+                    let engine = Engine { inner: engine };
+                    inner.tracker.spawn(async move { engine.fail_writers(dsm, &e.to_string()).await });
                 }
             }
         });

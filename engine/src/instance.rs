@@ -260,7 +260,7 @@ impl ProcessorTask {
             self.handle(e, &mut emitted, &mut rejected).await?;
         }
         let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
-        self.processor.flush(&mut out)?;
+        guarded(|| self.processor.flush(&mut out))?;
         self.outlet().publish(&mut emitted, &mut rejected).await;
         self.publisher.leave().await;
         Ok(())
@@ -277,7 +277,7 @@ impl ProcessorTask {
                 ProcessorMetrics::add(&self.metrics.received, batch.len());
                 let started = Instant::now();
                 let mut out = Output::new(emitted, rejected, self.sink);
-                self.processor.process(batch, &mut out)?;
+                guarded(|| self.processor.process(batch, &mut out))?;
                 self.metrics.busy_ns.fetch_add(
                     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
@@ -288,7 +288,7 @@ impl ProcessorTask {
             message => {
                 if let Some(w) = self.tracker.update(e.topic, e.publisher, message) {
                     let mut out = Output::new(emitted, rejected, self.sink);
-                    self.processor.on_watermark(w, &mut out)?;
+                    guarded(|| self.processor.on_watermark(w, &mut out))?;
                     self.outlet().publish(emitted, rejected).await;
                     self.metrics
                         .watermark
@@ -308,6 +308,19 @@ impl ProcessorTask {
             place: &self.place,
         }
     }
+}
+
+/// Runs processor code, turning a panic into a failure of its instance (the engine and
+/// the other instances go on).
+fn guarded(f: impl FnOnce() -> Result<(), ProcessorError>) -> Result<(), ProcessorError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(ProcessorError::Failed(format!("the processor panicked: {message}")))
+    })
 }
 
 /// The parts of a processor task that publish (all shareable across threads, unlike the

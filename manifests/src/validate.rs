@@ -512,9 +512,10 @@ fn check_dsm(
     let owner = di.map_or_else(String::new, |di| {
         format!("data interface `{}`", di.name.as_deref().unwrap_or(&di.id))
     });
-    // Without a resolvable interface the values cannot be checked; the dangling reference
-    // has been reported already.
-    let defs = di.map(|di| di.parameters.parameter.as_slice());
+    // Without a resolvable interface, or one that declares no parameters (as the paper's
+    // tables often do), the values cannot be checked; a dangling reference has been
+    // reported already, and the connector checks its configuration when it starts.
+    let defs = di.map(|di| di.parameters.parameter.as_slice()).filter(|d| !d.is_empty());
     let values = &dsm.data_source_definition_interface_parameters.parameter;
     let resolution = parameters::resolve(defs, values, &owner);
     c.parameter_issues(

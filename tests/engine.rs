@@ -2,7 +2,10 @@
 //! lifecycle transitions, pause/resume without loss, backpressure, failure isolation, and
 //! dead letters.
 
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on the first surprise")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first surprise"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +13,9 @@ use std::time::Duration;
 
 use engine::bus::Message;
 use engine::connector::Speed;
-use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration};
+use engine::processor::{
+    Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration,
+};
 use engine::{DataSource, Engine, EngineConfig, EngineError, Observation, Plan, State, Sym};
 use manifests::bundle::{Bundle, Syntax};
 use manifests::model::Category;
@@ -20,7 +25,11 @@ use serde_json::{Value as Json, json};
 struct Unlucky;
 
 impl Processor for Unlucky {
-    fn process(&mut self, input: &[Observation], out: &mut Output<'_>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        input: &[Observation],
+        out: &mut Output<'_>,
+    ) -> Result<(), ProcessorError> {
         for o in input {
             assert!(o.value.as_f64() != Some(13.0), "13 is unlucky");
             out.emit(o.clone());
@@ -71,7 +80,12 @@ fn model(dsms: Json, ams: Json, extra_apds: Json) -> manifests::Model {
     let mut b = Bundle::default();
     b.add_document("test.json".into(), bundle.to_string(), Syntax::Json, None);
     let catalogue = engine::processor::Catalogue;
-    let m = manifests::validate::validate(&mut b, &manifests::Options { catalogue: Some(&catalogue) });
+    let m = manifests::validate::validate(
+        &mut b,
+        &manifests::Options {
+            catalogue: Some(&catalogue),
+        },
+    );
     assert!(!b.has_errors(), "{:#?}", b.diagnostics);
     m
 }
@@ -93,7 +107,11 @@ fn bus(id: &str) -> Json {
 fn am(id: &str, apd: &str, source: &str, sink: &str, params: Json) -> Json {
     let parameter: Vec<Json> = params
         .as_object()
-        .map(|o| o.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect()
+        })
         .unwrap_or_default();
     json!({"id": id, "analyticsProcessors": {"apm": [{
         "id": format!("{id}-p"),
@@ -109,10 +127,10 @@ async fn engine(speed: Speed, dir: &tempfile::TempDir) -> Engine {
         speed,
         ..EngineConfig::default()
     };
-    config
-        .dead_letters
-        .parameters
-        .insert("path", json!(dir.path().join("dead-letters.jsonl").to_str().unwrap()));
+    config.dead_letters.parameters.insert(
+        "path",
+        json!(dir.path().join("dead-letters.jsonl").to_str().unwrap()),
+    );
     Engine::new(config).await.unwrap()
 }
 
@@ -140,13 +158,20 @@ fn collect(engine: &Engine, dsm: &str) -> (Arc<AtomicU64>, tokio::task::JoinHand
 }
 
 fn register_all(engine: &Engine, model: &manifests::Model, except: &[&str]) {
-    for id in model.data_source_manifests.keys().filter(|id| !except.contains(&id.as_str())) {
-        engine.register(DataSource::from_model(model, id).unwrap()).unwrap();
+    for id in model
+        .data_source_manifests
+        .keys()
+        .filter(|id| !except.contains(&id.as_str()))
+    {
+        engine
+            .register(DataSource::from_model(model, id).unwrap())
+            .unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_registered_later_feeds_a_running_instance_and_deregistering_it_only_makes_it_wait() {
+async fn a_source_registered_later_feeds_a_running_instance_and_deregistering_it_only_makes_it_wait()
+ {
     let dir = tempfile::tempdir().unwrap();
     let model = model(
         json!([sim("sensor", json!({"interval": "PT0.001S"})), bus("out")]),
@@ -155,33 +180,51 @@ async fn a_source_registered_later_feeds_a_running_instance_and_deregistering_it
     );
     let engine = engine(Speed::Factor(1.0), &dir).await;
     register_all(&engine, &model, &["sensor"]);
-    engine.create(Plan::new(&model.analytics_manifests["am"], &model).unwrap()).unwrap();
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
     let (count, _handle) = collect(&engine, "out");
     engine.start("am").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = engine.status("am").await.unwrap();
     assert_eq!(status.state, State::Running);
     assert_eq!(status.waiting_for, ["sensor"]);
-    assert_eq!(count.load(Ordering::SeqCst), 0, "nothing flows before the source registers");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "nothing flows before the source registers"
+    );
 
-    engine.register(DataSource::from_model(&model, "sensor").unwrap()).unwrap();
+    engine
+        .register(DataSource::from_model(&model, "sensor").unwrap())
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let flowing = count.load(Ordering::SeqCst);
-    assert!(flowing > 100, "data flows into the running instance: {flowing}");
+    assert!(
+        flowing > 100,
+        "data flows into the running instance: {flowing}"
+    );
     assert!(engine.status("am").await.unwrap().waiting_for.is_empty());
 
     engine.deregister("sensor").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = count.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(count.load(Ordering::SeqCst), after, "no data once the source is gone");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        after,
+        "no data once the source is gone"
+    );
     let status = engine.status("am").await.unwrap();
     assert_eq!(status.state, State::Running, "the instance keeps running");
     assert_eq!(status.waiting_for, ["sensor"], "and says what it waits for");
     assert!(status.failure.is_none());
 
     // A DSM a running instance writes cannot be pulled from under it.
-    assert!(matches!(engine.deregister("out").await, Err(EngineError::InUse { .. })));
+    assert!(matches!(
+        engine.deregister("out").await,
+        Err(EngineError::InUse { .. })
+    ));
     engine.shutdown().await;
 }
 
@@ -192,13 +235,18 @@ async fn pausing_and_resuming_under_load_loses_and_duplicates_nothing() {
     // A counter from 0 by 1: reading k has value k.
     let series = json!([{"name": "x", "model": "counter", "start": 0, "step": 1}]);
     let model = model(
-        json!([sim("sensor", json!({"readings": N, "series": series})), bus("out")]),
+        json!([
+            sim("sensor", json!({"readings": N, "series": series})),
+            bus("out")
+        ]),
         json!([am("am", "apd-echo", "sensor", "out", json!(null))]),
         json!([]),
     );
     let engine = engine(Speed::Max, &dir).await;
     register_all(&engine, &model, &[]);
-    engine.create(Plan::new(&model.analytics_manifests["am"], &model).unwrap()).unwrap();
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
     let (count, handle) = collect(&engine, "out");
     engine.start("am").await.unwrap();
     let mut pauses = 0;
@@ -208,7 +256,10 @@ async fn pausing_and_resuming_under_load_loses_and_duplicates_nothing() {
         assert_eq!(engine.status("am").await.unwrap().state, State::Paused);
         let held = count.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(count.load(Ordering::SeqCst) - held <= 16 * 1024, "a paused instance holds its input");
+        assert!(
+            count.load(Ordering::SeqCst) - held <= 16 * 1024,
+            "a paused instance holds its input"
+        );
         engine.resume("am").await.unwrap();
         pauses += 1;
     }
@@ -219,7 +270,10 @@ async fn pausing_and_resuming_under_load_loses_and_duplicates_nothing() {
     engine.stop("am").await.unwrap();
     let values = handle.await.unwrap();
     assert_eq!(values.len() as u64, N, "count in = count out");
-    assert!(values.iter().enumerate().all(|(i, v)| *v == i as f64), "every reading once, in order");
+    assert!(
+        values.iter().enumerate().all(|(i, v)| *v == i as f64),
+        "every reading once, in order"
+    );
     engine.shutdown().await;
 }
 
@@ -233,7 +287,9 @@ async fn memory_stays_bounded_when_the_sink_is_slower_than_the_source() {
     );
     let engine = engine(Speed::Max, &dir).await;
     register_all(&engine, &model, &[]);
-    engine.create(Plan::new(&model.analytics_manifests["am"], &model).unwrap()).unwrap();
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
     // A throttled sink: at most one batch every 5 ms.
     let (subscriber, mut rx) = engine.tap("out");
     let consumed = Arc::new(AtomicU64::new(0));
@@ -253,13 +309,27 @@ async fn memory_stays_bounded_when_the_sink_is_slower_than_the_source() {
     let mut max_in_flight = 0;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let read = engine.read().iter().find(|(d, _)| *d == Sym::new("sensor")).map_or(0, |(_, n)| *n);
+        let read = engine
+            .read()
+            .iter()
+            .find(|(d, _)| *d == Sym::new("sensor"))
+            .map_or(0, |(_, n)| *n);
         let in_flight = read.saturating_sub(consumed.load(Ordering::SeqCst));
         max_in_flight = max_in_flight.max(in_flight);
-        assert!(in_flight <= bound, "in flight {in_flight} > {bound}: the source was not held back");
+        assert!(
+            in_flight <= bound,
+            "in flight {in_flight} > {bound}: the source was not held back"
+        );
     }
-    let read = engine.read().iter().find(|(d, _)| *d == Sym::new("sensor")).map_or(0, |(_, n)| *n);
-    assert!(read < 1_000_000, "an unthrottled source would have produced millions, not {read}");
+    let read = engine
+        .read()
+        .iter()
+        .find(|(d, _)| *d == Sym::new("sensor"))
+        .map_or(0, |(_, n)| *n);
+    assert!(
+        read < 1_000_000,
+        "an unthrottled source would have produced millions, not {read}"
+    );
     assert!(max_in_flight > 0);
     engine.shutdown().await;
     sink.abort();
@@ -284,24 +354,39 @@ async fn a_failing_processor_fails_its_instance_only() {
     let engine = engine(Speed::Factor(1.0), &dir).await;
     register_all(&engine, &model, &[]);
     for id in ["unlucky", "fine"] {
-        engine.create(Plan::new(&model.analytics_manifests[id], &model).unwrap()).unwrap();
+        engine
+            .create(Plan::new(&model.analytics_manifests[id], &model).unwrap())
+            .unwrap();
     }
     let (count, _h) = collect(&engine, "b");
-    engine.start_all(&["unlucky".into(), "fine".into()]).await.unwrap();
+    engine
+        .start_all(&["unlucky".into(), "fine".into()])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let failed = engine.status("unlucky").await.unwrap();
     assert_eq!(failed.state, State::Failed);
     let failure = failed.failure.unwrap();
     assert_eq!(failure.at, "unlucky-p", "the failing processor is named");
-    assert!(failure.reason.contains("13 is unlucky"), "{}", failure.reason);
+    assert!(
+        failure.reason.contains("13 is unlucky"),
+        "{}",
+        failure.reason
+    );
     let fine = engine.status("fine").await.unwrap();
     assert_eq!(fine.state, State::Running, "the other instance goes on");
     let before = count.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(count.load(Ordering::SeqCst) > before, "and its data still flows");
+    assert!(
+        count.load(Ordering::SeqCst) > before,
+        "and its data still flows"
+    );
     // A failed instance can be stopped (or started again).
     engine.stop("unlucky").await.unwrap();
-    assert_eq!(engine.status("unlucky").await.unwrap().state, State::Stopped);
+    assert_eq!(
+        engine.status("unlucky").await.unwrap().state,
+        State::Stopped
+    );
     engine.shutdown().await;
 }
 
@@ -319,7 +404,9 @@ async fn a_sink_that_cannot_write_fails_the_instances_writing_it() {
     );
     let engine = engine(Speed::Factor(1.0), &dir).await;
     register_all(&engine, &model, &[]);
-    engine.create(Plan::new(&model.analytics_manifests["store"], &model).unwrap()).unwrap();
+    engine
+        .create(Plan::new(&model.analytics_manifests["store"], &model).unwrap())
+        .unwrap();
     engine.start("store").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = engine.status("store").await.unwrap();
@@ -340,9 +427,13 @@ async fn illegal_transitions_are_errors_and_change_nothing() {
     );
     let engine = engine(Speed::Factor(1.0), &dir).await;
     register_all(&engine, &model, &[]);
-    engine.create(Plan::new(&model.analytics_manifests["am"], &model).unwrap()).unwrap();
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
     let illegal = |r: Result<(), EngineError>, verb: &str, state: State| match r {
-        Err(EngineError::IllegalTransition { verb: v, state: s, .. }) => assert_eq!((v, s), (verb, state)),
+        Err(EngineError::IllegalTransition {
+            verb: v, state: s, ..
+        }) => assert_eq!((v, s), (verb, state)),
         other => panic!("expected an illegal {verb} from {state}, got {other:?}"),
     };
     illegal(engine.stop("am").await, "stop", State::Stopped);
@@ -358,8 +449,14 @@ async fn illegal_transitions_are_errors_and_change_nothing() {
     assert_eq!(engine.status("am").await.unwrap().state, State::Paused);
     engine.stop("am").await.unwrap();
     engine.remove("am").await.unwrap();
-    assert!(matches!(engine.status("am").await, Err(EngineError::NotFound(_))));
-    assert!(matches!(engine.start("nope").await, Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        engine.status("am").await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(matches!(
+        engine.start("nope").await,
+        Err(EngineError::NotFound(_))
+    ));
     engine.shutdown().await;
 }
 
@@ -367,13 +464,24 @@ async fn illegal_transitions_are_errors_and_change_nothing() {
 async fn what_cannot_be_processed_goes_to_the_dead_letters_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let model = model(
-        json!([sim("sensor", json!({"interval": "PT0.001S", "readings": 20})), bus("out")]),
-        json!([am("am", "apd-map", "sensor", "out", json!({"expression": "value + missing"}))]),
+        json!([
+            sim("sensor", json!({"interval": "PT0.001S", "readings": 20})),
+            bus("out")
+        ]),
+        json!([am(
+            "am",
+            "apd-map",
+            "sensor",
+            "out",
+            json!({"expression": "value + missing"})
+        )]),
         json!([]),
     );
     let engine = engine(Speed::Max, &dir).await;
     register_all(&engine, &model, &[]);
-    engine.create(Plan::new(&model.analytics_manifests["am"], &model).unwrap()).unwrap();
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
     engine.start("am").await.unwrap();
     while !engine.sources_exhausted() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -381,11 +489,26 @@ async fn what_cannot_be_processed_goes_to_the_dead_letters_with_the_reason() {
     engine.shutdown().await;
     assert_eq!(engine.dead_letters().count(), 20);
     let letters = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
-    let lines: Vec<Json> = letters.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Json> = letters
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 20);
     let letter = &lines[0]["observation"][0];
     assert_eq!(letter["name"], "dead-letter");
-    assert!(letter["value"]["reason"].as_str().unwrap().starts_with("map: "), "{letter}");
-    assert_eq!(letter["value"]["at"], json!({"instance": "am", "processor": "am-p"}));
-    assert_eq!(letter["value"]["payload"]["dataSourceManifestReferenceID"], "sensor");
+    assert!(
+        letter["value"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("map: "),
+        "{letter}"
+    );
+    assert_eq!(
+        letter["value"]["at"],
+        json!({"instance": "am", "processor": "am-p"})
+    );
+    assert_eq!(
+        letter["value"]["payload"]["dataSourceManifestReferenceID"],
+        "sensor"
+    );
 }

@@ -358,7 +358,9 @@ impl Engine {
                         // From another task: failing the readers may wait for this one.
                         if let Some(engine) = inner.this.upgrade() {
                             let engine = Engine { inner: engine };
-                            inner.tracker.spawn(async move { engine.fail_readers(dsm, &e.to_string()).await });
+                            inner.tracker.spawn(async move {
+                                engine.fail_readers(dsm, &e.to_string()).await
+                            });
                         }
                     }
                 }
@@ -406,7 +408,9 @@ impl Engine {
                 // from another task, once this one has ended.
                 if let Some(engine) = inner.this.upgrade() {
                     let engine = Engine { inner: engine };
-                    inner.tracker.spawn(async move { engine.fail_writers(dsm, &e.to_string()).await });
+                    inner
+                        .tracker
+                        .spawn(async move { engine.fail_writers(dsm, &e.to_string()).await });
                 }
             }
         });

@@ -319,7 +319,9 @@ fn guarded(f: impl FnOnce() -> Result<(), ProcessorError>) -> Result<(), Process
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".to_owned());
-        Err(ProcessorError::Failed(format!("the processor panicked: {message}")))
+        Err(ProcessorError::Failed(format!(
+            "the processor panicked: {message}"
+        )))
     })
 }
 

@@ -485,7 +485,7 @@ pub fn coerce(data_type: &DataType, value: &Json) -> Result<Json, &'static str> 
 ///
 /// # Errors
 ///
-/// Text that is not a duration, a negative or zero duration, or one with months or years.
+/// Text that is not a duration, a negative one, or one with months or years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let span: jiff::Span = text
         .trim()
@@ -496,11 +496,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| {
             format!("{text:?}: months and years have no fixed length; use days or hours")
         })?;
-    let d = Duration::try_from(signed).map_err(|_| format!("{text:?} is negative"))?;
-    if d.is_zero() {
-        return Err(format!("{text:?} is zero"));
-    }
-    Ok(d)
+    Duration::try_from(signed).map_err(|_| format!("{text:?} is negative"))
 }
 
 #[cfg(test)]
@@ -531,7 +527,8 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("P1D").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
-        for bad in ["", "abc", "P1M", "-1h", "0s", "1x"] {
+        assert_eq!(parse_duration("PT0S").unwrap(), Duration::ZERO);
+        for bad in ["", "abc", "P1M", "-1h", "1x"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -515,7 +515,9 @@ fn check_dsm(
     // Without a resolvable interface, or one that declares no parameters (as the paper's
     // tables often do), the values cannot be checked; a dangling reference has been
     // reported already, and the connector checks its configuration when it starts.
-    let defs = di.map(|di| di.parameters.parameter.as_slice()).filter(|d| !d.is_empty());
+    let defs = di
+        .map(|di| di.parameters.parameter.as_slice())
+        .filter(|d| !d.is_empty());
     let values = &dsm.data_source_definition_interface_parameters.parameter;
     let resolution = parameters::resolve(defs, values, &owner);
     c.parameter_issues(

@@ -65,6 +65,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Run synthetic pipelines in-process and print throughput and latency.
+    Bench {
+        /// Cases to run: null, null-rate, sqlite (default: all).
+        cases: Vec<String>,
+        /// Readings of each maximum-rate case.
+        #[arg(long, default_value_t = 10_000_000)]
+        observations: u64,
+        /// Readings per second of the null-rate case.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// How long the null-rate case runs.
+        #[arg(long = "for", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Worker threads; 1 runs everything on one core (SQLite writes excepted).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the SQLite case writes its database.
+        #[arg(long, default_value = "dda-output")]
+        out_dir: PathBuf,
+    },
     /// List the processor catalogue with each type's parameters.
     Processors {
         /// Output format.
@@ -155,6 +178,15 @@ fn main() -> ExitCode {
             progress: !quiet,
         }),
         Command::Processors { format } => cmd::processors::run(format),
+        Command::Bench { cases, observations, rate, duration, threads, json, out_dir } => cmd::bench::run(cmd::bench::BenchOptions {
+            cases,
+            observations,
+            rate,
+            duration,
+            threads,
+            json,
+            out_dir,
+        }),
         Command::Validate {
             paths,
             format,

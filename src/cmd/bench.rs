@@ -1,0 +1,273 @@
+//! `dda bench`: synthetic pipelines run in-process through the real engine, reporting
+//! throughput and end-to-end latency.
+//!
+//! Each case is an analytics manifest like a user's: a simulator source, a `filter`
+//! (keeping everything, so the average sees every reading), a tumbling `average`, and a
+//! sink — a bus topic read by the benchmark itself (the "null sink"), or an SQLite table.
+//! Throughput counts readings from the start until the last result reached the sink.
+//! Latency is measured for every result: from the moment the newest reading it was
+//! computed from entered the engine to the moment it reached the sink.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use engine::bus::Message;
+use engine::connector::Speed;
+use engine::observation::ingest_clock;
+use engine::{DataSource, Engine, EngineConfig, Plan};
+use manifests::bundle::{Bundle, Syntax};
+use serde_json::{Value as Json, json};
+
+/// Options of `dda bench`.
+#[derive(Debug)]
+pub struct BenchOptions {
+    /// Cases to run (all when empty).
+    pub cases: Vec<String>,
+    /// Readings per maximum-rate case.
+    pub observations: u64,
+    /// Readings per second of the rate-limited case.
+    pub rate: u64,
+    /// Wall-clock length of the rate-limited case.
+    pub duration: Duration,
+    /// Worker threads (1: everything on one core, apart from SQLite writes).
+    pub threads: usize,
+    /// Print JSON instead of a table.
+    pub json: bool,
+    /// Where the SQLite case writes.
+    pub out_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Sink {
+    Null,
+    Sqlite,
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    name: &'static str,
+    sink: Sink,
+    rate: Option<u64>,
+}
+
+const CASES: &[(&str, &str)] = &[
+    ("null", "filter → tumbling average → null sink, at maximum rate"),
+    ("null-rate", "filter → tumbling average → null sink, at a fixed rate (--rate)"),
+    ("sqlite", "filter → tumbling average → SQLite store, at maximum rate"),
+];
+
+/// A result line.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    case: &'static str,
+    description: &'static str,
+    observations: u64,
+    seconds: f64,
+    observations_per_second: f64,
+    results: usize,
+    p50_latency_ms: f64,
+    p99_latency_ms: f64,
+    max_latency_ms: f64,
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+///
+/// An unknown case, or an engine that cannot start.
+pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
+    let selected: Vec<Case> = CASES
+        .iter()
+        .filter(|(name, _)| options.cases.is_empty() || options.cases.iter().any(|c| c == name))
+        .map(|(name, _)| Case {
+            name,
+            sink: if *name == "sqlite" { Sink::Sqlite } else { Sink::Null },
+            rate: (*name == "null-rate").then_some(options.rate),
+        })
+        .collect();
+    if let Some(unknown) = options.cases.iter().find(|c| !CASES.iter().any(|(n, _)| n == *c)) {
+        bail!("unknown case `{unknown}`; cases: {}", CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+    }
+    let mut builder = if options.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(options.threads);
+        b
+    };
+    let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
+    let mut reports = Vec::new();
+    for case in selected {
+        if !options.json {
+            eprintln!("running {} ...", case.name);
+        }
+        reports.push(runtime.block_on(run_case(&case, &options))?);
+    }
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        println!(
+            "{:<10} {:>12} {:>9} {:>14} {:>8} {:>12} {:>12}",
+            "case", "observations", "seconds", "obs/s", "results", "p50 latency", "p99 latency"
+        );
+        for r in &reports {
+            println!(
+                "{:<10} {:>12} {:>9.2} {:>14.0} {:>8} {:>9.3} ms {:>9.3} ms",
+                r.case, r.observations, r.seconds, r.observations_per_second, r.results, r.p50_latency_ms, r.p99_latency_ms
+            );
+        }
+        println!("({} worker thread{}; cases: {})", options.threads, if options.threads == 1 { "" } else { "s" }, CASES.iter().map(|(n, d)| format!("{n} = {d}")).collect::<Vec<_>>().join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Model> {
+    let (sensor_params, window) = match case.rate {
+        // Readings every 1/rate s of real time; 10 ms windows give a hundred results a second.
+        Some(rate) => (
+            json!([
+                {"key": "interval", "value": format!("PT{:.9}S", 1.0 / rate.max(1) as f64)},
+                {"key": "speed", "value": "1"},
+            ]),
+            "PT0.01S",
+        ),
+        // A reading every millisecond of simulated time, as fast as the pipeline takes them.
+        None => (
+            json!([
+                {"key": "interval", "value": "PT0.001S"},
+                {"key": "readings", "value": options.observations},
+                {"key": "start", "value": "2018-05-24T00:00:00Z"},
+            ]),
+            "PT1S",
+        ),
+    };
+    let sink = match case.sink {
+        Sink::Null => json!({"id": "results", "dataSourceDefinitionReferenceID": "dsd-bus"}),
+        Sink::Sqlite => json!({"id": "results", "dataSourceDefinitionReferenceID": "dsd-sqlite",
+            "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                {"key": "path", "value": options.out_dir.join("bench.sqlite").to_string_lossy()},
+                {"key": "table", "value": "averages"}]}}),
+    };
+    let apm = |id: &str, apd: &str, from: &str, to: &str, params: Json| {
+        json!({"id": id, "analyticsProcessorDefinitionReferenceID": apd, "parameters": {"parameter": params},
+               "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
+               "dataSink": {"dataSourceManifestReferenceID": to}})
+    };
+    let mut apms = vec![
+        apm("filter", "apd-filter", "sensor", "filtered", json!([{"key": "operator", "value": "GE"}, {"key": "threshold", "value": -1e18}])),
+        apm("average", "apd-average", "filtered", "averages", json!([{"key": "window", "value": window}])),
+    ];
+    match case.sink {
+        Sink::Null => apms[1]["dataSink"]["dataSourceManifestReferenceID"] = json!("results"),
+        Sink::Sqlite => apms.push(apm("store", "apd-store", "averages", "results", json!([]))),
+    }
+    let doc = json!({
+        "kind": "Bundle",
+        "dataInterfaces": {"dataInterface": [
+            {"id": "di-sim", "communicationProtocol": "Simulator"},
+            {"id": "di-bus", "communicationProtocol": "Bus"},
+            {"id": "di-sqlite", "communicationProtocol": "SQLite"}]},
+        "dataKinds": {"dataKind": [{"id": "dk", "name": "value"}]},
+        "dataSourceDefinitions": {"dataSourceDefinition": [
+            {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
+            {"id": "dsd-bus", "dataInterfaceReferenceID": "di-bus", "dataKindReferenceID": "dk"},
+            {"id": "dsd-sqlite", "dataInterfaceReferenceID": "di-sqlite", "dataKindReferenceID": "dk"}]},
+        "dataSourceManifests": {"dataSourceManifest": [
+            {"id": "sensor", "dataSourceDefinitionReferenceID": "dsd-sim",
+             "dataSourceDefinitionInterfaceParameters": {"parameter": sensor_params}},
+            {"id": "filtered", "dataSourceDefinitionReferenceID": "dsd-bus"},
+            {"id": "averages", "dataSourceDefinitionReferenceID": "dsd-bus"},
+            sink]},
+        "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+            {"id": "apd-filter", "processorType": "filter"},
+            {"id": "apd-average", "processorType": "average"},
+            {"id": "apd-store", "processorType": "store"}]},
+        "analyticsManifests": {"analyticsManifest": [{"id": "bench", "analyticsProcessors": {"apm": apms}}]},
+    });
+    let mut b = Bundle::default();
+    b.add_document(PathBuf::from("bench.json"), doc.to_string(), Syntax::Json, None);
+    let catalogue = engine::processor::Catalogue;
+    let model = manifests::validate::validate(&mut b, &manifests::Options { catalogue: Some(&catalogue) });
+    if let Some(d) = b.diagnostics.iter().find(|d| d.is_error()) {
+        bail!("the benchmark bundle is invalid: {d}");
+    }
+    Ok(model)
+}
+
+async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report> {
+    let model = bundle(case, options)?;
+    let mut config = EngineConfig {
+        speed: Speed::Max,
+        ..EngineConfig::default()
+    };
+    config
+        .dead_letters
+        .parameters
+        .insert("path", Json::String(options.out_dir.join("bench-dead-letters.jsonl").to_string_lossy().into_owned()));
+    let engine = Engine::new(config).await?;
+    for id in model.data_source_manifests.keys() {
+        engine.register(DataSource::from_model(&model, id).context("bench DSM")?)?;
+    }
+    engine.create(Plan::new(&model.analytics_manifests["bench"], &model)?)?;
+    // The measuring sink: the topic averages are written to (the SQLite case's input to its
+    // store, so the store's sink is exercised too).
+    let measured = match case.sink {
+        Sink::Null => "results",
+        Sink::Sqlite => "averages",
+    };
+    let (subscriber, mut rx) = engine.tap(measured);
+    let collector = tokio::spawn(async move {
+        let _keep = subscriber;
+        let mut latencies: Vec<u64> = Vec::new();
+        let mut last = Instant::now();
+        while let Some(e) = rx.recv().await {
+            match e.message {
+                Message::Data(batch) => {
+                    let now = ingest_clock();
+                    latencies.extend(batch.iter().map(|o| now.saturating_sub(o.ingested)));
+                    last = Instant::now();
+                }
+                Message::Leave => break,
+                _ => {}
+            }
+        }
+        (latencies, last)
+    });
+    let started = Instant::now();
+    engine.start("bench").await?;
+    match case.rate {
+        Some(_) => tokio::time::sleep(options.duration).await,
+        None => {
+            while !engine.sources_exhausted() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    engine.stop("bench").await?;
+    let (mut latencies, last) = collector.await?;
+    let elapsed = match case.rate {
+        Some(_) => options.duration,
+        None => last.duration_since(started),
+    };
+    let observations = engine.read().iter().map(|(_, n)| *n).sum::<u64>();
+    engine.shutdown().await;
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |ns| *ns as f64 / 1e6)
+    };
+    Ok(Report {
+        case: case.name,
+        description: CASES.iter().find(|(n, _)| *n == case.name).map_or("", |(_, d)| d),
+        observations,
+        seconds: elapsed.as_secs_f64(),
+        observations_per_second: observations as f64 / elapsed.as_secs_f64().max(1e-9),
+        results: latencies.len(),
+        p50_latency_ms: pct(0.50),
+        p99_latency_ms: pct(0.99),
+        max_latency_ms: pct(1.0),
+    })
+}

@@ -178,7 +178,15 @@ fn main() -> ExitCode {
             progress: !quiet,
         }),
         Command::Processors { format } => cmd::processors::run(format),
-        Command::Bench { cases, observations, rate, duration, threads, json, out_dir } => cmd::bench::run(cmd::bench::BenchOptions {
+        Command::Bench {
+            cases,
+            observations,
+            rate,
+            duration,
+            threads,
+            json,
+            out_dir,
+        } => cmd::bench::run(cmd::bench::BenchOptions {
             cases,
             observations,
             rate,

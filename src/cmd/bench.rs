@@ -53,9 +53,18 @@ struct Case {
 }
 
 const CASES: &[(&str, &str)] = &[
-    ("null", "filter → tumbling average → null sink, at maximum rate"),
-    ("null-rate", "filter → tumbling average → null sink, at a fixed rate (--rate)"),
-    ("sqlite", "filter → tumbling average → SQLite store, at maximum rate"),
+    (
+        "null",
+        "filter → tumbling average → null sink, at maximum rate",
+    ),
+    (
+        "null-rate",
+        "filter → tumbling average → null sink, at a fixed rate (--rate)",
+    ),
+    (
+        "sqlite",
+        "filter → tumbling average → SQLite store, at maximum rate",
+    ),
 ];
 
 /// A result line.
@@ -83,12 +92,23 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
         .filter(|(name, _)| options.cases.is_empty() || options.cases.iter().any(|c| c == name))
         .map(|(name, _)| Case {
             name,
-            sink: if *name == "sqlite" { Sink::Sqlite } else { Sink::Null },
+            sink: if *name == "sqlite" {
+                Sink::Sqlite
+            } else {
+                Sink::Null
+            },
             rate: (*name == "null-rate").then_some(options.rate),
         })
         .collect();
-    if let Some(unknown) = options.cases.iter().find(|c| !CASES.iter().any(|(n, _)| n == *c)) {
-        bail!("unknown case `{unknown}`; cases: {}", CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+    if let Some(unknown) = options
+        .cases
+        .iter()
+        .find(|c| !CASES.iter().any(|(n, _)| n == *c))
+    {
+        bail!(
+            "unknown case `{unknown}`; cases: {}",
+            CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        );
     }
     let mut builder = if options.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -97,7 +117,10 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
         b.worker_threads(options.threads);
         b
     };
-    let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let mut reports = Vec::new();
     for case in selected {
         if !options.json {
@@ -115,10 +138,25 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
         for r in &reports {
             println!(
                 "{:<10} {:>12} {:>9.2} {:>14.0} {:>8} {:>9.3} ms {:>9.3} ms",
-                r.case, r.observations, r.seconds, r.observations_per_second, r.results, r.p50_latency_ms, r.p99_latency_ms
+                r.case,
+                r.observations,
+                r.seconds,
+                r.observations_per_second,
+                r.results,
+                r.p50_latency_ms,
+                r.p99_latency_ms
             );
         }
-        println!("({} worker thread{}; cases: {})", options.threads, if options.threads == 1 { "" } else { "s" }, CASES.iter().map(|(n, d)| format!("{n} = {d}")).collect::<Vec<_>>().join("; "));
+        println!(
+            "({} worker thread{}; cases: {})",
+            options.threads,
+            if options.threads == 1 { "" } else { "s" },
+            CASES
+                .iter()
+                .map(|(n, d)| format!("{n} = {d}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -156,8 +194,20 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
                "dataSink": {"dataSourceManifestReferenceID": to}})
     };
     let mut apms = vec![
-        apm("filter", "apd-filter", "sensor", "filtered", json!([{"key": "operator", "value": "GE"}, {"key": "threshold", "value": -1e18}])),
-        apm("average", "apd-average", "filtered", "averages", json!([{"key": "window", "value": window}])),
+        apm(
+            "filter",
+            "apd-filter",
+            "sensor",
+            "filtered",
+            json!([{"key": "operator", "value": "GE"}, {"key": "threshold", "value": -1e18}]),
+        ),
+        apm(
+            "average",
+            "apd-average",
+            "filtered",
+            "averages",
+            json!([{"key": "window", "value": window}]),
+        ),
     ];
     match case.sink {
         Sink::Null => apms[1]["dataSink"]["dataSourceManifestReferenceID"] = json!("results"),
@@ -187,9 +237,19 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
         "analyticsManifests": {"analyticsManifest": [{"id": "bench", "analyticsProcessors": {"apm": apms}}]},
     });
     let mut b = Bundle::default();
-    b.add_document(PathBuf::from("bench.json"), doc.to_string(), Syntax::Json, None);
+    b.add_document(
+        PathBuf::from("bench.json"),
+        doc.to_string(),
+        Syntax::Json,
+        None,
+    );
     let catalogue = engine::processor::Catalogue;
-    let model = manifests::validate::validate(&mut b, &manifests::Options { catalogue: Some(&catalogue) });
+    let model = manifests::validate::validate(
+        &mut b,
+        &manifests::Options {
+            catalogue: Some(&catalogue),
+        },
+    );
     if let Some(d) = b.diagnostics.iter().find(|d| d.is_error()) {
         bail!("the benchmark bundle is invalid: {d}");
     }
@@ -202,10 +262,16 @@ async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report>
         speed: Speed::Max,
         ..EngineConfig::default()
     };
-    config
-        .dead_letters
-        .parameters
-        .insert("path", Json::String(options.out_dir.join("bench-dead-letters.jsonl").to_string_lossy().into_owned()));
+    config.dead_letters.parameters.insert(
+        "path",
+        Json::String(
+            options
+                .out_dir
+                .join("bench-dead-letters.jsonl")
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    );
     let engine = Engine::new(config).await?;
     for id in model.data_source_manifests.keys() {
         engine.register(DataSource::from_model(&model, id).context("bench DSM")?)?;
@@ -256,12 +322,19 @@ async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report>
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len().saturating_sub(1)))
+            .get(
+                ((latencies.len() as f64 * p).ceil() as usize)
+                    .saturating_sub(1)
+                    .min(latencies.len().saturating_sub(1)),
+            )
             .map_or(0.0, |ns| *ns as f64 / 1e6)
     };
     Ok(Report {
         case: case.name,
-        description: CASES.iter().find(|(n, _)| *n == case.name).map_or("", |(_, d)| d),
+        description: CASES
+            .iter()
+            .find(|(n, _)| *n == case.name)
+            .map_or("", |(_, d)| d),
         observations,
         seconds: elapsed.as_secs_f64(),
         observations_per_second: observations as f64 / elapsed.as_secs_f64().max(1e-9),

@@ -211,7 +211,150 @@ pub enum Entity {
     Observation(model::Observation),
 }
 
+/// A reference from one entity to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference<'a> {
+    /// The kind referred to.
+    pub kind: EntityKind,
+    /// The id referred to.
+    pub id: &'a str,
+    /// Where the reference is, as a JSON pointer within the referring entity.
+    pub pointer: String,
+}
+
+fn apm_references<'a>(
+    apm: &'a model::AnalyticsProcessorManifest,
+    base: &str,
+    out: &mut Vec<Reference<'a>>,
+) {
+    out.push(Reference {
+        kind: EntityKind::AnalyticsProcessorDefinition,
+        id: &apm.analytics_processor_definition_reference_id,
+        pointer: format!("{base}/analyticsProcessorDefinitionReferenceID"),
+    });
+    for (i, s) in apm.data_sources.data_source.iter().enumerate() {
+        out.push(Reference {
+            kind: EntityKind::DataSourceManifest,
+            id: &s.data_source_manifest_reference_id,
+            pointer: format!("{base}/dataSources/dataSource/{i}/dataSourceManifestReferenceID"),
+        });
+    }
+    out.push(Reference {
+        kind: EntityKind::DataSourceManifest,
+        id: apm.sink_id(),
+        pointer: format!("{base}/dataSink/dataSourceManifestReferenceID"),
+    });
+}
+
 impl Entity {
+    /// Every reference this entity makes to another, in document order. Live data sets and
+    /// observations are data, not configuration: their references are not listed.
+    #[must_use]
+    pub fn references(&self) -> Vec<Reference<'_>> {
+        let mut out = Vec::new();
+        match self {
+            Self::DataSourceDefinition(d) => {
+                out.push(Reference {
+                    kind: EntityKind::DataInterface,
+                    id: &d.data_interface_reference_id,
+                    pointer: "/dataInterfaceReferenceID".into(),
+                });
+                if let Some(list) = &d.data_kind_reference_ids {
+                    for (i, id) in list.data_kind_reference_id.iter().enumerate() {
+                        out.push(Reference {
+                            kind: EntityKind::DataKind,
+                            id,
+                            pointer: format!("/dataKindReferenceIDs/dataKindReferenceID/{i}"),
+                        });
+                    }
+                }
+                if let Some(id) = &d.data_kind_reference_id {
+                    out.push(Reference {
+                        kind: EntityKind::DataKind,
+                        id,
+                        pointer: "/dataKindReferenceID".into(),
+                    });
+                }
+            }
+            Self::DataSourceManifest(d) => {
+                out.push(Reference {
+                    kind: EntityKind::DataSourceDefinition,
+                    id: &d.data_source_definition_reference_id,
+                    pointer: "/dataSourceDefinitionReferenceID".into(),
+                });
+                if let Some(id) = &d.edge_gateway_reference_id {
+                    out.push(Reference {
+                        kind: EntityKind::EdgeGateway,
+                        id,
+                        pointer: "/edgeGatewayReferenceID".into(),
+                    });
+                }
+            }
+            Self::DataConsumerManifest(d) => {
+                if let Some(id) = &d.edge_gateway_reference_id {
+                    out.push(Reference {
+                        kind: EntityKind::EdgeGateway,
+                        id,
+                        pointer: "/edgeGatewayReferenceID".into(),
+                    });
+                }
+            }
+            Self::DataChannelDescriptor(d) => {
+                out.push(Reference {
+                    kind: EntityKind::DataConsumerManifest,
+                    id: &d.data_consumer_manifest_reference_id,
+                    pointer: "/dataConsumerManifestReferenceID".into(),
+                });
+                out.push(Reference {
+                    kind: EntityKind::DataSourceManifest,
+                    id: &d.data_source_manifest_reference_id,
+                    pointer: "/dataSourceManifestReferenceID".into(),
+                });
+            }
+            Self::EdgeGateway(g) => {
+                if let Some(list) = &g.data_source_manifest_reference_ids {
+                    for (i, id) in list.data_source_manifest_reference_id.iter().enumerate() {
+                        out.push(Reference {
+                            kind: EntityKind::DataSourceManifest,
+                            id,
+                            pointer: format!(
+                                "/dataSourceManifestReferenceIDs/dataSourceManifestReferenceID/{i}"
+                            ),
+                        });
+                    }
+                }
+            }
+            Self::AnalyticsProcessorManifest(apm) => apm_references(apm, "", &mut out),
+            Self::AnalyticsManifest(am) => {
+                if let Some(id) = &am.edge_gateway_reference_id {
+                    out.push(Reference {
+                        kind: EntityKind::EdgeGateway,
+                        id,
+                        pointer: "/edgeGatewayReferenceID".into(),
+                    });
+                }
+                if let Some(list) = &am.edge_gateway_reference_ids {
+                    for (i, id) in list.edge_gateway_reference_id.iter().enumerate() {
+                        out.push(Reference {
+                            kind: EntityKind::EdgeGateway,
+                            id,
+                            pointer: format!("/edgeGatewayReferenceIDs/edgeGatewayReferenceID/{i}"),
+                        });
+                    }
+                }
+                for (i, apm) in am.apms().iter().enumerate() {
+                    apm_references(apm, &format!("/analyticsProcessors/apm/{i}"), &mut out);
+                }
+            }
+            Self::DataInterface(_)
+            | Self::DataKind(_)
+            | Self::AnalyticsProcessorDefinition(_)
+            | Self::LiveDataSet(_)
+            | Self::Observation(_) => {}
+        }
+        out
+    }
+
     /// Reads an entity of `kind` from a JSON value already checked against its schema.
     ///
     /// # Errors

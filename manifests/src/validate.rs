@@ -325,22 +325,24 @@ pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
 
 fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
     let mut model = Model::default();
-    let entities: Vec<&LoadedEntity> = c.bundle.entities.iter().collect();
-    for loaded in &entities {
+    let bundle = c.bundle;
+    for loaded in &bundle.entities {
+        for r in loaded.entity.references() {
+            c.reference(loaded, &r.pointer, r.kind, r.id);
+        }
         match &loaded.entity {
             Entity::DataInterface(di) => {
                 for issue in parameters::check_definitions(&di.parameters.parameter) {
                     report_issue(c, loaded, "/parameters", &issue);
                 }
-                let protocol = Protocol::parse(&di.communication_protocol);
-                if let Protocol::Other(p) = &protocol {
-                    let names: Vec<&str> = Protocol::KNOWN.iter().map(|p| p.name()).collect();
+                if let Protocol::Other(p) = Protocol::parse(&di.communication_protocol) {
+                    let names: Vec<&str> = Protocol::KNOWN.iter().map(Protocol::name).collect();
                     let d = Diagnostic::warning(
                         "unknown-protocol",
                         format!("communication protocol `{p}` is not one DDA connects to"),
                     )
                     .with_hint(
-                        crate::suggest::did_you_mean(p, names.iter().copied())
+                        crate::suggest::did_you_mean(&p, names.iter().copied())
                             .unwrap_or_else(|| format!("known protocols: {}", names.join(", "))),
                     );
                     c.report(loaded, "/communicationProtocol", d);
@@ -357,25 +359,6 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
                     .or_insert_with(|| dk.clone());
             }
             Entity::DataSourceDefinition(dsd) => {
-                c.reference(
-                    loaded,
-                    "/dataInterfaceReferenceID",
-                    EntityKind::DataInterface,
-                    &dsd.data_interface_reference_id,
-                );
-                if let Some(list) = &dsd.data_kind_reference_ids {
-                    for (i, dk) in list.data_kind_reference_id.iter().enumerate() {
-                        c.reference(
-                            loaded,
-                            &format!("/dataKindReferenceIDs/dataKindReferenceID/{i}"),
-                            EntityKind::DataKind,
-                            dk,
-                        );
-                    }
-                }
-                if let Some(dk) = &dsd.data_kind_reference_id {
-                    c.reference(loaded, "/dataKindReferenceID", EntityKind::DataKind, dk);
-                }
                 model
                     .data_source_definitions
                     .entry(dsd.id.clone())
@@ -383,50 +366,18 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
             }
             Entity::DataSourceManifest(dsm) => check_dsm(c, loaded, dsm, &mut model),
             Entity::DataConsumerManifest(dcm) => {
-                if let Some(eg) = &dcm.edge_gateway_reference_id {
-                    c.reference(
-                        loaded,
-                        "/edgeGatewayReferenceID",
-                        EntityKind::EdgeGateway,
-                        eg,
-                    );
-                }
                 model
                     .data_consumer_manifests
                     .entry(dcm.id.clone())
                     .or_insert_with(|| dcm.clone());
             }
             Entity::DataChannelDescriptor(dcd) => {
-                c.reference(
-                    loaded,
-                    "/dataConsumerManifestReferenceID",
-                    EntityKind::DataConsumerManifest,
-                    &dcd.data_consumer_manifest_reference_id,
-                );
-                c.reference(
-                    loaded,
-                    "/dataSourceManifestReferenceID",
-                    EntityKind::DataSourceManifest,
-                    &dcd.data_source_manifest_reference_id,
-                );
                 model
                     .data_channel_descriptors
                     .entry(dcd.id.clone())
                     .or_insert_with(|| dcd.clone());
             }
             Entity::EdgeGateway(eg) => {
-                if let Some(list) = &eg.data_source_manifest_reference_ids {
-                    for (i, dsm) in list.data_source_manifest_reference_id.iter().enumerate() {
-                        c.reference(
-                            loaded,
-                            &format!(
-                                "/dataSourceManifestReferenceIDs/dataSourceManifestReferenceID/{i}"
-                            ),
-                            EntityKind::DataSourceManifest,
-                            dsm,
-                        );
-                    }
-                }
                 model
                     .edge_gateways
                     .entry(eg.id.clone())
@@ -481,29 +432,17 @@ fn check_dsm(
     dsm: &DataSourceManifest,
     model: &mut Model,
 ) {
-    let dsd = c
-        .reference(
-            loaded,
-            "/dataSourceDefinitionReferenceID",
+    let di = c
+        .index
+        .get(
             EntityKind::DataSourceDefinition,
             &dsm.data_source_definition_reference_id,
         )
         .and_then(|e| match &e.entity {
-            Entity::DataSourceDefinition(d) => Some(d),
+            Entity::DataSourceDefinition(d) => c
+                .index
+                .get(EntityKind::DataInterface, &d.data_interface_reference_id),
             _ => None,
-        });
-    if let Some(eg) = &dsm.edge_gateway_reference_id {
-        c.reference(
-            loaded,
-            "/edgeGatewayReferenceID",
-            EntityKind::EdgeGateway,
-            eg,
-        );
-    }
-    let di = dsd
-        .and_then(|d| {
-            c.index
-                .get(EntityKind::DataInterface, &d.data_interface_reference_id)
         })
         .and_then(|e| match &e.entity {
             Entity::DataInterface(di) => Some(di),
@@ -639,24 +578,7 @@ fn check_apm(
     options: &Options<'_>,
     model: &mut Model,
 ) {
-    let apd = c
-        .reference(
-            loaded,
-            &format!("{base}/analyticsProcessorDefinitionReferenceID"),
-            EntityKind::AnalyticsProcessorDefinition,
-            &apm.analytics_processor_definition_reference_id,
-        )
-        .and_then(|e| match &e.entity {
-            Entity::AnalyticsProcessorDefinition(d) => Some(d),
-            _ => None,
-        });
     for (i, src) in apm.data_sources.data_source.iter().enumerate() {
-        c.reference(
-            loaded,
-            &format!("{base}/dataSources/dataSource/{i}/dataSourceManifestReferenceID"),
-            EntityKind::DataSourceManifest,
-            &src.data_source_manifest_reference_id,
-        );
         if src.data_source_manifest_reference_id == apm.sink_id() {
             let d = Diagnostic::error("cycle", "a processor cannot read the data source it writes")
                 .with_hint("write the results to another data source manifest");
@@ -667,12 +589,16 @@ fn check_apm(
             );
         }
     }
-    c.reference(
-        loaded,
-        &format!("{base}/dataSink/dataSourceManifestReferenceID"),
-        EntityKind::DataSourceManifest,
-        apm.sink_id(),
-    );
+    let apd = c
+        .index
+        .get(
+            EntityKind::AnalyticsProcessorDefinition,
+            &apm.analytics_processor_definition_reference_id,
+        )
+        .and_then(|e| match &e.entity {
+            Entity::AnalyticsProcessorDefinition(d) => Some(d),
+            _ => None,
+        });
     let Some(apd) = apd else { return };
     if let Some(spec) = options
         .catalogue
@@ -705,24 +631,6 @@ fn check_am(
     options: &Options<'_>,
     model: &mut Model,
 ) {
-    if let Some(eg) = &am.edge_gateway_reference_id {
-        c.reference(
-            loaded,
-            "/edgeGatewayReferenceID",
-            EntityKind::EdgeGateway,
-            eg,
-        );
-    }
-    if let Some(list) = &am.edge_gateway_reference_ids {
-        for (i, eg) in list.edge_gateway_reference_id.iter().enumerate() {
-            c.reference(
-                loaded,
-                &format!("/edgeGatewayReferenceIDs/edgeGatewayReferenceID/{i}"),
-                EntityKind::EdgeGateway,
-                eg,
-            );
-        }
-    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, apm) in am.apms().iter().enumerate() {
         let base = format!("/analyticsProcessors/apm/{i}");

@@ -645,6 +645,15 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                     .with_hint("give the identifier once, as `id` or `_id`");
                 out.push(file.place_key(d, &format!("{pointer}/id")));
             }
+            K::AnyOf { .. }
+                if schema_path.ends_with("/anyOf")
+                    && root.locate(&pointer).0.get("id").is_none()
+                    && root.locate(&pointer).0.get("_id").is_none() =>
+            {
+                let d = Diagnostic::error("missing-field", "missing required field `id`")
+                    .with_hint("add \"id\" (or \"_id\"): the entity's identifier, e.g. a UUID");
+                out.push(file.place(d, &pointer));
+            }
             K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => {
                 let (message, hint) = one_of_message(
                     &schema_path,

@@ -88,6 +88,27 @@ enum Command {
         #[arg(long, default_value = "dda-output")]
         out_dir: PathBuf,
     },
+    /// Run an engine with the Open API (REST), persisting models and instance state.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:9999).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Where models and instance state are kept (default dda-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Make an API token and the hash to configure for it.
+    Token {
+        /// Who or what will hold it.
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// What it may do: viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
     /// List the processor catalogue with each type's parameters.
     Processors {
         /// Output format.
@@ -178,6 +199,12 @@ fn main() -> ExitCode {
             progress: !quiet,
         }),
         Command::Processors { format } => cmd::processors::run(format),
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => cmd::serve::run(config.as_deref(), listen, data_dir),
+        Command::Token { name, role } => cmd::serve::token(&name, &role),
         Command::Bench {
             cases,
             observations,

@@ -7,7 +7,7 @@
 //! goodbye (`Leave`), so a subscriber knows whose event time it must wait for.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
@@ -52,6 +52,9 @@ pub struct Envelope {
 struct SubscriberEntry {
     id: SubscriberId,
     tx: mpsc::Sender<Envelope>,
+    /// A lossy subscriber (a dashboard tap) never holds publishers back: what does not fit
+    /// in its channel is dropped for it alone, and counted.
+    lossy: Option<Arc<AtomicU64>>,
 }
 
 #[derive(Default)]
@@ -90,8 +93,19 @@ impl Topic {
                 publisher,
                 message: message.clone(),
             };
-            if sub.tx.send(envelope).await.is_err() {
-                gone.push(sub.id);
+            match &sub.lossy {
+                None => {
+                    if sub.tx.send(envelope).await.is_err() {
+                        gone.push(sub.id);
+                    }
+                }
+                Some(dropped) => match sub.tx.try_send(envelope) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(sub.id),
+                },
             }
         }
         if !gone.is_empty() {
@@ -104,6 +118,12 @@ impl Topic {
                 .collect();
             state.subscribers = Arc::new(kept);
         }
+    }
+
+    /// The topic's DSM id.
+    #[must_use]
+    pub fn id(&self) -> Sym {
+        self.id
     }
 
     /// Number of subscribers.
@@ -222,7 +242,17 @@ impl Bus {
             id: SubscriberId(self.next()),
             tx,
             topics: Vec::new(),
+            lossy: None,
         };
+        (sub, rx)
+    }
+
+    /// A lossy subscriber, for taps that must never slow the pipeline down: when its channel
+    /// is full, messages are dropped for it (and counted in [`Subscriber::dropped`]).
+    #[must_use]
+    pub fn lossy_subscriber(&self) -> (Subscriber, mpsc::Receiver<Envelope>) {
+        let (mut sub, rx) = self.subscriber();
+        sub.lossy = Some(Arc::new(AtomicU64::new(0)));
         (sub, rx)
     }
 }
@@ -314,6 +344,7 @@ pub struct Subscriber {
     id: SubscriberId,
     tx: mpsc::Sender<Envelope>,
     topics: Vec<Arc<Topic>>,
+    lossy: Option<Arc<AtomicU64>>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -333,6 +364,7 @@ impl Subscriber {
             subs.push(SubscriberEntry {
                 id: self.id,
                 tx: self.tx.clone(),
+                lossy: self.lossy.clone(),
             });
             state.subscribers = Arc::new(subs);
             state.publishers.clone()
@@ -354,6 +386,12 @@ impl Subscriber {
                 .collect();
             state.subscribers = Arc::new(kept);
         }
+    }
+
+    /// Messages dropped for this subscriber because its channel was full (lossy ones only).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.lossy.as_ref().map_or(0, |d| d.load(Ordering::Relaxed))
     }
 
     /// Topics subscribed to.
@@ -488,6 +526,26 @@ mod tests {
         rx.recv().await.unwrap();
         sender.await.unwrap();
         assert!(matches!(rx.recv().await.unwrap().message, Message::Data(_)));
+    }
+
+    #[tokio::test]
+    async fn a_lossy_subscriber_never_holds_the_publisher_back() {
+        let bus = Bus::new(1);
+        let topic = Sym::new("lossy");
+        let (mut tap, mut rx) = bus.lossy_subscriber();
+        tap.subscribe(&bus, topic);
+        let p = bus.publisher(topic).await;
+        for _ in 0..10 {
+            p.send(batch(1)).await;
+        }
+        assert_eq!(
+            tap.dropped(),
+            10,
+            "the Join filled the channel; every batch was dropped"
+        );
+        assert!(matches!(rx.recv().await.unwrap().message, Message::Join));
+        p.send(batch(2)).await;
+        assert!(matches!(rx.recv().await.unwrap().message, Message::Data(b) if b.len() == 2));
     }
 
     #[tokio::test]

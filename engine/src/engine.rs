@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub bus_capacity: usize,
     /// The dead-letter DSM (its sink connector writes them; File by default).
     pub dead_letters: DataSource,
+    /// How many recent observations to keep per registered DSM, for live views (0: none).
+    pub recent: usize,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             speed: Speed::Factor(1.0),
             bus_capacity: Bus::DEFAULT_CAPACITY,
             dead_letters: DataSource::new(DEAD_LETTER_DSM, Protocol::File, params),
+            recent: 0,
         }
     }
 }
@@ -156,8 +159,15 @@ struct Instance {
     running: Option<Running>,
 }
 
+/// The most recent observations of one DSM, kept by a lossy subscriber.
+struct Recorder {
+    buffer: Arc<StdMutex<std::collections::VecDeque<crate::observation::Observation>>>,
+    task: JoinHandle<()>,
+}
+
 struct Inner {
     config: EngineConfig,
+    recorders: StdMutex<HashMap<Sym, Recorder>>,
     bus: Bus,
     registry: DeviceRegistry,
     connectors: StdMutex<Connectors>,
@@ -196,6 +206,7 @@ impl Engine {
         let dead_letters = DeadLetters::new(bus.publisher(dead_topic).await);
         let inner = Arc::new_cyclic(|this| Inner {
             config,
+            recorders: StdMutex::default(),
             bus,
             registry: DeviceRegistry::default(),
             connectors: StdMutex::default(),
@@ -228,12 +239,66 @@ impl Engine {
         &self.inner.dead_letters
     }
 
-    /// Subscribes to a DSM's topic, as a dashboard tap or a test does.
+    /// Subscribes to a DSM's topic, as a test does: losslessly, so a slow reader holds
+    /// the publishers back.
     #[must_use]
     pub fn tap(&self, dsm: &str) -> (Subscriber, mpsc::Receiver<Envelope>) {
         let (mut s, rx) = self.inner.bus.subscriber();
         s.subscribe(&self.inner.bus, Sym::new(dsm));
         (s, rx)
+    }
+
+    /// Subscribes to a DSM's topic as a dashboard does: a slow reader loses messages, the
+    /// pipeline never waits for it.
+    #[must_use]
+    pub fn tap_lossy(&self, dsm: &str) -> (Subscriber, mpsc::Receiver<Envelope>) {
+        let (mut s, rx) = self.inner.bus.lossy_subscriber();
+        s.subscribe(&self.inner.bus, Sym::new(dsm));
+        (s, rx)
+    }
+
+    /// The last `n` observations published to a registered DSM, oldest first (`None` when
+    /// the DSM is not registered or the engine keeps none).
+    #[must_use]
+    pub fn recent(&self, dsm: &str, n: usize) -> Option<Vec<crate::observation::Observation>> {
+        let recorders = lock(&self.inner.recorders);
+        let buffer = lock(&recorders.get(&Sym::new(dsm))?.buffer);
+        Some(
+            buffer
+                .iter()
+                .skip(buffer.len().saturating_sub(n))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn record(&self, dsm: Sym) {
+        let keep = self.inner.config.recent;
+        let mut recorders = lock(&self.inner.recorders);
+        if keep == 0 || recorders.contains_key(&dsm) {
+            return;
+        }
+        let (mut subscriber, mut rx) = self.inner.bus.lossy_subscriber();
+        subscriber.subscribe(&self.inner.bus, dsm);
+        let buffer = Arc::new(StdMutex::new(std::collections::VecDeque::with_capacity(
+            keep,
+        )));
+        let kept = buffer.clone();
+        let task = self.inner.tracker.spawn(async move {
+            let _subscription = subscriber;
+            while let Some(e) = rx.recv().await {
+                if let crate::bus::Message::Data(batch) = e.message {
+                    let mut b = lock(&kept);
+                    for o in batch.iter().skip(batch.len().saturating_sub(keep)) {
+                        if b.len() == keep {
+                            b.pop_front();
+                        }
+                        b.push_back(o.clone());
+                    }
+                }
+            }
+        });
+        recorders.insert(dsm, Recorder { buffer, task });
     }
 
     // --- registry -------------------------------------------------------------------
@@ -249,6 +314,7 @@ impl Engine {
         }
         let id = source.id;
         let replaced = self.inner.registry.register(source);
+        self.record(id);
         {
             let mut c = lock(&self.inner.connectors);
             c.finished.retain(|f| *f != id);
@@ -278,6 +344,9 @@ impl Engine {
             });
         }
         self.inner.registry.deregister(sym);
+        if let Some(r) = lock(&self.inner.recorders).remove(&sym) {
+            r.task.abort();
+        }
         self.reconcile_source(sym);
         Ok(())
     }
@@ -503,6 +572,16 @@ impl Engine {
             }),
         );
         Ok(())
+    }
+
+    /// Replaces the plan of a stopped (or failed) instance, which becomes STOPPED.
+    ///
+    /// # Errors
+    ///
+    /// Unknown, or running or paused.
+    pub async fn replace(&self, plan: Plan) -> Result<(), EngineError> {
+        self.remove(&plan.id).await?;
+        self.create(plan)
     }
 
     /// Removes a stopped (or failed) instance.

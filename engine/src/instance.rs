@@ -120,11 +120,38 @@ pub struct ProcessorMetrics {
     pub busy_ns: AtomicU64,
     /// Newest event-time watermark seen, microseconds (i64::MIN before any).
     pub watermark: AtomicU64,
+    /// Batches by processing time, in the buckets of [`BATCH_BUCKETS_US`] (and one more
+    /// for longer).
+    pub batch_time: [AtomicU64; BATCH_BUCKETS_US.len() + 1],
 }
+
+/// Upper bounds (microseconds) of the batch processing-time histogram.
+pub const BATCH_BUCKETS_US: [u64; 11] = [
+    10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000,
+];
 
 impl ProcessorMetrics {
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn observe_batch(&self, nanos: u64) {
+        let us = nanos / 1_000;
+        let bucket = BATCH_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BATCH_BUCKETS_US.len());
+        self.batch_time[bucket].fetch_add(1, Ordering::Relaxed);
+        self.busy_ns.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Batch counts per processing-time bucket (not cumulative), the last for longer ones.
+    #[must_use]
+    pub fn batch_histogram(&self) -> Vec<u64> {
+        self.batch_time
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// A snapshot for status reports.
@@ -141,6 +168,7 @@ impl ProcessorMetrics {
             busy_ms: self.busy_ns.load(Ordering::Relaxed) as f64 / 1e6,
             watermark: (watermark != 0 && watermark != i64::MIN)
                 .then(|| Timestamp(watermark).to_string()),
+            batch_time_histogram: self.batch_histogram(),
         }
     }
 }
@@ -166,6 +194,9 @@ pub struct ProcessorStatus {
     /// Event time reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
+    /// Batches by processing time: counts for each bound of [`BATCH_BUCKETS_US`]
+    /// (microseconds, not cumulative), then for longer ones.
+    pub batch_time_histogram: Vec<u64>,
 }
 
 /// An instance's status.
@@ -278,10 +309,8 @@ impl ProcessorTask {
                 let started = Instant::now();
                 let mut out = Output::new(emitted, rejected, self.sink);
                 guarded(|| self.processor.process(batch, &mut out))?;
-                self.metrics.busy_ns.fetch_add(
-                    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
+                self.metrics
+                    .observe_batch(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 ProcessorMetrics::add(&self.metrics.batches, 1);
                 self.outlet().publish(emitted, rejected).await;
             }

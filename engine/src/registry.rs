@@ -23,7 +23,7 @@ pub struct DataKindInfo {
 }
 
 /// A registered data source: a DSM resolved through its definition and interface.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DataSource {
     /// The DSM id (and bus topic).
     pub id: Sym,

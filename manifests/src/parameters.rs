@@ -101,7 +101,7 @@ impl ResolvedParameters {
             self.values
                 .iter()
                 .map(|(k, v)| {
-                    let shown = if self.is_secret(k) && !is_reference(v) {
+                    let shown = if self.is_secret(k) && !crate::secret::is_reference(v) {
                         Json::String(crate::secret::REDACTED.to_owned())
                     } else {
                         v.clone()
@@ -111,12 +111,6 @@ impl ResolvedParameters {
                 .collect(),
         )
     }
-}
-
-fn is_reference(v: &Json) -> bool {
-    v.as_str()
-        .and_then(SecretRef::parse)
-        .is_some_and(|r| r.is_ok())
 }
 
 /// A problem with parameter values.

@@ -106,6 +106,15 @@ pub fn resolve_value(value: &str) -> Result<String, SecretError> {
     }
 }
 
+/// Whether `value` is written as a well-formed secret reference (and so may be shown).
+#[must_use]
+pub fn is_reference(value: &serde_json::Value) -> bool {
+    value
+        .as_str()
+        .and_then(SecretRef::parse)
+        .is_some_and(|r| r.is_ok())
+}
+
 /// What a secret looks like wherever it might be shown.
 pub const REDACTED: &str = "********";
 

@@ -22,6 +22,7 @@ pub mod window;
 mod testing;
 
 use engine::processor::{ProcessorRegistration, registrations};
+use manifests::model::{AnalyticsProcessorDefinition, ParameterDefinitions};
 
 /// Every processor kind of this catalogue, sorted by name.
 #[must_use]
@@ -29,9 +30,55 @@ pub fn catalogue() -> Vec<&'static ProcessorRegistration> {
     registrations()
 }
 
+/// The catalogue as analytics processor definitions, ready to put in a bundle (id
+/// `apd-<type>`).
+#[must_use]
+pub fn definitions() -> Vec<AnalyticsProcessorDefinition> {
+    catalogue()
+        .into_iter()
+        .map(|r| AnalyticsProcessorDefinition {
+            id: format!("apd-{}", r.kind),
+            name: Some(r.kind.to_owned()),
+            description: Some(r.description.to_owned()),
+            processor_type: r.kind.to_owned(),
+            category: Some(r.category),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            parameters: ParameterDefinitions {
+                parameter: (r.parameters)(),
+            },
+            ..AnalyticsProcessorDefinition::default()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_definitions_validate_as_a_bundle() {
+        let apds: Vec<serde_json::Value> = definitions()
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap())
+            .collect();
+        let doc = serde_json::json!({"analyticsProcessorDefinitions": {"analyticsProcessorDefinition": apds}});
+        let mut bundle = manifests::Bundle::default();
+        bundle.add_document(
+            "apds.json".into(),
+            doc.to_string(),
+            manifests::Syntax::Json,
+            None,
+        );
+        let registry = engine::processor::Catalogue;
+        manifests::validate::validate(
+            &mut bundle,
+            &manifests::Options {
+                catalogue: Some(&registry),
+            },
+        );
+        assert!(bundle.diagnostics.is_empty(), "{:#?}", bundle.diagnostics);
+        assert_eq!(bundle.entities.len(), catalogue().len());
+    }
 
     #[test]
     fn every_kind_is_unique_documented_and_creatable_with_its_defaults() {

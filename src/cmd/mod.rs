@@ -5,4 +5,5 @@ pub mod convert;
 pub mod processors;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod validate;

@@ -16,20 +16,7 @@ pub fn run(format: Format) -> anyhow::Result<ExitCode> {
     match format {
         Format::Json => {
             // Each type as an analytics processor definition, ready to put in a bundle.
-            let apds: Vec<serde_json::Value> = catalogue
-                .iter()
-                .map(|r| {
-                    json!({
-                        "id": format!("apd-{}", r.kind),
-                        "name": r.kind,
-                        "description": r.description,
-                        "processorType": r.kind,
-                        "category": r.category,
-                        "version": env!("CARGO_PKG_VERSION"),
-                        "parameters": {"parameter": (r.parameters)()},
-                    })
-                })
-                .collect();
+            let apds = processors::definitions();
             println!(
                 "{}",
                 serde_json::to_string_pretty(

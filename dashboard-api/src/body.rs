@@ -1,0 +1,257 @@
+//! Request bodies in JSON or XML (by `Content-Type`), and entity responses in JSON or XML
+//! (by `Accept`), through the same mapping as `dda convert`.
+
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use manifests::EntityKind;
+use manifests::bundle::Syntax;
+use manifests::node::Node;
+use manifests::schema::{Shape, schemas};
+use serde_json::Value as Json;
+
+use crate::error::{ApiError, Detail};
+
+/// The syntax of a request body, from its `Content-Type` (JSON when absent).
+///
+/// # Errors
+///
+/// 415 for anything but JSON or XML.
+pub fn request_syntax(headers: &HeaderMap) -> Result<Syntax, ApiError> {
+    let Some(ct) = headers.get(CONTENT_TYPE) else {
+        return Ok(Syntax::Json);
+    };
+    let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or_default().trim();
+    if media == "application/json" || media.ends_with("+json") {
+        Ok(Syntax::Json)
+    } else if media == "application/xml" || media == "text/xml" || media.ends_with("+xml") {
+        Ok(Syntax::Xml)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("send application/json or application/xml, not {media:?}"),
+        ))
+    }
+}
+
+/// Whether the client asks for XML (`Accept: application/xml`, ranked before JSON).
+#[must_use]
+pub fn wants_xml(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(ACCEPT).and_then(|a| a.to_str().ok()) else {
+        return false;
+    };
+    let mut best: Option<(f32, bool)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let xml = match media.as_str() {
+            "application/xml" | "text/xml" => true,
+            "application/json" | "*/*" | "application/*" => false,
+            _ => continue,
+        };
+        if best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, xml));
+        }
+    }
+    best.is_some_and(|(_, xml)| xml)
+}
+
+/// Reads a body holding one entity of `kind` into the JSON shape of the models.
+///
+/// # Errors
+///
+/// 400 for text that is not JSON / XML or not UTF-8, 422 for XML of another entity or that
+/// does not fit the model.
+pub fn parse_entity(bytes: &[u8], syntax: Syntax, kind: EntityKind) -> Result<Json, ApiError> {
+    parse(
+        bytes,
+        syntax,
+        kind.info().element,
+        schemas().kind_shape(kind),
+    )
+}
+
+/// Reads a body holding a document or a bundle, for validation.
+///
+/// # Errors
+///
+/// As [`parse_entity`].
+pub fn parse_text(bytes: &[u8]) -> Result<String, ApiError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::malformed("the body is not UTF-8 text"))
+}
+
+fn parse(bytes: &[u8], syntax: Syntax, element: &str, shape: &Shape) -> Result<Json, ApiError> {
+    let text = parse_text(bytes)?;
+    match syntax {
+        Syntax::Json => {
+            let node = manifests::json::parse(&text).map_err(|e| {
+                ApiError::malformed(format!("invalid JSON: {}", e.message)).with_details(vec![
+                    Detail {
+                        pointer: String::new(),
+                        message: format!(
+                            "at byte {}{}",
+                            e.span.start,
+                            e.hint.map(|h| format!("; {h}")).unwrap_or_default()
+                        ),
+                    },
+                ])
+            })?;
+            if !matches!(node.value, manifests::node::Value::Object(_)) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "INVALID",
+                    format!("expected a JSON object, found {}", node.type_name()),
+                ));
+            }
+            Ok(node.to_json())
+        }
+        Syntax::Xml => {
+            let root = manifests::xml::parse(&text)
+                .map_err(|e| ApiError::malformed(format!("invalid XML: {}", e.message)))?;
+            if root.name != element {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "INVALID",
+                    format!("expected a <{element}> document, found <{}>", root.name),
+                ));
+            }
+            manifests::mapping::xml_to_node(&root, shape)
+                .map(|n| n.to_json())
+                .map_err(|(_, errors)| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "INVALID",
+                        "the XML does not fit the model",
+                    )
+                    .with_details(
+                        errors
+                            .into_iter()
+                            .map(|e| Detail {
+                                pointer: e.pointer,
+                                message: e.message,
+                            })
+                            .collect(),
+                    )
+                })
+        }
+    }
+}
+
+/// A JSON document as a response, or as XML when asked and the document has an XML form.
+#[must_use]
+pub fn render(
+    status: StatusCode,
+    value: &Json,
+    xml: bool,
+    element: &str,
+    shape: &Shape,
+) -> Response {
+    if xml
+        && let Ok(text) = manifests::mapping::node_to_xml(&Node::from_json(value), element, shape)
+    {
+        let mut r = (status, text).into_response();
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        return r;
+    }
+    (status, axum::Json(value.clone())).into_response()
+}
+
+/// An entity as a response.
+#[must_use]
+pub fn render_entity(
+    status: StatusCode,
+    kind: EntityKind,
+    value: &Json,
+    headers: &HeaderMap,
+) -> Response {
+    render(
+        status,
+        value,
+        wants_xml(headers),
+        kind.info().element,
+        schemas().kind_shape(kind),
+    )
+}
+
+/// A list of entities of one kind as a response, in the bundle's list shape:
+/// `{"dataInterfaces": {"dataInterface": [...]}}`.
+#[must_use]
+pub fn render_list(kind: EntityKind, items: Vec<Json>, headers: &HeaderMap) -> Response {
+    let info = kind.info();
+    let value = serde_json::json!({ info.plural: { info.element: items } });
+    render(
+        StatusCode::OK,
+        &value,
+        wants_xml(headers),
+        manifests::kind::BUNDLE_ELEMENT,
+        schemas().bundle_shape(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: axum::http::HeaderName, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn content_types_and_accept_headers_are_negotiated() {
+        assert_eq!(request_syntax(&HeaderMap::new()).unwrap(), Syntax::Json);
+        assert_eq!(
+            request_syntax(&headers(CONTENT_TYPE, "application/xml; charset=utf-8")).unwrap(),
+            Syntax::Xml
+        );
+        assert_eq!(
+            request_syntax(&headers(CONTENT_TYPE, "text/plain"))
+                .unwrap_err()
+                .status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert!(!wants_xml(&HeaderMap::new()));
+        assert!(wants_xml(&headers(ACCEPT, "application/xml")));
+        assert!(!wants_xml(&headers(
+            ACCEPT,
+            "application/xml;q=0.5, application/json"
+        )));
+        assert!(wants_xml(&headers(ACCEPT, "text/html, application/xml")));
+    }
+
+    #[test]
+    fn xml_bodies_read_into_the_same_json_as_json_bodies() {
+        let xml = b"<dataKind><id>dk</id><name>Power</name></dataKind>";
+        let json = br#"{"id": "dk", "name": "Power"}"#;
+        assert_eq!(
+            parse_entity(xml, Syntax::Xml, EntityKind::DataKind).unwrap(),
+            parse_entity(json, Syntax::Json, EntityKind::DataKind).unwrap()
+        );
+        let wrong =
+            parse_entity(b"<dataInterface/>", Syntax::Xml, EntityKind::DataKind).unwrap_err();
+        assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            parse_entity(b"{", Syntax::Json, EntityKind::DataKind)
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse_entity(&[0xff], Syntax::Json, EntityKind::DataKind)
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! `dda serve`'s configuration: a TOML file, overridden by environment variables, overridden
+//! by command-line flags.
+//!
+//! ```toml
+//! listen = "127.0.0.1:9999"     # loopback unless you say otherwise
+//! data_dir = "dda-data"         # the model repository and instance state (SQLite)
+//! speed = "1"                   # simulated time per wall-clock time, for simulators
+//! recent = 100                  # recent observations kept per data source, for live views
+//!
+//! [[tokens]]                    # with tokens, every route but health needs one
+//! name = "dashboard"
+//! role = "viewer"               # viewer: read; operator: also lifecycle; admin: everything
+//! sha256 = "9f86d081884c7d65..." # `dda token new` makes a token and its hash
+//!
+//! [tls]                         # HTTPS with rustls when given
+//! cert = "server.crt"           # PEM chain
+//! key = "server.key"            # PEM private key
+//! ```
+//!
+//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_TLS_CERT`,
+//! `DDA_TLS_KEY`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// Read, and start, stop, pause and resume instances.
+    Operator,
+    /// Everything: create, update and delete too.
+    Admin,
+}
+
+impl Role {
+    /// The name, as configured.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// One API token, kept as the SHA-256 of its text.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who or what holds it (for logs).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+/// HTTPS settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The server's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the repository and instance state are kept.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Simulated time per wall-clock time (`1`, `3600`, `max`).
+    #[serde(default = "default_speed")]
+    pub speed: String,
+    /// Recent observations kept per data source.
+    #[serde(default = "default_recent")]
+    pub recent: usize,
+    /// API tokens; none means no authentication (loopback only is then advisable).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// HTTPS.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9999))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("dda-data")
+}
+
+fn default_speed() -> String {
+    "1".to_owned()
+}
+
+const fn default_recent() -> usize {
+    100
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            speed: default_speed(),
+            recent: default_recent(),
+            tokens: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file (or variable).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ServerConfig {
+    /// Reads `path` (if given), then applies the environment.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable or invalid file, or an invalid environment variable.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<Self>(&text).map_err(|e| ConfigError::Invalid {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Applies `DDA_*` overrides read through `var`.
+    ///
+    /// # Errors
+    ///
+    /// A variable with an invalid value.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let invalid = |name: &str, message: String| ConfigError::Invalid {
+            path: name.to_owned(),
+            message,
+        };
+        if let Some(v) = var("DDA_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|e| invalid("DDA_LISTEN", format!("{v:?}: {e}")))?;
+        }
+        if let Some(v) = var("DDA_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("DDA_SPEED") {
+            self.speed = v;
+        }
+        if let Some(v) = var("DDA_RECENT") {
+            self.recent = v
+                .parse()
+                .map_err(|e| invalid("DDA_RECENT", format!("{v:?}: {e}")))?;
+        }
+        match (var("DDA_TLS_CERT"), var("DDA_TLS_KEY")) {
+            (Some(cert), Some(key)) => {
+                self.tls = Some(TlsConfig {
+                    cert: cert.into(),
+                    key: key.into(),
+                })
+            }
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "DDA_TLS_CERT",
+                    "set both DDA_TLS_CERT and DDA_TLS_KEY".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values the types do not.
+    ///
+    /// # Errors
+    ///
+    /// An invalid speed or token hash.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        engine::connector::Speed::parse(&self.speed).map_err(|message| ConfigError::Invalid {
+            path: "speed".into(),
+            message,
+        })?;
+        for t in &self.tokens {
+            if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid {
+                    path: format!("tokens.{}", t.name),
+                    message: "sha256 must be 64 hex digits (make one with `dda token new`)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase hex SHA-256 of `text`.
+#[must_use]
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_bind_loopback() {
+        let c = ServerConfig::default();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.listen.port(), 9999);
+    }
+
+    #[test]
+    fn the_file_then_the_environment() {
+        let text = format!(
+            "listen = \"127.0.0.1:7000\"\nrecent = 5\n[[tokens]]\nname = \"ops\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+            sha256_hex("secret")
+        );
+        let mut c: ServerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.tokens[0].role, Role::Operator);
+        c.apply_env(|k| (k == "DDA_LISTEN").then(|| "127.0.0.1:7001".to_owned()))
+            .unwrap();
+        assert_eq!(c.listen.port(), 7001);
+        assert!(
+            c.apply_env(|k| (k == "DDA_TLS_CERT").then(|| "x".to_owned()))
+                .is_err()
+        );
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(
+            toml::from_str::<ServerConfig>("lisen = \"x\"").is_err(),
+            "unknown keys are errors"
+        );
+        let c = ServerConfig {
+            speed: "fast".into(),
+            ..ServerConfig::default()
+        };
+        assert!(c.check().is_err());
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

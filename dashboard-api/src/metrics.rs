@@ -1,0 +1,161 @@
+//! `GET /metrics`: the engine's state in the Prometheus text exposition format.
+//!
+//! - `dda_instance_state{instance, state}`: 1 for each instance's current state;
+//! - `dda_processor_received_total`, `dda_processor_emitted_total`,
+//!   `dda_processor_dead_letters_total`, `dda_processor_batches_total{instance, processor, type}`;
+//! - `dda_processor_batch_seconds{instance, processor, type}`: a histogram of the time a
+//!   processor spends on a batch;
+//! - `dda_bus_queued_messages{topic}`: messages waiting in subscribers' channels;
+//! - `dda_connector_observations_total{dsm, direction}`: read by sources, written by sinks;
+//! - `dda_dead_letters_total`, `dda_uptime_seconds`.
+
+use std::fmt::Write as _;
+
+use engine::instance::BATCH_BUCKETS_US;
+
+use crate::service::Service;
+
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders every metric.
+pub async fn render(s: &Service) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP dda_uptime_seconds Seconds since the server started.\n# TYPE dda_uptime_seconds gauge"
+    );
+    let _ = writeln!(out, "dda_uptime_seconds {}", s.started.elapsed().as_secs());
+    let mut statuses = Vec::new();
+    for id in s.engine.ids() {
+        if let Ok(st) = s.engine.status(&id).await {
+            statuses.push(st);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_instance_state Analytics instance state: 1 for the current state.\n# TYPE dda_instance_state gauge"
+    );
+    for st in &statuses {
+        for state in ["STOPPED", "RUNNING", "PAUSED", "FAILED"] {
+            let _ = writeln!(
+                out,
+                "dda_instance_state{{instance=\"{}\",state=\"{state}\"}} {}",
+                label(&st.id),
+                u8::from(st.state.as_str() == state)
+            );
+        }
+    }
+    let counters = [
+        ("received", "Observations received by a processor."),
+        ("emitted", "Observations emitted by a processor."),
+        (
+            "dead_letters",
+            "Observations a processor sent to the dead letters.",
+        ),
+        ("batches", "Batches a processor processed."),
+    ];
+    for (name, help) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP dda_processor_{name}_total {help}\n# TYPE dda_processor_{name}_total counter"
+        );
+        for st in &statuses {
+            for p in &st.processors {
+                let v = match name {
+                    "received" => p.received,
+                    "emitted" => p.emitted,
+                    "dead_letters" => p.rejected,
+                    _ => p.batches,
+                };
+                let _ = writeln!(
+                    out,
+                    "dda_processor_{name}_total{{instance=\"{}\",processor=\"{}\",type=\"{}\"}} {v}",
+                    label(&st.id),
+                    label(&p.id),
+                    label(&p.processor_type)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_processor_batch_seconds Time a processor spends on a batch.\n# TYPE dda_processor_batch_seconds histogram"
+    );
+    for st in &statuses {
+        for p in &st.processors {
+            let labels = format!(
+                "instance=\"{}\",processor=\"{}\",type=\"{}\"",
+                label(&st.id),
+                label(&p.id),
+                label(&p.processor_type)
+            );
+            let mut cumulative = 0;
+            for (i, count) in p.batch_time_histogram.iter().enumerate() {
+                cumulative += count;
+                let le = BATCH_BUCKETS_US
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+                let _ = writeln!(
+                    out,
+                    "dda_processor_batch_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "dda_processor_batch_seconds_sum{{{labels}}} {}",
+                p.busy_ms / 1e3
+            );
+            let _ = writeln!(
+                out,
+                "dda_processor_batch_seconds_count{{{labels}}} {cumulative}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_bus_queued_messages Messages waiting in subscribers' channels of a topic.\n# TYPE dda_bus_queued_messages gauge"
+    );
+    let mut topics: Vec<(String, usize)> = s
+        .engine
+        .bus()
+        .topics()
+        .iter()
+        .map(|t| (t.id().to_string(), t.queued()))
+        .collect();
+    topics.sort();
+    for (topic, queued) in topics {
+        let _ = writeln!(
+            out,
+            "dda_bus_queued_messages{{topic=\"{}\"}} {queued}",
+            label(&topic)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_connector_observations_total Observations read by source connectors and written by sink connectors.\n# TYPE dda_connector_observations_total counter"
+    );
+    for (direction, list) in [("read", s.engine.read()), ("written", s.engine.written())] {
+        for (dsm, n) in list {
+            let _ = writeln!(
+                out,
+                "dda_connector_observations_total{{dsm=\"{}\",direction=\"{direction}\"}} {n}",
+                label(&dsm.to_string())
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_dead_letters_total Observations and payloads sent to the dead letters.\n# TYPE dda_dead_letters_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "dda_dead_letters_total {}",
+        s.engine.dead_letters().count()
+    );
+    out
+}

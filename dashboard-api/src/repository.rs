@@ -1,0 +1,432 @@
+//! The model repository: every entity the API manages — interfaces, kinds, definitions,
+//! data source and consumer manifests, processor definitions, edge gateways, and the
+//! analytics manifests of analytics instances — kept in memory and in the store.
+//!
+//! A candidate entity is validated exactly as `dda validate` would validate it in a bundle
+//! holding everything stored: structure, references, parameters, graphs, secrets. Only the
+//! candidate's own diagnostics matter to the request.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use indexmap::IndexMap;
+use manifests::bundle::{Bundle, Syntax};
+use manifests::{Diagnostic, Entity, EntityKind, Model, Severity};
+use serde_json::Value as Json;
+
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// The path the candidate document is given in the validation bundle.
+const CANDIDATE: &str = "request";
+
+/// A candidate that passed validation.
+#[derive(Debug)]
+pub struct Checked {
+    /// The entity, ids assigned.
+    pub entity: Entity,
+    /// The model with the candidate in it.
+    pub model: Model,
+    /// Warnings about the candidate (plain-text secrets, unknown fields).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The repository.
+#[derive(Debug)]
+pub struct Repository {
+    entries: RwLock<IndexMap<(EntityKind, String), Entity>>,
+    model: RwLock<Arc<Model>>,
+    store: Store,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Repository {
+    /// Loads what the store holds and validates it as one bundle (problems are logged: the
+    /// server starts with what is usable).
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be read.
+    pub async fn load(store: Store) -> Result<Self, crate::store::StoreError> {
+        let mut entries = IndexMap::new();
+        for (schema, id, doc) in store.entities().await? {
+            let Some(kind) = EntityKind::from_name(&schema) else {
+                tracing::warn!(kind = %schema, id = %id, "ignoring a stored entity of an unknown kind");
+                continue;
+            };
+            match Entity::from_json(kind, doc) {
+                Ok(entity) => {
+                    entries.insert((kind, id), entity);
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %schema, id = %id, error = %e, "ignoring an unreadable stored entity")
+                }
+            }
+        }
+        let repo = Self {
+            entries: RwLock::new(entries),
+            model: RwLock::new(Arc::new(Model::default())),
+            store,
+        };
+        let (bundle, model) = repo.validate_all(None, None);
+        for d in bundle.diagnostics.iter().filter(|d| d.is_error()) {
+            tracing::warn!(diagnostic = %d, "stored models have a problem");
+        }
+        *write(&repo.model) = Arc::new(model);
+        Ok(repo)
+    }
+
+    /// The current model (everything stored, validated, parameters resolved).
+    #[must_use]
+    pub fn model(&self) -> Arc<Model> {
+        read(&self.model).clone()
+    }
+
+    /// Entity `id` of `kind`.
+    #[must_use]
+    pub fn get(&self, kind: EntityKind, id: &str) -> Option<Entity> {
+        read(&self.entries).get(&(kind, id.to_owned())).cloned()
+    }
+
+    /// Every entity of `kind`, in creation order.
+    #[must_use]
+    pub fn list(&self, kind: EntityKind) -> Vec<Entity> {
+        read(&self.entries)
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Validates everything stored, with `candidate` (text, syntax, expected kind) in it and
+    /// `replacing` left out.
+    fn validate_all(
+        &self,
+        candidate: Option<(String, Syntax, Option<EntityKind>)>,
+        replacing: Option<(EntityKind, &str)>,
+    ) -> (Bundle, Model) {
+        let mut bundle = Bundle::default();
+        if let Some((text, syntax, kind)) = candidate {
+            bundle.add_document(PathBuf::from(CANDIDATE), text, syntax, kind);
+        }
+        for ((kind, id), entity) in read(&self.entries).iter() {
+            if replacing.is_some_and(|(k, r)| k == *kind && r == id) {
+                continue;
+            }
+            let path = PathBuf::from(format!("repository/{}/{id}.json", kind.info().folder));
+            bundle.add_document(
+                path,
+                entity.to_json().to_string(),
+                Syntax::Json,
+                Some(*kind),
+            );
+        }
+        let catalogue = engine::processor::Catalogue;
+        let model = manifests::validate::validate(
+            &mut bundle,
+            &manifests::Options {
+                catalogue: Some(&catalogue),
+            },
+        );
+        (bundle, model)
+    }
+
+    /// Validates a candidate entity of `kind` against everything stored; `replacing` is the
+    /// id it replaces (an update), left out of the bundle.
+    ///
+    /// # Errors
+    ///
+    /// 422 with every diagnostic of the candidate.
+    pub fn check(
+        &self,
+        kind: EntityKind,
+        candidate: &Json,
+        replacing: Option<&str>,
+    ) -> Result<Checked, ApiError> {
+        let text = serde_json::to_string_pretty(candidate).unwrap_or_default();
+        let (bundle, model) = self.validate_all(
+            Some((text, Syntax::Json, Some(kind))),
+            replacing.map(|r| (kind, r)),
+        );
+        let ours = |d: &&Diagnostic| d.file.as_deref() == Some(std::path::Path::new(CANDIDATE));
+        let errors: Vec<&Diagnostic> = bundle
+            .diagnostics
+            .iter()
+            .filter(ours)
+            .filter(|d| d.is_error())
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(
+                format!("the {kind} is invalid: {} problem(s)", errors.len()),
+                &errors,
+            ));
+        }
+        let entity = bundle
+            .entities
+            .iter()
+            .find(|e| bundle.files[e.file].path.as_os_str() == CANDIDATE)
+            .map(|e| e.entity.clone())
+            .ok_or_else(|| ApiError::malformed(format!("the body holds no {kind}")))?;
+        let warnings = bundle
+            .diagnostics
+            .iter()
+            .filter(ours)
+            .filter(|d| d.severity == Severity::Warning)
+            .cloned()
+            .collect();
+        Ok(Checked {
+            entity,
+            model,
+            warnings,
+        })
+    }
+
+    /// The diagnostics of a document (one entity or a bundle) validated with everything
+    /// stored, in file order; nothing is stored.
+    #[must_use]
+    pub fn validate_document(&self, text: String, syntax: Syntax) -> Vec<Diagnostic> {
+        let (mut bundle, _) = self.validate_all(Some((text, syntax, None)), None);
+        bundle.sort_diagnostics();
+        bundle
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.file.as_deref() == Some(std::path::Path::new(CANDIDATE)))
+            .collect()
+    }
+
+    /// Stores a checked entity and makes its model current.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be written (the entity is then not kept).
+    pub async fn put(&self, checked: Checked) -> Result<Entity, ApiError> {
+        let entity = checked.entity;
+        let kind = entity.kind();
+        let id = entity.id().unwrap_or_default().to_owned();
+        self.store
+            .put_entity(kind.info().schema, &id, &entity.to_json())
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "STORAGE",
+                    e.to_string(),
+                )
+            })?;
+        write(&self.entries).insert((kind, id), entity.clone());
+        *write(&self.model) = Arc::new(checked.model);
+        Ok(entity)
+    }
+
+    /// Deletes an entity nothing refers to.
+    ///
+    /// # Errors
+    ///
+    /// 404 when absent, 409 (with the referrers) when referred to.
+    pub async fn delete(&self, kind: EntityKind, id: &str) -> Result<(), ApiError> {
+        if self.get(kind, id).is_none() {
+            return Err(ApiError::not_found(kind.info().title, id));
+        }
+        let referrers = self.referrers(kind, id);
+        if !referrers.is_empty() {
+            return Err(ApiError::conflict("REFERENCED", format!("{kind} `{id}` is referred to by {} other entit(ies); delete or change them first", referrers.len()))
+                .with_details(referrers));
+        }
+        self.store
+            .delete_entity(kind.info().schema, id)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "STORAGE",
+                    e.to_string(),
+                )
+            })?;
+        write(&self.entries).shift_remove(&(kind, id.to_owned()));
+        let (_, model) = self.validate_all(None, None);
+        *write(&self.model) = Arc::new(model);
+        Ok(())
+    }
+
+    /// Every entity referring to entity `id` of `kind`, with where.
+    #[must_use]
+    pub fn referrers(&self, kind: EntityKind, id: &str) -> Vec<crate::error::Detail> {
+        read(&self.entries)
+            .iter()
+            .flat_map(|((k, other), entity)| {
+                entity
+                    .references()
+                    .into_iter()
+                    .filter(|r| r.kind == kind && r.id == id)
+                    .map(|r| crate::error::Detail {
+                        pointer: r.pointer.clone(),
+                        message: format!("{k} `{other}` refers to it at {}", r.pointer),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// Replaces plain-text secret values of a `{"parameter": [...]}` list of values.
+fn redact_values(list: Option<&mut Json>, is_secret: &dyn Fn(&str) -> bool) {
+    let Some(items) = list
+        .and_then(|l| l.get_mut("parameter"))
+        .and_then(Json::as_array_mut)
+    else {
+        return;
+    };
+    for item in items {
+        let name = item
+            .get("key")
+            .or_else(|| item.get("name"))
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if is_secret(&name)
+            && let Some(v) = item.get_mut("value")
+            && !manifests::secret::is_reference(v)
+        {
+            *v = Json::String(manifests::secret::REDACTED.to_owned());
+        }
+    }
+}
+
+/// Replaces plain-text secret defaults of a `{"parameter": [...]}` list of definitions.
+fn redact_definitions(list: Option<&mut Json>) {
+    let Some(items) = list
+        .and_then(|l| l.get_mut("parameter"))
+        .and_then(Json::as_array_mut)
+    else {
+        return;
+    };
+    for item in items {
+        let def: Option<manifests::model::ParameterDefinition> =
+            serde_json::from_value(item.clone()).ok();
+        if def.is_some_and(|d| d.is_secret())
+            && let Some(v) = item.get_mut("defaultValue")
+            && !manifests::secret::is_reference(v)
+        {
+            *v = Json::String(manifests::secret::REDACTED.to_owned());
+        }
+    }
+}
+
+/// An entity as the API shows it: secrets given in plain text are replaced by `********`.
+#[must_use]
+pub fn shown(entity: &Entity, model: &Model) -> Json {
+    let mut json = entity.to_json();
+    match entity {
+        Entity::DataSourceManifest(dsm) => {
+            let params = model.dsm_parameters.get(&dsm.id);
+            let is_secret = |name: &str| {
+                params.map_or_else(
+                    || manifests::secret::is_secret_name(name),
+                    |p| p.is_secret(name) || manifests::secret::is_secret_name(name),
+                )
+            };
+            redact_values(
+                json.get_mut("dataSourceDefinitionInterfaceParameters"),
+                &is_secret,
+            );
+        }
+        Entity::DataInterface(_) | Entity::AnalyticsProcessorDefinition(_) => {
+            redact_definitions(json.get_mut("parameters"))
+        }
+        Entity::AnalyticsProcessorManifest(apm) => {
+            let params = model.apm_parameters.get(&apm.id);
+            let is_secret = |name: &str| {
+                params.is_some_and(|p| p.is_secret(name)) || manifests::secret::is_secret_name(name)
+            };
+            redact_values(json.get_mut("parameters"), &is_secret);
+        }
+        Entity::AnalyticsManifest(am) => {
+            if let Some(apms) = json
+                .pointer_mut("/analyticsProcessors/apm")
+                .and_then(Json::as_array_mut)
+            {
+                for (apm, doc) in am.apms().iter().zip(apms.iter_mut()) {
+                    let params = model.apm_parameters.get(&apm.id);
+                    let is_secret = |name: &str| {
+                        params.is_some_and(|p| p.is_secret(name))
+                            || manifests::secret::is_secret_name(name)
+                    };
+                    redact_values(doc.get_mut("parameters"), &is_secret);
+                }
+            }
+        }
+        _ => {}
+    }
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn repo() -> (tempfile::TempDir, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, Repository::load(store).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn candidates_are_validated_against_what_is_stored() {
+        let (_d, repo) = repo().await;
+        let dk = json!({"id": "dk", "name": "Power"});
+        repo.put(repo.check(EntityKind::DataKind, &dk, None).unwrap())
+            .await
+            .unwrap();
+        let dsd =
+            json!({"id": "dsd", "dataInterfaceReferenceID": "di", "dataKindReferenceID": "dk"});
+        let err = repo
+            .check(EntityKind::DataSourceDefinition, &dsd, None)
+            .unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.body.details[0].pointer, "/dataInterfaceReferenceID");
+        assert!(err.body.details[0].message.contains("dangling-reference"));
+        let di = json!({"id": "di", "communicationProtocol": "Bus"});
+        repo.put(repo.check(EntityKind::DataInterface, &di, None).unwrap())
+            .await
+            .unwrap();
+        repo.put(
+            repo.check(EntityKind::DataSourceDefinition, &dsd, None)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(repo.model().data_source_definitions.len(), 1);
+        // Referred to: no delete.
+        let conflict = repo.delete(EntityKind::DataKind, "dk").await.unwrap_err();
+        assert_eq!(conflict.status, axum::http::StatusCode::CONFLICT);
+        assert_eq!(conflict.body.details[0].pointer, "/dataKindReferenceID");
+        repo.delete(EntityKind::DataSourceDefinition, "dsd")
+            .await
+            .unwrap();
+        repo.delete(EntityKind::DataKind, "dk").await.unwrap();
+        assert!(repo.get(EntityKind::DataKind, "dk").is_none());
+    }
+
+    #[test]
+    fn plain_text_secrets_are_never_shown() {
+        let dsm: Entity = Entity::from_json(
+            EntityKind::DataSourceManifest,
+            json!({"id": "d", "dataSourceDefinitionReferenceID": "x", "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                {"key": "password", "value": "hunter2"}, {"key": "token", "value": "${env:T}"}, {"key": "host", "value": "h"}]}}),
+        )
+        .unwrap();
+        let shown = shown(&dsm, &Model::default());
+        let params = &shown["dataSourceDefinitionInterfaceParameters"]["parameter"];
+        assert_eq!(params[0]["value"], "********");
+        assert_eq!(params[1]["value"], "${env:T}");
+        assert_eq!(params[2]["value"], "h");
+    }
+}

@@ -1,0 +1,241 @@
+//! Persistence of the model repository and of analytics instances, in an embedded SQLite
+//! database (`<data dir>/dda.sqlite`): nothing to install.
+//!
+//! Every change is committed before the request that made it is answered, so a process
+//! killed at any moment (even with SIGKILL) comes back as it was.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use engine::State;
+use rusqlite::{Connection, params};
+use serde_json::Value as Json;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    s.as_str()
+}
+
+fn parse_state(s: &str) -> State {
+    match s {
+        "RUNNING" => State::Running,
+        "PAUSED" => State::Paused,
+        _ => State::Stopped,
+    }
+}
+
+impl Store {
+    /// Opens (creating) the database in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// The folder or file cannot be created or opened.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("dda.sqlite"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS entities (
+               kind TEXT NOT NULL, id TEXT NOT NULL, document TEXT NOT NULL, updated TEXT NOT NULL,
+               PRIMARY KEY (kind, id));
+             CREATE TABLE IF NOT EXISTS instances (
+               id TEXT PRIMARY KEY, desired_state TEXT NOT NULL, updated TEXT NOT NULL);",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+
+    /// Every stored entity: (kind schema name, id, document).
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be read.
+    pub async fn entities(&self) -> Result<Vec<(String, String, Json)>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT kind, id, document FROM entities ORDER BY rowid")?;
+            let rows = stmt.query_map([], |r| {
+                let doc: String = r.get(2)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    serde_json::from_str(&doc).unwrap_or(Json::Null),
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Creates or replaces an entity.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written.
+    pub async fn put_entity(
+        &self,
+        kind: &str,
+        id: &str,
+        document: &Json,
+    ) -> Result<(), StoreError> {
+        let (kind, id, doc) = (kind.to_owned(), id.to_owned(), document.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO entities (kind, id, document, updated) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, id) DO UPDATE SET document = excluded.document, updated = excluded.updated",
+                params![kind, id, doc, engine::Timestamp::now().to_string()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Deletes an entity.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written.
+    pub async fn delete_entity(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM entities WHERE kind = ?1 AND id = ?2",
+                params![kind, id],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The desired state of every instance (its analytics manifest is an entity).
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be read.
+    pub async fn desired_states(&self) -> Result<Vec<(String, State)>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT id, desired_state FROM instances ORDER BY rowid")?;
+            let rows = stmt.query_map([], |r| {
+                let desired: String = r.get(1)?;
+                Ok((r.get(0)?, parse_state(&desired)))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Records the desired state of an instance.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written.
+    pub async fn set_desired(&self, id: &str, desired: State) -> Result<(), StoreError> {
+        let (id, desired) = (id.to_owned(), state_name(desired));
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO instances (id, desired_state, updated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET desired_state = excluded.desired_state, updated = excluded.updated",
+                params![id, desired, engine::Timestamp::now().to_string()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Forgets an instance's desired state.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written.
+    pub async fn delete_instance(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM instances WHERE id = ?1", params![id])
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn what_is_stored_comes_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put_entity("data-kind", "dk", &json!({"id": "dk", "name": "a"}))
+                .await
+                .unwrap();
+            s.put_entity("data-kind", "dk", &json!({"id": "dk", "name": "b"}))
+                .await
+                .unwrap();
+            s.put_entity("data-kind", "gone", &json!({"id": "gone"}))
+                .await
+                .unwrap();
+            s.delete_entity("data-kind", "gone").await.unwrap();
+            s.set_desired("am", State::Stopped).await.unwrap();
+            s.set_desired("am", State::Paused).await.unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.entities().await.unwrap(),
+            vec![(
+                "data-kind".into(),
+                "dk".into(),
+                json!({"id": "dk", "name": "b"})
+            )]
+        );
+        assert_eq!(
+            s.desired_states().await.unwrap(),
+            vec![("am".into(), State::Paused)]
+        );
+        s.delete_instance("am").await.unwrap();
+        assert!(s.desired_states().await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+//! `dda serve` and `dda token`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use dashboard_api::ServerConfig;
+
+/// Runs the server until Ctrl-C or SIGTERM, then drains every instance.
+///
+/// # Errors
+///
+/// An unusable configuration, store, address or certificate.
+pub fn run(
+    config: Option<&Path>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = ServerConfig::load(config)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    if !cfg.listen.ip().is_loopback() && cfg.tokens.is_empty() {
+        eprintln!(
+            "warning: listening on {} with no API tokens: anyone who can reach it controls the engine",
+            cfg.listen
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(dashboard_api::serve(cfg, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("dda: stopping: draining every instance");
+}
+
+/// Prints a new random token and the `[[tokens]]` entry to configure for it.
+///
+/// # Errors
+///
+/// An unknown role.
+pub fn token(name: &str, role: &str) -> anyhow::Result<ExitCode> {
+    if !["viewer", "operator", "admin"].contains(&role) {
+        bail!("unknown role `{role}`: use viewer, operator or admin");
+    }
+    let token = format!(
+        "dda_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    println!("token (give it to the client; it is not stored anywhere):\n  {token}\n");
+    println!(
+        "add to dda.toml:\n[[tokens]]\nname = {name:?}\nrole = {role:?}\nsha256 = {:?}",
+        dashboard_api::config::sha256_hex(&token)
+    );
+    Ok(ExitCode::SUCCESS)
+}

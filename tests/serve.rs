@@ -1,0 +1,360 @@
+//! `dda serve` as a process: recovery after SIGKILL, a session of an original FAR-EDGE
+//! client, and HTTPS.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Http, Process, eventually, example, free_port, load_models};
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+async fn received(http: &Http, id: &str) -> u64 {
+    let m = http
+        .get(&format!("/api/v1/analytics-instances/{id}/metrics"))
+        .await
+        .json();
+    m["processors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["received"].as_u64().unwrap())
+        .max()
+        .unwrap_or(0)
+}
+
+async fn state(http: &Http, id: &str) -> String {
+    http.get(&format!("/api/v1/analytics-instances/{id}/state"))
+        .await
+        .json()["state"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_instances_come_back_running_paused_or_stopped_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let server = Process::start(&data, port, dir.path()).await;
+    let http = server.http.clone();
+    load_models(&http, dir.path()).await;
+    for am in example("analytics-manifests")
+        .into_iter()
+        .filter(|a| a["id"] != "am-global")
+    {
+        assert_eq!(
+            http.post("/api/v1/analytics-instances", &am).await.status,
+            StatusCode::CREATED
+        );
+    }
+    for (id, verb) in [
+        ("am-ib1-edge", "start"),
+        ("am-ib2-edge", "start"),
+        ("am-ib2-edge", "pause"),
+    ] {
+        let r = http
+            .post_empty(&format!("/api/v1/analytics-instances/{id}/{verb}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{id} {verb}: {}", r.text());
+    }
+    eventually(15, "data in the running instance", || async {
+        received(&http, "am-ib1-edge").await > 50
+    })
+    .await;
+    server.kill();
+
+    let server = Process::start(&data, port, dir.path()).await;
+    let http = server.http.clone();
+    assert_eq!(state(&http, "am-ib1-edge").await, "RUNNING");
+    assert_eq!(state(&http, "am-ib2-edge").await, "PAUSED");
+    assert_eq!(state(&http, "am-ib3-edge").await, "STOPPED");
+    // The models came back too.
+    assert_eq!(
+        http.get("/api/v1/data-source-manifests/dsm-ib1-meter")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Data flows again into the running one; the paused one holds still.
+    eventually(15, "data after the restart", || async {
+        received(&http, "am-ib1-edge").await > 50
+    })
+    .await;
+    let held = received(&http, "am-ib2-edge").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        received(&http, "am-ib2-edge").await,
+        held,
+        "a paused instance takes nothing in"
+    );
+    assert_eq!(
+        http.post_empty("/api/v1/analytics-instances/am-ib2-edge/resume")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    eventually(15, "data after resuming", || async {
+        received(&http, "am-ib2-edge").await > held + 50
+    })
+    .await;
+    // Results reach the edge database of the running box.
+    eventually(20, "stored hourly averages", || async {
+        let path = dir.path().join("ib1-edge.sqlite");
+        rusqlite::Connection::open(path)
+            .and_then(|c| {
+                c.query_row("SELECT COUNT(*) FROM hourly_averages", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .is_ok_and(|n| n > 0)
+    })
+    .await;
+}
+
+/// The original engine's sample analytics manifest (`check-whether-bob-has-fever.json`),
+/// with the models it names.
+fn bob() -> (Vec<(&'static str, Value)>, Value) {
+    let models = vec![
+        (
+            "data-interfaces",
+            json!({"id": "bb3f7a0d-da9a-4b5a-8699-0a2d95da5843", "name": "Simulated temperature", "communicationProtocol": "Simulator"}),
+        ),
+        (
+            "data-interfaces",
+            json!({"id": "569b4562-871b-4f55-863c-1aea0b47f57f", "name": "Bus topic", "communicationProtocol": "Bus"}),
+        ),
+        (
+            "data-kinds",
+            json!({"id": "b77108b7-a8c2-40e1-b794-d3a21239487a", "name": "Temperature (in Celsius) in JSON", "description": "Temperature values (in Celsius) in JSON format.", "format": "JSON", "quantityKind": "Temperature"}),
+        ),
+        (
+            "data-source-definitions",
+            json!({"id": "1b1b623c-cf1d-4dfb-a84a-3329dc79aac3", "name": "Temperature", "dataInterfaceReferenceID": "bb3f7a0d-da9a-4b5a-8699-0a2d95da5843", "dataKindReferenceIDs": {"dataKindReferenceID": ["b77108b7-a8c2-40e1-b794-d3a21239487a"]}}),
+        ),
+        (
+            "data-source-definitions",
+            json!({"id": "13b66a56-0000-4000-8000-000000000001", "name": "Fever", "dataInterfaceReferenceID": "569b4562-871b-4f55-863c-1aea0b47f57f", "dataKindReferenceID": "b77108b7-a8c2-40e1-b794-d3a21239487a"}),
+        ),
+        (
+            "data-source-manifests",
+            json!({"id": "9ecf1a34-846a-4b77-82f6-b9991874065b", "name": "Bob temperature", "macAddress": "B7-7A-7C-5C-E7-FC", "dataSourceDefinitionReferenceID": "1b1b623c-cf1d-4dfb-a84a-3329dc79aac3"}),
+        ),
+        (
+            "data-source-manifests",
+            json!({"id": "685e8a7e-f609-4573-ac04-cf76e258fc00", "name": "Bob fever", "macAddress": "B7-7A-7C-5C-E7-FC", "dataSourceDefinitionReferenceID": "13b66a56-0000-4000-8000-000000000001"}),
+        ),
+        (
+            "analytics-processor-definitions",
+            json!({
+            "id": "b6cbf43d-6378-47cf-bd19-330521d9cfa6", "name": "Filterer",
+            "description": "Processors that filter values based on some condition.",
+            "processorType": "filter", "version": "1.0.0", "copyright": "Athens Information Technology",
+            "processorLocation": "/var/processors/filter-1.0.0-jar-with-dependencies.jar",
+            "parameters": {"parameter": [
+                {"name": "operator", "description": "The operator in the condition (EQ, GE, GT, LE, LT, NE).", "dataType": "string"},
+                {"name": "threshold", "description": "The threshold in the condition.", "dataType": "float"}]}}),
+        ),
+    ];
+    let am = json!({
+        "id": "ca233753-90f3-40ea-be95-8d6611c65199",
+        "name": "Bob fever detector",
+        "description": "Detects whether Bob has fever.",
+        "analyticsProcessors": {"apm": [{
+            "id": "4cbd1964-1abb-41af-afed-9afc8f82331b",
+            "name": "Bob temperature filterer",
+            "description": "Filters Bob's temperature and keeps only the values that show that Bob has fever.",
+            "analyticsProcessorDefinitionReferenceID": "b6cbf43d-6378-47cf-bd19-330521d9cfa6",
+            "parameters": {"parameter": [{"key": "operator", "value": "GE"}, {"key": "threshold", "value": 38}]},
+            "dataSink": {"dataSourceManifestReferenceID": "685e8a7e-f609-4573-ac04-cf76e258fc00"},
+            "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "9ecf1a34-846a-4b77-82f6-b9991874065b"}]}
+        }]}
+    });
+    (models, am)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_far_edge_client_session_works_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(&dir.path().join("data"), free_port(), dir.path()).await;
+    let http = server.http.clone();
+    let (models, am) = bob();
+    for (route, doc) in models {
+        let r = http.post(&format!("/api/v1/{route}"), &doc).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+    }
+    assert_eq!(
+        http.get("/health-check").await.json()["uptime"]
+            .as_u64()
+            .is_some(),
+        true
+    );
+
+    // Create: 201 and a Location; the original gave every instance a new id.
+    let r = http.post("/api/analytics-instances", &am).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let created = r.json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, "ca233753-90f3-40ea-be95-8d6611c65199");
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("/api/analytics-instances/{id}")
+    );
+    assert_eq!(created["state"], "STOPPED");
+    assert_eq!(created["specification"]["name"], "Bob fever detector");
+    let base = format!("/api/analytics-instances/{id}");
+    let r = http.get(&base).await.json();
+    assert_eq!(
+        (r["id"].as_str(), r["state"].as_str()),
+        (Some(id.as_str()), Some("STOPPED"))
+    );
+    assert_eq!(
+        http.get(&format!("{base}/specification")).await.json()["analyticsProcessors"]["apm"][0]["parameters"]
+            ["parameter"][1]["value"],
+        38
+    );
+    assert_eq!(
+        http.get(&format!("{base}/state")).await.json(),
+        json!({"id": id, "state": "STOPPED"})
+    );
+    // Stop when not running: 400 ANALYTICS_INSTANCE_NOT_RUNNING.
+    let r = http.post_empty(&format!("{base}/stop")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"], "ANALYTICS_INSTANCE_NOT_RUNNING");
+    // Start: 204, then RUNNING; again: 400 ANALYTICS_INSTANCE_RUNNING.
+    let r = http.post_empty(&format!("{base}/start")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(r.body.is_empty());
+    assert_eq!(
+        http.get(&format!("{base}/state")).await.json()["state"],
+        "RUNNING"
+    );
+    let r = http.post_empty(&format!("{base}/start")).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("ANALYTICS_INSTANCE_RUNNING"))
+    );
+    // Update and delete while running: 400 ANALYTICS_INSTANCE_RUNNING.
+    let r = http.put(&format!("{base}/specification"), &am).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("ANALYTICS_INSTANCE_RUNNING"))
+    );
+    let r = http.delete(&base).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("ANALYTICS_INSTANCE_RUNNING"))
+    );
+    // Discover by name and by id.
+    let found = http
+        .post(
+            "/api/analytics-instances/discover",
+            &json!({"name": "Bob fever detector", "id": ""}),
+        )
+        .await
+        .json();
+    assert_eq!(found["analyticsInstances"][0]["id"], id);
+    let found = http
+        .post("/api/analytics-instances/discover", &json!({"id": id}))
+        .await
+        .json();
+    assert_eq!(found["analyticsInstances"].as_array().unwrap().len(), 1);
+    // Stop: 204; update: 200; delete: 204; then 404 ANALYTICS_INSTANCE_NOT_FOUND.
+    assert_eq!(
+        http.post_empty(&format!("{base}/stop")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let mut changed = am.clone();
+    changed["analyticsProcessors"]["apm"][0]["parameters"]["parameter"][1]["value"] = json!("37.5");
+    let r = http.put(&format!("{base}/specification"), &changed).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["id"], id);
+    assert_eq!(http.delete(&base).await.status, StatusCode::NO_CONTENT);
+    let r = http.get(&base).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::NOT_FOUND, json!("ANALYTICS_INSTANCE_NOT_FOUND"))
+    );
+    // An analytics manifest naming a missing sink: 400 DATA_SINK_NOT_FOUND, as the original.
+    let mut broken = am.clone();
+    broken["analyticsProcessors"]["apm"][0]["dataSink"]["dataSourceManifestReferenceID"] =
+        json!("00000000-0000-4000-8000-000000000000");
+    let r = http.post("/api/analytics-instances", &broken).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("DATA_SINK_NOT_FOUND"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_api_speaks_https_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let port = free_port();
+    let config = dir.path().join("dda.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n", dir.path().join("data").display(), cert.display(), key.display()),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |scheme: &str| {
+        std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "2",
+                &format!("{scheme}://127.0.0.1:{port}/health"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let mut ok = None;
+    for _ in 0..100 {
+        let out = curl("https");
+        if out.status.success() {
+            ok = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let plain = curl("http");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let body = ok.expect("HTTPS answers");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("\"status\":\"ok\""),
+        "plain HTTP is not served"
+    );
+}

@@ -10,7 +10,7 @@
 //! [[tokens]]                    # with tokens, every route but health needs one
 //! name = "dashboard"
 //! role = "viewer"               # viewer: read; operator: also lifecycle; admin: everything
-//! sha256 = "9f86d081884c7d65..." # `dda token new` makes a token and its hash
+//! sha256 = "9f86d081884c7d65..." # `dda token --name dashboard --role viewer` makes a token and its hash
 //!
 //! [tls]                         # HTTPS with rustls when given
 //! cert = "server.crt"           # PEM chain
@@ -228,7 +228,7 @@ impl ServerConfig {
             if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid {
                     path: format!("tokens.{}", t.name),
-                    message: "sha256 must be 64 hex digits (make one with `dda token new`)".into(),
+                    message: "sha256 must be 64 hex digits (make one with `dda token`)".into(),
                 });
             }
         }

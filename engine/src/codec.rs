@@ -201,6 +201,221 @@ pub fn decode_json(
     }
 }
 
+/// A payload format, chosen by a data kind's `format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The paper's LiveDataSet (Table 7), flat observations, arrays of them, JSON lines.
+    /// `format`: `JSON`, `LiveDataSet` (and the default).
+    LiveDataSet,
+    /// One value as text: `210`, `36.6`, `on` ("Total real energy in plain text").
+    /// `format`: `Plain text`, `text`.
+    PlainText,
+    /// A flat JSON object of name → value with a timestamp:
+    /// `{"timestamp": "...", "TotalRealPower": 1500, "TotalRealEnergy": 10.5}`.
+    /// `format`: `JSON object`, `flat JSON`.
+    FlatJson,
+    /// CSV lines `timestamp,name,value` (or with a header line, as files are read).
+    /// `format`: `CSV`.
+    Csv,
+}
+
+impl Format {
+    /// The format a data kind's `format` names (case-insensitive; LiveDataSet JSON when
+    /// absent or unknown).
+    #[must_use]
+    pub fn parse(text: Option<&str>) -> Self {
+        let t = text
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], " ");
+        match t.as_str() {
+            "plain text" | "text" | "plain" | "text/plain" => Self::PlainText,
+            "json object" | "flat json" | "object" | "key value" => Self::FlatJson,
+            "csv" | "text/csv" => Self::Csv,
+            _ => Self::LiveDataSet,
+        }
+    }
+
+    /// The format of a data source's payloads: its first data kind's.
+    #[must_use]
+    pub fn of(source: &crate::registry::DataSource) -> Self {
+        Self::parse(source.data_kinds.first().and_then(|k| k.format.as_deref()))
+    }
+}
+
+/// Reads a payload in `format`; on error nothing is appended.
+///
+/// # Errors
+///
+/// A payload that does not match the format; the message says how.
+pub fn decode(
+    payload: &[u8],
+    format: Format,
+    ctx: &DecodeContext,
+    out: &mut Vec<Observation>,
+) -> Result<usize, DecodeError> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| DecodeError("the payload is not UTF-8 text".to_owned()))?;
+    let before = out.len();
+    let result = match format {
+        Format::LiveDataSet => return decode_json(text, ctx, out),
+        Format::PlainText => {
+            let t = text.trim();
+            if t.is_empty() {
+                Err(DecodeError(
+                    "an empty plain-text payload holds no value".to_owned(),
+                ))
+            } else {
+                out.push(Observation {
+                    source: ctx.dsm,
+                    name: ctx.default_name,
+                    timestamp: Timestamp::now(),
+                    value: Value::from_json(&Json::String(t.to_owned())),
+                    data_kind: ctx.default_kind,
+                    ingested: ingest_clock(),
+                    attributes: None,
+                });
+                Ok(())
+            }
+        }
+        Format::FlatJson => decode_flat(text, ctx, out),
+        Format::Csv => decode_csv(text, ctx, out),
+    };
+    match result {
+        Ok(()) => Ok(out.len() - before),
+        Err(e) => {
+            out.truncate(before);
+            Err(e)
+        }
+    }
+}
+
+const TIME_KEYS: &[&str] = &["timestamp", "time", "acquisitionTimestamp"];
+
+fn decode_flat(
+    text: &str,
+    ctx: &DecodeContext,
+    out: &mut Vec<Observation>,
+) -> Result<(), DecodeError> {
+    let ingested = ingest_clock();
+    for item in serde_json::Deserializer::from_str(text).into_iter::<Json>() {
+        let item = item.map_err(|e| DecodeError(format!("invalid JSON: {e}")))?;
+        let Json::Object(obj) = item else {
+            return Err(DecodeError(
+                "a flat JSON payload is an object of name → value".to_owned(),
+            ));
+        };
+        let timestamp = match field(&obj, TIME_KEYS) {
+            Some(t) => Timestamp::from_json(t).map_err(|e| DecodeError(e.to_string()))?,
+            None => Timestamp::now(),
+        };
+        let source = field(&obj, &["dataSourceManifestReferenceID"])
+            .and_then(Json::as_str)
+            .map_or(ctx.dsm, Sym::new);
+        let mut any = false;
+        for (k, v) in &obj {
+            if TIME_KEYS.contains(&k.as_str())
+                || k == "dataSourceManifestReferenceID"
+                || v.is_null()
+            {
+                continue;
+            }
+            any = true;
+            out.push(Observation {
+                source,
+                name: Sym::new(k),
+                timestamp,
+                value: Value::from_json(v),
+                data_kind: ctx.default_kind,
+                ingested,
+                attributes: None,
+            });
+        }
+        if !any {
+            return Err(DecodeError("the object names no value".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+fn decode_csv(
+    text: &str,
+    ctx: &DecodeContext,
+    out: &mut Vec<Observation>,
+) -> Result<(), DecodeError> {
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let has_header = first
+        .split(',')
+        .any(|c| TIME_KEYS.iter().any(|k| c.trim().eq_ignore_ascii_case(k)));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(has_header)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let layout = if has_header {
+        CsvLayout::from_header(reader.headers().map_err(|e| DecodeError(e.to_string()))?)?
+    } else {
+        // timestamp,name,value — or timestamp,value for a source of one kind.
+        let width = first.split(',').count();
+        let header = if width >= 3 {
+            vec!["timestamp", "name", "value", "dataKindReferenceID"]
+        } else {
+            vec!["timestamp", "value"]
+        };
+        CsvLayout::from_header(&csv::StringRecord::from(
+            header[..width.clamp(2, 4)].to_vec(),
+        ))?
+    };
+    for record in reader.records() {
+        let record = record.map_err(|e| DecodeError(format!("invalid CSV: {e}")))?;
+        if record.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        layout.decode(&record, ctx, out)?;
+    }
+    Ok(())
+}
+
+/// Writes one observation in `format`.
+#[must_use]
+pub fn encode(obs: &Observation, format: Format) -> Vec<u8> {
+    match format {
+        Format::LiveDataSet => encode_live_data_set(obs).to_string().into_bytes(),
+        Format::PlainText => match &obs.value {
+            Value::Text(t) => t.as_bytes().to_vec(),
+            other => other.to_json().to_string().into_bytes(),
+        },
+        Format::FlatJson => {
+            let mut o = Map::new();
+            o.insert("timestamp".into(), Json::String(obs.timestamp.to_string()));
+            o.insert(
+                "dataSourceManifestReferenceID".into(),
+                Json::String(obs.source.text().to_string()),
+            );
+            o.insert(obs.name.text().to_string(), obs.value.to_json());
+            Json::Object(o).to_string().into_bytes()
+        }
+        Format::Csv => {
+            let value = match &obs.value {
+                Value::Text(t) => t.to_string(),
+                other => other.to_json().to_string(),
+            };
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::new());
+            let _ = w.write_record([
+                obs.timestamp.to_string(),
+                obs.name.text().to_string(),
+                value,
+            ]);
+            w.into_inner().unwrap_or_default()
+        }
+    }
+}
+
 /// How the columns of a CSV file map to observations.
 ///
 /// Long form: a `timestamp` column (or `time`), a `name` column and a `value` column,
@@ -419,6 +634,72 @@ mod tests {
             .unwrap()
             .clone();
         assert!(CsvLayout::from_header(&bad).is_err());
+    }
+
+    #[test]
+    fn every_payload_format_reads_what_it_writes() {
+        let mut obs = Observation::number(
+            Sym::new("dsm-x"),
+            Sym::new("value"),
+            Timestamp::from_millis(1_527_174_000_000),
+            36.5,
+        );
+        obs.data_kind = None;
+        for format in [Format::LiveDataSet, Format::FlatJson, Format::Csv] {
+            let bytes = encode(&obs, format);
+            let mut back = Vec::new();
+            assert_eq!(
+                decode(&bytes, format, &ctx(), &mut back).unwrap(),
+                1,
+                "{format:?}"
+            );
+            assert_eq!(
+                (back[0].name, back[0].timestamp, &back[0].value),
+                (obs.name, obs.timestamp, &obs.value),
+                "{format:?}"
+            );
+        }
+        let mut back = Vec::new();
+        decode(
+            &encode(&obs, Format::PlainText),
+            Format::PlainText,
+            &ctx(),
+            &mut back,
+        )
+        .unwrap();
+        assert_eq!(back[0].value, Value::Number(36.5));
+        assert_eq!(
+            back[0].name,
+            Sym::new("value"),
+            "plain text takes the data kind's name"
+        );
+    }
+
+    #[test]
+    fn flat_objects_and_csv_lines_hold_several_values() {
+        let mut out = Vec::new();
+        let flat = br#"{"timestamp": "2018-05-24 15:00:00", "TotalRealPower": 1500, "TotalRealEnergy": "10.5"}"#;
+        assert_eq!(decode(flat, Format::FlatJson, &ctx(), &mut out).unwrap(), 2);
+        assert_eq!(out[1].value, Value::Number(10.5));
+        out.clear();
+        let csv =
+            b"2018-05-24T15:00:00Z,TotalRealPower,1500\n2018-05-24T15:01:00Z,TotalRealPower,1510\n";
+        assert_eq!(decode(csv, Format::Csv, &ctx(), &mut out).unwrap(), 2);
+        out.clear();
+        let with_header = b"time,TotalRealPower,TotalRealEnergy\n1527174000000,1500,10\n";
+        assert_eq!(
+            decode(with_header, Format::Csv, &ctx(), &mut out).unwrap(),
+            2
+        );
+        for bad in [&b"{}"[..], b"[1]", b"\xff"] {
+            assert!(decode(bad, Format::FlatJson, &ctx(), &mut out).is_err());
+        }
+        assert!(decode(b"  ", Format::PlainText, &ctx(), &mut out).is_err());
+        assert!(decode(b"soon,x,1", Format::Csv, &ctx(), &mut out).is_err());
+        assert_eq!(Format::parse(Some("Plain text")), Format::PlainText);
+        assert_eq!(Format::parse(Some("JSON")), Format::LiveDataSet);
+        assert_eq!(Format::parse(Some("json-object")), Format::FlatJson);
+        assert_eq!(Format::parse(None), Format::LiveDataSet);
     }
 
     #[test]

@@ -92,16 +92,58 @@ impl Speed {
     }
 }
 
-/// Counters of one connector.
+/// Whether a connector reaches its system, and the last error if not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkStatus {
+    /// Connected (or, for connectors without connections, working).
+    pub connected: bool,
+    /// The last error, while not connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counters and link status of one connector.
 #[derive(Debug, Default)]
 pub struct ConnectorMetrics {
     /// Observations brought in (source) or written out (sink).
     pub observations: AtomicU64,
     /// Payloads or observations that went to the dead letters.
     pub rejected: AtomicU64,
+    link: std::sync::Mutex<LinkStatus>,
 }
 
 impl ConnectorMetrics {
+    /// Records that the connector reaches its system.
+    pub fn connected(&self) {
+        *self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = LinkStatus {
+            connected: true,
+            error: None,
+        };
+    }
+
+    /// Records that the connector cannot reach its system (it keeps trying).
+    pub fn failed(&self, error: impl std::fmt::Display) {
+        *self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = LinkStatus {
+            connected: false,
+            error: Some(error.to_string()),
+        };
+    }
+
+    /// The link status.
+    #[must_use]
+    pub fn link(&self) -> LinkStatus {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Adds to the observation count.
     pub fn add(&self, n: usize) {
         self.observations.fetch_add(n as u64, Ordering::Relaxed);
@@ -131,6 +173,28 @@ pub struct SourceContext {
 }
 
 impl SourceContext {
+    /// Reads a payload in the source's format and publishes it; a payload that does not
+    /// match goes to the dead letters. Returns once subscribers have accepted it.
+    pub async fn ingest(&self, payload: &[u8]) -> Result<usize, crate::codec::DecodeError> {
+        let mut batch = Vec::new();
+        match crate::codec::decode(
+            payload,
+            crate::codec::Format::of(&self.dsm),
+            &self.dsm.decode_context(),
+            &mut batch,
+        ) {
+            Ok(n) => {
+                self.publish(batch).await;
+                Ok(n)
+            }
+            Err(e) => {
+                self.unreadable(&e.0, &String::from_utf8_lossy(payload))
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
     /// Publishes a batch and counts it.
     pub async fn publish(&self, batch: Vec<Observation>) {
         self.metrics.add(batch.len());
@@ -222,6 +286,79 @@ impl SinkContext {
         let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
         self.dead_letters.rejected(&place, rejected).await;
     }
+}
+
+/// Exponential backoff between reconnection attempts, with jitter: 100 ms, doubling, at
+/// most 30 s by default.
+#[derive(Debug)]
+pub struct Backoff {
+    next: std::time::Duration,
+    min: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(30),
+        )
+    }
+}
+
+impl Backoff {
+    /// Backoff from `min`, doubling up to `max`.
+    #[must_use]
+    pub fn new(min: std::time::Duration, max: std::time::Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max,
+        }
+    }
+
+    /// After a success: start again from the minimum.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// The next delay (grows).
+    pub fn delay(&mut self) -> std::time::Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Up to 25 % jitter, so that many clients do not retry in step.
+        let nanos = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos(),
+        );
+        base + base.mul_f64((nanos % 250) as f64 / 1000.0)
+    }
+
+    /// Waits the next delay; false if cancelled first.
+    pub async fn wait(&mut self, cancel: &CancellationToken) -> bool {
+        let d = self.delay();
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = cancel.cancelled() => false,
+        }
+    }
+}
+
+/// A parameter that may be a secret reference, resolved.
+///
+/// # Errors
+///
+/// A malformed or unresolvable reference (the message never holds the value).
+pub fn secret_param(dsm: &DataSource, name: &str) -> Result<Option<String>, ConnectorError> {
+    dsm.parameters
+        .get_str(name)
+        .map(|v| {
+            manifests::secret::resolve_value(&v)
+                .map_err(|e| ConnectorError::config(dsm, format!("{name}: {e}")))
+        })
+        .transpose()
 }
 
 /// Runs a source until it ends or is cancelled.

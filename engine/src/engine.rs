@@ -674,7 +674,32 @@ impl Engine {
                 .zip(&i.metrics)
                 .map(|(p, m)| m.snapshot(&p.id, p.registration.kind))
                 .collect(),
+            connectors: if matches!(i.state, State::Running | State::Paused | State::Failed) {
+                self.connector_statuses(&i.plan)
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    fn connector_statuses(&self, plan: &Plan) -> Vec<crate::instance::ConnectorStatus> {
+        let c = lock(&self.inner.connectors);
+        let mut out = Vec::new();
+        for (role, dsms, metrics) in [
+            ("source", plan.inputs(), &c.read),
+            ("sink", plan.outputs(), &c.written),
+        ] {
+            for dsm in dsms {
+                if let Some(m) = metrics.get(&dsm) {
+                    out.push(crate::instance::ConnectorStatus {
+                        dsm: dsm.to_string(),
+                        role,
+                        link: m.link(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Starts instance `id`.

@@ -217,6 +217,20 @@ pub struct InstanceStatus {
     pub waiting_for: Vec<String>,
     /// Per-processor counters (of the current or last run).
     pub processors: Vec<ProcessorStatus>,
+    /// The connectors of its inputs and outputs, and whether they reach their systems.
+    pub connectors: Vec<ConnectorStatus>,
+}
+
+/// A connector an instance depends on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectorStatus {
+    /// The DSM it bridges.
+    pub dsm: String,
+    /// `source` (brings data in) or `sink` (writes data out).
+    pub role: &'static str,
+    /// Connected, and the last error when not.
+    #[serde(flatten)]
+    pub link: crate::connector::LinkStatus,
 }
 
 impl InstanceStatus {

@@ -2,6 +2,11 @@
 //! and a `mod` line here.
 
 pub mod file;
+pub mod http;
+pub mod kafka;
+pub mod mongodb;
+pub mod mqtt;
+pub mod postgres;
 pub mod simulator;
 pub mod sqlite;
 

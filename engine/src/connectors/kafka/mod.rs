@@ -1,0 +1,330 @@
+//! `Kafka`: topics on a Kafka (or Kafka-compatible) cluster, via librdkafka, as source and
+//! sink.
+//!
+//! Configured by the original engine's Kafka topic interface — `host`, `port`, `topic` — and
+//! optional parameters:
+//!
+//! | parameter | meaning | default |
+//! |---|---|---|
+//! | `brokers` | bootstrap servers, overriding `host`:`port` | `host:port` |
+//! | `groupId` | source: the consumer group | `dda-<dsm id>` |
+//! | `startFrom` | source: where a new group starts, `earliest` or `latest` | `earliest` |
+//! | `outOfOrderness` | source: how far event time trails the newest timestamp of a partition | `PT0S` |
+//! | `partitions` | partitions of the topic when DDA creates it | `3` |
+//! | `createTopic` | create the topic when it does not exist | `true` |
+//!
+//! A source joins a consumer group and commits a message's offset only once the engine
+//! has accepted the message (at-least-once: a restarted consumer, or another member after a
+//! rebalance, resumes after the last accepted message). A sink is an idempotent producer
+//! (`acks=all`, `enable.idempotence`) keyed by the observation's source, so each source's
+//! order holds within its partition; at its end it waits until every message is acknowledged.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+
+use crate::codec::{Format, encode};
+use crate::connector::{
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
+};
+use crate::registry::DataSource;
+use crate::time::Timestamp;
+
+/// The protocol name.
+pub const KIND: &str = "Kafka";
+
+inventory::submit! {
+    ConnectorRegistration {
+        protocol: KIND,
+        description: "Kafka topics: consumer groups with offsets committed after acceptance, idempotent keyed producer",
+        source: Some(source),
+        sink: Some(sink),
+        check,
+    }
+}
+
+fn default_host() -> String {
+    "localhost".into()
+}
+
+const fn default_port() -> u16 {
+    9092
+}
+
+const fn default_partitions() -> i32 {
+    3
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// The DSM parameters this connector reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KafkaConfig {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    brokers: Option<String>,
+    #[serde(default)]
+    group_id: Option<String>,
+    #[serde(default)]
+    start_from: Option<String>,
+    #[serde(default)]
+    out_of_orderness: Option<String>,
+    #[serde(default = "default_partitions")]
+    partitions: i32,
+    #[serde(default = "yes")]
+    create_topic: bool,
+}
+
+impl KafkaConfig {
+    fn read(dsm: &DataSource) -> Result<Self, ConnectorError> {
+        let cfg: Self = super::config(dsm)?;
+        let topic = cfg.topic.as_deref().unwrap_or_default();
+        if topic.is_empty()
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ConnectorError::config(
+                dsm,
+                format!("topic {topic:?}: give a Kafka topic name (letters, digits, . _ -)"),
+            ));
+        }
+        if let Some(s) = &cfg.start_from
+            && s != "earliest"
+            && s != "latest"
+        {
+            return Err(ConnectorError::config(
+                dsm,
+                format!("startFrom {s:?}: use earliest or latest"),
+            ));
+        }
+        if let Some(d) = &cfg.out_of_orderness {
+            manifests::parameters::parse_duration(d)
+                .map_err(|e| ConnectorError::config(dsm, format!("outOfOrderness: {e}")))?;
+        }
+        if cfg.partitions < 1 {
+            return Err(ConnectorError::config(dsm, "partitions: at least 1"));
+        }
+        Ok(cfg)
+    }
+
+    fn brokers(&self) -> String {
+        self.brokers
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.host, self.port))
+    }
+
+    fn topic(&self) -> &str {
+        self.topic.as_deref().unwrap_or_default()
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.brokers())
+            .set("client.id", "dda")
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "10000")
+            .set("log_level", "3");
+        c
+    }
+}
+
+fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
+    KafkaConfig::read(dsm).map(|_| ())
+}
+
+/// Creates the topic when it does not exist (an existing one is left as it is).
+async fn ensure_topic(cfg: &KafkaConfig) -> Result<(), String> {
+    if !cfg.create_topic {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        cfg.client().create().map_err(|e| e.to_string())?;
+    let topic = NewTopic::new(cfg.topic(), cfg.partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics([&topic], &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(format!("cannot create topic {t}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+fn describe(e: impl std::fmt::Display, cfg: &KafkaConfig) -> String {
+    format!("Kafka {} topic {}: {e}", cfg.brokers(), cfg.topic())
+}
+
+fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = KafkaConfig::read(&ctx.dsm)?;
+        let lateness = cfg
+            .out_of_orderness
+            .as_deref()
+            .and_then(|d| manifests::parameters::parse_duration(d).ok())
+            .unwrap_or_default();
+        let mut backoff = Backoff::default();
+        while let Err(e) = ensure_topic(&cfg).await {
+            let message = describe(&e, &cfg);
+            tracing::warn!(dsm = %ctx.dsm.id, error = %message, "retrying");
+            ctx.metrics.failed(&message);
+            if !backoff.wait(&ctx.cancel).await {
+                return Ok(());
+            }
+        }
+        let consumer: StreamConsumer = cfg
+            .client()
+            .set(
+                "group.id",
+                cfg.group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("dda-{}", ctx.dsm.id)),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                cfg.start_from.as_deref().unwrap_or("earliest"),
+            )
+            .set("session.timeout.ms", "10000")
+            .create()
+            .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
+        consumer
+            .subscribe(&[cfg.topic()])
+            .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
+        let format = Format::of(&ctx.dsm);
+        let decode = ctx.dsm.decode_context();
+        // Event time per partition: the least of their newest timestamps.
+        let mut newest: HashMap<i32, Timestamp> = HashMap::new();
+        let mut backoff = Backoff::default();
+        let mut last_commit = std::time::Instant::now();
+        loop {
+            let message = tokio::select! {
+                m = consumer.recv() => m,
+                () = ctx.cancel.cancelled() => {
+                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                    return Ok(());
+                }
+            };
+            match message {
+                Ok(m) => {
+                    backoff.reset();
+                    ctx.metrics.connected();
+                    let mut batch = Vec::new();
+                    let payload = m.payload().unwrap_or_default();
+                    match crate::codec::decode(payload, format, &decode, &mut batch) {
+                        Ok(_) => {
+                            let partition = m.partition();
+                            if let Some(t) = batch.iter().map(|o| o.timestamp).max() {
+                                let e = newest.entry(partition).or_insert(Timestamp::MIN);
+                                *e = (*e).max(t);
+                            }
+                            ctx.publish(batch).await;
+                            if let Some(w) = newest.values().min() {
+                                ctx.watermark(
+                                    Timestamp(w.as_micros().saturating_sub(1)).minus(lateness),
+                                )
+                                .await;
+                            }
+                        }
+                        Err(e) => {
+                            ctx.unreadable(&e.0, &String::from_utf8_lossy(payload))
+                                .await
+                        }
+                    }
+                    // Accepted (or dead-lettered): now its offset may be committed.
+                    if let Err(e) = consumer.store_offset_from_message(&m) {
+                        tracing::debug!(dsm = %ctx.dsm.id, error = %e, "cannot store an offset");
+                    }
+                    if last_commit.elapsed() > Duration::from_millis(200) {
+                        last_commit = std::time::Instant::now();
+                        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                            tracing::debug!(dsm = %ctx.dsm.id, error = %e, "offset commit deferred");
+                        }
+                    }
+                }
+                Err(e) => {
+                    let message = describe(&e, &cfg);
+                    tracing::warn!(dsm = %ctx.dsm.id, error = %message, "Kafka consumer error; retrying");
+                    ctx.metrics.failed(&message);
+                    if !backoff.wait(&ctx.cancel).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = KafkaConfig::read(&ctx.dsm)?;
+        let producer: FutureProducer = cfg
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "300000")
+            .create()
+            .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
+        if let Err(e) = ensure_topic(&cfg).await {
+            // The producer retries on its own; say why data may not flow yet.
+            ctx.metrics.failed(describe(&e, &cfg));
+        }
+        let format = Format::of(&ctx.dsm);
+        while let Some(batch) = ctx.next().await {
+            let pending: Vec<_> = batch
+                .iter()
+                .map(|o| {
+                    let key = o.source.text();
+                    let payload = encode(o, format);
+                    let producer = producer.clone();
+                    let topic = cfg.topic().to_owned();
+                    async move {
+                        producer
+                            .send(
+                                FutureRecord::to(&topic)
+                                    .key(key.as_bytes())
+                                    .payload(&payload),
+                                Duration::from_secs(300),
+                            )
+                            .await
+                    }
+                })
+                .collect();
+            for delivery in futures_util::future::join_all(pending).await {
+                match delivery {
+                    Ok(_) => ctx.metrics.connected(),
+                    Err((e, _)) => {
+                        let message = describe(&e, &cfg);
+                        tracing::error!(dsm = %ctx.dsm.id, error = %message, "a message could not be delivered");
+                        ctx.metrics.failed(&message);
+                        return Err(ConnectorError::io(&ctx.dsm, message));
+                    }
+                }
+            }
+            ctx.metrics.add(batch.len());
+        }
+        Ok(())
+    })
+}

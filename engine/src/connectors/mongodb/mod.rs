@@ -1,0 +1,464 @@
+//! `MongoDB`: a collection of observations, as sink and source (the `mongodb` driver).
+//!
+//! | parameter | meaning | default |
+//! |---|---|---|
+//! | `uri` | connection string (may be a `${env:...}` secret) | `mongodb://host:port` |
+//! | `host`, `port` | server, when no `uri` | `127.0.0.1`, `27017` |
+//! | `username`, `password` | credentials, when no `uri` | — |
+//! | `database` | database | `dda` |
+//! | `collection` | collection | `observations` |
+//! | `timeSeries` | sink: create the collection as a time-series collection (MongoDB 5+; a server without them gets a plain one) | `true` |
+//! | `pollInterval` | source: how often to look for new documents | `1s` |
+//! | `from` | source: `beginning` or `end` of the collection | `beginning` |
+//! | `outOfOrderness` | source: how far event time trails the newest timestamp | `PT0S` |
+//!
+//! Each observation is one document:
+//! `{_id, dsm, source, name, dataKind, timestamp: Date, value, attributes}` (`dsm` is the
+//! DSM written; `source` the one the observation came from). The sink inserts each batch at
+//! once, with ids chosen before the first attempt, so that a batch retried after a lost
+//! connection is not written twice. The source reads documents in `_id` order — the cloud
+//! engine reading what edges stored (the paper's "hourly average for values from a
+//! database").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
+use serde::Deserialize;
+
+use crate::connector::{
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
+    secret_param,
+};
+use crate::observation::{Observation, Value, ingest_clock};
+use crate::registry::DataSource;
+use crate::symbol::Sym;
+use crate::time::Timestamp;
+
+/// The protocol name.
+pub const KIND: &str = "MongoDB";
+
+inventory::submit! {
+    ConnectorRegistration {
+        protocol: KIND,
+        description: "MongoDB collections: batched inserts (time-series where supported), and reading stored observations",
+        source: Some(source),
+        sink: Some(sink),
+        check,
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+
+const fn default_port() -> u16 {
+    27017
+}
+
+fn default_database() -> String {
+    "dda".into()
+}
+
+fn default_collection() -> String {
+    "observations".into()
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// The DSM parameters this connector reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MongoConfig {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default = "default_database")]
+    database: String,
+    #[serde(default = "default_collection")]
+    collection: String,
+    #[serde(default = "yes")]
+    time_series: bool,
+    #[serde(default)]
+    poll_interval: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    out_of_orderness: Option<String>,
+}
+
+impl MongoConfig {
+    fn read(dsm: &DataSource) -> Result<Self, ConnectorError> {
+        let cfg: Self = super::config(dsm)?;
+        if cfg.database.is_empty() || cfg.collection.is_empty() {
+            return Err(ConnectorError::config(
+                dsm,
+                "database and collection must not be empty",
+            ));
+        }
+        for (what, d) in [
+            ("pollInterval", &cfg.poll_interval),
+            ("outOfOrderness", &cfg.out_of_orderness),
+        ] {
+            if let Some(d) = d {
+                manifests::parameters::parse_duration(d)
+                    .map_err(|e| ConnectorError::config(dsm, format!("{what}: {e}")))?;
+            }
+        }
+        if let Some(f) = &cfg.from
+            && f != "beginning"
+            && f != "end"
+        {
+            return Err(ConnectorError::config(
+                dsm,
+                format!("from {f:?}: use beginning or end"),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    fn uri(&self, dsm: &DataSource) -> Result<String, ConnectorError> {
+        if let Some(uri) = secret_param(dsm, "uri")? {
+            return Ok(uri);
+        }
+        let credentials = match (
+            secret_param(dsm, "username")?,
+            secret_param(dsm, "password")?,
+        ) {
+            (Some(u), p) => format!("{}:{}@", encode(&u), encode(&p.unwrap_or_default())),
+            _ => String::new(),
+        };
+        Ok(format!(
+            "mongodb://{credentials}{}:{}/?serverSelectionTimeoutMS=5000&connectTimeoutMS=5000",
+            self.host, self.port
+        ))
+    }
+
+    /// Where, for messages (no credentials).
+    fn place(&self) -> String {
+        format!(
+            "MongoDB {}:{} {}.{}",
+            self.host, self.port, self.database, self.collection
+        )
+    }
+}
+
+fn encode(part: &str) -> String {
+    part.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
+    let cfg = MongoConfig::read(dsm)?;
+    cfg.uri(dsm).map(|_| ())
+}
+
+async fn collection(
+    dsm: &DataSource,
+    cfg: &MongoConfig,
+) -> Result<mongodb::Collection<Document>, ConnectorError> {
+    let client = mongodb::Client::with_uri_str(cfg.uri(dsm)?)
+        .await
+        .map_err(|e| {
+            ConnectorError::config(dsm, format!("{}: {}", cfg.place(), redact(&e.to_string())))
+        })?;
+    Ok(client.database(&cfg.database).collection(&cfg.collection))
+}
+
+/// Error texts of the driver may quote the connection string: keep credentials out.
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.find('@')) {
+        (Some(a), Some(b)) if b > a => format!("{}://********{}", &text[..a], &text[b..]),
+        _ => text.to_owned(),
+    }
+}
+
+/// Creates the collection as a time-series collection when it does not exist and the
+/// server supports them; otherwise leaves it to be created by the first insert.
+async fn prepare(coll: &mongodb::Collection<Document>, cfg: &MongoConfig) {
+    if !cfg.time_series {
+        return;
+    }
+    let db = coll.client().database(&cfg.database);
+    let exists = db
+        .list_collection_names()
+        .await
+        .map(|names| names.iter().any(|n| n == &cfg.collection))
+        .unwrap_or(true);
+    if exists {
+        return;
+    }
+    let options = mongodb::options::TimeseriesOptions::builder()
+        .time_field("timestamp".to_owned())
+        .meta_field(Some("source".to_owned()))
+        .build();
+    if let Err(e) = db
+        .create_collection(&cfg.collection)
+        .timeseries(options)
+        .await
+    {
+        tracing::info!(collection = %cfg.collection, error = %e, "no time-series collection (the server may not support them); using a plain one");
+    }
+}
+
+fn to_bson(v: &Value) -> Bson {
+    match v {
+        Value::Number(n) => Bson::Double(*n),
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Text(t) => Bson::String(t.to_string()),
+        Value::Json(j) => Bson::try_from((**j).clone()).unwrap_or(Bson::Null),
+    }
+}
+
+fn document(o: &Observation, dsm: &str) -> Document {
+    let mut d = doc! {
+        "_id": ObjectId::new(),
+        "dsm": dsm,
+        "source": o.source.text().to_string(),
+        "name": o.name.text().to_string(),
+        "timestamp": DateTime::from_millis(o.timestamp.as_millis()),
+        "value": to_bson(&o.value),
+    };
+    if let Some(k) = o.data_kind {
+        d.insert("dataKind", k.text().to_string());
+    }
+    if let Some(a) = &o.attributes
+        && let Ok(b) = Bson::try_from(serde_json::Value::Object((**a).clone()))
+    {
+        d.insert("attributes", b);
+    }
+    d
+}
+
+/// Whether every error of an insert is a duplicate key: the documents are there already
+/// (an earlier attempt wrote them before its answer was lost).
+fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().all(|w| w.code == 11000))
+        }
+        mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => {
+            w.code == 11000
+        }
+        _ => false,
+    }
+}
+
+fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = MongoConfig::read(&ctx.dsm)?;
+        let coll = collection(&ctx.dsm, &cfg).await?;
+        prepare(&coll, &cfg).await;
+        let dsm = ctx.dsm.id.to_string();
+        let mut backoff = Backoff::default();
+        while let Some(batch) = ctx.next().await {
+            let docs: Vec<Document> = batch.iter().map(|o| document(o, &dsm)).collect();
+            loop {
+                match coll.insert_many(docs.clone()).ordered(false).await {
+                    Ok(_) => break,
+                    Err(e) if only_duplicates(&e) => break,
+                    Err(e) => {
+                        let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
+                        tracing::warn!(dsm = %ctx.dsm.id, error = %message, "insert failed; retrying");
+                        ctx.metrics.failed(&message);
+                        tokio::time::sleep(backoff.delay()).await;
+                    }
+                }
+            }
+            backoff.reset();
+            ctx.metrics.connected();
+            ctx.metrics.add(batch.len());
+        }
+        Ok(())
+    })
+}
+
+fn from_bson(v: &Bson) -> Value {
+    match v {
+        Bson::Double(f) => Value::Number(*f),
+        Bson::Int32(i) => Value::Number(f64::from(*i)),
+        Bson::Int64(i) => Value::Number(*i as f64),
+        Bson::Boolean(b) => Value::Bool(*b),
+        Bson::String(s) => Value::Text(Arc::new(s.clone())),
+        other => Value::Json(Arc::new(other.clone().into_relaxed_extjson())),
+    }
+}
+
+fn observation(d: &Document, dsm: Sym) -> Option<Observation> {
+    let timestamp = match d.get("timestamp")? {
+        Bson::DateTime(t) => Timestamp::from_millis(t.timestamp_millis()),
+        Bson::String(s) => Timestamp::parse(s).ok()?,
+        Bson::Int64(ms) => Timestamp::from_millis(*ms),
+        _ => return None,
+    };
+    Some(Observation {
+        source: d.get_str("source").map_or(dsm, Sym::new),
+        name: Sym::new(d.get_str("name").ok()?),
+        timestamp,
+        value: from_bson(d.get("value")?),
+        data_kind: d.get_str("dataKind").ok().map(Sym::new),
+        ingested: ingest_clock(),
+        attributes: d.get_document("attributes").ok().and_then(|a| {
+            match Bson::Document(a.clone()).into_relaxed_extjson() {
+                serde_json::Value::Object(m) => Some(Arc::new(m)),
+                _ => None,
+            }
+        }),
+    })
+}
+
+fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = MongoConfig::read(&ctx.dsm)?;
+        let coll = collection(&ctx.dsm, &cfg).await?;
+        let poll = cfg
+            .poll_interval
+            .as_deref()
+            .and_then(|d| manifests::parameters::parse_duration(d).ok())
+            .unwrap_or(Duration::from_secs(1));
+        let lateness = cfg
+            .out_of_orderness
+            .as_deref()
+            .and_then(|d| manifests::parameters::parse_duration(d).ok())
+            .unwrap_or_default();
+        let mut last: Option<Bson> = None;
+        if cfg.from.as_deref() == Some("end") {
+            // Start after the newest document there now.
+            let mut backoff = Backoff::default();
+            loop {
+                match coll.find_one(Document::new()).sort(doc! {"_id": -1}).await {
+                    Ok(d) => {
+                        last = d.and_then(|d| d.get("_id").cloned());
+                        break;
+                    }
+                    Err(e) => {
+                        ctx.metrics
+                            .failed(format!("{}: {}", cfg.place(), redact(&e.to_string())));
+                        if !backoff.wait(&ctx.cancel).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        let mut newest = Timestamp::MIN;
+        let mut backoff = Backoff::default();
+        loop {
+            if ctx.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let filter = last
+                .as_ref()
+                .map_or_else(Document::new, |id| doc! {"_id": {"$gt": id.clone()}});
+            let found = async {
+                let mut cursor = coll.find(filter).sort(doc! {"_id": 1}).limit(1024).await?;
+                let mut docs = Vec::new();
+                while cursor.advance().await? {
+                    docs.push(cursor.deserialize_current()?);
+                }
+                Ok::<_, mongodb::error::Error>(docs)
+            }
+            .await;
+            match found {
+                Ok(docs) => {
+                    backoff.reset();
+                    ctx.metrics.connected();
+                    if let Some(id) = docs.last().and_then(|d| d.get("_id")) {
+                        last = Some(id.clone());
+                    }
+                    let full = docs.len() == 1024;
+                    let batch: Vec<Observation> = docs
+                        .iter()
+                        .filter_map(|d| observation(d, ctx.dsm.id))
+                        .collect();
+                    if !batch.is_empty() {
+                        newest = batch
+                            .iter()
+                            .map(|o| o.timestamp)
+                            .fold(newest, Timestamp::max);
+                        ctx.publish(batch).await;
+                        ctx.watermark(
+                            Timestamp(newest.as_micros().saturating_sub(1)).minus(lateness),
+                        )
+                        .await;
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
+                    tracing::warn!(dsm = %ctx.dsm.id, error = %message, "reading failed; retrying");
+                    ctx.metrics.failed(&message);
+                    if !backoff.wait(&ctx.cancel).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = ctx.cancel.cancelled() => return Ok(()),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(
+            redact("error for mongodb://user:pw@host:27017: timeout"),
+            "error for mongodb://********@host:27017: timeout"
+        );
+        assert_eq!(redact("no credentials here"), "no credentials here");
+        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+    }
+
+    #[test]
+    fn documents_read_back_as_the_observations_written() {
+        let mut o = Observation::number(
+            Sym::new("box-1"),
+            Sym::new("TotalRealPower"),
+            Timestamp::from_millis(1_527_174_000_000),
+            1500.5,
+        );
+        o.data_kind = Some(Sym::new("dk"));
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("count".into(), serde_json::json!(60));
+        o.attributes = Some(Arc::new(attrs));
+        let d = document(&o, "edge-db");
+        let back = observation(&d, Sym::new("x")).unwrap();
+        assert_eq!(
+            (
+                back.source,
+                back.name,
+                back.timestamp,
+                back.value.clone(),
+                back.data_kind
+            ),
+            (o.source, o.name, o.timestamp, o.value.clone(), o.data_kind)
+        );
+        assert_eq!(
+            back.attribute("count").and_then(serde_json::Value::as_i64),
+            Some(60)
+        );
+    }
+}

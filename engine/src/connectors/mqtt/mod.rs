@@ -1,0 +1,491 @@
+//! `MQTT`: topics on an MQTT broker (rumqttc), as source and sink.
+//!
+//! Configured by the paper's Table 1 parameters — `host`, `port`, `username`, `password`,
+//! `topic` — and optional ones:
+//!
+//! | parameter | meaning | default |
+//! |---|---|---|
+//! | `qos` | 0 or 1 | `1` |
+//! | `version` | `3.1.1` or `5` | `3.1.1` |
+//! | `clientId` | the session's client id | `dda-<dsm id>-source` / `-sink` |
+//! | `cleanSession` | start a new session each connection | `false` (a persistent session) |
+//! | `keepAlive` | keep-alive interval | `30s` |
+//! | `tls` | connect with TLS | `false` |
+//! | `caFile` | PEM CA certificates for TLS (default: the system's web roots are not used; give one) | — |
+//! | `retain` | sink: publish retained messages | `false` |
+//!
+//! A source subscribes to `topic` (wildcards `+` and `#` allowed); every message is decoded
+//! in the data kind's format and acknowledged only once the engine has accepted it, so with
+//! QoS 1 and a persistent session nothing is lost while the engine or the broker restarts.
+//! A sink publishes every observation to `topic` (`{source}` and `{name}` in it are replaced
+//! by the observation's source and name), and at its end waits until the broker has
+//! acknowledged everything it sent. Passwords are given as `${env:NAME}` or `${file:PATH}`.
+//! Connection failures (an unreachable broker, a wrong password) are retried with backoff and
+//! shown in the status of the instances using the data source.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+use rumqttc::{Packet as Packet4, QoS, Transport};
+use serde::Deserialize;
+
+use crate::codec::{Format, encode};
+use crate::connector::{
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
+    secret_param,
+};
+use crate::registry::DataSource;
+
+/// The protocol name.
+pub const KIND: &str = "MQTT";
+
+inventory::submit! {
+    ConnectorRegistration {
+        protocol: KIND,
+        description: "MQTT 3.1.1 and 5 topics: subscribe (wildcards), publish; QoS 0/1, persistent sessions, TLS",
+        source: Some(source),
+        sink: Some(sink),
+        check,
+    }
+}
+
+fn default_host() -> String {
+    "localhost".into()
+}
+
+const fn default_port() -> u16 {
+    1883
+}
+
+const fn default_qos() -> u8 {
+    1
+}
+
+/// The DSM parameters this connector reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MqttConfig {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default = "default_qos")]
+    qos: u8,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    clean_session: bool,
+    #[serde(default)]
+    keep_alive: Option<String>,
+    #[serde(default)]
+    tls: bool,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    retain: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    V4,
+    V5,
+}
+
+impl MqttConfig {
+    fn read(dsm: &DataSource) -> Result<Self, ConnectorError> {
+        let cfg: Self = super::config(dsm)?;
+        if cfg.topic.as_deref().is_none_or(str::is_empty) {
+            return Err(ConnectorError::config(
+                dsm,
+                "the parameter `topic` is required",
+            ));
+        }
+        if cfg.qos > 1 {
+            return Err(ConnectorError::config(
+                dsm,
+                format!("qos {}: use 0 or 1", cfg.qos),
+            ));
+        }
+        cfg.version(dsm)?;
+        if let Some(k) = &cfg.keep_alive {
+            manifests::parameters::parse_duration(k)
+                .map_err(|e| ConnectorError::config(dsm, format!("keepAlive: {e}")))?;
+        }
+        Ok(cfg)
+    }
+
+    fn version(&self, dsm: &DataSource) -> Result<Version, ConnectorError> {
+        let text = match &self.version {
+            None => return Ok(Version::V4),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        match text.as_str() {
+            "3.1.1" | "3" | "4" | "311" => Ok(Version::V4),
+            "5" | "5.0" => Ok(Version::V5),
+            other => Err(ConnectorError::config(
+                dsm,
+                format!("version {other:?}: use 3.1.1 or 5"),
+            )),
+        }
+    }
+
+    fn qos(&self) -> QoS {
+        if self.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        }
+    }
+
+    fn qos5(&self) -> rumqttc::v5::mqttbytes::QoS {
+        if self.qos == 0 {
+            rumqttc::v5::mqttbytes::QoS::AtMostOnce
+        } else {
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce
+        }
+    }
+
+    fn keep_alive(&self) -> Duration {
+        self.keep_alive
+            .as_deref()
+            .and_then(|k| manifests::parameters::parse_duration(k).ok())
+            .unwrap_or(Duration::from_secs(30))
+            .max(Duration::from_secs(5))
+    }
+
+    fn transport(&self, dsm: &DataSource) -> Result<Transport, ConnectorError> {
+        if !self.tls {
+            return Ok(Transport::Tcp);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = match &self.ca_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?,
+            None => {
+                return Err(ConnectorError::config(
+                    dsm,
+                    "tls needs `caFile`, the broker's CA certificate (PEM)",
+                ));
+            }
+        };
+        Ok(Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth: None,
+        }))
+    }
+}
+
+fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
+    MqttConfig::read(dsm).map(|_| ())
+}
+
+/// A connection of either protocol version.
+enum Connection {
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
+}
+
+/// What the event loop reported.
+enum Incoming {
+    Connected { session_present: bool },
+    Message(Box<Message>),
+    Acked,
+    Other,
+}
+
+/// A received message, kept for its acknowledgement.
+enum Message {
+    V4(rumqttc::Publish),
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
+}
+
+impl Message {
+    fn payload(&self) -> &Bytes {
+        match self {
+            Self::V4(p) => &p.payload,
+            Self::V5(p) => &p.payload,
+        }
+    }
+}
+
+fn describe(e: impl std::fmt::Display, cfg: &MqttConfig) -> String {
+    let text = e.to_string();
+    let advice = if text.contains("NotAuthorized")
+        || text.contains("BadUserNamePassword")
+        || text.contains("BadUsernamePassword")
+    {
+        " (check username and password)"
+    } else if text.contains("refused") || text.contains("Refused") {
+        " (is the broker running?)"
+    } else {
+        ""
+    };
+    format!("MQTT broker {}:{}: {text}{advice}", cfg.host, cfg.port)
+}
+
+impl Connection {
+    fn open(dsm: &DataSource, cfg: &MqttConfig, role: &str) -> Result<Self, ConnectorError> {
+        let client_id = cfg
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("dda-{}-{role}", dsm.id));
+        let username = secret_param(dsm, "username")?;
+        let password = secret_param(dsm, "password")?;
+        let transport = cfg.transport(dsm)?;
+        Ok(match cfg.version(dsm)? {
+            Version::V4 => {
+                let mut o = rumqttc::MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+                o.set_keep_alive(cfg.keep_alive())
+                    .set_clean_session(cfg.clean_session)
+                    .set_manual_acks(true)
+                    .set_transport(transport);
+                if let Some(u) = username {
+                    o.set_credentials(u, password.unwrap_or_default());
+                }
+                let (c, l) = rumqttc::AsyncClient::new(o, 1024);
+                Self::V4(c, Box::new(l))
+            }
+            Version::V5 => {
+                let mut o = rumqttc::v5::MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+                o.set_keep_alive(cfg.keep_alive())
+                    .set_clean_start(cfg.clean_session)
+                    .set_manual_acks(true)
+                    .set_transport(transport);
+                if !cfg.clean_session {
+                    // Keep the session a day while disconnected.
+                    o.set_session_expiry_interval(Some(86_400));
+                }
+                if let Some(u) = username {
+                    o.set_credentials(u, password.unwrap_or_default());
+                }
+                let (c, l) = rumqttc::v5::AsyncClient::new(o, 1024);
+                Self::V5(c, Box::new(l))
+            }
+        })
+    }
+
+    async fn poll(&mut self) -> Result<Incoming, String> {
+        match self {
+            Self::V4(_, l) => match l.poll().await.map_err(|e| e.to_string())? {
+                rumqttc::Event::Incoming(Packet4::ConnAck(a)) => Ok(Incoming::Connected {
+                    session_present: a.session_present,
+                }),
+                rumqttc::Event::Incoming(Packet4::Publish(p)) => {
+                    Ok(Incoming::Message(Box::new(Message::V4(p))))
+                }
+                rumqttc::Event::Incoming(Packet4::PubAck(_)) => Ok(Incoming::Acked),
+                _ => Ok(Incoming::Other),
+            },
+            Self::V5(_, l) => match l.poll().await.map_err(|e| e.to_string())? {
+                rumqttc::v5::Event::Incoming(Packet5::ConnAck(a)) => Ok(Incoming::Connected {
+                    session_present: a.session_present,
+                }),
+                rumqttc::v5::Event::Incoming(Packet5::Publish(p)) => {
+                    Ok(Incoming::Message(Box::new(Message::V5(p))))
+                }
+                rumqttc::v5::Event::Incoming(Packet5::PubAck(_)) => Ok(Incoming::Acked),
+                _ => Ok(Incoming::Other),
+            },
+        }
+    }
+
+    fn client(&self) -> Client {
+        match self {
+            Self::V4(c, _) => Client::V4(c.clone()),
+            Self::V5(c, _) => Client::V5(c.clone()),
+        }
+    }
+}
+
+/// The request side of a connection, usable from another task than its event loop.
+#[derive(Clone)]
+enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+impl Client {
+    async fn subscribe(&self, topic: &str, cfg: &MqttConfig) -> Result<(), String> {
+        match self {
+            Self::V4(c) => c
+                .subscribe(topic, cfg.qos())
+                .await
+                .map_err(|e| e.to_string()),
+            Self::V5(c) => c
+                .subscribe(topic, cfg.qos5())
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        cfg: &MqttConfig,
+    ) -> Result<(), String> {
+        match self {
+            Self::V4(c) => c
+                .publish(topic, cfg.qos(), cfg.retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::V5(c) => c
+                .publish(topic, cfg.qos5(), cfg.retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn ack(&self, m: &Message) -> Result<(), String> {
+        match (self, m) {
+            (Self::V4(c), Message::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (Self::V5(c), Message::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn disconnect(&self) {
+        match self {
+            Self::V4(c) => {
+                let _ = c.disconnect().await;
+            }
+            Self::V5(c) => {
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+}
+
+fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = MqttConfig::read(&ctx.dsm)?;
+        let topic = cfg.topic.clone().unwrap_or_default();
+        let mut conn = Connection::open(&ctx.dsm, &cfg, "source")?;
+        let client = conn.client();
+        // Subscribe once up front; again after any connection that lost the session.
+        client
+            .subscribe(&topic, &cfg)
+            .await
+            .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+        let mut backoff = Backoff::default();
+        let mut first = true;
+        loop {
+            let event = tokio::select! {
+                e = conn.poll() => e,
+                () = ctx.cancel.cancelled() => {
+                    client.disconnect().await;
+                    return Ok(());
+                }
+            };
+            match event {
+                Ok(Incoming::Connected { session_present }) => {
+                    backoff.reset();
+                    ctx.metrics.connected();
+                    tracing::info!(dsm = %ctx.dsm.id, host = %cfg.host, port = cfg.port, session_present, "connected to the MQTT broker");
+                    if !session_present && !first {
+                        client
+                            .subscribe(&topic, &cfg)
+                            .await
+                            .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+                    }
+                    first = false;
+                }
+                Ok(Incoming::Message(m)) => {
+                    // Accepted by the engine (or dead-lettered) before it is acknowledged.
+                    let _ = ctx.ingest(m.payload()).await;
+                    if let Err(e) = client.ack(&m).await {
+                        tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
+                    }
+                }
+                Ok(Incoming::Acked | Incoming::Other) => {}
+                Err(e) => {
+                    let message = describe(&e, &cfg);
+                    tracing::warn!(dsm = %ctx.dsm.id, error = %message, "MQTT connection failed; retrying");
+                    ctx.metrics.failed(&message);
+                    if !backoff.wait(&ctx.cancel).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
+    Box::pin(async move {
+        let cfg = std::sync::Arc::new(MqttConfig::read(&ctx.dsm)?);
+        let topic = cfg.topic.clone().unwrap_or_default();
+        let format = Format::of(&ctx.dsm);
+        let mut conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
+        let client = conn.client();
+        // The event loop runs beside the writer: it sends, resends after reconnecting, and
+        // counts acknowledgements.
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (metrics, dsm, counted, loop_cfg) = (
+            ctx.metrics.clone(),
+            ctx.dsm.clone(),
+            acked.clone(),
+            cfg.clone(),
+        );
+        let driver = tokio::spawn(async move {
+            let mut backoff = Backoff::default();
+            loop {
+                match conn.poll().await {
+                    Ok(Incoming::Connected { .. }) => {
+                        backoff.reset();
+                        metrics.connected();
+                    }
+                    Ok(Incoming::Acked) => {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let message = describe(&e, &loop_cfg);
+                        tracing::warn!(dsm = %dsm.id, error = %message, "MQTT connection failed; retrying");
+                        metrics.failed(&message);
+                        tokio::time::sleep(backoff.delay()).await;
+                    }
+                }
+            }
+        });
+        let mut sent: u64 = 0;
+        while let Some(batch) = ctx.next().await {
+            for o in batch.iter() {
+                let t = topic
+                    .replace("{source}", &o.source.text())
+                    .replace("{name}", &o.name.text());
+                client
+                    .publish(t, encode(o, format), &cfg)
+                    .await
+                    .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+                sent += 1;
+            }
+            ctx.metrics.add(batch.len());
+        }
+        // Everything accepted has been handed to the event loop: wait for the broker's
+        // acknowledgements (QoS 1) before ending.
+        if cfg.qos > 0 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while acked.load(std::sync::atomic::Ordering::Relaxed) < sent
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let missing = sent.saturating_sub(acked.load(std::sync::atomic::Ordering::Relaxed));
+            if missing > 0 {
+                tracing::warn!(dsm = %ctx.dsm.id, missing, "the broker did not acknowledge every message before the sink ended");
+            }
+        }
+        client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        driver.abort();
+        Ok(())
+    })
+}

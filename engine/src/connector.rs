@@ -172,10 +172,67 @@ pub struct SourceContext {
     pub dead_letters: DeadLetters,
 }
 
+/// A source's event time: the watermark trails the newest timestamp seen by the allowed
+/// out-of-orderness, and by one microsecond more, so that further observations stamped
+/// with the newest timestamp (another quantity of the same reading) are not late.
+#[derive(Clone, Copy, Debug)]
+pub struct EventClock {
+    newest: Timestamp,
+    out_of_orderness: std::time::Duration,
+    sent: Timestamp,
+}
+
+impl EventClock {
+    /// A clock allowing observations up to `out_of_orderness` older than the newest.
+    #[must_use]
+    pub fn new(out_of_orderness: std::time::Duration) -> Self {
+        Self {
+            newest: Timestamp::MIN,
+            out_of_orderness,
+            sent: Timestamp::MIN,
+        }
+    }
+
+    /// Takes note of a batch's timestamps.
+    pub fn observe(&mut self, batch: &[Observation]) {
+        self.newest = batch
+            .iter()
+            .map(|o| o.timestamp)
+            .fold(self.newest, Timestamp::max);
+    }
+
+    /// The watermark now.
+    #[must_use]
+    pub fn watermark(&self) -> Timestamp {
+        if self.newest == Timestamp::MIN {
+            return Timestamp::MIN;
+        }
+        Timestamp(self.newest.as_micros().saturating_sub(1)).minus(self.out_of_orderness)
+    }
+
+    /// The watermark, when it has advanced since it was last taken.
+    pub fn advance(&mut self) -> Option<Timestamp> {
+        let w = self.watermark();
+        (w > self.sent).then(|| {
+            self.sent = w;
+            w
+        })
+    }
+}
+
 impl SourceContext {
-    /// Reads a payload in the source's format and publishes it; a payload that does not
-    /// match goes to the dead letters. Returns once subscribers have accepted it.
-    pub async fn ingest(&self, payload: &[u8]) -> Result<usize, crate::codec::DecodeError> {
+    /// Reads a payload in the source's format and publishes it with the event time it
+    /// advances to; a payload that does not match goes to the dead letters. Returns once
+    /// subscribers have accepted it.
+    ///
+    /// # Errors
+    ///
+    /// The payload does not match the format (it went to the dead letters).
+    pub async fn ingest(
+        &self,
+        payload: &[u8],
+        clock: &mut EventClock,
+    ) -> Result<usize, crate::codec::DecodeError> {
         let mut batch = Vec::new();
         match crate::codec::decode(
             payload,
@@ -184,7 +241,7 @@ impl SourceContext {
             &mut batch,
         ) {
             Ok(n) => {
-                self.publish(batch).await;
+                self.publish_timed(batch, clock).await;
                 Ok(n)
             }
             Err(e) => {
@@ -199,6 +256,15 @@ impl SourceContext {
     pub async fn publish(&self, batch: Vec<Observation>) {
         self.metrics.add(batch.len());
         self.publisher.send(batch.into()).await;
+    }
+
+    /// Publishes a batch, then the watermark when the batch advanced it.
+    pub async fn publish_timed(&self, batch: Vec<Observation>, clock: &mut EventClock) {
+        clock.observe(&batch);
+        self.publish(batch).await;
+        if let Some(w) = clock.advance() {
+            self.watermark(w).await;
+        }
     }
 
     /// Declares event time.

@@ -81,6 +81,7 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
             .open(&path)
             .map_err(|e| ConnectorError::io(&ctx.dsm, format!("cannot open {path}: {e}")))?;
         let mut out = std::io::BufWriter::new(file);
+        ctx.metrics.connected();
         while let Some(batch) = ctx.next().await {
             let mut text = String::new();
             for o in batch.iter() {
@@ -102,6 +103,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
         let path = cfg.path.clone().ok_or_else(|| {
             ConnectorError::config(&ctx.dsm, "reading a file needs the parameter `path`")
         })?;
+        ctx.metrics.connected();
         super::simulator::replay_file(&ctx, &path, cfg.format.as_deref()).await
     })
 }

@@ -8,6 +8,7 @@
 //! | `path` | the DSM's endpoint | `/ingest/<dsm id>` |
 //! | `token` | a bearer token clients must send (`${env:NAME}` / `${file:PATH}`) | none |
 //! | `maxBody` | the largest request body, in bytes | `16777216` |
+//! | `outOfOrderness` | how far event time trails the newest timestamp received | `PT0S` |
 //!
 //! Data sources on the same `host`:`port` share one listener. A request body is read in the
 //! data kind's format: for LiveDataSet JSON a single LiveDataSet, an array of them or JSON
@@ -49,8 +50,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{Format, encode, encode_live_data_set};
 use crate::connector::{
-    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
-    secret_param,
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, EventClock, SinkContext,
+    SourceContext, secret_param,
 };
 use crate::processor::Rejected;
 use crate::registry::DataSource;
@@ -96,8 +97,10 @@ struct HttpConfig {
     path: Option<String>,
     #[serde(default = "default_max_body")]
     max_body: usize,
-    #[serde(default)]
-    timeout: Option<String>,
+    #[serde(default, deserialize_with = "super::duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "super::duration")]
+    out_of_orderness: Option<Duration>,
     #[serde(default = "default_retries")]
     retries: u32,
     #[serde(default)]
@@ -114,10 +117,6 @@ impl HttpConfig {
                 dsm,
                 format!("path {p:?}: begin it with /"),
             ));
-        }
-        if let Some(t) = &cfg.timeout {
-            manifests::parameters::parse_duration(t)
-                .map_err(|e| ConnectorError::config(dsm, format!("timeout: {e}")))?;
         }
         if let Some(url) = secret_param(dsm, "url")? {
             let uri: Uri = url.parse().map_err(|_| {
@@ -347,12 +346,13 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
             }
         }
         ctx.metrics.connected();
+        let mut clock = EventClock::new(cfg.out_of_orderness.unwrap_or_default());
         tracing::info!(dsm = %ctx.dsm.id, "taking data at http://{addr}{path}");
         loop {
             tokio::select! {
                 d = rx.recv() => {
                     let Some(d) = d else { break };
-                    let result = ctx.ingest(&d.body).await.map_err(|e| e.0);
+                    let result = ctx.ingest(&d.body, &mut clock).await.map_err(|e| e.0);
                     let _ = d.reply.send(result);
                 }
                 () = ctx.cancel.cancelled() => break,
@@ -362,7 +362,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
         // Requests already handed over are still taken.
         rx.close();
         while let Some(d) = rx.recv().await {
-            let result = ctx.ingest(&d.body).await.map_err(|e| e.0);
+            let result = ctx.ingest(&d.body, &mut clock).await.map_err(|e| e.0);
             let _ = d.reply.send(result);
         }
         Ok(())
@@ -514,11 +514,7 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
             .parse()
             .map_err(|_| ConnectorError::config(&ctx.dsm, "url: not a URL"))?;
         let token = secret_param(&ctx.dsm, "token")?;
-        let timeout = cfg
-            .timeout
-            .as_deref()
-            .and_then(|t| manifests::parameters::parse_duration(t).ok())
-            .unwrap_or(Duration::from_secs(10));
+        let timeout = cfg.timeout.unwrap_or(Duration::from_secs(10));
         let client = client(&cfg, &ctx.dsm)?;
         let format = Format::of(&ctx.dsm);
         let place = shown(&uri);

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -32,7 +33,8 @@ use serde::Deserialize;
 
 use crate::codec::{Format, encode};
 use crate::connector::{
-    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, EventClock, SinkContext,
+    SourceContext,
 };
 use crate::registry::DataSource;
 use crate::time::Timestamp;
@@ -66,6 +68,26 @@ const fn yes() -> bool {
     true
 }
 
+/// Where a new consumer group starts.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StartFrom {
+    /// The oldest message kept.
+    #[default]
+    Earliest,
+    /// Messages produced after the group joined.
+    Latest,
+}
+
+impl StartFrom {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
 /// The DSM parameters this connector reads.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,9 +103,9 @@ struct KafkaConfig {
     #[serde(default)]
     group_id: Option<String>,
     #[serde(default)]
-    start_from: Option<String>,
-    #[serde(default)]
-    out_of_orderness: Option<String>,
+    start_from: StartFrom,
+    #[serde(default, deserialize_with = "super::duration")]
+    out_of_orderness: Option<Duration>,
     #[serde(default = "default_partitions")]
     partitions: i32,
     #[serde(default = "yes")]
@@ -103,19 +125,6 @@ impl KafkaConfig {
                 dsm,
                 format!("topic {topic:?}: give a Kafka topic name (letters, digits, . _ -)"),
             ));
-        }
-        if let Some(s) = &cfg.start_from
-            && s != "earliest"
-            && s != "latest"
-        {
-            return Err(ConnectorError::config(
-                dsm,
-                format!("startFrom {s:?}: use earliest or latest"),
-            ));
-        }
-        if let Some(d) = &cfg.out_of_orderness {
-            manifests::parameters::parse_duration(d)
-                .map_err(|e| ConnectorError::config(dsm, format!("outOfOrderness: {e}")))?;
         }
         if cfg.partitions < 1 {
             return Err(ConnectorError::config(dsm, "partitions: at least 1"));
@@ -175,14 +184,13 @@ fn describe(e: impl std::fmt::Display, cfg: &KafkaConfig) -> String {
     format!("Kafka {} topic {}: {e}", cfg.brokers(), cfg.topic())
 }
 
+/// Messages taken at once, at most.
+const MAX_MESSAGES: usize = 1024;
+
 fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
         let cfg = KafkaConfig::read(&ctx.dsm)?;
-        let lateness = cfg
-            .out_of_orderness
-            .as_deref()
-            .and_then(|d| manifests::parameters::parse_duration(d).ok())
-            .unwrap_or_default();
+        let out_of_orderness = cfg.out_of_orderness.unwrap_or_default();
         let mut backoff = Backoff::default();
         while let Err(e) = ensure_topic(&cfg).await {
             let message = describe(&e, &cfg);
@@ -202,10 +210,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
             )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                cfg.start_from.as_deref().unwrap_or("earliest"),
-            )
+            .set("auto.offset.reset", cfg.start_from.as_str())
             .set("session.timeout.ms", "10000")
             .create()
             .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
@@ -214,55 +219,30 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
             .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
         let format = Format::of(&ctx.dsm);
         let decode = ctx.dsm.decode_context();
-        // Event time per partition: the least of their newest timestamps.
-        let mut newest: HashMap<i32, Timestamp> = HashMap::new();
+        // Event time per partition; the source's is the least of them.
+        let mut clocks: HashMap<i32, EventClock> = HashMap::new();
+        let mut sent = Timestamp::MIN;
         let mut backoff = Backoff::default();
-        let mut last_commit = std::time::Instant::now();
+        let mut stored = false;
+        let mut commit = tokio::time::interval(Duration::from_millis(200));
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 m = consumer.recv() => m,
+                _ = commit.tick() => {
+                    if std::mem::take(&mut stored)
+                        && let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+                    {
+                        tracing::debug!(dsm = %ctx.dsm.id, error = %e, "offset commit deferred");
+                    }
+                    continue;
+                }
                 () = ctx.cancel.cancelled() => {
                     let _ = consumer.commit_consumer_state(CommitMode::Sync);
                     return Ok(());
                 }
             };
-            match message {
-                Ok(m) => {
-                    backoff.reset();
-                    ctx.metrics.connected();
-                    let mut batch = Vec::new();
-                    let payload = m.payload().unwrap_or_default();
-                    match crate::codec::decode(payload, format, &decode, &mut batch) {
-                        Ok(_) => {
-                            let partition = m.partition();
-                            if let Some(t) = batch.iter().map(|o| o.timestamp).max() {
-                                let e = newest.entry(partition).or_insert(Timestamp::MIN);
-                                *e = (*e).max(t);
-                            }
-                            ctx.publish(batch).await;
-                            if let Some(w) = newest.values().min() {
-                                ctx.watermark(
-                                    Timestamp(w.as_micros().saturating_sub(1)).minus(lateness),
-                                )
-                                .await;
-                            }
-                        }
-                        Err(e) => {
-                            ctx.unreadable(&e.0, &String::from_utf8_lossy(payload))
-                                .await
-                        }
-                    }
-                    // Accepted (or dead-lettered): now its offset may be committed.
-                    if let Err(e) = consumer.store_offset_from_message(&m) {
-                        tracing::debug!(dsm = %ctx.dsm.id, error = %e, "cannot store an offset");
-                    }
-                    if last_commit.elapsed() > Duration::from_millis(200) {
-                        last_commit = std::time::Instant::now();
-                        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-                            tracing::debug!(dsm = %ctx.dsm.id, error = %e, "offset commit deferred");
-                        }
-                    }
-                }
+            let mut messages = match first {
+                Ok(m) => vec![m],
                 Err(e) => {
                     let message = describe(&e, &cfg);
                     tracing::warn!(dsm = %ctx.dsm.id, error = %message, "Kafka consumer error; retrying");
@@ -270,8 +250,48 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
                     if !backoff.wait(&ctx.cancel).await {
                         return Ok(());
                     }
+                    continue;
+                }
+            };
+            // Whatever else is there already goes in the same batch.
+            while messages.len() < MAX_MESSAGES
+                && let Some(Ok(m)) = consumer.recv().now_or_never()
+            {
+                messages.push(m);
+            }
+            backoff.reset();
+            ctx.metrics.connected();
+            let mut batch = Vec::new();
+            for m in &messages {
+                let payload = m.payload().unwrap_or_default();
+                let from = batch.len();
+                match crate::codec::decode(payload, format, &decode, &mut batch) {
+                    Ok(_) => clocks
+                        .entry(m.partition())
+                        .or_insert_with(|| EventClock::new(out_of_orderness))
+                        .observe(&batch[from..]),
+                    Err(e) => {
+                        ctx.unreadable(&e.0, &String::from_utf8_lossy(payload))
+                            .await;
+                    }
                 }
             }
+            if !batch.is_empty() {
+                ctx.publish(batch).await;
+            }
+            if let Some(w) = clocks.values().map(EventClock::watermark).min()
+                && w > sent
+            {
+                sent = w;
+                ctx.watermark(w).await;
+            }
+            // Accepted (or dead-lettered): now their offsets may be committed.
+            for m in &messages {
+                if let Err(e) = consumer.store_offset_from_message(m) {
+                    tracing::debug!(dsm = %ctx.dsm.id, error = %e, "cannot store an offset");
+                }
+            }
+            stored = true;
         }
     })
 }

@@ -11,14 +11,22 @@
 //! | `pollInterval` | source: how often to look for new documents | `1s` |
 //! | `from` | source: `beginning` or `end` of the collection | `beginning` |
 //! | `outOfOrderness` | source: how far event time trails the newest timestamp | `PT0S` |
+//! | `lookback` | source: how late a document may arrive after one with a greater id | `1m` |
 //!
 //! Each observation is one document:
 //! `{_id, dsm, source, name, dataKind, timestamp: Date, value, attributes}` (`dsm` is the
 //! DSM written; `source` the one the observation came from). The sink inserts each batch at
 //! once, with ids chosen before the first attempt, so that a batch retried after a lost
-//! connection is not written twice. The source reads documents in `_id` order — the cloud
-//! engine reading what edges stored (the paper's "hourly average for values from a
-//! database").
+//! connection is not written twice; documents the server refuses (other than as duplicates)
+//! go to the dead letters with its reason.
+//!
+//! The source reads documents in `_id` order — the cloud engine reading what edges stored
+//! (the paper's "hourly average for values from a database"). Object ids begin with their
+//! writer's clock, so with several writers a document can arrive after one with a greater
+//! id: each poll reads again from `lookback` before the newest id read and skips what it
+//! has read (each poll costs a read of that span; lower it for busy collections with one
+//! writer, raise it for writers whose clocks disagree). Documents that are not
+//! observations go to the dead letters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +35,11 @@ use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use serde::Deserialize;
 
 use crate::connector::{
-    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
-    secret_param,
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, EventClock, SinkContext,
+    SourceContext, secret_param,
 };
 use crate::observation::{Observation, Value, ingest_clock};
+use crate::processor::Rejected;
 use crate::registry::DataSource;
 use crate::symbol::Sym;
 use crate::time::Timestamp;
@@ -82,12 +91,14 @@ struct MongoConfig {
     collection: String,
     #[serde(default = "yes")]
     time_series: bool,
+    #[serde(default, deserialize_with = "super::duration")]
+    poll_interval: Option<Duration>,
     #[serde(default)]
-    poll_interval: Option<String>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    out_of_orderness: Option<String>,
+    from: super::StartFrom,
+    #[serde(default, deserialize_with = "super::duration")]
+    out_of_orderness: Option<Duration>,
+    #[serde(default, deserialize_with = "super::duration")]
+    lookback: Option<Duration>,
 }
 
 impl MongoConfig {
@@ -97,24 +108,6 @@ impl MongoConfig {
             return Err(ConnectorError::config(
                 dsm,
                 "database and collection must not be empty",
-            ));
-        }
-        for (what, d) in [
-            ("pollInterval", &cfg.poll_interval),
-            ("outOfOrderness", &cfg.out_of_orderness),
-        ] {
-            if let Some(d) = d {
-                manifests::parameters::parse_duration(d)
-                    .map_err(|e| ConnectorError::config(dsm, format!("{what}: {e}")))?;
-            }
-        }
-        if let Some(f) = &cfg.from
-            && f != "beginning"
-            && f != "end"
-        {
-            return Err(ConnectorError::config(
-                dsm,
-                format!("from {f:?}: use beginning or end"),
             ));
         }
         Ok(cfg)
@@ -240,21 +233,30 @@ fn document(o: &Observation, dsm: &str) -> Document {
     d
 }
 
-/// Whether every error of an insert is a duplicate key: the documents are there already
-/// (an earlier attempt wrote them before its answer was lost).
-fn only_duplicates(e: &mongodb::error::Error) -> bool {
+/// When the server answered an insert with write errors only (no connection or write
+/// concern failure): the documents it refused, by index in the batch, with its reason.
+/// Duplicate keys are not refusals: the documents are there already (an earlier attempt
+/// wrote them before its answer was lost).
+fn refused(e: &mongodb::error::Error) -> Option<Vec<(usize, String)>> {
+    const DUPLICATE_KEY: i32 = 11000;
     match e.kind.as_ref() {
-        mongodb::error::ErrorKind::InsertMany(failure) => {
-            failure.write_concern_error.is_none()
-                && failure
-                    .write_errors
-                    .as_ref()
-                    .is_some_and(|errors| errors.iter().all(|w| w.code == 11000))
+        mongodb::error::ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+            failure.write_errors.as_ref().map(|errors| {
+                errors
+                    .iter()
+                    .filter(|w| w.code != DUPLICATE_KEY)
+                    .map(|w| (w.index, format!("code {}: {}", w.code, w.message)))
+                    .collect()
+            })
         }
         mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => {
-            w.code == 11000
+            Some(if w.code == DUPLICATE_KEY {
+                Vec::new()
+            } else {
+                vec![(0, format!("code {}: {}", w.code, w.message))]
+            })
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -267,21 +269,35 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
         let mut backoff = Backoff::default();
         while let Some(batch) = ctx.next().await {
             let docs: Vec<Document> = batch.iter().map(|o| document(o, &dsm)).collect();
-            loop {
+            let refusals = loop {
                 match coll.insert_many(docs.clone()).ordered(false).await {
-                    Ok(_) => break,
-                    Err(e) if only_duplicates(&e) => break,
-                    Err(e) => {
-                        let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
-                        tracing::warn!(dsm = %ctx.dsm.id, error = %message, "insert failed; retrying");
-                        ctx.metrics.failed(&message);
-                        tokio::time::sleep(backoff.delay()).await;
-                    }
+                    Ok(_) => break Vec::new(),
+                    Err(e) => match refused(&e) {
+                        Some(refusals) => break refusals,
+                        None => {
+                            let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
+                            tracing::warn!(dsm = %ctx.dsm.id, error = %message, "insert failed; retrying");
+                            ctx.metrics.failed(&message);
+                            tokio::time::sleep(backoff.delay()).await;
+                        }
+                    },
                 }
-            }
+            };
             backoff.reset();
             ctx.metrics.connected();
-            ctx.metrics.add(batch.len());
+            ctx.metrics.add(batch.len() - refusals.len());
+            if !refusals.is_empty() {
+                let rejected = refusals
+                    .into_iter()
+                    .filter_map(|(i, why)| {
+                        batch.get(i).map(|o| Rejected {
+                            observation: o.clone(),
+                            reason: format!("{} refused the document: {why}", cfg.place()),
+                        })
+                    })
+                    .collect();
+                ctx.reject(rejected).await;
+            }
         }
         Ok(())
     })
@@ -321,95 +337,147 @@ fn observation(d: &Document, dsm: Sym) -> Option<Observation> {
     })
 }
 
+/// Documents read per query, at most.
+const PAGE: i64 = 1024;
+
+/// The smallest object id of second `secs`.
+fn id_at(secs: u32) -> ObjectId {
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&secs.to_be_bytes());
+    ObjectId::from_bytes(bytes)
+}
+
+/// Reading position: documents with ids after `low`, minus those already read. Object ids
+/// begin with their writer's clock, so a document may arrive after one with a greater id
+/// (another writer, a retried insert): every poll reads again from `lookback` before the
+/// newest id read, and skips the ids it has seen.
+struct Position {
+    lookback: u32,
+    newest: Option<ObjectId>,
+    seen: std::collections::BTreeSet<ObjectId>,
+    /// Ids that are not object ids are read in order after the greatest one.
+    other: Option<Bson>,
+}
+
+impl Position {
+    fn low(&self) -> Option<ObjectId> {
+        self.newest.map(|n| {
+            let secs = u32::try_from(n.timestamp().timestamp_millis() / 1000).unwrap_or(0);
+            id_at(secs.saturating_sub(self.lookback))
+        })
+    }
+
+    fn filter(&self, after: Option<&Bson>) -> Document {
+        match (after, self.low(), &self.other) {
+            (Some(a), _, _) => doc! {"_id": {"$gt": a.clone()}},
+            (None, Some(low), _) => doc! {"_id": {"$gt": low}},
+            (None, None, Some(o)) => doc! {"_id": {"$gt": o.clone()}},
+            (None, None, None) => Document::new(),
+        }
+    }
+
+    /// Whether a document is new; notes it as read.
+    fn take(&mut self, id: &Bson) -> bool {
+        match id {
+            Bson::ObjectId(o) => {
+                if self.low().is_some_and(|low| *o <= low) || !self.seen.insert(*o) {
+                    return false;
+                }
+                self.newest = Some(self.newest.map_or(*o, |n| n.max(*o)));
+                true
+            }
+            other => {
+                self.other = Some(other.clone());
+                true
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        if let Some(low) = self.low() {
+            self.seen = self.seen.split_off(&low);
+        }
+    }
+}
+
+async fn page(
+    coll: &mongodb::Collection<Document>,
+    filter: Document,
+) -> Result<Vec<Document>, mongodb::error::Error> {
+    let mut cursor = coll.find(filter).sort(doc! {"_id": 1}).limit(PAGE).await?;
+    let mut docs = Vec::new();
+    while cursor.advance().await? {
+        docs.push(cursor.deserialize_current()?);
+    }
+    Ok(docs)
+}
+
 fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
         let cfg = MongoConfig::read(&ctx.dsm)?;
         let coll = collection(&ctx.dsm, &cfg).await?;
-        let poll = cfg
-            .poll_interval
-            .as_deref()
-            .and_then(|d| manifests::parameters::parse_duration(d).ok())
-            .unwrap_or(Duration::from_secs(1));
-        let lateness = cfg
-            .out_of_orderness
-            .as_deref()
-            .and_then(|d| manifests::parameters::parse_duration(d).ok())
-            .unwrap_or_default();
-        let mut last: Option<Bson> = None;
-        if cfg.from.as_deref() == Some("end") {
-            // Start after the newest document there now.
-            let mut backoff = Backoff::default();
-            loop {
-                match coll.find_one(Document::new()).sort(doc! {"_id": -1}).await {
-                    Ok(d) => {
-                        last = d.and_then(|d| d.get("_id").cloned());
-                        break;
-                    }
-                    Err(e) => {
-                        ctx.metrics
-                            .failed(format!("{}: {}", cfg.place(), redact(&e.to_string())));
-                        if !backoff.wait(&ctx.cancel).await {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-        }
-        let mut newest = Timestamp::MIN;
+        let poll = cfg.poll_interval.unwrap_or(Duration::from_secs(1));
+        let mut clock = EventClock::new(cfg.out_of_orderness.unwrap_or_default());
+        let mut position = Position {
+            lookback: u32::try_from(cfg.lookback.unwrap_or(Duration::from_secs(60)).as_secs())
+                .unwrap_or(u32::MAX),
+            newest: None,
+            seen: std::collections::BTreeSet::new(),
+            other: None,
+        };
         let mut backoff = Backoff::default();
+        let mut skip = cfg.from == super::StartFrom::End;
         loop {
             if ctx.cancel.is_cancelled() {
                 return Ok(());
             }
-            let filter = last
-                .as_ref()
-                .map_or_else(Document::new, |id| doc! {"_id": {"$gt": id.clone()}});
-            let found = async {
-                let mut cursor = coll.find(filter).sort(doc! {"_id": 1}).limit(1024).await?;
-                let mut docs = Vec::new();
-                while cursor.advance().await? {
-                    docs.push(cursor.deserialize_current()?);
-                }
-                Ok::<_, mongodb::error::Error>(docs)
-            }
-            .await;
-            match found {
-                Ok(docs) => {
-                    backoff.reset();
-                    ctx.metrics.connected();
-                    if let Some(id) = docs.last().and_then(|d| d.get("_id")) {
-                        last = Some(id.clone());
-                    }
-                    let full = docs.len() == 1024;
-                    let batch: Vec<Observation> = docs
-                        .iter()
-                        .filter_map(|d| observation(d, ctx.dsm.id))
-                        .collect();
-                    if !batch.is_empty() {
-                        newest = batch
-                            .iter()
-                            .map(|o| o.timestamp)
-                            .fold(newest, Timestamp::max);
-                        ctx.publish(batch).await;
-                        ctx.watermark(
-                            Timestamp(newest.as_micros().saturating_sub(1)).minus(lateness),
-                        )
-                        .await;
-                    }
-                    if full {
+            // One poll: every page after the position.
+            let mut after: Option<Bson> = None;
+            let failed = loop {
+                let docs = match page(&coll, position.filter(after.as_ref())).await {
+                    Ok(docs) => docs,
+                    Err(e) => break Some(e),
+                };
+                backoff.reset();
+                ctx.metrics.connected();
+                after = docs.last().and_then(|d| d.get("_id")).cloned();
+                let full = docs.len() == PAGE as usize;
+                let mut batch = Vec::with_capacity(docs.len());
+                for d in &docs {
+                    let Some(id) = d.get("_id") else { continue };
+                    if !position.take(id) || skip {
                         continue;
                     }
-                }
-                Err(e) => {
-                    let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
-                    tracing::warn!(dsm = %ctx.dsm.id, error = %message, "reading failed; retrying");
-                    ctx.metrics.failed(&message);
-                    if !backoff.wait(&ctx.cancel).await {
-                        return Ok(());
+                    match observation(d, ctx.dsm.id) {
+                        Some(o) => batch.push(o),
+                        None => {
+                            let text = Bson::Document(d.clone()).into_relaxed_extjson().to_string();
+                            ctx.unreadable(
+                                "the document is not an observation: it needs name, timestamp (a date, RFC 3339 text or epoch milliseconds) and value",
+                                &text,
+                            )
+                            .await;
+                        }
                     }
-                    continue;
                 }
+                if !batch.is_empty() {
+                    ctx.publish_timed(batch, &mut clock).await;
+                }
+                if !full {
+                    break None;
+                }
+            };
+            position.prune();
+            if let Some(e) = failed {
+                let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
+                tracing::warn!(dsm = %ctx.dsm.id, error = %message, "reading failed; retrying");
+                ctx.metrics.failed(&message);
+                if !backoff.wait(&ctx.cancel).await {
+                    return Ok(());
+                }
+                continue;
             }
+            skip = false;
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
                 () = ctx.cancel.cancelled() => return Ok(()),

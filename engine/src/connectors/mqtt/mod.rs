@@ -13,6 +13,7 @@
 //! | `tls` | connect with TLS | `false` |
 //! | `caFile` | PEM CA certificates for TLS (default: the system's web roots are not used; give one) | — |
 //! | `retain` | sink: publish retained messages | `false` |
+//! | `outOfOrderness` | source: how far event time trails the newest timestamp received | `PT0S` |
 //!
 //! A source subscribes to `topic` (wildcards `+` and `#` allowed); every message is decoded
 //! in the data kind's format and acknowledged only once the engine has accepted it, so with
@@ -32,8 +33,8 @@ use serde::Deserialize;
 
 use crate::codec::{Format, encode};
 use crate::connector::{
-    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
-    secret_param,
+    Backoff, BoxFuture, ConnectorError, ConnectorRegistration, EventClock, SinkContext,
+    SourceContext, secret_param,
 };
 use crate::registry::DataSource;
 
@@ -80,8 +81,10 @@ struct MqttConfig {
     client_id: Option<String>,
     #[serde(default)]
     clean_session: bool,
-    #[serde(default)]
-    keep_alive: Option<String>,
+    #[serde(default, deserialize_with = "super::duration")]
+    keep_alive: Option<Duration>,
+    #[serde(default, deserialize_with = "super::duration")]
+    out_of_orderness: Option<Duration>,
     #[serde(default)]
     tls: bool,
     #[serde(default)]
@@ -112,10 +115,6 @@ impl MqttConfig {
             ));
         }
         cfg.version(dsm)?;
-        if let Some(k) = &cfg.keep_alive {
-            manifests::parameters::parse_duration(k)
-                .map_err(|e| ConnectorError::config(dsm, format!("keepAlive: {e}")))?;
-        }
         Ok(cfg)
     }
 
@@ -153,8 +152,6 @@ impl MqttConfig {
 
     fn keep_alive(&self) -> Duration {
         self.keep_alive
-            .as_deref()
-            .and_then(|k| manifests::parameters::parse_duration(k).ok())
             .unwrap_or(Duration::from_secs(30))
             .max(Duration::from_secs(5))
     }
@@ -376,6 +373,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
             .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
         let mut backoff = Backoff::default();
         let mut first = true;
+        let mut clock = EventClock::new(cfg.out_of_orderness.unwrap_or_default());
         loop {
             let event = tokio::select! {
                 e = conn.poll() => e,
@@ -399,7 +397,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
                 }
                 Ok(Incoming::Message(m)) => {
                     // Accepted by the engine (or dead-lettered) before it is acknowledged.
-                    let _ = ctx.ingest(m.payload()).await;
+                    let _ = ctx.ingest(m.payload(), &mut clock).await;
                     if let Err(e) = client.ack(&m).await {
                         tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
                     }

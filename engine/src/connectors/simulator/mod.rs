@@ -216,6 +216,7 @@ fn run(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
         let cfg = SimulatorConfig::read(&ctx.dsm)?;
         let speed = cfg.speed(&ctx.dsm, ctx.speed)?;
+        ctx.metrics.connected();
         match cfg.mode {
             Mode::RandomWalk => random_walk(&ctx, &cfg, speed).await,
             Mode::Replay => replay(&ctx, &cfg, speed).await,
@@ -542,7 +543,7 @@ pub(crate) async fn replay_observations(
         return;
     };
     let pacer = Pacer::new(speed, first);
-    let mut newest = Timestamp::MIN;
+    let mut clock = crate::connector::EventClock::new(lateness);
     let mut pending = observations.into_iter().peekable();
     while pending.peek().is_some() {
         if ctx.cancel.is_cancelled() {
@@ -554,7 +555,6 @@ pub(crate) async fn replay_observations(
         while batch.len() < Batch::MAX_LEN
             && let Some(mut o) = pending.next_if(|o| o.timestamp <= now || speed == Speed::Max)
         {
-            newest = newest.max(o.timestamp);
             o.ingested = ingested;
             batch.push(o);
         }
@@ -565,8 +565,7 @@ pub(crate) async fn replay_observations(
             }
             continue;
         }
-        ctx.publish(batch).await;
-        ctx.watermark(newest.minus(lateness)).await;
+        ctx.publish_timed(batch, &mut clock).await;
     }
     ctx.watermark(Timestamp::MAX).await;
 }

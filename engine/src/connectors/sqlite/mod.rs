@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::connector::{
-    BoxFuture, ConnectorError, ConnectorRegistration, SinkContext, SourceContext,
+    BoxFuture, ConnectorError, ConnectorRegistration, EventClock, SinkContext, SourceContext,
 };
 use crate::observation::{Observation, Value, ingest_clock};
 use crate::registry::DataSource;
@@ -70,23 +70,17 @@ struct SqliteConfig {
     #[serde(default = "default_table")]
     table: String,
     #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    poll_interval: Option<String>,
-    #[serde(default)]
-    out_of_orderness: Option<String>,
+    from: super::StartFrom,
+    #[serde(default, deserialize_with = "super::duration")]
+    poll_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "super::duration")]
+    out_of_orderness: Option<Duration>,
 }
 
 impl SqliteConfig {
     fn read(dsm: &DataSource) -> Result<Self, ConnectorError> {
         let cfg: Self = super::config(dsm)?;
-        let valid = !cfg.table.is_empty()
-            && cfg
-                .table
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !cfg.table.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
+        if !super::sql_identifier(&cfg.table) {
             return Err(ConnectorError::config(
                 dsm,
                 format!(
@@ -94,24 +88,6 @@ impl SqliteConfig {
                     cfg.table
                 ),
             ));
-        }
-        if let Some(from) = &cfg.from
-            && from != "beginning"
-            && from != "end"
-        {
-            return Err(ConnectorError::config(
-                dsm,
-                format!("from {from:?}: use beginning or end"),
-            ));
-        }
-        for (what, d) in [
-            ("pollInterval", &cfg.poll_interval),
-            ("outOfOrderness", &cfg.out_of_orderness),
-        ] {
-            if let Some(d) = d {
-                manifests::parameters::parse_duration(d)
-                    .map_err(|e| ConnectorError::config(dsm, format!("{what}: {e}")))?;
-            }
         }
         Ok(cfg)
     }
@@ -198,6 +174,7 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
             .map_err(|e| ConnectorError::io(&dsm, e))?
             .map_err(|e| ConnectorError::io(&dsm, format!("cannot open {}: {e}", cfg.path)))?;
         let conn = Arc::new(Mutex::new(conn));
+        ctx.metrics.connected();
         let dsm_id = ctx.dsm.id.to_string();
         while let Some(batch) = ctx.next().await {
             let conn = conn.clone();
@@ -276,18 +253,10 @@ fn last_id(path: &str, table: &str) -> rusqlite::Result<i64> {
 fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
         let cfg = SqliteConfig::read(&ctx.dsm)?;
-        let poll = cfg
-            .poll_interval
-            .as_deref()
-            .and_then(|d| manifests::parameters::parse_duration(d).ok())
-            .unwrap_or(Duration::from_secs(1));
-        let lateness = cfg
-            .out_of_orderness
-            .as_deref()
-            .and_then(|d| manifests::parameters::parse_duration(d).ok())
-            .unwrap_or_default();
-        let mut after: Option<i64> = (cfg.from.as_deref() != Some("end")).then_some(0);
-        let mut newest = Timestamp::MIN;
+        let poll = cfg.poll_interval.unwrap_or(Duration::from_secs(1));
+        let mut clock = EventClock::new(cfg.out_of_orderness.unwrap_or_default());
+        ctx.metrics.connected();
+        let mut after: Option<i64> = (cfg.from == super::StartFrom::Beginning).then_some(0);
         loop {
             if ctx.cancel.is_cancelled() {
                 return Ok(());
@@ -302,16 +271,10 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
             .await
             .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
             match rows {
-                Ok((position, rows)) if !rows.is_empty() => {
+                Ok((_, rows)) if !rows.is_empty() => {
                     after = rows.last().map(|(id, _)| *id);
                     let batch: Vec<Observation> = rows.into_iter().map(|(_, o)| o).collect();
-                    newest = batch
-                        .iter()
-                        .map(|o| o.timestamp)
-                        .fold(newest, Timestamp::max);
-                    ctx.publish(batch).await;
-                    ctx.watermark(newest.minus(lateness)).await;
-                    let _ = position;
+                    ctx.publish_timed(batch, &mut clock).await;
                     continue;
                 }
                 Ok((position, _)) => after = after.or(position),

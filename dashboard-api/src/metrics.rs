@@ -7,6 +7,8 @@
 //!   processor spends on a batch;
 //! - `dda_bus_queued_messages{topic}`: messages waiting in subscribers' channels;
 //! - `dda_connector_observations_total{dsm, direction}`: read by sources, written by sinks;
+//! - `dda_connector_connected{dsm, role}`: 1 while a running instance's connector reaches its
+//!   system, 0 while it cannot (its status says why);
 //! - `dda_dead_letters_total`, `dda_uptime_seconds`.
 
 use std::fmt::Write as _;
@@ -147,6 +149,23 @@ pub async fn render(s: &Service) -> String {
                 label(&dsm.to_string())
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_connector_connected Whether a connector of a running instance reaches its system.\n# TYPE dda_connector_connected gauge"
+    );
+    let links: std::collections::BTreeMap<_, _> = statuses
+        .iter()
+        .flat_map(|st| &st.connectors)
+        .map(|c| ((c.dsm.clone(), c.role), c.link.connected))
+        .collect();
+    for ((dsm, role), connected) in links {
+        let _ = writeln!(
+            out,
+            "dda_connector_connected{{dsm=\"{}\",role=\"{role}\"}} {}",
+            label(&dsm),
+            u8::from(connected)
+        );
     }
     let _ = writeln!(
         out,

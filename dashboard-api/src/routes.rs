@@ -84,6 +84,37 @@ pub struct InstanceDoc {
     pub failure: Option<FailureDoc>,
     /// Input data sources not registered: the instance waits for them.
     pub waiting_for: Vec<String>,
+    /// The connectors of its inputs and outputs while it runs: whether each reaches its
+    /// system (broker, database), and the last error when not.
+    pub connectors: Vec<ConnectorDoc>,
+}
+
+/// A connector an instance depends on.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorDoc {
+    /// The data source (DSM id) it bridges.
+    pub data_source_manifest_id: String,
+    /// `source` (brings data in) or `sink` (writes data out).
+    #[schema(pattern = "^(source|sink)$")]
+    pub role: String,
+    /// Whether it reaches its system.
+    pub connected: bool,
+    /// The last error, while it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn connector_docs(connectors: Vec<engine::instance::ConnectorStatus>) -> Vec<ConnectorDoc> {
+    connectors
+        .into_iter()
+        .map(|c| ConnectorDoc {
+            data_source_manifest_id: c.dsm,
+            role: c.role.to_owned(),
+            connected: c.link.connected,
+            error: c.link.error,
+        })
+        .collect()
 }
 
 impl From<InstanceView> for InstanceDoc {
@@ -98,6 +129,7 @@ impl From<InstanceView> for InstanceDoc {
                 reason: f.reason,
             }),
             waiting_for: v.waiting_for,
+            connectors: connector_docs(v.connectors),
         }
     }
 }
@@ -170,6 +202,8 @@ pub struct MetricsDoc {
     pub failure: Option<FailureDoc>,
     /// Per-processor counters (of the current or last run).
     pub processors: Vec<ProcessorMetricsDoc>,
+    /// The connectors of its inputs and outputs while it runs.
+    pub connectors: Vec<ConnectorDoc>,
 }
 
 /// The result of validating a document.
@@ -708,6 +742,7 @@ pub async fn instance_metrics(
     Ok(Json(MetricsDoc {
         id,
         state: status.state.as_str().to_owned(),
+        connectors: connector_docs(status.connectors),
         failure: status.failure.map(|f| FailureDoc {
             at: f.at,
             reason: f.reason,

@@ -77,6 +77,8 @@ pub struct InstanceView {
     pub failure: Option<engine::instance::Failure>,
     /// Inputs not registered: it waits for them.
     pub waiting_for: Vec<String>,
+    /// Its connectors while it runs, and whether they reach their systems.
+    pub connectors: Vec<engine::instance::ConnectorStatus>,
 }
 
 impl Service {
@@ -420,6 +422,7 @@ impl Service {
             specification: self.show(am),
             failure: status.failure,
             waiting_for: status.waiting_for,
+            connectors: status.connectors,
         })
     }
 

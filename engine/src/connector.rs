@@ -433,6 +433,8 @@ pub type SourceFn = fn(SourceContext) -> BoxFuture<Result<(), ConnectorError>>;
 pub type SinkFn = fn(SinkContext) -> BoxFuture<Result<(), ConnectorError>>;
 /// Checks a DSM's parameters before anything starts.
 pub type CheckFn = fn(&DataSource) -> Result<(), ConnectorError>;
+/// Says where a DSM's data is, for people (never with credentials).
+pub type PlaceFn = fn(&DataSource) -> String;
 
 /// A protocol's connector, as registered by its folder.
 pub struct ConnectorRegistration {
@@ -446,6 +448,8 @@ pub struct ConnectorRegistration {
     pub sink: Option<SinkFn>,
     /// Parameter checks shared by both halves.
     pub check: CheckFn,
+    /// Where a DSM of this protocol reads or writes, for people.
+    pub place: PlaceFn,
 }
 
 inventory::collect!(ConnectorRegistration);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use engine::connector::Speed;
 use engine::{DataSource, Engine, EngineConfig, InstanceStatus, Plan, State};
-use manifests::{Protocol, Severity};
+use manifests::Severity;
 
 use crate::Color;
 
@@ -97,6 +97,7 @@ async fn run_model(model: &manifests::Model, options: &RunOptions) -> anyhow::Re
     );
     let live = options.progress && std::io::stderr().is_terminal();
     let mut drawn = 0;
+    let mut last = Vec::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let reason = loop {
@@ -108,6 +109,7 @@ async fn run_model(model: &manifests::Model, options: &RunOptions) -> anyhow::Re
         if live {
             drawn = draw(&statuses, drawn);
         }
+        last.clone_from(&statuses);
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
             break "time is up";
         }
@@ -124,7 +126,7 @@ async fn run_model(model: &manifests::Model, options: &RunOptions) -> anyhow::Re
     if live {
         draw(&statuses, drawn);
     }
-    summary(&engine, &statuses, &sinks, started.elapsed());
+    summary(&engine, &statuses, &last, &sinks, started.elapsed());
     Ok(if statuses.iter().any(|s| s.failure.is_some()) {
         ExitCode::from(1)
     } else {
@@ -159,6 +161,13 @@ fn line(s: &InstanceStatus) -> String {
     if let Some(f) = &s.failure {
         text.push_str(&format!("  failed at {}: {}", f.at, f.reason));
     }
+    if let Some((c, error)) = s
+        .connectors
+        .iter()
+        .find_map(|c| c.link.error.as_ref().map(|e| (c, e)))
+    {
+        text.push_str(&format!("  {} cannot connect: {error}", c.dsm));
+    }
     text
 }
 
@@ -174,9 +183,11 @@ fn draw(statuses: &[InstanceStatus], previous: usize) -> usize {
     statuses.len()
 }
 
+/// `running` holds the statuses last seen while the instances ran (with their connectors).
 fn summary(
     engine: &Engine,
     statuses: &[InstanceStatus],
+    running: &[InstanceStatus],
     sources: &[DataSource],
     elapsed: Duration,
 ) {
@@ -202,27 +213,8 @@ fn summary(
         let Some(source) = sources.iter().find(|s| s.id == dsm) else {
             continue;
         };
-        let place = match source.protocol {
-            Protocol::Sqlite => format!(
-                "{} (SQLite), table {}",
-                source
-                    .parameters
-                    .get_str("path")
-                    .unwrap_or_else(|| "dda-output/dda.sqlite".into()),
-                source
-                    .parameters
-                    .get_str("table")
-                    .unwrap_or_else(|| "observations".into())
-            ),
-            Protocol::File => format!(
-                "{} (JSON lines)",
-                source
-                    .parameters
-                    .get_str("path")
-                    .unwrap_or_else(|| format!("dda-output/{dsm}.jsonl"))
-            ),
-            ref other => format!("{other}"),
-        };
+        let place = engine::connector::connector(&source.protocol)
+            .map_or_else(|| source.protocol.to_string(), |c| (c.place)(source));
         results.push(format!("  {dsm}: {} observations → {place}", group(count)));
     }
     if results.is_empty() {
@@ -231,6 +223,24 @@ fn summary(
         println!("results:");
         for r in results {
             println!("{r}");
+        }
+    }
+    let problems: Vec<String> = running
+        .iter()
+        .flat_map(|s| &s.connectors)
+        .filter_map(|c| {
+            c.link
+                .error
+                .as_ref()
+                .map(|e| format!("  {} ({}): {e}", c.dsm, c.role))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !problems.is_empty() {
+        println!("connectors that could not reach their systems:");
+        for p in problems {
+            println!("{p}");
         }
     }
     let dead = engine.dead_letters().count();

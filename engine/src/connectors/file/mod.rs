@@ -25,6 +25,7 @@ inventory::submit! {
         source: Some(source),
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -61,6 +62,13 @@ impl FileConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     FileConfig::read(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    FileConfig::read(dsm).map_or_else(
+        |_| KIND.to_owned(),
+        |c| format!("{} (JSON lines)", c.path(dsm)),
+    )
 }
 
 fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {

@@ -66,6 +66,7 @@ inventory::submit! {
         source: Some(source),
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -155,6 +156,20 @@ impl HttpConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     HttpConfig::read(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    let Ok(cfg) = HttpConfig::read(dsm) else {
+        return KIND.to_owned();
+    };
+    match secret_param(dsm, "url")
+        .ok()
+        .flatten()
+        .and_then(|u| u.parse::<Uri>().ok())
+    {
+        Some(uri) => format!("webhook {}", shown(&uri)),
+        None => format!("http://{}:{}{}", cfg.host, cfg.port, cfg.path(dsm)),
+    }
 }
 
 // --- source: the ingest endpoint ------------------------------------------------------

@@ -49,6 +49,7 @@ inventory::submit! {
         source: Some(source),
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -155,6 +156,13 @@ impl KafkaConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     KafkaConfig::read(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    KafkaConfig::read(dsm).map_or_else(
+        |_| KIND.to_owned(),
+        |c| format!("Kafka {} topic {}", c.brokers(), c.topic()),
+    )
 }
 
 /// Creates the topic when it does not exist (an existing one is left as it is).

@@ -54,6 +54,7 @@ inventory::submit! {
         source: Some(source),
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -154,6 +155,10 @@ fn encode(part: &str) -> String {
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     let cfg = MongoConfig::read(dsm)?;
     cfg.uri(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    MongoConfig::read(dsm).map_or_else(|_| KIND.to_owned(), |c| c.place())
 }
 
 async fn collection(

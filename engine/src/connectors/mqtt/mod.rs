@@ -48,6 +48,7 @@ inventory::submit! {
         source: Some(source),
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -181,6 +182,20 @@ impl MqttConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     MqttConfig::read(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    MqttConfig::read(dsm).map_or_else(
+        |_| KIND.to_owned(),
+        |c| {
+            format!(
+                "MQTT {}:{} topic {}",
+                c.host,
+                c.port,
+                c.topic.unwrap_or_default()
+            )
+        },
+    )
 }
 
 /// A connection of either protocol version.
@@ -426,11 +441,13 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
         // The event loop runs beside the writer: it sends, resends after reconnecting, and
         // counts acknowledgements.
         let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (metrics, dsm, counted, loop_cfg) = (
+        let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (metrics, dsm, counted, loop_cfg, closed) = (
             ctx.metrics.clone(),
             ctx.dsm.clone(),
             acked.clone(),
             cfg.clone(),
+            closing.clone(),
         );
         let driver = tokio::spawn(async move {
             let mut backoff = Backoff::default();
@@ -444,6 +461,8 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
                         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(_) => {}
+                    // The sink disconnected on purpose.
+                    Err(_) if closed.load(std::sync::atomic::Ordering::Relaxed) => return,
                     Err(e) => {
                         let message = describe(&e, &loop_cfg);
                         tracing::warn!(dsm = %dsm.id, error = %message, "MQTT connection failed; retrying");
@@ -478,12 +497,22 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
             }
             let missing = sent.saturating_sub(acked.load(std::sync::atomic::Ordering::Relaxed));
             if missing > 0 {
-                tracing::warn!(dsm = %ctx.dsm.id, missing, "the broker did not acknowledge every message before the sink ended");
+                let message = format!(
+                    "the broker did not acknowledge {missing} message(s) within 30 s of the sink ending: they may not have reached it"
+                );
+                tracing::error!(dsm = %ctx.dsm.id, missing, "{message}");
+                ctx.metrics.failed(&message);
             }
         }
+        closing.store(true, std::sync::atomic::Ordering::Relaxed);
         client.disconnect().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        driver.abort();
+        let aborter = driver.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), driver)
+            .await
+            .is_err()
+        {
+            aborter.abort();
+        }
         Ok(())
     })
 }

@@ -56,6 +56,7 @@ inventory::submit! {
         source: None,
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -156,6 +157,10 @@ impl PostgresConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     PostgresConfig::read(dsm)?.connection(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    PostgresConfig::read(dsm).map_or_else(|_| KIND.to_owned(), |c| c.place())
 }
 
 async fn connect(

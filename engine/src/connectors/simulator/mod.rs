@@ -38,6 +38,7 @@ inventory::submit! {
         source: Some(run),
         sink: None,
         check,
+        place,
     }
 }
 
@@ -210,6 +211,15 @@ impl SimulatorConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     SimulatorConfig::read(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    match SimulatorConfig::read(dsm) {
+        Ok(SimulatorConfig {
+            mode: Mode::Replay, ..
+        }) => "the simulator (replay)".to_owned(),
+        _ => "the simulator (random walk)".to_owned(),
+    }
 }
 
 fn run(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {

@@ -50,6 +50,7 @@ inventory::submit! {
         source: Some(source),
         sink: Some(sink),
         check,
+        place,
     }
 }
 
@@ -95,6 +96,13 @@ impl SqliteConfig {
 
 fn check(dsm: &DataSource) -> Result<(), ConnectorError> {
     SqliteConfig::read(dsm).map(|_| ())
+}
+
+fn place(dsm: &DataSource) -> String {
+    SqliteConfig::read(dsm).map_or_else(
+        |_| KIND.to_owned(),
+        |c| format!("{} (SQLite), table {}", c.path, c.table),
+    )
 }
 
 /// Opens (creating when missing) the database and the table.

@@ -234,22 +234,33 @@ impl SourceContext {
         clock: &mut EventClock,
     ) -> Result<usize, crate::codec::DecodeError> {
         let mut batch = Vec::new();
-        match crate::codec::decode(
+        let n = self.decode(payload, &mut batch).await?;
+        self.publish_timed(batch, clock).await;
+        Ok(n)
+    }
+
+    /// Reads a payload in the source's format onto `batch`; a payload that does not match
+    /// goes to the dead letters (and nothing is appended).
+    ///
+    /// # Errors
+    ///
+    /// The payload does not match the format.
+    pub async fn decode(
+        &self,
+        payload: &[u8],
+        batch: &mut Vec<Observation>,
+    ) -> Result<usize, crate::codec::DecodeError> {
+        let decoded = crate::codec::decode(
             payload,
             crate::codec::Format::of(&self.dsm),
             &self.dsm.decode_context(),
-            &mut batch,
-        ) {
-            Ok(n) => {
-                self.publish_timed(batch, clock).await;
-                Ok(n)
-            }
-            Err(e) => {
-                self.unreadable(&e.0, &String::from_utf8_lossy(payload))
-                    .await;
-                Err(e)
-            }
+            batch,
+        );
+        if let Err(e) = &decoded {
+            self.unreadable(&e.0, &String::from_utf8_lossy(payload))
+                .await;
         }
+        decoded
     }
 
     /// Publishes a batch and counts it.
@@ -260,6 +271,9 @@ impl SourceContext {
 
     /// Publishes a batch, then the watermark when the batch advanced it.
     pub async fn publish_timed(&self, batch: Vec<Observation>, clock: &mut EventClock) {
+        if batch.is_empty() {
+            return;
+        }
         clock.observe(&batch);
         self.publish(batch).await;
         if let Some(w) = clock.advance() {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+pub mod services;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

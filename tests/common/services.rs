@@ -38,7 +38,10 @@ pub fn installed(program: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    found || absent(&format!("{program} is not installed; scripts/test installs it"))
+    found
+        || absent(&format!(
+            "{program} is not installed; scripts/test installs it"
+        ))
 }
 
 fn absent(message: &str) -> bool {
@@ -70,6 +73,8 @@ pub struct Server {
     user: Option<&'static str>,
     /// Where the server writes its pid, when `child` is not the server itself.
     pid_file: Option<PathBuf>,
+    /// The signal that asks it to stop.
+    stop_signal: &'static str,
     child: Option<Child>,
 }
 
@@ -83,6 +88,7 @@ impl Server {
             args,
             user: None,
             pid_file: None,
+            stop_signal: "-TERM",
             child: None,
         }
     }
@@ -104,6 +110,7 @@ impl Server {
             .unwrap();
         let child = command
             .args(&self.args)
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -113,7 +120,8 @@ impl Server {
         wait_for_port(self.port, self.name);
     }
 
-    /// Stops it the way a service manager does (SIGTERM) and waits until it has exited.
+    /// Stops it the way a service manager does (SIGTERM; PostgreSQL's fast shutdown,
+    /// SIGINT, which does not wait for clients to leave) and waits until it has exited.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Run through `runuser`, the child is not the server: its pid file says which is.
@@ -123,7 +131,7 @@ impl Server {
                 .and_then(|f| std::fs::read_to_string(f).ok())
                 .and_then(|t| t.lines().next().map(str::to_owned))
                 .unwrap_or_else(|| child.id().to_string());
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let _ = Command::new("kill").args([self.stop_signal, &pid]).status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if child.try_wait().unwrap().is_some() {
@@ -188,6 +196,10 @@ pub fn mosquitto(with_password: bool) -> Option<Server> {
         s.port,
         dir.display()
     );
+    if is_root() {
+        // Otherwise it becomes user `mosquitto`, who cannot write the test's folder.
+        conf.push_str("user root\n");
+    }
     if with_password {
         let passwd = dir.join("passwd");
         let ok = Command::new("mosquitto_passwd")
@@ -204,7 +216,10 @@ pub fn mosquitto(with_password: bool) -> Option<Server> {
         conf.push_str("allow_anonymous true\n");
     }
     std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-    s.args = vec!["-c".into(), dir.join("mosquitto.conf").display().to_string()];
+    s.args = vec![
+        "-c".into(),
+        dir.join("mosquitto.conf").display().to_string(),
+    ];
     s.start();
     Some(s)
 }
@@ -225,7 +240,8 @@ pub fn tansu() -> Option<Server> {
         "--advertised-listener-url".into(),
         url,
         "--storage-engine".into(),
-        format!("sqlite://{}/tansu.db", s.dir.path().display()),
+        // A path relative to the folder it runs in (Tansu reads absolute ones wrongly).
+        "sqlite://tansu.db".into(),
     ];
     s.start();
     Some(s)
@@ -271,10 +287,7 @@ pub fn postgres() -> Option<Server> {
         absent("PostgreSQL server programs are not in /usr/lib/postgresql/*/bin");
         return None;
     };
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let root = is_root();
     let mut s = Server::new("postgres", bin.join("postgres"), Vec::new());
     s.port = free_port();
     let data = s.dir.path().join("data");
@@ -296,7 +309,15 @@ pub fn postgres() -> Option<Server> {
         None => Command::new(bin.join("initdb")),
     };
     let out = initdb
-        .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        .args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -306,6 +327,7 @@ pub fn postgres() -> Option<Server> {
     );
     s.user = user;
     s.pid_file = Some(data.join("postmaster.pid"));
+    s.stop_signal = "-INT";
     s.args = vec![
         "-D".into(),
         data.display().to_string(),
@@ -320,6 +342,14 @@ pub fn postgres() -> Option<Server> {
     ];
     s.start();
     Some(s)
+}
+
+/// Whether the tests run as root (servers that drop privileges need telling).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// A file in a private folder, for configuration.

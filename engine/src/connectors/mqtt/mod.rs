@@ -375,59 +375,127 @@ impl Client {
     }
 }
 
+/// Messages taken into one batch, at most.
+const MAX_MESSAGES: usize = 512;
+
+/// What the event loop hands the source.
+enum Delivered {
+    Message(Box<Message>),
+    Connected,
+    Failed(String),
+}
+
+/// Drives a source's connection: keeps it alive (pings, reconnection with backoff,
+/// subscribing again when the broker lost the session) and hands messages over. It never
+/// waits on the engine but to hand a message over; with QoS 1 the broker sends only so many
+/// unacknowledged messages, so the hand-over channel never fills up.
+async fn drive(
+    mut conn: Connection,
+    client: Client,
+    cfg: std::sync::Arc<MqttConfig>,
+    dsm: std::sync::Arc<DataSource>,
+    tx: tokio::sync::mpsc::Sender<Delivered>,
+) {
+    let topic = cfg.topic.clone().unwrap_or_default();
+    let mut backoff = Backoff::default();
+    let mut first = true;
+    loop {
+        let delivered = match conn.poll().await {
+            Ok(Incoming::Connected { session_present }) => {
+                backoff.reset();
+                tracing::info!(dsm = %dsm.id, host = %cfg.host, port = cfg.port, session_present, "connected to the MQTT broker");
+                if !session_present && !first {
+                    // From another task: the request channel is drained by this one.
+                    let (client, topic, cfg) = (client.clone(), topic.clone(), cfg.clone());
+                    tokio::spawn(async move { client.subscribe(&topic, &cfg).await });
+                }
+                first = false;
+                Delivered::Connected
+            }
+            Ok(Incoming::Message(m)) => Delivered::Message(m),
+            Ok(Incoming::Acked | Incoming::Other) => continue,
+            Err(e) => {
+                let message = describe(&e, &cfg);
+                tracing::warn!(dsm = %dsm.id, error = %message, "MQTT connection failed; retrying");
+                if tx.send(Delivered::Failed(message)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(backoff.delay()).await;
+                continue;
+            }
+        };
+        if tx.send(delivered).await.is_err() {
+            return;
+        }
+    }
+}
+
 fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
-        let cfg = MqttConfig::read(&ctx.dsm)?;
+        let cfg = std::sync::Arc::new(MqttConfig::read(&ctx.dsm)?);
         let topic = cfg.topic.clone().unwrap_or_default();
-        let mut conn = Connection::open(&ctx.dsm, &cfg, "source")?;
+        let conn = Connection::open(&ctx.dsm, &cfg, "source")?;
         let client = conn.client();
-        // Subscribe once up front; again after any connection that lost the session.
+        // Subscribe once up front; the driver subscribes again after any connection that
+        // lost the session.
         client
             .subscribe(&topic, &cfg)
             .await
             .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
-        let mut backoff = Backoff::default();
-        let mut first = true;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4 * MAX_MESSAGES);
+        let driver = tokio::spawn(drive(
+            conn,
+            client.clone(),
+            cfg.clone(),
+            ctx.dsm.clone(),
+            tx,
+        ));
         let mut clock = EventClock::new(cfg.out_of_orderness.unwrap_or_default());
+        let mut messages = Vec::with_capacity(MAX_MESSAGES);
         loop {
-            let event = tokio::select! {
-                e = conn.poll() => e,
-                () = ctx.cancel.cancelled() => {
-                    client.disconnect().await;
-                    return Ok(());
-                }
+            let first = tokio::select! {
+                d = rx.recv() => d,
+                () = ctx.cancel.cancelled() => None,
             };
-            match event {
-                Ok(Incoming::Connected { session_present }) => {
-                    backoff.reset();
-                    ctx.metrics.connected();
-                    tracing::info!(dsm = %ctx.dsm.id, host = %cfg.host, port = cfg.port, session_present, "connected to the MQTT broker");
-                    if !session_present && !first {
-                        client
-                            .subscribe(&topic, &cfg)
-                            .await
-                            .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
-                    }
-                    first = false;
+            let Some(first) = first else { break };
+            // What has arrived already goes in one batch.
+            let mut next = Some(first);
+            while let Some(d) = next.take() {
+                match d {
+                    Delivered::Message(m) => messages.push(m),
+                    Delivered::Connected => ctx.metrics.connected(),
+                    Delivered::Failed(e) => ctx.metrics.failed(e),
                 }
-                Ok(Incoming::Message(m)) => {
-                    // Accepted by the engine (or dead-lettered) before it is acknowledged.
-                    let _ = ctx.ingest(m.payload(), &mut clock).await;
-                    if let Err(e) = client.ack(&m).await {
-                        tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
-                    }
+                if messages.len() < MAX_MESSAGES {
+                    next = rx.try_recv().ok();
                 }
-                Ok(Incoming::Acked | Incoming::Other) => {}
-                Err(e) => {
-                    let message = describe(&e, &cfg);
-                    tracing::warn!(dsm = %ctx.dsm.id, error = %message, "MQTT connection failed; retrying");
-                    ctx.metrics.failed(&message);
-                    if !backoff.wait(&ctx.cancel).await {
-                        return Ok(());
-                    }
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let mut batch = Vec::with_capacity(messages.len());
+            for m in &messages {
+                let _ = ctx.decode(m.payload(), &mut batch).await;
+            }
+            ctx.publish_timed(batch, &mut clock).await;
+            // Accepted by the engine (or dead-lettered): now acknowledged.
+            for m in messages.drain(..) {
+                if let Err(e) = client.ack(&m).await {
+                    tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
                 }
             }
         }
+        // Unacknowledged messages stay with the broker, for the session's next connection.
+        drop(rx);
+        client.disconnect().await;
+        let aborter = driver.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), driver)
+            .await
+            .is_err()
+        {
+            aborter.abort();
+        }
+        Ok(())
     })
 }
 

@@ -1,0 +1,864 @@
+//! The connectors against real servers: data in equals data out (count and content), across
+//! restarts of the broker or database and of the engine, and clear errors for bad payloads,
+//! unreachable servers and wrong passwords.
+//!
+//! Shared servers (started by `scripts/test`): Mosquitto on 1883, PostgreSQL on 5432, Tansu
+//! on 9092, nx-27017 on 27017. Tests that restart a server start their own on a free port.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::services;
+use engine::bus::Message;
+use engine::codec::encode_live_data_set;
+use engine::{DataSource, Engine, EngineConfig, InstanceStatus, Observation, Plan, Sym, Timestamp};
+use serde_json::{Value as Json, json};
+
+// --- the test rig ---------------------------------------------------------------------
+
+/// A data source of a test bundle.
+struct Dsm {
+    id: String,
+    protocol: &'static str,
+    format: Option<&'static str>,
+    params: Json,
+}
+
+fn dsm(id: &str, protocol: &'static str, params: Json) -> Dsm {
+    Dsm {
+        id: id.to_owned(),
+        protocol,
+        format: None,
+        params,
+    }
+}
+
+impl Dsm {
+    fn format(mut self, format: &'static str) -> Self {
+        self.format = Some(format);
+        self
+    }
+}
+
+fn data_type(v: &Json) -> &'static str {
+    match v {
+        Json::Bool(_) => "boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "int",
+        Json::Number(_) => "double",
+        _ => "string",
+    }
+}
+
+/// A validated model: a data interface per protocol declaring the parameters its data
+/// sources use, a data kind per payload format, the data sources, and one `echo` analytics
+/// manifest per pipe `(id, from, to)`.
+fn model(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> manifests::Model {
+    let mut interfaces: BTreeMap<&str, BTreeMap<String, &str>> = BTreeMap::new();
+    for d in dsms {
+        let defs = interfaces.entry(d.protocol).or_default();
+        for (k, v) in d.params.as_object().unwrap() {
+            defs.insert(k.clone(), data_type(v));
+        }
+    }
+    let formats: BTreeSet<&str> = dsms.iter().map(|d| d.format.unwrap_or("JSON")).collect();
+    let dis: Vec<Json> = interfaces
+        .iter()
+        .map(|(p, defs)| {
+            let parameter: Vec<Json> = defs
+                .iter()
+                .map(|(name, t)| json!({"name": name, "dataType": t}))
+                .collect();
+            json!({"id": format!("di-{p}"), "communicationProtocol": p, "parameters": {"parameter": parameter}})
+        })
+        .collect();
+    let dks: Vec<Json> = formats
+        .iter()
+        .map(|f| json!({"id": format!("dk-{}", f.replace(' ', "-")), "name": "value", "format": f}))
+        .collect();
+    let mut dsds = Vec::new();
+    for p in interfaces.keys() {
+        for f in &formats {
+            dsds.push(json!({
+                "id": format!("dsd-{p}-{}", f.replace(' ', "-")),
+                "dataInterfaceReferenceID": format!("di-{p}"),
+                "dataKindReferenceID": format!("dk-{}", f.replace(' ', "-")),
+            }));
+        }
+    }
+    let manifests: Vec<Json> = dsms
+        .iter()
+        .map(|d| {
+            let parameter: Vec<Json> = d
+                .params
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            json!({
+                "id": d.id,
+                "dataSourceDefinitionReferenceID": format!("dsd-{}-{}", d.protocol, d.format.unwrap_or("JSON").replace(' ', "-")),
+                "dataSourceDefinitionInterfaceParameters": {"parameter": parameter},
+            })
+        })
+        .collect();
+    let ams: Vec<Json> = pipes
+        .iter()
+        .map(|(id, from, to)| {
+            json!({"id": id, "analyticsProcessors": {"apm": [{
+                "id": format!("{id}-echo"),
+                "analyticsProcessorDefinitionReferenceID": "apd-echo",
+                "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
+                "dataSink": {"dataSourceManifestReferenceID": to}
+            }]}})
+        })
+        .collect();
+    let bundle = json!({
+        "kind": "Bundle",
+        "dataInterfaces": {"dataInterface": dis},
+        "dataKinds": {"dataKind": dks},
+        "dataSourceDefinitions": {"dataSourceDefinition": dsds},
+        "dataSourceManifests": {"dataSourceManifest": manifests},
+        "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+            {"id": "apd-echo", "processorType": "echo"}
+        ]},
+        "analyticsManifests": {"analyticsManifest": ams},
+    });
+    assert!(!processors::catalogue().is_empty());
+    let mut b = manifests::bundle::Bundle::default();
+    b.add_document(
+        "test.json".into(),
+        bundle.to_string(),
+        manifests::bundle::Syntax::Json,
+        None,
+    );
+    let catalogue = engine::processor::Catalogue;
+    let m = manifests::validate::validate(
+        &mut b,
+        &manifests::Options {
+            catalogue: Some(&catalogue),
+        },
+    );
+    // The tests feed bus data sources themselves, as a processor would.
+    let errors: Vec<_> = b
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error() && d.code != "unfed-input")
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    m
+}
+
+/// An engine running a test model.
+struct Rig {
+    engine: Engine,
+    ams: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> Rig {
+    let model = model(dsms, pipes);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig {
+        speed: engine::connector::Speed::Max,
+        ..EngineConfig::default()
+    };
+    config.dead_letters.parameters.insert(
+        "path",
+        json!(dir.path().join("dead-letters.jsonl").to_str().unwrap()),
+    );
+    let engine = Engine::new(config).await.unwrap();
+    for id in model.data_source_manifests.keys() {
+        engine
+            .register(DataSource::from_model(&model, id).unwrap())
+            .unwrap();
+    }
+    for (id, _, _) in pipes {
+        engine
+            .create(Plan::new(&model.analytics_manifests[*id], &model).unwrap())
+            .unwrap();
+    }
+    Rig {
+        engine,
+        ams: pipes.iter().map(|p| p.0.to_owned()).collect(),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    async fn start(&self) {
+        for am in &self.ams {
+            self.engine.start(am).await.unwrap();
+        }
+    }
+
+    async fn status(&self, am: &str) -> InstanceStatus {
+        self.engine.status(am).await.unwrap()
+    }
+
+    /// Waits until every connector of every instance reaches its system.
+    async fn connected(&self) {
+        for am in &self.ams {
+            common::eventually(30, &format!("{am}'s connectors to connect"), || async {
+                let s = self.status(am).await;
+                !s.connectors.is_empty() && s.connectors.iter().all(|c| c.link.connected)
+            })
+            .await;
+        }
+    }
+
+    /// Publishes observations on a bus data source, as a processor would.
+    async fn inject(&self, dsm: &str, batch: Vec<Observation>) {
+        let publisher = self.engine.bus().publisher(Sym::new(dsm)).await;
+        publisher.send(batch.into()).await;
+    }
+
+    /// Everything published on a data source from now on.
+    fn collect(&self, dsm: &str) -> Collected {
+        let (subscriber, mut rx) = self.engine.tap(dsm);
+        let seen = Collected::default();
+        let into = seen.clone();
+        tokio::spawn(async move {
+            let _keep = subscriber;
+            while let Some(e) = rx.recv().await {
+                if let Message::Data(batch) = e.message {
+                    into.0.lock().unwrap().extend(batch.iter().cloned());
+                }
+            }
+        });
+        seen
+    }
+
+    fn dead_letters(&self) -> u64 {
+        self.engine.dead_letters().count()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<Vec<Observation>>>);
+
+impl Collected {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    fn all(&self) -> Vec<Observation> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// What identifies an observation's content in these tests.
+type Key = (String, String, i64, String);
+
+fn key(o: &Observation) -> Key {
+    (
+        o.source.text().to_string(),
+        o.name.text().to_string(),
+        o.timestamp.as_micros(),
+        o.value.to_json().to_string(),
+    )
+}
+
+fn keys(all: &[Observation]) -> BTreeSet<Key> {
+    all.iter().map(key).collect()
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+/// `n` observations of `sources` sources, values 0..n, a millisecond apart.
+fn observations(prefix: &str, sources: usize, n: usize) -> Vec<Observation> {
+    (0..n)
+        .map(|i| {
+            Observation::number(
+                Sym::new(&format!("{prefix}-{}", i % sources)),
+                Sym::new("value"),
+                Timestamp::from_millis(T0 + i as i64),
+                i as f64,
+            )
+        })
+        .collect()
+}
+
+fn payload(o: &Observation) -> Vec<u8> {
+    encode_live_data_set(o).to_string().into_bytes()
+}
+
+/// Reads LiveDataSet payloads back into observations.
+fn decode(payloads: &[Vec<u8>]) -> Vec<Observation> {
+    let ctx = engine::codec::DecodeContext {
+        dsm: Sym::new("unknown"),
+        default_name: Sym::new("value"),
+        default_kind: None,
+    };
+    let mut out = Vec::new();
+    for p in payloads {
+        engine::codec::decode_json(std::str::from_utf8(p).unwrap(), &ctx, &mut out).unwrap();
+    }
+    out
+}
+
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+// --- MQTT -----------------------------------------------------------------------------
+
+mod mqtt {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+    use super::*;
+
+    /// A client of the test, driven in the background; its received messages and the
+    /// acknowledgements of what it published.
+    pub struct Client {
+        pub client: AsyncClient,
+        pub received: Arc<Mutex<Vec<Vec<u8>>>>,
+        pub acked: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    pub fn client(port: u16, id: &str, clean: bool) -> Client {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(clean)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(o, 10_000);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, a) = (received.clone(), acked.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        r.lock().unwrap().push(p.payload.to_vec());
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Client {
+            client,
+            received,
+            acked,
+        }
+    }
+
+    impl Client {
+        pub async fn subscribe(&self, topic: &str) {
+            self.client
+                .subscribe(topic, QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            // The SUBACK is not reported separately: give the broker a moment.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        pub async fn publish(&self, topic: &str, payload: Vec<u8>) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+
+        pub fn received(&self) -> Vec<Vec<u8>> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    fn topic_dsm(id: &str, port: u16, topic: &str, extra: Json) -> Dsm {
+        let mut params = json!({"host": "127.0.0.1", "port": port, "topic": topic});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        dsm(id, "MQTT", params)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_in_equal_messages_out_over_mqtt_3_and_5_with_wildcards_and_plain_text() {
+        if !services::available("Mosquitto", 1883) {
+            return;
+        }
+        let p = format!("dda-test/{}", unique());
+        let rig = rig(
+            &[
+                topic_dsm(
+                    "in",
+                    1883,
+                    &format!("{p}/in/+"),
+                    json!({"version": "5", "clientId": format!("dda-{}", unique())}),
+                ),
+                topic_dsm(
+                    "out",
+                    1883,
+                    &format!("{p}/out"),
+                    json!({"version": "3.1.1"}),
+                ),
+                topic_dsm(
+                    "text-in",
+                    1883,
+                    &format!("{p}/text"),
+                    json!({"clientId": format!("dda-{}", unique())}),
+                )
+                .format("Plain text"),
+                dsm("text-out", "Bus", json!({})),
+            ],
+            &[("am-json", "in", "out"), ("am-text", "text-in", "text-out")],
+        )
+        .await;
+        let subscriber = client(1883, &format!("test-sub-{}", unique()), true);
+        subscriber.subscribe(&format!("{p}/out")).await;
+        let text = rig.collect("text-out");
+        rig.start().await;
+        rig.connected().await;
+
+        let sent = observations("device", 3, 2000);
+        let publisher = client(1883, &format!("test-pub-{}", unique()), true);
+        for (i, o) in sent.iter().enumerate() {
+            publisher
+                .publish(&format!("{p}/in/device-{}", i % 3), payload(o))
+                .await;
+        }
+        for v in ["21.5", "-3", "on"] {
+            publisher
+                .publish(&format!("{p}/text"), v.as_bytes().to_vec())
+                .await;
+        }
+        common::eventually(60, "2000 messages out", || async {
+            subscriber.received().len() >= sent.len()
+        })
+        .await;
+        common::eventually(30, "3 plain-text values", || async { text.len() >= 3 }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let out = decode(&subscriber.received());
+        assert_eq!(out.len(), sent.len(), "nothing lost, nothing duplicated");
+        assert_eq!(keys(&out), keys(&sent), "the same content");
+        let values: Vec<Json> = text.all().iter().map(|o| o.value.to_json()).collect();
+        assert_eq!(values, [json!(21.5), json!(-3), json!("on")]);
+        assert!(
+            text.all()
+                .iter()
+                .all(|o| o.source == Sym::new("text-in") && o.name == Sym::new("value"))
+        );
+
+        // A payload that is not a LiveDataSet: a dead letter, and the instance runs on.
+        publisher
+            .publish(&format!("{p}/in/device-0"), b"{not json".to_vec())
+            .await;
+        common::eventually(30, "a dead letter", || async { rig.dead_letters() == 1 }).await;
+        publisher
+            .publish(&format!("{p}/in/device-0"), payload(&sent[0]))
+            .await;
+        common::eventually(30, "the next message", || async {
+            subscriber.received().len() > sent.len()
+        })
+        .await;
+        assert_eq!(rig.status("am-json").await.state, engine::State::Running);
+        rig.engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_persistent_session_keeps_what_is_published_while_the_engine_is_stopped() {
+        if !services::available("Mosquitto", 1883) {
+            return;
+        }
+        let p = format!("dda-test/{}", unique());
+        let rig = rig(
+            &[
+                topic_dsm(
+                    "in",
+                    1883,
+                    &format!("{p}/in"),
+                    json!({"clientId": format!("dda-{}", unique())}),
+                ),
+                dsm("out", "Bus", json!({})),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        let out = rig.collect("out");
+        rig.start().await;
+        rig.connected().await;
+        let sent = observations("box", 1, 600);
+        let publisher = client(1883, &format!("test-pub-{}", unique()), true);
+        for o in &sent[..200] {
+            publisher.publish(&format!("{p}/in"), payload(o)).await;
+        }
+        common::eventually(30, "the first 200", || async { out.len() >= 200 }).await;
+        rig.engine.stop("am").await.unwrap();
+        for o in &sent[200..] {
+            publisher.publish(&format!("{p}/in"), payload(o)).await;
+        }
+        common::eventually(30, "the broker to take them", || async {
+            publisher.acked.load(std::sync::atomic::Ordering::SeqCst) >= sent.len()
+        })
+        .await;
+        rig.engine.start("am").await.unwrap();
+        common::eventually(30, "all 600", || async { out.len() >= 600 }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            keys(&out.all()),
+            keys(&sent),
+            "what was published while stopped arrives"
+        );
+        rig.engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_lost_at_qos_1_when_the_broker_restarts_mid_stream() {
+        let Some(mut broker) = services::mosquitto(false) else {
+            return;
+        };
+        let port = broker.port;
+        let rig = rig(
+            &[
+                topic_dsm("in", port, "plant/in", json!({})),
+                topic_dsm("out", port, "plant/out", json!({})),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        let subscriber = client(port, "test-subscriber", false);
+        subscriber.subscribe("plant/out").await;
+        rig.start().await;
+        rig.connected().await;
+
+        let sent = observations("box", 2, 3000);
+        let publisher = client(port, "test-publisher", false);
+        let to_send: Vec<Vec<u8>> = sent.iter().map(payload).collect();
+        let feeder = tokio::spawn({
+            let publisher = publisher.client.clone();
+            async move {
+                for (i, p) in to_send.into_iter().enumerate() {
+                    publisher
+                        .publish("plant/in", QoS::AtLeastOnce, false, p)
+                        .await
+                        .unwrap();
+                    if i % 100 == 99 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+        common::eventually(60, "a third of the stream", || async {
+            subscriber.received().len() >= 1000
+        })
+        .await;
+        let broker = tokio::task::spawn_blocking(move || {
+            broker.restart(Duration::from_millis(500));
+            broker
+        })
+        .await
+        .unwrap();
+        feeder.await.unwrap();
+        common::eventually(60, "every message out", || async {
+            keys(&decode(&subscriber.received())).len() >= sent.len()
+        })
+        .await;
+        let out = decode(&subscriber.received());
+        assert_eq!(keys(&out), keys(&sent), "no message lost at QoS 1");
+        eprintln!(
+            "{} messages out for {} in ({} redelivered at least once)",
+            out.len(),
+            sent.len(),
+            out.len() - sent.len()
+        );
+        assert!(
+            rig.status("am")
+                .await
+                .connectors
+                .iter()
+                .all(|c| c.link.connected),
+            "connected again"
+        );
+        rig.engine.shutdown().await;
+        drop(broker);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_broker_and_a_wrong_password_are_clear_errors_in_the_status() {
+        let Some(broker) = services::mosquitto(true) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let secret = services::write(dir.path(), "mqtt-password", "not-the-password");
+        let nowhere = common::free_port();
+        let rig = rig(
+            &[
+                topic_dsm("nowhere", nowhere, "x", json!({})),
+                topic_dsm(
+                    "guarded",
+                    broker.port,
+                    "x",
+                    json!({"username": "dda", "password": format!("${{file:{}}}", secret.display())}),
+                ),
+                dsm("out", "Bus", json!({})),
+            ],
+            &[("am-nowhere", "nowhere", "out"), ("am-guarded", "guarded", "out")],
+        )
+        .await;
+        rig.start().await;
+        let error = |am: &'static str| {
+            let rig = &rig;
+            async move {
+                rig.status(am)
+                    .await
+                    .connectors
+                    .iter()
+                    .find_map(|c| c.link.error.clone())
+                    .unwrap_or_default()
+            }
+        };
+        common::eventually(30, "the unreachable broker's error", || async {
+            error("am-nowhere").await.contains("is the broker running?")
+        })
+        .await;
+        common::eventually(30, "the wrong password's error", || async {
+            error("am-guarded")
+                .await
+                .contains("check username and password")
+        })
+        .await;
+        let text = error("am-nowhere").await;
+        assert!(text.contains(&format!("127.0.0.1:{nowhere}")), "{text}");
+        assert!(!error("am-guarded").await.contains("not-the-password"));
+        for am in ["am-nowhere", "am-guarded"] {
+            assert_eq!(
+                rig.status(am).await.state,
+                engine::State::Running,
+                "{am} keeps trying"
+            );
+        }
+        rig.engine.shutdown().await;
+    }
+}
+
+/// Observations of every value type: numbers (whole and not), text, booleans, JSON.
+fn mixed(prefix: &str, n: usize) -> Vec<Observation> {
+    (0..n)
+        .map(|i| {
+            let mut o = Observation::number(
+                Sym::new(&format!("{prefix}-{}", i % 2)),
+                Sym::new(if i % 2 == 0 {
+                    "TotalRealPower"
+                } else {
+                    "State"
+                }),
+                Timestamp::from_millis(T0 + i as i64),
+                0.0,
+            );
+            o.value = match i % 4 {
+                0 => engine::observation::Value::Number(i as f64 * 0.25),
+                1 => engine::observation::Value::Text(format!("state {i} ü").into()),
+                2 => engine::observation::Value::Number(i as f64),
+                _ => engine::observation::Value::Bool(i % 8 == 3),
+            };
+            o
+        })
+        .collect()
+}
+
+/// Sends `all` into a bus data source in batches of `chunk`, pausing between them.
+async fn feed(rig: &Rig, dsm: &str, all: &[Observation], chunk: usize) {
+    for part in all.chunks(chunk) {
+        rig.inject(dsm, part.to_vec()).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// --- PostgreSQL -----------------------------------------------------------------------
+
+mod postgres {
+    use tokio_postgres::NoTls;
+
+    use super::*;
+
+    async fn client(port: u16, db: &str) -> Option<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname={db}"),
+            NoTls,
+        )
+        .await
+        .ok()?;
+        tokio::spawn(connection);
+        Some(client)
+    }
+
+    /// The rows a sink wrote, as observations' keys; and how many rows there are.
+    async fn rows(port: u16, db: &str, table: &str) -> Vec<Key> {
+        let Some(c) = client(port, db).await else {
+            return Vec::new();
+        };
+        let Ok(rows) = c
+            .query(
+                &format!(
+                    "SELECT source, name, (extract(epoch FROM ts) * 1000000)::bigint, value, value_json::text
+                     FROM {table} ORDER BY id"
+                ),
+                &[],
+            )
+            .await
+        else {
+            return Vec::new();
+        };
+        rows.iter()
+            .map(|r| {
+                let value = match r.get::<_, Option<f64>>(3) {
+                    Some(v) => engine::observation::Value::Number(v).to_json(),
+                    None => serde_json::from_str(r.get::<_, &str>(4)).unwrap(),
+                };
+                (r.get(0), r.get(1), r.get(2), value.to_string())
+            })
+            .collect()
+    }
+
+    fn table_dsm(id: &str, port: u16, db: &str, table: &str) -> Dsm {
+        dsm(
+            id,
+            "PostgreSQL",
+            json!({"host": "127.0.0.1", "port": port, "database": db, "table": table}),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_in_the_table_equal_observations_in_and_refused_ones_are_dead_letters() {
+        if !services::available("PostgreSQL", 5432) {
+            return;
+        }
+        let table = format!("t_{}", unique());
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                table_dsm("out", 5432, "test", &table),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        rig.start().await;
+        rig.connected().await;
+        let mut sent = mixed("box", 2001);
+        feed(&rig, "in", &sent, 97).await;
+        // Text with a NUL character: PostgreSQL refuses it; the rest of its batch is written.
+        let mut bad = sent[0].clone();
+        bad.value = engine::observation::Value::Text("a\0b".to_owned().into());
+        bad.timestamp = Timestamp::from_millis(T0 - 1);
+        let mut good = sent[1].clone();
+        good.timestamp = Timestamp::from_millis(T0 - 2);
+        rig.inject("in", vec![bad, good.clone()]).await;
+        sent.push(good);
+        common::eventually(30, "every row", || async {
+            rows(5432, "test", &table).await.len() >= sent.len()
+        })
+        .await;
+        common::eventually(30, "the refused one in the dead letters", || async {
+            rig.dead_letters() == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = rows(5432, "test", &table).await;
+        assert_eq!(got.len(), sent.len(), "one row per observation");
+        assert_eq!(
+            got.into_iter().collect::<BTreeSet<_>>(),
+            keys(&sent),
+            "the same content"
+        );
+        assert_eq!(rig.status("am").await.state, engine::State::Running);
+        rig.engine.shutdown().await;
+        let c = client(5432, "test").await.unwrap();
+        c.batch_execute(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_lost_or_doubled_when_the_database_restarts_mid_stream() {
+        let Some(server) = services::postgres() else {
+            return;
+        };
+        let port = server.port;
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                table_dsm("out", port, "postgres", "plant.results"),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        client(port, "postgres")
+            .await
+            .unwrap()
+            .batch_execute("CREATE SCHEMA plant")
+            .await
+            .unwrap();
+        rig.start().await;
+        rig.connected().await;
+        let sent = observations("box", 3, 3000);
+        feed(&rig, "in", &sent[..1000], 50).await;
+        common::eventually(30, "the first thousand", || async {
+            rows(port, "postgres", "plant.results").await.len() >= 1000
+        })
+        .await;
+        let restart = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            server.restart(Duration::from_millis(500));
+            server
+        });
+        feed(&rig, "in", &sent[1000..], 50).await;
+        let server = restart.await.unwrap();
+        common::eventually(60, "every row", || async {
+            rows(port, "postgres", "plant.results").await.len() >= sent.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = rows(port, "postgres", "plant.results").await;
+        assert_eq!(got.len(), sent.len(), "no row lost, none written twice");
+        assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), keys(&sent));
+        assert!(
+            rig.status("am")
+                .await
+                .connectors
+                .iter()
+                .all(|c| c.link.connected)
+        );
+        rig.engine.shutdown().await;
+        drop(server);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_database_is_a_clear_error_in_the_status() {
+        let nowhere = common::free_port();
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                table_dsm("out", nowhere, "test", "results"),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        rig.start().await;
+        common::eventually(30, "the error", || async {
+            rig.status("am").await.connectors.iter().any(|c| {
+                c.link.error.as_deref().is_some_and(|e| {
+                    e.contains(&format!(
+                        "PostgreSQL 127.0.0.1:{nowhere}/test table results"
+                    ))
+                })
+            })
+        })
+        .await;
+        assert_eq!(rig.status("am").await.state, engine::State::Running);
+        rig.engine.shutdown().await;
+    }
+}

@@ -862,3 +862,182 @@ mod postgres {
         rig.engine.shutdown().await;
     }
 }
+
+// --- MongoDB --------------------------------------------------------------------------
+
+mod mongo {
+    use mongodb::bson::{Document, doc};
+
+    use super::*;
+
+    async fn collection(port: u16, db: &str, name: &str) -> mongodb::Collection<Document> {
+        let client = mongodb::Client::with_uri_str(format!(
+            "mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=2000"
+        ))
+        .await
+        .unwrap();
+        client.database(db).collection(name)
+    }
+
+    /// The documents of a collection as observations' keys (none when the server is down).
+    async fn stored(port: u16, db: &str, name: &str) -> Vec<Key> {
+        let Ok(mut cursor) = collection(port, db, name).await.find(doc! {}).await else {
+            return Vec::new();
+        };
+        let mut docs = Vec::new();
+        loop {
+            match cursor.advance().await {
+                Ok(true) => docs.push(cursor.deserialize_current().unwrap()),
+                Ok(false) => break,
+                Err(_) => return Vec::new(),
+            }
+        }
+        docs.iter()
+            .filter(|d| d.contains_key("source"))
+            .map(|d| {
+                let value: Json = mongodb::bson::Bson::from(d.get("value").unwrap().clone())
+                    .into_relaxed_extjson();
+                let value = match value.as_f64() {
+                    Some(v) => engine::observation::Value::Number(v).to_json(),
+                    None => value,
+                };
+                (
+                    d.get_str("source").unwrap().to_owned(),
+                    d.get_str("name").unwrap().to_owned(),
+                    d.get_datetime("timestamp").unwrap().timestamp_millis() * 1000,
+                    value.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn collection_dsm(id: &str, port: u16, name: &str, extra: Json) -> Dsm {
+        let mut params =
+            json!({"host": "127.0.0.1", "port": port, "database": "dda_test", "collection": name});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        dsm(id, "MongoDB", params)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_an_edge_stores_a_cloud_engine_reads_back_unchanged() {
+        if !services::available("nx-27017 (MongoDB)", 27017) {
+            return;
+        }
+        let name = format!("c_{}", unique());
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                collection_dsm("store", 27017, &name, json!({})),
+                collection_dsm("read", 27017, &name, json!({"pollInterval": "100ms"})),
+                dsm("back", "Bus", json!({})),
+            ],
+            &[("edge", "in", "store"), ("cloud", "read", "back")],
+        )
+        .await;
+        let back = rig.collect("back");
+        rig.start().await;
+        rig.connected().await;
+        let sent = mixed("box", 2000);
+        feed(&rig, "in", &sent, 128).await;
+        common::eventually(30, "every document stored", || async {
+            stored(27017, "dda_test", &name).await.len() >= sent.len()
+        })
+        .await;
+        common::eventually(30, "every document read back", || async {
+            back.len() >= sent.len()
+        })
+        .await;
+        // A document that is not an observation: a dead letter for the reader.
+        collection(27017, "dda_test", &name)
+            .await
+            .insert_one(doc! {"hello": "world"})
+            .await
+            .unwrap();
+        common::eventually(30, "a dead letter", || async { rig.dead_letters() == 1 }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let docs = stored(27017, "dda_test", &name).await;
+        assert_eq!(docs.len(), sent.len(), "one document per observation");
+        assert_eq!(docs.into_iter().collect::<BTreeSet<_>>(), keys(&sent));
+        assert_eq!(back.len(), sent.len(), "each read once");
+        assert_eq!(keys(&back.all()), keys(&sent), "the same content");
+        rig.engine.shutdown().await;
+        collection(27017, "dda_test", &name)
+            .await
+            .drop()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_lost_or_doubled_when_the_database_restarts_mid_stream() {
+        let Some(server) = services::nx_27017() else {
+            return;
+        };
+        let port = server.port;
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                collection_dsm("out", port, "results", json!({})),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        rig.start().await;
+        rig.connected().await;
+        let sent = observations("box", 3, 3000);
+        feed(&rig, "in", &sent[..1000], 50).await;
+        common::eventually(30, "the first thousand", || async {
+            stored(port, "dda_test", "results").await.len() >= 1000
+        })
+        .await;
+        let restart = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            server.restart(Duration::from_millis(500));
+            server
+        });
+        feed(&rig, "in", &sent[1000..], 50).await;
+        let server = restart.await.unwrap();
+        common::eventually(60, "every document", || async {
+            stored(port, "dda_test", "results").await.len() >= sent.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = stored(port, "dda_test", "results").await;
+        assert_eq!(
+            got.len(),
+            sent.len(),
+            "no document lost, none written twice"
+        );
+        assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), keys(&sent));
+        rig.engine.shutdown().await;
+        drop(server);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_database_is_a_clear_error_in_the_status() {
+        let nowhere = common::free_port();
+        let rig = rig(
+            &[
+                collection_dsm("read", nowhere, "results", json!({})),
+                dsm("out", "Bus", json!({})),
+            ],
+            &[("am", "read", "out")],
+        )
+        .await;
+        rig.start().await;
+        common::eventually(30, "the error", || async {
+            rig.status("am").await.connectors.iter().any(|c| {
+                c.link.error.as_deref().is_some_and(|e| {
+                    e.contains(&format!("MongoDB 127.0.0.1:{nowhere} dda_test.results"))
+                })
+            })
+        })
+        .await;
+        assert_eq!(rig.status("am").await.state, engine::State::Running);
+        rig.engine.shutdown().await;
+    }
+}

@@ -183,6 +183,19 @@ fn redact(text: &str) -> String {
 
 /// Creates the collection as a time-series collection when it does not exist and the
 /// server supports them; otherwise leaves it to be created by the first insert.
+/// Whether the server answers; then [`prepare`].
+async fn ready(
+    coll: &mongodb::Collection<Document>,
+    cfg: &MongoConfig,
+) -> Result<(), mongodb::error::Error> {
+    coll.client()
+        .database(&cfg.database)
+        .run_command(doc! {"ping": 1})
+        .await?;
+    prepare(coll, cfg).await;
+    Ok(())
+}
+
 async fn prepare(coll: &mongodb::Collection<Document>, cfg: &MongoConfig) {
     if !cfg.time_series {
         return;
@@ -269,10 +282,24 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
         let cfg = MongoConfig::read(&ctx.dsm)?;
         let coll = collection(&ctx.dsm, &cfg).await?;
-        prepare(&coll, &cfg).await;
+        // Ask at once, so that the status says whether the server is there.
+        let mut prepared = match ready(&coll, &cfg).await {
+            Ok(()) => {
+                ctx.metrics.connected();
+                true
+            }
+            Err(e) => {
+                ctx.metrics
+                    .failed(format!("{}: {}", cfg.place(), redact(&e.to_string())));
+                false
+            }
+        };
         let dsm = ctx.dsm.id.to_string();
         let mut backoff = Backoff::default();
         while let Some(batch) = ctx.next().await {
+            if !prepared {
+                prepared = ready(&coll, &cfg).await.is_ok();
+            }
             let docs: Vec<Document> = batch.iter().map(|o| document(o, &dsm)).collect();
             let refusals = loop {
                 match coll.insert_many(docs.clone()).ordered(false).await {

@@ -1041,3 +1041,197 @@ mod mongo {
         rig.engine.shutdown().await;
     }
 }
+
+// --- Kafka ----------------------------------------------------------------------------
+
+mod kafka {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    use super::*;
+
+    fn topic_dsm(id: &str, port: u16, topic: &str, extra: Json) -> Dsm {
+        let mut params = json!({"host": "127.0.0.1", "port": port, "topic": topic});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        dsm(id, "Kafka", params)
+    }
+
+    /// Publishes LiveDataSets on a topic as another system would, keyed by source.
+    async fn produce(port: u16, topic: &str, all: &[Observation]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for o in all {
+            let payload = payload(o);
+            let key = o.source.text().to_string();
+            producer
+                .send(
+                    FutureRecord::to(topic).payload(&payload).key(&key),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Whether each source's observations arrived in the order they were sent.
+    fn in_order_per_source(all: &[Observation]) -> bool {
+        let mut last: BTreeMap<String, i64> = BTreeMap::new();
+        all.iter().all(|o| {
+            let t = o.timestamp.as_micros();
+            last.insert(o.source.text().to_string(), t)
+                .is_none_or(|before| before < t)
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_a_producer_sends_a_consumer_receives_in_order_per_source() {
+        if !services::available("Tansu (Kafka)", 9092) {
+            return;
+        }
+        let topic = format!("dda-test-{}", unique());
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                topic_dsm("out", 9092, &topic, json!({})),
+                topic_dsm("read", 9092, &topic, json!({})),
+                dsm("back", "Bus", json!({})),
+            ],
+            &[("edge", "in", "out"), ("cloud", "read", "back")],
+        )
+        .await;
+        let back = rig.collect("back");
+        rig.start().await;
+        rig.connected().await;
+        let sent = observations("box", 4, 4000);
+        feed(&rig, "in", &sent, 100).await;
+        common::eventually(60, "every message back", || async {
+            back.len() >= sent.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = back.all();
+        assert_eq!(got.len(), sent.len(), "nothing lost, nothing duplicated");
+        assert_eq!(keys(&got), keys(&sent), "the same content");
+        assert!(in_order_per_source(&got), "each source's order holds");
+        rig.engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_group_resumes_after_what_it_accepted_across_engine_restarts() {
+        if !services::available("Tansu (Kafka)", 9092) {
+            return;
+        }
+        let topic = format!("dda-test-{}", unique());
+        let rig = rig(
+            &[
+                topic_dsm(
+                    "read",
+                    9092,
+                    &topic,
+                    json!({"groupId": format!("g-{}", unique())}),
+                ),
+                dsm("back", "Bus", json!({})),
+            ],
+            &[("am", "read", "back")],
+        )
+        .await;
+        let back = rig.collect("back");
+        rig.start().await;
+        rig.connected().await;
+        let sent = observations("line", 2, 600);
+        produce(9092, &topic, &sent[..300]).await;
+        common::eventually(60, "the first 300", || async { back.len() >= 300 }).await;
+        rig.engine.stop("am").await.unwrap();
+        produce(9092, &topic, &sent[300..]).await;
+        rig.engine.start("am").await.unwrap();
+        common::eventually(60, "all 600", || async { back.len() >= 600 }).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = back.all();
+        assert_eq!(
+            got.len(),
+            sent.len(),
+            "the committed ones are not read again"
+        );
+        assert_eq!(keys(&got), keys(&sent));
+        assert!(in_order_per_source(&got));
+        rig.engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_lost_when_the_broker_restarts_mid_stream() {
+        let Some(server) = services::tansu() else {
+            return;
+        };
+        let port = server.port;
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                topic_dsm("out", port, "results", json!({})),
+                topic_dsm("read", port, "results", json!({})),
+                dsm("back", "Bus", json!({})),
+            ],
+            &[("edge", "in", "out"), ("cloud", "read", "back")],
+        )
+        .await;
+        let back = rig.collect("back");
+        rig.start().await;
+        rig.connected().await;
+        let sent = observations("box", 3, 3000);
+        feed(&rig, "in", &sent[..1000], 50).await;
+        common::eventually(60, "the first thousand back", || async {
+            back.len() >= 1000
+        })
+        .await;
+        let restart = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            server.restart(Duration::from_millis(500));
+            server
+        });
+        feed(&rig, "in", &sent[1000..], 50).await;
+        let server = restart.await.unwrap();
+        common::eventually(90, "every message back", || async {
+            keys(&back.all()).len() >= sent.len()
+        })
+        .await;
+        let got = back.all();
+        assert_eq!(keys(&got), keys(&sent), "no message lost");
+        eprintln!(
+            "{} messages back for {} sent ({} delivered again)",
+            got.len(),
+            sent.len(),
+            got.len() - sent.len()
+        );
+        rig.engine.shutdown().await;
+        drop(server);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_broker_is_a_clear_error_in_the_status() {
+        let nowhere = common::free_port();
+        let rig = rig(
+            &[
+                topic_dsm("read", nowhere, "results", json!({})),
+                dsm("out", "Bus", json!({})),
+            ],
+            &[("am", "read", "out")],
+        )
+        .await;
+        rig.start().await;
+        common::eventually(30, "the error", || async {
+            rig.status("am").await.connectors.iter().any(|c| {
+                c.link.error.as_deref().is_some_and(|e| {
+                    e.contains(&format!("Kafka 127.0.0.1:{nowhere} topic results"))
+                })
+            })
+        })
+        .await;
+        assert_eq!(rig.status("am").await.state, engine::State::Running);
+        rig.engine.shutdown().await;
+    }
+}

@@ -36,6 +36,7 @@ use crate::connector::{
     Backoff, BoxFuture, ConnectorError, ConnectorRegistration, EventClock, SinkContext,
     SourceContext,
 };
+use crate::processor::Rejected;
 use crate::registry::DataSource;
 use crate::time::Timestamp;
 
@@ -165,15 +166,28 @@ fn place(dsm: &DataSource) -> String {
     )
 }
 
-/// Creates the topic when it does not exist (an existing one is left as it is).
+/// Asks the cluster for its metadata: whether it answers at all (librdkafka's clients
+/// otherwise retry quietly), then creates the topic when it does not exist (an existing one
+/// is left as it is).
 async fn ensure_topic(cfg: &KafkaConfig) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> =
+        cfg.client().create().map_err(|e| e.to_string())?;
+    let admin = tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|_| admin)
+            .map_err(|e| format!("the cluster does not answer (is the broker running?): {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     if !cfg.create_topic {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> =
-        cfg.client().create().map_err(|e| e.to_string())?;
     let topic = NewTopic::new(cfg.topic(), cfg.partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics([&topic], &opts)
         .await
@@ -208,6 +222,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
                 return Ok(());
             }
         }
+        ctx.metrics.connected();
         let consumer: StreamConsumer = cfg
             .client()
             .set(
@@ -304,52 +319,93 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
     })
 }
 
+/// Delivery attempts of a message before it goes to the dead letters (each attempt waits
+/// up to `message.timeout.ms` for the cluster).
+const DELIVERY_ATTEMPTS: u32 = 8;
+
+fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    cfg.client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// Sends `batch[i]` for each `i` of `which`, in order; the ones that failed, with why.
+async fn deliver(
+    producer: &FutureProducer,
+    topic: &str,
+    format: Format,
+    batch: &[crate::observation::Observation],
+    which: &[usize],
+) -> Vec<(usize, String)> {
+    let pending = which.iter().map(|&i| {
+        let o = &batch[i];
+        let payload = encode(o, format);
+        async move {
+            let key = o.source.text();
+            let record = FutureRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(&payload);
+            (i, producer.send(record, Duration::from_secs(30)).await)
+        }
+    });
+    futures_util::future::join_all(pending)
+        .await
+        .into_iter()
+        .filter_map(|(i, r)| r.err().map(|(e, _)| (i, e.to_string())))
+        .collect()
+}
+
 fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
     Box::pin(async move {
         let cfg = KafkaConfig::read(&ctx.dsm)?;
-        let producer: FutureProducer = cfg
-            .client()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "300000")
-            .create()
-            .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
-        if let Err(e) = ensure_topic(&cfg).await {
+        let mut producer =
+            producer(&cfg).map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, &cfg)))?;
+        match ensure_topic(&cfg).await {
+            Ok(()) => ctx.metrics.connected(),
             // The producer retries on its own; say why data may not flow yet.
-            ctx.metrics.failed(describe(&e, &cfg));
+            Err(e) => ctx.metrics.failed(describe(&e, &cfg)),
         }
         let format = Format::of(&ctx.dsm);
+        let mut backoff = Backoff::default();
         while let Some(batch) = ctx.next().await {
-            let pending: Vec<_> = batch
-                .iter()
-                .map(|o| {
-                    let key = o.source.text();
-                    let payload = encode(o, format);
-                    let producer = producer.clone();
-                    let topic = cfg.topic().to_owned();
-                    async move {
-                        producer
-                            .send(
-                                FutureRecord::to(&topic)
-                                    .key(key.as_bytes())
-                                    .payload(&payload),
-                                Duration::from_secs(300),
-                            )
-                            .await
-                    }
-                })
-                .collect();
-            for delivery in futures_util::future::join_all(pending).await {
-                match delivery {
-                    Ok(_) => ctx.metrics.connected(),
-                    Err((e, _)) => {
-                        let message = describe(&e, &cfg);
-                        tracing::error!(dsm = %ctx.dsm.id, error = %message, "a message could not be delivered");
-                        ctx.metrics.failed(&message);
-                        return Err(ConnectorError::io(&ctx.dsm, message));
-                    }
+            let mut which: Vec<usize> = (0..batch.len()).collect();
+            let mut attempt = 1;
+            loop {
+                let failed = deliver(&producer, cfg.topic(), format, &batch, &which).await;
+                let Some((_, why)) = failed.first() else {
+                    backoff.reset();
+                    ctx.metrics.connected();
+                    break;
+                };
+                let message = describe(why, &cfg);
+                ctx.metrics.failed(&message);
+                if attempt == DELIVERY_ATTEMPTS {
+                    tracing::error!(dsm = %ctx.dsm.id, error = %message, undelivered = failed.len(), "messages not delivered after {DELIVERY_ATTEMPTS} attempts; sent to the dead letters");
+                    let rejected = failed
+                        .into_iter()
+                        .map(|(i, why)| Rejected {
+                            observation: batch[i].clone(),
+                            reason: format!("{} did not take the message after {DELIVERY_ATTEMPTS} attempts: {why}", place(&ctx.dsm)),
+                        })
+                        .collect();
+                    ctx.reject(rejected).await;
+                    break;
                 }
+                tracing::warn!(dsm = %ctx.dsm.id, error = %message, undelivered = failed.len(), attempt, "delivery failed; sending again");
+                // The producer may be stuck on what failed (an idempotent producer whose
+                // sequence has a gap waits for it): a new one starts afresh. A message that
+                // did reach the broker before its answer was lost may then be there twice
+                // (at-least-once).
+                match self::producer(&cfg) {
+                    Ok(p) => producer = p,
+                    Err(e) => ctx.metrics.failed(describe(e, &cfg)),
+                }
+                tokio::time::sleep(backoff.delay()).await;
+                which = failed.into_iter().map(|(i, _)| i).collect();
+                attempt += 1;
             }
             ctx.metrics.add(batch.len());
         }

@@ -1235,3 +1235,256 @@ mod kafka {
         rig.engine.shutdown().await;
     }
 }
+
+// --- HTTP -----------------------------------------------------------------------------
+
+mod http {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::StatusCode;
+    use hyper::Method;
+
+    use super::*;
+
+    fn endpoint_dsm(id: &str, port: u16, extra: Json) -> Dsm {
+        let mut params = json!({"host": "127.0.0.1", "port": port});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        dsm(id, "HTTP", params)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ingest_endpoint_takes_every_payload_format_and_refuses_clearly() {
+        let port = common::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let token = services::write(dir.path(), "token", "s3cret-token");
+        let rig = rig(
+            &[
+                endpoint_dsm(
+                    "lds",
+                    port,
+                    json!({"token": format!("${{file:{}}}", token.display())}),
+                ),
+                endpoint_dsm("flat", port, json!({})).format("Flat JSON"),
+                endpoint_dsm("csv", port, json!({})).format("CSV"),
+                dsm("out", "Bus", json!({})),
+                dsm("out-flat", "Bus", json!({})),
+                dsm("out-csv", "Bus", json!({})),
+            ],
+            &[
+                ("am", "lds", "out"),
+                ("am-flat", "flat", "out-flat"),
+                ("am-csv", "csv", "out-csv"),
+            ],
+        )
+        .await;
+        let (out, flat, csv) = (
+            rig.collect("out"),
+            rig.collect("out-flat"),
+            rig.collect("out-csv"),
+        );
+        rig.start().await;
+        rig.connected().await;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = common::Http::new(&base).with_token("s3cret-token");
+        let json_body = |v: &Json| Some(("application/json", v.to_string().into_bytes()));
+
+        // One LiveDataSet, an array of them, and JSON lines.
+        let sent = observations("press", 2, 30);
+        let sets: Vec<Json> = sent.iter().map(encode_live_data_set).collect();
+        let one = client
+            .request(Method::POST, "/ingest/lds", json_body(&sets[0]), &[])
+            .await;
+        assert_eq!(one.status, StatusCode::ACCEPTED, "{}", one.text());
+        assert_eq!(one.json()["accepted"], 1);
+        let array = client
+            .request(
+                Method::POST,
+                "/ingest/lds",
+                json_body(&json!(sets[1..10])),
+                &[],
+            )
+            .await;
+        assert_eq!(array.json()["accepted"], 9);
+        let lines: String = sets[10..].iter().map(|s| format!("{s}\n")).collect();
+        let lines = client
+            .request(
+                Method::POST,
+                "/ingest/lds",
+                Some(("application/x-ndjson", lines.into_bytes())),
+                &[],
+            )
+            .await;
+        assert_eq!(lines.json()["accepted"], 20);
+
+        // A flat object of name → value with a timestamp, and CSV lines.
+        let flat_body = json!({"timestamp": "2018-05-24 14:59:14.924", "TotalRealPower": 1250.5, "TotalRealEnergy": 17});
+        let r = client
+            .request(Method::POST, "/ingest/flat", json_body(&flat_body), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        let csv_body = "timestamp,name,value\n2018-05-24T14:59:14.924Z,TotalRealPower,1250.5\n1527173955924,TotalRealPower,1260\n";
+        let r = client
+            .request(
+                Method::POST,
+                "/ingest/csv",
+                Some(("text/csv", csv_body.as_bytes().to_vec())),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+
+        // Refusals: no token, an unknown path, a wrong method, a body that does not parse.
+        let anonymous = common::Http::new(&base);
+        let r = anonymous
+            .request(Method::POST, "/ingest/lds", json_body(&sets[0]), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let r = client
+            .request(
+                Method::POST,
+                "/ingest/nothing-here",
+                json_body(&sets[0]),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = client.get("/ingest/lds").await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+        let r = client
+            .request(
+                Method::POST,
+                "/ingest/lds",
+                Some(("application/json", b"{\"value\": ".to_vec())),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .is_some_and(|e| e.contains("invalid JSON")),
+            "{}",
+            r.text()
+        );
+
+        common::eventually(30, "every observation", || async {
+            out.len() >= 30 && flat.len() >= 2 && csv.len() >= 2
+        })
+        .await;
+        common::eventually(30, "a dead letter", || async { rig.dead_letters() == 1 }).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            out.len(),
+            30,
+            "nothing lost, nothing duplicated, nothing from the refused"
+        );
+        assert_eq!(keys(&out.all()), keys(&sent));
+        let t = Timestamp::parse("2018-05-24 14:59:14.924")
+            .unwrap()
+            .as_micros();
+        let flat_keys: BTreeSet<Key> = [
+            ("flat".into(), "TotalRealEnergy".into(), t, "17".into()),
+            ("flat".into(), "TotalRealPower".into(), t, "1250.5".into()),
+        ]
+        .into();
+        assert_eq!(keys(&flat.all()), flat_keys);
+        let csv_keys: BTreeSet<Key> = [
+            ("csv".into(), "TotalRealPower".into(), t, "1250.5".into()),
+            (
+                "csv".into(),
+                "TotalRealPower".into(),
+                t + 1_000_000,
+                "1260".into(),
+            ),
+        ]
+        .into();
+        assert_eq!(keys(&csv.all()), csv_keys);
+        rig.engine.shutdown().await;
+    }
+
+    /// A webhook receiver that answers with `answers` in turn (then 200), keeping what it
+    /// was sent.
+    async fn receiver(answers: Vec<u16>) -> (u16, Arc<Mutex<Vec<Json>>>, Arc<AtomicUsize>) {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (b, c) = (bodies.clone(), calls.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let (b, c) = (b.clone(), c.clone());
+                let answers = answers.clone();
+                async move {
+                    let n = c.fetch_add(1, Ordering::SeqCst);
+                    let status = answers.get(n).copied().unwrap_or(200);
+                    if status == 200 {
+                        b.lock()
+                            .unwrap()
+                            .push(serde_json::from_str::<Json>(&body).unwrap());
+                    }
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, bodies, calls)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_webhook_retries_until_taken_and_dead_letters_what_is_refused() {
+        let (ok_port, bodies, calls) = receiver(vec![503, 503]).await;
+        let (bad_port, refused, bad_calls) = receiver(vec![400; 100]).await;
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                dsm(
+                    "hook",
+                    "HTTP",
+                    json!({"url": format!("http://127.0.0.1:{ok_port}/hook")}),
+                ),
+                dsm("in-bad", "Bus", json!({})),
+                dsm(
+                    "hook-bad",
+                    "HTTP",
+                    json!({"url": format!("http://127.0.0.1:{bad_port}/hook")}),
+                ),
+            ],
+            &[("am", "in", "hook"), ("am-bad", "in-bad", "hook-bad")],
+        )
+        .await;
+        rig.start().await;
+        let sent = observations("box", 2, 50);
+        rig.inject("in", sent.clone()).await;
+        rig.inject("in-bad", sent[..5].to_vec()).await;
+        common::eventually(30, "the webhook to take the batch", || async {
+            !bodies.lock().unwrap().is_empty()
+        })
+        .await;
+        common::eventually(30, "the refused batch in the dead letters", || async {
+            rig.dead_letters() == 5
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "two 503s, then taken");
+        let got: Vec<Json> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.as_array().unwrap().clone())
+            .collect();
+        let got = decode(
+            &got.iter()
+                .map(|g| g.to_string().into_bytes())
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(got.len(), sent.len(), "each observation once");
+        assert_eq!(keys(&got), keys(&sent));
+        assert_eq!(bad_calls.load(Ordering::SeqCst), 1, "a 400 is not retried");
+        assert!(refused.lock().unwrap().is_empty());
+        rig.engine.shutdown().await;
+    }
+}

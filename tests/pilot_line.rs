@@ -19,6 +19,8 @@ use std::process::Command;
 
 use serde_json::{Value as Json, json};
 
+mod common;
+
 const HOURS: i64 = 6;
 const PER_HOUR: i64 = 16;
 const START_MS: i64 = 1_527_120_000_000; // 2018-05-24T00:00:00Z
@@ -137,6 +139,47 @@ fn table(db: &Path, table: &str) -> BTreeMap<(String, String, i64), (f64, u64)> 
     out
 }
 
+/// Results: (source, name, window end ms) → (value, count).
+type Results = BTreeMap<(String, String, i64), (f64, u64)>;
+
+/// Independently: per box, quantity and hour [h, h+1), the mean of the readings.
+fn expected_edge(readings: &[Reading]) -> Results {
+    let mut sums: BTreeMap<(u32, &str, i64), (i64, u64)> = BTreeMap::new();
+    for (b, name, t, v) in readings {
+        let end = (t - START_MS) / HOUR_MS * HOUR_MS + HOUR_MS + START_MS;
+        let e = sums.entry((*b, *name, end)).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    sums.iter()
+        .map(|((b, name, end), (sum, n))| {
+            (
+                (format!("dsm-ib{b}-meter"), (*name).to_owned(), *end),
+                (*sum as f64 / *n as f64, *n),
+            )
+        })
+        .collect()
+}
+
+/// The global averages of the first `hours` hours: per quantity and hour, the mean of the
+/// three boxes' means.
+fn expected_global(edge: &Results, hours: i64) -> Results {
+    let mut out = BTreeMap::new();
+    for name in ["TotalRealPower", "TotalRealEnergy"] {
+        for h in 1..=hours {
+            let end = START_MS + h * HOUR_MS;
+            let means: Vec<f64> = (1..=3)
+                .map(|b| edge[&(format!("dsm-ib{b}-meter"), name.to_owned(), end)].0)
+                .collect();
+            out.insert(
+                ("dsm-global-hourly".to_owned(), name.to_owned(), end),
+                ((means[0] + means[1] + means[2]) / 3.0, 3),
+            );
+        }
+    }
+    out
+}
+
 #[test]
 fn the_pilot_line_stores_exactly_the_hourly_averages_of_a_replayed_data_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,25 +199,8 @@ fn the_pilot_line_stores_exactly_the_hourly_averages_of_a_replayed_data_set() {
     );
     assert!(stdout.contains("dead letters: 0"), "{stdout}");
 
-    // Independently: per box, quantity and hour [h, h+1), the mean of the readings.
-    let mut sums: BTreeMap<(u32, &str, i64), (i64, u64)> = BTreeMap::new();
-    for (b, name, t, v) in &readings {
-        let end = (t - START_MS) / HOUR_MS * HOUR_MS + HOUR_MS + START_MS;
-        let e = sums.entry((*b, *name, end)).or_default();
-        e.0 += v;
-        e.1 += 1;
-    }
-    assert_eq!(sums.len() as i64, 3 * 2 * HOURS);
-    let expected_edge: BTreeMap<(String, String, i64), (f64, u64)> = sums
-        .iter()
-        .map(|((b, name, end), (sum, n))| {
-            (
-                (format!("dsm-ib{b}-meter"), (*name).to_owned(), *end),
-                (*sum as f64 / *n as f64, *n),
-            )
-        })
-        .collect();
-
+    let expected_edge = expected_edge(&readings);
+    assert_eq!(expected_edge.len() as i64, 3 * 2 * HOURS);
     for b in 1..=3u32 {
         let edge = table(
             &dir.path().join(format!("dda-output/ib{b}-edge.sqlite")),
@@ -194,23 +220,274 @@ fn the_pilot_line_stores_exactly_the_hourly_averages_of_a_replayed_data_set() {
         "edge results forwarded to the cloud"
     );
 
-    // The global averages: per quantity and hour, the mean of the three boxes' means.
-    let mut expected_global = BTreeMap::new();
-    for name in ["TotalRealPower", "TotalRealEnergy"] {
-        for h in 1..=HOURS {
-            let end = START_MS + h * HOUR_MS;
-            let means: Vec<f64> = (1..=3)
-                .map(|b| expected_edge[&(format!("dsm-ib{b}-meter"), name.to_owned(), end)].0)
-                .collect();
-            expected_global.insert(
-                ("dsm-global-hourly".to_owned(), name.to_owned(), end),
-                ((means[0] + means[1] + means[2]) / 3.0, 3),
-            );
-        }
-    }
+    let expected_global = expected_global(&expected_edge, HOURS);
     assert_eq!(
         table(&cloud, "global_hourly_averages"),
         expected_global,
         "global hourly averages across the boxes"
     );
+}
+
+/// The MQTT variant of the example: each box publishes its readings on its MQTT topic; the
+/// edge engines store hourly averages in MongoDB and forward them over Kafka; the cloud
+/// engine stores the averages across boxes in MongoDB. Run in-process against the shared
+/// Mosquitto, Tansu and nx-27017, with names of its own.
+mod over_mqtt {
+    use std::time::Duration;
+
+    use engine::{DataSource, Engine, EngineConfig, Plan};
+    use mongodb::bson::{Document, doc};
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+    use super::*;
+
+    /// The example bundle with topics, Kafka topic and database made unique.
+    fn bundle(dir: &Path, tag: &str) -> PathBuf {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption-mqtt/bundle");
+        let bundle = dir.join("bundle");
+        copy_dir(&example, &bundle);
+        for entry in std::fs::read_dir(bundle.join("data-source-manifests")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("far-edge/pilot-line/", &format!("dda-test/{tag}/"))
+                .replace(
+                    "far-edge.pilot-line.edge-hourly-averages",
+                    &format!("dda-test-{tag}"),
+                )
+                .replace("\"pilot_line\"", &format!("\"pilot_{tag}\""));
+            std::fs::write(&path, text).unwrap();
+        }
+        bundle
+    }
+
+    /// Documents of a collection as results.
+    async fn results(db: &mongodb::Database, collection: &str) -> Results {
+        let mut cursor = db
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        while cursor.advance().await.unwrap() {
+            let d: Document = cursor.deserialize_current().unwrap();
+            let key = (
+                d.get_str("source").unwrap().to_owned(),
+                d.get_str("name").unwrap().to_owned(),
+                d.get_datetime("timestamp").unwrap().timestamp_millis(),
+            );
+            let count = d.get_document("attributes").unwrap().get("count").unwrap();
+            let count = count
+                .as_i64()
+                .or_else(|| count.as_i32().map(i64::from))
+                .or_else(|| count.as_f64().map(|f| f as i64))
+                .unwrap();
+            let value = (d.get_f64("value").unwrap(), u64::try_from(count).unwrap());
+            assert!(
+                out.insert(key.clone(), value).is_none(),
+                "{collection} holds {key:?} twice"
+            );
+        }
+        out
+    }
+
+    /// The first `n` messages of a Kafka topic, as results' values.
+    async fn kafka_topic(topic: &str, n: usize) -> BTreeMap<(String, String, i64), f64> {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Message as _;
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let ctx = engine::codec::DecodeContext {
+            dsm: engine::Sym::new("unknown"),
+            default_name: engine::Sym::new("value"),
+            default_kind: None,
+        };
+        let mut out = BTreeMap::new();
+        let mut read = 0;
+        while read < n {
+            let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("the forwarded averages on Kafka")
+                .unwrap();
+            read += 1;
+            let mut batch = Vec::new();
+            engine::codec::decode_json(
+                std::str::from_utf8(m.payload().unwrap()).unwrap(),
+                &ctx,
+                &mut batch,
+            )
+            .unwrap();
+            for o in batch {
+                let key = (
+                    o.source.text().to_string(),
+                    o.name.text().to_string(),
+                    o.timestamp.as_micros() / 1000,
+                );
+                assert_eq!(m.key(), Some(o.source.text().as_bytes()), "keyed by source");
+                assert!(
+                    out.insert(key, o.value.to_json().as_f64().unwrap())
+                        .is_none(),
+                    "once each"
+                );
+            }
+        }
+        out
+    }
+
+    fn live_data_set(b: u32, name: &str, t: i64, v: i64) -> Vec<u8> {
+        json!({
+            "id": format!("set-{b}-{name}-{t}"),
+            "dataSourceManifestReferenceID": format!("dsm-ib{b}-meter"),
+            "mobile": false,
+            "timestamp": t,
+            "observation": [{"name": name, "timestamp": t, "value": v}],
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn boxes_over_mosquitto_give_exact_hourly_averages_in_mongodb_and_on_kafka() {
+        if !common::services::available("Mosquitto", 1883)
+            || !common::services::available("Tansu (Kafka)", 9092)
+            || !common::services::available("nx-27017 (MongoDB)", 27017)
+        {
+            return;
+        }
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let catalogue = engine::processor::Catalogue;
+        let (bundle, model) = manifests::load_and_validate(
+            &[bundle(dir.path(), &tag)],
+            &manifests::Options {
+                catalogue: Some(&catalogue),
+            },
+        )
+        .unwrap();
+        assert!(!bundle.has_errors(), "{:#?}", bundle.diagnostics);
+        let mut config = EngineConfig::default();
+        config.dead_letters.parameters.insert(
+            "path",
+            json!(dir.path().join("dead-letters.jsonl").to_str().unwrap()),
+        );
+        let engine = Engine::new(config).await.unwrap();
+        for id in model.data_source_manifests.keys() {
+            engine
+                .register(DataSource::from_model(&model, id).unwrap())
+                .unwrap();
+        }
+        let ams: Vec<String> = model
+            .analytics_manifests
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        for am in ams.iter().rev() {
+            engine
+                .create(Plan::new(&model.analytics_manifests[am.as_str()], &model).unwrap())
+                .unwrap();
+            engine.start(am).await.unwrap();
+        }
+        for am in &ams {
+            common::eventually(30, &format!("{am}'s connectors to connect"), || async {
+                let s = engine.status(am).await.unwrap();
+                s.connectors.iter().all(|c| c.link.connected)
+            })
+            .await;
+        }
+
+        let mongo = mongodb::Client::with_uri_str("mongodb://127.0.0.1:27017")
+            .await
+            .unwrap();
+        let db = mongo.database(&format!("pilot_{tag}"));
+        let mut options = MqttOptions::new(format!("boxes-{tag}"), "127.0.0.1", 1883);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = AsyncClient::new(options, 1000);
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+
+        // Hour by hour, as the boxes would: each hour's averages close when the next hour's
+        // first reading arrives; one reading after the last hour closes it.
+        let readings = data_set();
+        let closing: Vec<Reading> = (1..=3u32)
+            .flat_map(|b| {
+                let t = START_MS + HOURS * HOUR_MS;
+                [
+                    (b, "TotalRealPower", t, 0),
+                    (b, "TotalRealEnergy", t + 1, 0),
+                ]
+            })
+            .collect();
+        for h in 0..=HOURS {
+            let hour: Vec<&Reading> = readings
+                .iter()
+                .chain(&closing)
+                .filter(|r| (r.2 - START_MS) / HOUR_MS == h)
+                .collect();
+            for (b, name, t, v) in hour {
+                client
+                    .publish(
+                        format!("dda-test/{tag}/ib{b}/meter"),
+                        QoS::AtLeastOnce,
+                        false,
+                        live_data_set(*b, name, *t, *v),
+                    )
+                    .await
+                    .unwrap();
+            }
+            let closed = usize::try_from(2 * h).unwrap();
+            common::eventually(30, &format!("the edges' averages of hour {h}"), || async {
+                let mut all = 0;
+                for b in 1..=3 {
+                    all += results(&db, &format!("ib{b}_hourly_averages"))
+                        .await
+                        .len()
+                        .min(closed);
+                }
+                all == 3 * closed
+            })
+            .await;
+        }
+
+        let expected_edge = expected_edge(&readings);
+        let mut edges = BTreeMap::new();
+        for b in 1..=3 {
+            edges.extend(results(&db, &format!("ib{b}_hourly_averages")).await);
+        }
+        assert_eq!(
+            edges, expected_edge,
+            "the edges' hourly averages in MongoDB"
+        );
+
+        // What the edges forwarded over Kafka, read by a consumer of the test's own.
+        let forwarded = kafka_topic(&format!("dda-test-{tag}"), expected_edge.len()).await;
+        let values = |r: &Results| -> BTreeMap<(String, String, i64), f64> {
+            r.iter().map(|(k, v)| (k.clone(), v.0)).collect()
+        };
+        assert_eq!(
+            forwarded,
+            values(&expected_edge),
+            "the edges' averages on Kafka"
+        );
+
+        // In one process the cloud manifest reads the edges' results as they are forwarded,
+        // with their event time: every hour closes.
+        let expected_global = expected_global(&expected_edge, HOURS);
+        common::eventually(60, "the cloud's averages", || async {
+            results(&db, "global_hourly_averages").await.len() >= expected_global.len()
+        })
+        .await;
+        assert_eq!(
+            results(&db, "global_hourly_averages").await,
+            expected_global,
+            "the averages across boxes, from Kafka, in the cloud's MongoDB"
+        );
+        assert_eq!(engine.dead_letters().count(), 0);
+        engine.shutdown().await;
+        db.drop().await.unwrap();
+    }
 }

@@ -67,7 +67,8 @@ enum Command {
     },
     /// Run synthetic pipelines in-process and print throughput and latency.
     Bench {
-        /// Cases to run: null, null-rate, sqlite (default: all).
+        /// Cases to run: null, null-rate, sqlite, mqtt, mqtt-qos1 (default: all but the
+        /// MQTT ones, which need a broker).
         cases: Vec<String>,
         /// Readings of each maximum-rate case.
         #[arg(long, default_value_t = 10_000_000)]
@@ -87,6 +88,12 @@ enum Command {
         /// Where the SQLite case writes its database.
         #[arg(long, default_value = "dda-output")]
         out_dir: PathBuf,
+        /// Messages of each MQTT case.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        /// The broker of the MQTT cases.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:1883")]
+        broker: String,
     },
     /// Run an engine with the Open API (REST), persisting models and instance state.
     Serve {
@@ -213,6 +220,8 @@ fn main() -> ExitCode {
             threads,
             json,
             out_dir,
+            messages,
+            broker,
         } => cmd::bench::run(cmd::bench::BenchOptions {
             cases,
             observations,
@@ -221,6 +230,8 @@ fn main() -> ExitCode {
             threads,
             json,
             out_dir,
+            messages,
+            broker,
         }),
         Command::Validate {
             paths,

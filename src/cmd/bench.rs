@@ -37,6 +37,10 @@ pub struct BenchOptions {
     pub json: bool,
     /// Where the SQLite case writes.
     pub out_dir: PathBuf,
+    /// Messages per MQTT case.
+    pub messages: u64,
+    /// The MQTT broker of the MQTT cases, `HOST:PORT`.
+    pub broker: String,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,20 +69,45 @@ const CASES: &[(&str, &str)] = &[
         "sqlite",
         "filter → tumbling average → SQLite store, at maximum rate",
     ),
+    (
+        "mqtt",
+        "MQTT → engine (echo) → MQTT through the broker, QoS 0 (only when named)",
+    ),
+    (
+        "mqtt-qos1",
+        "MQTT → engine (echo) → MQTT through the broker, QoS 1 (only when named)",
+    ),
 ];
+
+/// The cases that need a broker run only when named.
+fn needs_broker(name: &str) -> bool {
+    name.starts_with("mqtt")
+}
+
+/// The value at fraction `p` of sorted `values` (0 when there are none).
+pub(crate) fn percentile(values: &[u64], p: f64) -> u64 {
+    values
+        .get(
+            ((values.len() as f64 * p).ceil() as usize)
+                .saturating_sub(1)
+                .min(values.len().saturating_sub(1)),
+        )
+        .copied()
+        .unwrap_or(0)
+}
 
 /// A result line.
 #[derive(Debug, serde::Serialize)]
-struct Report {
-    case: &'static str,
-    description: &'static str,
-    observations: u64,
-    seconds: f64,
-    observations_per_second: f64,
-    results: usize,
-    p50_latency_ms: f64,
-    p99_latency_ms: f64,
-    max_latency_ms: f64,
+pub(crate) struct Report {
+    pub case: &'static str,
+    pub description: &'static str,
+    pub observations: u64,
+    pub seconds: f64,
+    pub observations_per_second: f64,
+    pub results: usize,
+    pub p50_latency_ms: f64,
+    pub p99_latency_ms: f64,
+    pub max_latency_ms: f64,
 }
 
 /// Runs the benchmark.
@@ -89,7 +118,13 @@ struct Report {
 pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
     let selected: Vec<Case> = CASES
         .iter()
-        .filter(|(name, _)| options.cases.is_empty() || options.cases.iter().any(|c| c == name))
+        .filter(|(name, _)| {
+            if options.cases.is_empty() {
+                !needs_broker(name)
+            } else {
+                options.cases.iter().any(|c| c == name)
+            }
+        })
         .map(|(name, _)| Case {
             name,
             sink: if *name == "sqlite" {
@@ -126,7 +161,16 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
         if !options.json {
             eprintln!("running {} ...", case.name);
         }
-        reports.push(runtime.block_on(run_case(&case, &options))?);
+        let report = match case.name {
+            "mqtt" | "mqtt-qos1" => runtime.block_on(super::bench_mqtt::run(
+                case.name,
+                description(case.name),
+                u8::from(case.name == "mqtt-qos1"),
+                &options,
+            )),
+            _ => runtime.block_on(run_case(&case, &options)),
+        };
+        reports.push(report?);
     }
     if options.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -256,6 +300,13 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
     Ok(model)
 }
 
+fn description(name: &str) -> &'static str {
+    CASES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, d)| d)
+}
+
 async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report> {
     let model = bundle(case, options)?;
     let mut config = EngineConfig {
@@ -320,21 +371,10 @@ async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report>
     let observations = engine.read().iter().map(|(_, n)| *n).sum::<u64>();
     engine.shutdown().await;
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(
-                ((latencies.len() as f64 * p).ceil() as usize)
-                    .saturating_sub(1)
-                    .min(latencies.len().saturating_sub(1)),
-            )
-            .map_or(0.0, |ns| *ns as f64 / 1e6)
-    };
+    let pct = |p: f64| percentile(&latencies, p) as f64 / 1e6;
     Ok(Report {
         case: case.name,
-        description: CASES
-            .iter()
-            .find(|(n, _)| *n == case.name)
-            .map_or("", |(_, d)| d),
+        description: description(case.name),
         observations,
         seconds: elapsed.as_secs_f64(),
         observations_per_second: observations as f64 / elapsed.as_secs_f64().max(1e-9),

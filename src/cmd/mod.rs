@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_mqtt;
 pub mod convert;
 pub mod processors;
 pub mod run;

@@ -895,8 +895,7 @@ mod mongo {
         docs.iter()
             .filter(|d| d.contains_key("source"))
             .map(|d| {
-                let value: Json = mongodb::bson::Bson::from(d.get("value").unwrap().clone())
-                    .into_relaxed_extjson();
+                let value: Json = d.get("value").unwrap().clone().into_relaxed_extjson();
                 let value = match value.as_f64() {
                     Some(v) => engine::observation::Value::Number(v).to_json(),
                     None => value,

@@ -237,6 +237,20 @@ impl Rig {
         seen
     }
 
+    /// Waits until a connector of `am` reports an error containing `text`; the instance
+    /// keeps running meanwhile.
+    async fn reports_error(&self, am: &str, text: &str) {
+        common::eventually(30, &format!("{am}'s error \"{text}\""), || async {
+            self.status(am)
+                .await
+                .connectors
+                .iter()
+                .any(|c| c.link.error.as_deref().is_some_and(|e| e.contains(text)))
+        })
+        .await;
+        assert_eq!(self.status(am).await.state, engine::State::Running);
+    }
+
     fn dead_letters(&self) -> u64 {
         self.engine.dead_letters().count()
     }
@@ -1028,15 +1042,11 @@ mod mongo {
         )
         .await;
         rig.start().await;
-        common::eventually(30, "the error", || async {
-            rig.status("am").await.connectors.iter().any(|c| {
-                c.link.error.as_deref().is_some_and(|e| {
-                    e.contains(&format!("MongoDB 127.0.0.1:{nowhere} dda_test.results"))
-                })
-            })
-        })
+        rig.reports_error(
+            "am",
+            &format!("MongoDB 127.0.0.1:{nowhere} dda_test.results"),
+        )
         .await;
-        assert_eq!(rig.status("am").await.state, engine::State::Running);
         rig.engine.shutdown().await;
     }
 }
@@ -1222,15 +1232,8 @@ mod kafka {
         )
         .await;
         rig.start().await;
-        common::eventually(30, "the error", || async {
-            rig.status("am").await.connectors.iter().any(|c| {
-                c.link.error.as_deref().is_some_and(|e| {
-                    e.contains(&format!("Kafka 127.0.0.1:{nowhere} topic results"))
-                })
-            })
-        })
-        .await;
-        assert_eq!(rig.status("am").await.state, engine::State::Running);
+        rig.reports_error("am", &format!("Kafka 127.0.0.1:{nowhere} topic results"))
+            .await;
         rig.engine.shutdown().await;
     }
 }

@@ -280,13 +280,13 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
             {"id": "apd-store", "processorType": "store"}]},
         "analyticsManifests": {"analyticsManifest": [{"id": "bench", "analyticsProcessors": {"apm": apms}}]},
     });
+    validated(&doc, "bench.json")
+}
+
+/// A benchmark's bundle, validated as `dda validate` would.
+pub(crate) fn validated(doc: &Json, file: &str) -> anyhow::Result<manifests::Model> {
     let mut b = Bundle::default();
-    b.add_document(
-        PathBuf::from("bench.json"),
-        doc.to_string(),
-        Syntax::Json,
-        None,
-    );
+    b.add_document(PathBuf::from(file), doc.to_string(), Syntax::Json, None);
     let catalogue = engine::processor::Catalogue;
     let model = manifests::validate::validate(
         &mut b,

@@ -7,16 +7,14 @@
 //! (broker both ways included). Throughput counts messages received back over the time from
 //! the first sent to the last received.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use engine::{DataSource, Engine, EngineConfig, Plan};
-use manifests::bundle::{Bundle, Syntax};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value as Json, json};
 
-use super::bench::{BenchOptions, Report, percentile};
+use super::bench::{BenchOptions, Report, percentile, validated};
 
 fn model(host: &str, port: u16, qos: u8, tag: &str) -> anyhow::Result<manifests::Model> {
     let topic = |side: &str| {
@@ -49,24 +47,7 @@ fn model(host: &str, port: u16, qos: u8, tag: &str) -> anyhow::Result<manifests:
              "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "in"}]},
              "dataSink": {"dataSourceManifestReferenceID": "out"}}]}}]},
     });
-    let mut b = Bundle::default();
-    b.add_document(
-        PathBuf::from("bench-mqtt.json"),
-        doc.to_string(),
-        Syntax::Json,
-        None,
-    );
-    let catalogue = engine::processor::Catalogue;
-    let model = manifests::validate::validate(
-        &mut b,
-        &manifests::Options {
-            catalogue: Some(&catalogue),
-        },
-    );
-    if let Some(d) = b.diagnostics.iter().find(|d| d.is_error()) {
-        bail!("the benchmark bundle is invalid: {d}");
-    }
-    Ok(model)
+    validated(&doc, "bench-mqtt.json")
 }
 
 fn client(host: &str, port: u16, id: String) -> (AsyncClient, rumqttc::EventLoop) {

@@ -488,13 +488,7 @@ fn source(ctx: SourceContext) -> BoxFuture<Result<(), ConnectorError>> {
         // Unacknowledged messages stay with the broker, for the session's next connection.
         drop(rx);
         client.disconnect().await;
-        let aborter = driver.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), driver)
-            .await
-            .is_err()
-        {
-            aborter.abort();
-        }
+        end_driver(driver).await;
         Ok(())
     })
 }
@@ -574,13 +568,19 @@ fn sink(mut ctx: SinkContext) -> BoxFuture<Result<(), ConnectorError>> {
         }
         closing.store(true, std::sync::atomic::Ordering::Relaxed);
         client.disconnect().await;
-        let aborter = driver.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), driver)
-            .await
-            .is_err()
-        {
-            aborter.abort();
-        }
+        end_driver(driver).await;
         Ok(())
     })
+}
+
+/// Lets a connection's driver finish sending what is queued (the DISCONNECT last), for up
+/// to 2 s, then stops it.
+async fn end_driver(driver: tokio::task::JoinHandle<()>) {
+    let aborter = driver.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), driver)
+        .await
+        .is_err()
+    {
+        aborter.abort();
+    }
 }

@@ -795,6 +795,10 @@ impl Engine {
                     tracker.known(*s, &known);
                 }
                 let publisher = self.inner.bus.publisher(p.sink).await;
+                let mut side = Vec::new();
+                for dsm in &p.side_outputs {
+                    side.push((*dsm, self.inner.bus.publisher(*dsm).await));
+                }
                 let (control_tx, control_rx) = watch::channel(Control::Run);
                 let task = ProcessorTask {
                     processor: processors[n]
@@ -804,6 +808,7 @@ impl Engine {
                     input,
                     tracker,
                     publisher,
+                    side,
                     control: control_rx,
                     metrics: i.metrics[n].clone(),
                     dead_letters: self.inner.dead_letters.clone(),

@@ -6,7 +6,7 @@ use manifests::{Model, ResolvedParameters};
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::processor::{ProcessorRegistration, registration};
+use crate::processor::{ProcessorRegistration, SIDE_OUTPUT_PARAMETERS, registration};
 use crate::symbol::Sym;
 
 /// One processor of a plan.
@@ -24,6 +24,15 @@ pub struct ProcessorPlan {
     pub sources: Vec<Sym>,
     /// The DSM it writes.
     pub sink: Sym,
+    /// The DSMs it writes besides its sink (see [`SIDE_OUTPUT_PARAMETERS`]).
+    pub side_outputs: Vec<Sym>,
+}
+
+impl ProcessorPlan {
+    /// Every DSM it writes: its sink, then its side outputs.
+    pub fn writes(&self) -> impl Iterator<Item = Sym> + '_ {
+        std::iter::once(self.sink).chain(self.side_outputs.iter().copied())
+    }
 }
 
 /// An analytics manifest made executable.
@@ -91,17 +100,24 @@ impl Plan {
                     apm: apm.id.clone(),
                     processor_type: apd.processor_type.clone(),
                 })?;
+            let parameters = model
+                .apm_parameters
+                .get(&apm.id)
+                .cloned()
+                .unwrap_or_default();
+            let side_outputs = SIDE_OUTPUT_PARAMETERS
+                .iter()
+                .filter_map(|name| parameters.get_str(name))
+                .map(|dsm| Sym::new(&dsm))
+                .collect();
             processors.push(ProcessorPlan {
                 id: apm.id.clone(),
                 name: apm.name.clone(),
                 registration,
-                parameters: model
-                    .apm_parameters
-                    .get(&apm.id)
-                    .cloned()
-                    .unwrap_or_default(),
+                parameters,
                 sources: apm.source_ids().map(Sym::new).collect(),
                 sink: Sym::new(apm.sink_id()),
+                side_outputs,
             });
         }
         let waves = waves(&processors).ok_or_else(|| PlanError::Cycle(am.id.clone()))?;
@@ -121,7 +137,8 @@ impl Plan {
         let mut out = Vec::new();
         for p in &self.processors {
             for s in &p.sources {
-                if !self.processors.iter().any(|q| q.sink == *s) && !out.contains(s) {
+                if !self.processors.iter().any(|q| q.writes().any(|w| w == *s)) && !out.contains(s)
+                {
                     out.push(*s);
                 }
             }
@@ -133,9 +150,9 @@ impl Plan {
     #[must_use]
     pub fn outputs(&self) -> Vec<Sym> {
         let mut out: Vec<Sym> = Vec::new();
-        for p in &self.processors {
-            if !out.contains(&p.sink) {
-                out.push(p.sink);
+        for w in self.processors.iter().flat_map(ProcessorPlan::writes) {
+            if !out.contains(&w) {
+                out.push(w);
             }
         }
         out
@@ -148,12 +165,15 @@ fn waves(processors: &[ProcessorPlan]) -> Option<Vec<Vec<usize>>> {
     let nodes: Vec<NodeIndex> = (0..processors.len()).map(|i| graph.add_node(i)).collect();
     for (a, producer) in processors.iter().enumerate() {
         for (b, consumer) in processors.iter().enumerate() {
-            if a != b && consumer.sources.contains(&producer.sink) {
+            if a != b && producer.writes().any(|w| consumer.sources.contains(&w)) {
                 graph.add_edge(nodes[a], nodes[b], ());
             }
         }
     }
-    if processors.iter().any(|p| p.sources.contains(&p.sink)) {
+    if processors
+        .iter()
+        .any(|p| p.writes().any(|w| p.sources.contains(&w)))
+    {
         return None;
     }
     let order = toposort(&graph, None).ok()?;

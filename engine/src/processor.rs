@@ -42,6 +42,8 @@ pub struct Output<'a> {
     emitted: &'a mut Vec<Observation>,
     rejected: &'a mut Vec<Rejected>,
     sink: Sym,
+    /// Observations for side outputs (e.g. late data), by DSM; the task publishes them.
+    side: Vec<(Sym, Observation)>,
 }
 
 impl<'a> Output<'a> {
@@ -55,6 +57,7 @@ impl<'a> Output<'a> {
             emitted,
             rejected,
             sink,
+            side: Vec::new(),
         }
     }
 
@@ -76,7 +79,21 @@ impl<'a> Output<'a> {
     pub const fn sink(&self) -> Sym {
         self.sink
     }
+
+    /// Emits an observation to a side output: a DSM named by one of the processor's
+    /// [`SIDE_OUTPUT_PARAMETERS`], such as `lateOutput`. The engine publishes it there (to
+    /// the dead letters, with the reason, when the DSM is not one the processor declared).
+    pub fn emit_to(&mut self, dsm: Sym, observation: Observation) {
+        self.side.push((dsm, observation));
+    }
+
+    /// Takes what was emitted to side outputs.
+    pub fn take_side(&mut self) -> Vec<(Sym, Observation)> {
+        std::mem::take(&mut self.side)
+    }
 }
+
+pub use manifests::parameters::SIDE_OUTPUT_PARAMETERS;
 
 /// A running processor.
 pub trait Processor: Send + 'static {
@@ -111,6 +128,28 @@ pub trait Processor: Send + 'static {
     ///
     /// As for [`Processor::process`].
     fn flush(&mut self, _out: &mut Output<'_>) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    /// The watermark to pass downstream once the input's reached `input`: a processor
+    /// that emits results later than their event time (a window with allowed lateness)
+    /// holds it back, so that its results are not late for whoever reads them.
+    fn output_watermark(&self, input: Timestamp) -> Timestamp {
+        input
+    }
+
+    /// How often the engine calls [`Processor::on_timer`] (None, the default: never).
+    /// Processing-time windows use it to close on the wall clock when no data comes.
+    fn timer(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// The wall clock reached `now` (see [`Processor::timer`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Processor::process`].
+    fn on_timer(&mut self, _now: Timestamp, _out: &mut Output<'_>) -> Result<(), ProcessorError> {
         Ok(())
     }
 

@@ -722,6 +722,15 @@ fn check_acyclic(c: &mut Checker<'_>, loaded: &LoadedEntity, am: &AnalyticsManif
 /// Every processor input must be fed: by an external source (its interface is a real
 /// protocol), or by some processor writing it.
 fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model) {
+    let side_outputs: Vec<String> = model
+        .apm_parameters
+        .values()
+        .flat_map(|p| {
+            parameters::SIDE_OUTPUT_PARAMETERS
+                .iter()
+                .filter_map(|name| p.get_str(name))
+        })
+        .collect();
     let written: HashSet<&str> = model
         .analytics_manifests
         .values()
@@ -732,6 +741,7 @@ fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model) {
                 .values()
                 .map(AnalyticsProcessorManifest::sink_id),
         )
+        .chain(side_outputs.iter().map(String::as_str))
         .collect();
     let bundle = c.bundle;
     for loaded in &bundle.entities {

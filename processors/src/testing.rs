@@ -42,3 +42,15 @@ pub fn flush(p: &mut dyn Processor) -> Vec<Observation> {
     p.flush(&mut out).expect("flushes");
     emitted
 }
+
+/// Feeds one batch; returns what was emitted, rejected and sent to side outputs.
+pub fn run_with_side(
+    p: &mut dyn Processor,
+    input: &[Observation],
+) -> (Vec<Observation>, Vec<Rejected>, Vec<(Sym, Observation)>) {
+    let (mut emitted, mut rejected) = (Vec::new(), Vec::new());
+    let mut out = Output::new(&mut emitted, &mut rejected, Sym::new("sink"));
+    p.process(input, &mut out).expect("processes");
+    let side = out.take_side();
+    (emitted, rejected, side)
+}

@@ -1235,3 +1235,6 @@ impl From<SavedObservation> for Observation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -362,7 +362,7 @@ impl SampleStatistic for Rul {
             return null();
         }
         let until = gap / line.slope;
-        if let Some(at) = now.checked_add(until as i64) {
+        if let Some(at) = now.checked_add(until.round() as i64) {
             attributes.insert(
                 "failureTime".into(),
                 Json::String(Timestamp(at).to_string()),

@@ -281,3 +281,228 @@ fn compensated_sums_keep_small_values_next_to_large_ones() {
     }
     assert_eq!(s.total(), 2.0);
 }
+
+/// Values per key and hour, with their timestamps, by plain iteration.
+fn timed(input: &[Observation]) -> BTreeMap<(i64, String, String), Vec<(i64, f64)>> {
+    let mut g: BTreeMap<(i64, String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    for o in input {
+        let end = (o.timestamp.as_millis() / HOUR + 1) * HOUR;
+        g.entry((end, o.name.to_string(), o.source.to_string()))
+            .or_default()
+            .push((o.timestamp.as_micros(), o.value.as_f64().unwrap()));
+    }
+    g
+}
+
+#[test]
+fn order_statistics_and_spread_match_statrs() {
+    use statrs::statistics::{Data, Median, OrderStatistics};
+    let input = readings();
+    let expected = grouped(&input);
+    let median = results("median", json!({}), &input);
+    let variance = results("variance", json!({}), &input);
+    let quartiles = results("percentile", json!({"percentiles": [25, 75]}), &input);
+    let p90 = results("percentile", json!({"percentiles": "90"}), &input);
+    for (key, values) in &expected {
+        let data = Data::new(values.clone());
+        assert!(close(number(&median[key]), data.median()), "{key:?}");
+        assert!(
+            close(number(&variance[key]), values.iter().variance()),
+            "{key:?}"
+        );
+        // statrs's lower/upper quartile and percentile use other definitions; the type-7
+        // quantile is checked against the definition by ranks, computed here from
+        // statrs's order statistics (the k-th smallest value).
+        let mut data = Data::new(values.clone());
+        let type7 = |data: &mut Data<Vec<f64>>, q: f64| {
+            let h = (values.len() - 1) as f64 * q;
+            let below = data.order_statistic(h.floor() as usize + 1);
+            let above = data.order_statistic((h.floor() as usize + 2).min(values.len()));
+            below + (h - h.floor()) * (above - below)
+        };
+        let Value::Json(q) = &quartiles[key].value else {
+            panic!("several percentiles give an object")
+        };
+        assert!(
+            close(q["p25"].as_f64().unwrap(), type7(&mut data, 0.25)),
+            "{key:?}"
+        );
+        assert!(
+            close(q["p75"].as_f64().unwrap(), type7(&mut data, 0.75)),
+            "{key:?}"
+        );
+        assert!(close(number(&p90[key]), type7(&mut data, 0.9)), "{key:?}");
+    }
+}
+
+#[test]
+fn first_last_rate_and_histogram_match_plain_iteration() {
+    let input = readings();
+    let expected = timed(&input);
+    let first = results("first", json!({}), &input);
+    let last = results("last", json!({}), &input);
+    let rate = results("rate", json!({"unit": "PT1M"}), &input);
+    let histogram = results(
+        "histogram",
+        json!({"edges": "0,950,1000,1550,1600"}),
+        &input,
+    );
+    for (key, points) in &expected {
+        let earliest = points.iter().min_by_key(|p| p.0).unwrap();
+        let latest = points.iter().max_by_key(|p| p.0).unwrap();
+        assert_eq!(number(&first[key]), earliest.1, "{key:?}");
+        assert_eq!(number(&last[key]), latest.1, "{key:?}");
+        let per_minute = (latest.1 - earliest.1) / ((latest.0 - earliest.0) as f64 / 60e6);
+        assert!(close(number(&rate[key]), per_minute), "{key:?}");
+        let Value::Json(h) = &histogram[key].value else {
+            panic!("a histogram is an object")
+        };
+        let edges = [0.0, 950.0, 1000.0, 1550.0, 1600.0];
+        let counts: Vec<u64> = edges
+            .windows(2)
+            .map(|e| points.iter().filter(|p| p.1 >= e[0] && p.1 < e[1]).count() as u64)
+            .collect();
+        assert_eq!(h["counts"], json!(counts), "{key:?}");
+        assert_eq!(h["below"], json!(0));
+        let above = points.iter().filter(|p| p.1 >= 1600.0).count();
+        assert_eq!(h["above"], json!(above), "{key:?}");
+    }
+}
+
+/// A power reading ramping linearly: p(t) = a + b·t (t in s from the hour), every 10 s,
+/// in shuffled order.
+fn ramp(a: f64, b: f64) -> Vec<Observation> {
+    let mut out: Vec<Observation> = (0..360)
+        .map(|i| {
+            Observation::number(
+                Sym::new("press"),
+                Sym::new("power"),
+                Timestamp::from_millis(i * 10_000),
+                a + b * (i * 10) as f64,
+            )
+        })
+        .collect();
+    out.reverse();
+    out.swap(3, 200);
+    out
+}
+
+#[test]
+fn the_integral_of_a_ramp_is_its_area() {
+    let (a, b) = (1_000.0, 0.5);
+    let input = ramp(a, b);
+    // Samples from 0 to 3590 s: the exact integral of a line, in W·h.
+    let span = 3_590.0;
+    let exact_wh = (a * span + b * span * span / 2.0) / 3_600.0;
+    let got = results("integral", json!({"unit": "PT1H"}), &input);
+    assert_eq!(got.len(), 1);
+    let o = got.values().next().unwrap();
+    assert!(close(number(o), exact_wh), "{} vs {exact_wh}", number(o));
+    // Step: each value held 10 s: a left Riemann sum, Σ p(tᵢ)·10 s over the first 359.
+    let step: f64 = (0..359).map(|i| (a + b * (i * 10) as f64) * 10.0).sum();
+    let got = results("integral", json!({"method": "step"}), &input);
+    assert!(close(number(got.values().next().unwrap()), step));
+}
+
+#[test]
+fn trend_and_rul_recover_a_known_degradation() {
+    // Vibration RMS rising 0.002 mm/s per second from 2.0: a failure threshold of 11.0
+    // is reached at t = 4500 s; the window's last sample is at t = 3590 s.
+    let (a, b) = (2.0, 0.002);
+    let input = ramp(a, b);
+    let trend = results("trend", json!({"unit": "PT1H"}), &input);
+    let o = trend.values().next().unwrap();
+    assert!(
+        close(number(o), b * 3_600.0),
+        "slope per hour: {}",
+        number(o)
+    );
+    assert!(close(
+        o.attribute("intercept").unwrap().as_f64().unwrap(),
+        a + b * 3_590.0
+    ));
+    assert!(close(o.attribute("r2").unwrap().as_f64().unwrap(), 1.0));
+
+    let rul = results(
+        "rul",
+        json!({"failureThreshold": 11.0, "unit": "PT1M"}),
+        &input,
+    );
+    let o = rul.values().next().unwrap();
+    let minutes = (4_500.0 - 3_590.0) / 60.0;
+    assert!(close(number(o), minutes), "{} vs {minutes}", number(o));
+    assert_eq!(
+        o.attribute("failureTime"),
+        Some(&json!(Timestamp::from_millis(4_500_000).to_string()))
+    );
+    // Noisy data: the slope equals the normal-equations formula, computed on other terms.
+    let noisy: Vec<Observation> = readings()
+        .into_iter()
+        .filter(|o| o.name == Sym::new("power") && o.source == Sym::new("box-1"))
+        .collect();
+    let got = results("trend", json!({"window": "PT4H"}), &noisy);
+    let o = got.values().next().unwrap();
+    let xs: Vec<f64> = noisy
+        .iter()
+        .map(|o| o.timestamp.as_millis() as f64 / 1e3)
+        .collect();
+    let ys: Vec<f64> = noisy.iter().map(number).collect();
+    let n = xs.len() as f64;
+    let (sx, sy) = (xs.iter().sum::<f64>(), ys.iter().sum::<f64>());
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| x * y).sum();
+    let sxx: f64 = xs.iter().map(|x| x * x).sum();
+    let slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    assert!((number(o) - slope).abs() < 1e-9, "{} vs {slope}", number(o));
+    // Heading away from the threshold: no life to report.
+    let away = results("rul", json!({"failureThreshold": 0.0}), &ramp(a, b));
+    let o = away.values().next().unwrap();
+    assert_eq!(
+        o.value,
+        Value::Json(std::sync::Arc::new(serde_json::Value::Null))
+    );
+    assert!(o.attribute("status").is_some());
+}
+
+#[test]
+fn sample_statistics_survive_snapshot_and_restore() {
+    let input = readings();
+    for (kind, params) in [
+        (
+            "percentile",
+            json!({"percentiles": [10, 50], "windowType": "hopping", "slide": "PT20M"}),
+        ),
+        ("integral", json!({"windowType": "session", "gap": "PT10M"})),
+        ("histogram", json!({"min": 900, "max": 1700, "buckets": 8})),
+        ("last", json!({"windowType": "count", "count": 5})),
+        ("rul", json!({"failureThreshold": 5000})),
+    ] {
+        let ctx = ProcessorContext::for_test(&params, "sink");
+        let make = || (engine::processor::registration(kind).unwrap().factory)(&ctx).unwrap();
+        let mut straight = make();
+        let (mut expected, _) = run(straight.as_mut(), &input);
+        expected.extend(watermark(straight.as_mut(), Timestamp::MAX));
+        expected.extend(flush(straight.as_mut()));
+        let (head, tail) = input.split_at(input.len() / 2);
+        let mut before = make();
+        let (mut got, _) = run(before.as_mut(), head);
+        let saved = before.snapshot().unwrap().to_string();
+        let mut after = make();
+        after
+            .restore(serde_json::from_str(&saved).unwrap())
+            .unwrap();
+        got.extend(run(after.as_mut(), tail).0);
+        got.extend(watermark(after.as_mut(), Timestamp::MAX));
+        got.extend(flush(after.as_mut()));
+        // The ingest clock (for latency metrics) is not part of a result's content.
+        let content = |v: Vec<Observation>| -> Vec<Observation> {
+            v.into_iter()
+                .map(|o| Observation { ingested: 0, ..o })
+                .collect()
+        };
+        assert_eq!(
+            format!("{:?}", content(got)),
+            format!("{:?}", content(expected)),
+            "{kind}"
+        );
+    }
+}

@@ -6,12 +6,14 @@
 //! | `filter` | preprocessor | keeps observations whose value compares to a threshold (`operator`, `threshold`, as in the original FAR-EDGE filter) |
 //! | `map` | preprocessor | computes a new value with an expression over the observation |
 //! | `average`, `min`, `max`, `sum`, `count`, `stddev` | analytics | a statistic per key over tumbling event-time windows |
+//! | `threshold`, `zscore`, `iqr`, `change`, `ewma` | analytics | per key: a threshold alert with hysteresis and minimum duration; z-score and IQR outliers over the trailing observations; CUSUM change detection; exponentially weighted moving average (folder `detect`) |
 //! | `store` | storage | writes what it reads to its sink's database or file |
 //!
 //! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
 //! a `mod` line here.
 
 pub mod aggregate;
+pub mod detect;
 pub mod echo;
 pub mod filter;
 pub mod map;
@@ -85,7 +87,21 @@ mod tests {
         let all = catalogue();
         let names: Vec<&str> = all.iter().map(|r| r.kind).collect();
         for kind in [
-            "echo", "filter", "map", "average", "min", "max", "sum", "count", "stddev", "store",
+            "echo",
+            "filter",
+            "map",
+            "average",
+            "min",
+            "max",
+            "sum",
+            "count",
+            "stddev",
+            "store",
+            "threshold",
+            "zscore",
+            "iqr",
+            "change",
+            "ewma",
         ] {
             assert!(names.contains(&kind), "{kind} is registered");
         }

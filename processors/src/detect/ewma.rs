@@ -1,0 +1,308 @@
+//! `ewma`: the exponentially weighted moving average of each key, for every observation.
+//!
+//! The first observation of a key starts the average at its value; each next one moves it
+//! by a fraction α of the difference: `s = s + α·(x − s)`. α is either fixed (`alpha`), or
+//! follows the time since the previous observation of the key (`halfLife`):
+//! `α = 1 − exp(−ln 2 · Δt / halfLife)`, so a value's weight halves every `halfLife` of
+//! event time however irregular the readings (an observation at the same time as the
+//! previous one then has weight 0).
+//!
+//! | parameter | type | default | meaning |
+//! |---|---|---|---|
+//! | `alpha` | number | 0.2 (without `halfLife`) | the smoothing factor, 0 < α ≤ 1 |
+//! | `halfLife` | duration | — | time-aware smoothing instead of `alpha`, e.g. PT1M; not with `alpha` |
+//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `outputName` | string | the observation's name (`ewma` when keys span names) | name of the results |
+//!
+//! **Output.** One observation per input observation: source = the input's (the sink when
+//! keys span sources), time = the input's, value = the average including it, attribute
+//! `alpha` (the α used; absent on a key's first observation). Each key needs its
+//! observations in event-time order; an older one goes to the dead letters.
+
+use engine::processor::{
+    Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration, param,
+};
+use engine::time::micros;
+use engine::{Observation, Sym};
+use manifests::model::{Category, DataType, ParameterDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use super::{Common, Keyed, common_parameters, duration_param, num, number_param, result};
+
+/// The processor type.
+pub const KIND: &str = "ewma";
+
+engine::inventory::submit! {
+    ProcessorRegistration {
+        kind: KIND,
+        category: Category::Analytics,
+        description: "Smooths each key's values with an exponentially weighted moving average (fixed alpha, or a half-life in event time), one result per observation.",
+        parameters,
+        min_sources: 1,
+        factory: |ctx: &ProcessorContext| Ok(Box::new(Ewma::new(ctx)?)),
+    }
+}
+
+fn parameters() -> Vec<ParameterDefinition> {
+    // `alpha` has no declared default: its default applies only without `halfLife`.
+    let mut p = vec![
+        param(
+            "alpha",
+            DataType::Number,
+            "The smoothing factor, 0 < alpha <= 1: the weight of the newest value (default 0.2, unless halfLife is given).",
+        ),
+        param(
+            "halfLife",
+            DataType::Duration,
+            "Time-aware smoothing instead of alpha: a value's weight halves every halfLife of event time, e.g. PT1M.",
+        ),
+    ];
+    p.extend(common_parameters(
+        "Name of the results (default: the observation's name; ewma when groupBy is source or all).",
+    ));
+    p
+}
+
+/// How α is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Smoothing {
+    /// The same α for every observation.
+    Alpha(f64),
+    /// α from the time since the previous observation, with this half-life (µs).
+    HalfLife(f64),
+}
+
+/// The average of one key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Average {
+    /// The average so far, once there is one.
+    value: Option<f64>,
+    /// Event time of the key's newest observation (µs).
+    last: Option<i64>,
+}
+
+/// The running processor.
+#[derive(Debug)]
+pub struct Ewma {
+    common: Common,
+    smoothing: Smoothing,
+    fallback_name: Sym,
+    averages: Keyed<Average>,
+}
+
+impl Ewma {
+    /// An EWMA from its parameters.
+    ///
+    /// # Errors
+    ///
+    /// An alpha outside (0, 1], both alpha and halfLife, a zero or unreadable halfLife, an
+    /// unknown `groupBy`.
+    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let alpha = number_param(ctx, "alpha")?;
+        let half_life = duration_param(ctx, "halfLife")?;
+        let smoothing = match (alpha, half_life) {
+            (Some(_), Some(_)) => {
+                return Err(ProcessorError::Config(
+                    "parameters `alpha` and `halfLife` both given: give alpha for a fixed weight, or halfLife for a weight that follows time, not both".into(),
+                ));
+            }
+            (None, Some((d, text))) => {
+                let us = micros(d);
+                if us <= 0 {
+                    return Err(ProcessorError::Config(format!(
+                        "parameter `halfLife` is {text}: give a positive duration, e.g. PT1M"
+                    )));
+                }
+                Smoothing::HalfLife(us as f64)
+            }
+            (alpha, None) => {
+                let a = alpha.unwrap_or(0.2);
+                if !(a > 0.0 && a <= 1.0) {
+                    return Err(ProcessorError::Config(format!(
+                        "parameter `alpha` is {a}: give a number above 0 and at most 1 (1 means no smoothing)"
+                    )));
+                }
+                Smoothing::Alpha(a)
+            }
+        };
+        Ok(Self {
+            common: Common::new(ctx, KIND)?,
+            smoothing,
+            fallback_name: Sym::new(KIND),
+            averages: Keyed::default(),
+        })
+    }
+}
+
+impl Processor for Ewma {
+    fn process(
+        &mut self,
+        input: &[Observation],
+        out: &mut Output<'_>,
+    ) -> Result<(), ProcessorError> {
+        for o in input {
+            if !self.common.reads(o) {
+                continue;
+            }
+            let key = self.common.key(o);
+            let last = self.averages.peek(key).and_then(|a| a.last);
+            if !self.common.in_order(o, last, out) {
+                continue;
+            }
+            let Some(x) = self.common.number(o, out) else {
+                continue;
+            };
+            let t = o.timestamp.as_micros();
+            let smoothing = self.smoothing;
+            let avg = self.averages.get(key);
+            let mut attributes = Map::new();
+            let s = match (avg.value, avg.last) {
+                (Some(s), Some(prev)) => {
+                    let alpha = match smoothing {
+                        Smoothing::Alpha(a) => a,
+                        Smoothing::HalfLife(h) => {
+                            -(-std::f64::consts::LN_2 * (t - prev) as f64 / h).exp_m1()
+                        }
+                    };
+                    attributes.insert("alpha".into(), num(alpha));
+                    s + alpha * (x - s)
+                }
+                _ => x,
+            };
+            avg.value = Some(s);
+            avg.last = Some(t);
+            let name = self
+                .common
+                .output_name(key.name.unwrap_or(self.fallback_name));
+            out.emit(result(&self.common, key, name, o, s, attributes));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Json, ProcessorError> {
+        self.averages.snapshot()
+    }
+
+    fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
+        self.averages.restore(&state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::tests::{noisy, restored_gives_the_same, series};
+    use crate::testing::run;
+    use serde_json::json;
+
+    fn ewma(params: Json) -> Ewma {
+        Ewma::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+    }
+
+    fn values(out: &[Observation]) -> Vec<f64> {
+        out.iter().map(|o| o.value.as_f64().unwrap()).collect()
+    }
+
+    #[test]
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "the closed form is written with indices"
+    )]
+    fn a_fixed_alpha_matches_the_closed_form() {
+        let data = noisy(60, 10.0, 5.0);
+        let x: Vec<f64> = data.iter().map(|d| d.1).collect();
+        let (out, rejected) = run(&mut ewma(json!({"alpha": 0.3})), &series("temp", &data));
+        assert!(rejected.is_empty());
+        let got = values(&out);
+        // s_n = (1 − α)^n x_0 + Σ_{i=1..n} α (1 − α)^(n−i) x_i
+        for n in 0..x.len() {
+            let mut expected = 0.7_f64.powi(n as i32) * x[0];
+            for i in 1..=n {
+                expected += 0.3 * 0.7_f64.powi((n - i) as i32) * x[i];
+            }
+            assert!((got[n] - expected).abs() < 1e-9, "n={n}");
+        }
+        assert_eq!(out[5].name.to_string(), "temp");
+        assert_eq!(out[5].source.to_string(), "s");
+        assert_eq!(out[5].timestamp, crate::detect::tests::at(5));
+    }
+
+    #[test]
+    fn a_half_life_weighs_by_elapsed_time() {
+        // Irregular times: the weight of x_i in s_n is (1 − 2^(−Δt_i/h)) · 2^(−(t_n − t_i)/h),
+        // and that of x_0 is 2^(−(t_n − t_0)/h).
+        let times = [0_i64, 1, 2, 5, 6, 20, 21, 21, 30, 45, 46, 47, 60];
+        let data: Vec<(i64, f64)> = times
+            .iter()
+            .zip(noisy(times.len(), 100.0, 20.0))
+            .map(|(&t, (_, x))| (t, x))
+            .collect();
+        let (out, _) = run(
+            &mut ewma(json!({"halfLife": "PT10S"})),
+            &series("flow", &data),
+        );
+        let got = values(&out);
+        let h = 10.0;
+        for n in 0..data.len() {
+            let tn = data[n].0 as f64;
+            let mut expected = (2.0_f64).powf(-(tn - data[0].0 as f64) / h) * data[0].1;
+            for i in 1..=n {
+                let dt = (data[i].0 - data[i - 1].0) as f64;
+                let w = (1.0 - 2.0_f64.powf(-dt / h)) * 2.0_f64.powf(-(tn - data[i].0 as f64) / h);
+                expected += w * data[i].1;
+            }
+            assert!(
+                (got[n] - expected).abs() < 1e-9,
+                "n={n}: {} vs {expected}",
+                got[n]
+            );
+        }
+        // Same time as the previous one: weight 0, the average does not move.
+        assert_eq!(got[7], got[6]);
+    }
+
+    #[test]
+    fn keys_are_smoothed_apart_and_named() {
+        let mut input = series("x", &[(0, 0.0), (1, 10.0)]);
+        let mut other = series("x", &[(0, 100.0), (1, 100.0)]);
+        for o in &mut other {
+            o.source = Sym::new("b");
+        }
+        input.extend(other);
+        let (out, _) = run(&mut ewma(json!({"alpha": 0.5})), &input);
+        assert_eq!(values(&out), [0.0, 5.0, 100.0, 100.0]);
+        let (out, _) = run(
+            &mut ewma(json!({"alpha": 0.5, "groupBy": "all", "outputName": "smooth"})),
+            &input[..2],
+        );
+        assert_eq!(out[1].name.to_string(), "smooth");
+        assert_eq!(out[1].source.to_string(), "sink");
+        let (out, _) = run(&mut ewma(json!({"groupBy": "source"})), &input[..1]);
+        assert_eq!(out[0].name.to_string(), "ewma");
+    }
+
+    #[test]
+    fn a_restored_processor_continues_identically() {
+        let input = series("temp", &noisy(40, 10.0, 5.0));
+        restored_gives_the_same(KIND, &json!({}), &input, 17);
+        restored_gives_the_same(KIND, &json!({"halfLife": "5s"}), &input, 23);
+    }
+
+    #[test]
+    fn bad_parameters_are_configuration_errors() {
+        for (params, needle) in [
+            (json!({"alpha": 0}), "`alpha`"),
+            (json!({"alpha": 1.5}), "`alpha`"),
+            (json!({"alpha": "smooth"}), "`alpha`"),
+            (json!({"alpha": 0.5, "halfLife": "PT1M"}), "both"),
+            (json!({"halfLife": "PT0S"}), "`halfLife`"),
+            (json!({"halfLife": "a while"}), "`halfLife`"),
+        ] {
+            match Ewma::new(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+                other => panic!("{params}: {other:?}"),
+            }
+        }
+    }
+}

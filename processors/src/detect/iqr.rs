@@ -1,0 +1,351 @@
+//! `iqr`: outliers outside Tukey's fences of the trailing window of their key.
+//!
+//! For each observation, the quartiles Q1 and Q3 of the `count` observations of its key
+//! that came **before** it give the fences `[Q1 − k·IQR, Q3 + k·IQR]`, IQR = Q3 − Q1; a
+//! value outside them is an outlier. Then it joins the window (outliers too), and the
+//! oldest value leaves when the window holds more than `count`. Until the window holds
+//! `minCount` values an observation is not judged.
+//!
+//! **Quantiles** are by linear interpolation between order statistics — numpy's default
+//! (`method="linear"`), R's type 7, Excel's `QUARTILE.INC`: with the n values sorted as
+//! x₀ ≤ … ≤ xₙ₋₁, the p-quantile is at rank h = (n − 1)·p, Q(p) = x⌊h⌋ + (h − ⌊h⌋)·(x⌊h⌋₊₁ − x⌊h⌋).
+//! For 1, 2, …, 10 this gives Q1 = 3.25 and Q3 = 7.75.
+//!
+//! | parameter | type | default | meaning |
+//! |---|---|---|---|
+//! | `count` | integer | 30 | how many preceding observations of the key form the window |
+//! | `minCount` | integer | 10 | how many the window needs before observations are judged (2 to `count`) |
+//! | `k` | number | 1.5 | the fences' distance from the quartiles, in IQRs (3 for "far out") |
+//! | `emit` | string | `outliers` | `outliers`: an alert per outlier; `all`: every judged observation, with its own value |
+//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `outputName` | string | `alert` (`iqr` with `emit` = `all`) | name of the results |
+//!
+//! **Output.** Source = the input's, time = the observation's, value = the observation's
+//! value. Attributes: `rule` (e.g. `outside [Q1 − 1.5·IQR, Q3 + 1.5·IQR] of the last 30
+//! power`), `q1`, `q3`, `iqr`, `lower`, `upper` (the fences), `value`, `outlier`,
+//! `direction` (`low`, `high`, or `none` inside the fences), `observationName`. Each key
+//! needs its observations in event-time order; an older one goes to the dead letters.
+
+use engine::processor::{
+    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
+    ProcessorRegistration, param,
+};
+use engine::{Observation, Sym};
+use manifests::model::{Category, DataType, ParameterDefinition};
+use serde_json::{Map, Value as Json, json};
+
+use super::{
+    Common, Emit, Keyed, Trailing, common_parameters, count_param, num, number_param, result,
+};
+
+/// The processor type.
+pub const KIND: &str = "iqr";
+
+engine::inventory::submit! {
+    ProcessorRegistration {
+        kind: KIND,
+        category: Category::Analytics,
+        description: "Flags outliers: observations outside Tukey's fences [Q1 - k*IQR, Q3 + k*IQR] of the preceding `count` observations of their key.",
+        parameters,
+        min_sources: 1,
+        factory: |ctx: &ProcessorContext| Ok(Box::new(Iqr::new(ctx)?)),
+    }
+}
+
+fn parameters() -> Vec<ParameterDefinition> {
+    let mut p = vec![
+        param(
+            "count",
+            DataType::Integer,
+            "How many preceding observations of the key form the window.",
+        )
+        .default_value(json!(30)),
+        param(
+            "minCount",
+            DataType::Integer,
+            "How many values the window needs before observations are judged (at least 2, at most count).",
+        )
+        .default_value(json!(10)),
+        param(
+            "k",
+            DataType::Number,
+            "Distance of the fences from the quartiles, in interquartile ranges (1.5 for outliers, 3 for far-out values).",
+        )
+        .default_value(json!(1.5)),
+        Emit::parameter("emit every judged observation with its fences."),
+    ];
+    p.extend(common_parameters(
+        "Name of the results (default: alert; iqr when emit is all).",
+    ));
+    p
+}
+
+/// The running processor.
+#[derive(Debug)]
+pub struct Iqr {
+    common: Common,
+    count: usize,
+    min_count: usize,
+    k: f64,
+    emit: Emit,
+    output_name: Sym,
+    windows: Keyed<Trailing>,
+}
+
+impl Iqr {
+    /// An IQR detector from its parameters.
+    ///
+    /// # Errors
+    ///
+    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a negative
+    /// `k`, an unknown `emit` or `groupBy`.
+    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let count = count_param(ctx, "count", 30, 2)?;
+        let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
+        if min_count > count {
+            return Err(ProcessorError::Config(format!(
+                "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
+            )));
+        }
+        let k = number_param(ctx, "k")?.unwrap_or(1.5);
+        if k < 0.0 {
+            return Err(ProcessorError::Config(format!(
+                "parameter `k` is {k}: give a number of interquartile ranges of at least 0, e.g. 1.5"
+            )));
+        }
+        let emit = Emit::read(ctx)?;
+        Ok(Self {
+            common: Common::new(ctx, KIND)?,
+            count,
+            min_count,
+            k,
+            emit,
+            output_name: Sym::new(match emit {
+                Emit::Outliers => "alert",
+                Emit::All => "iqr",
+            }),
+            windows: Keyed::default(),
+        })
+    }
+}
+
+/// The p-quantile of sorted values by linear interpolation (numpy's default).
+#[must_use]
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let Some(&first) = sorted.first() else {
+        return f64::NAN;
+    };
+    let h = (sorted.len() - 1) as f64 * p;
+    let lo = h.floor();
+    let i = lo as usize;
+    match sorted.get(i + 1) {
+        Some(&next) => sorted[i] + (h - lo) * (next - sorted[i]),
+        None => sorted.get(i).copied().unwrap_or(first),
+    }
+}
+
+impl Processor for Iqr {
+    fn process(
+        &mut self,
+        input: &[Observation],
+        out: &mut Output<'_>,
+    ) -> Result<(), ProcessorError> {
+        for o in input {
+            if !self.common.reads(o) {
+                continue;
+            }
+            let key = self.common.key(o);
+            let last = self.windows.peek(key).and_then(|w| w.last);
+            if !self.common.in_order(o, last, out) {
+                continue;
+            }
+            let Some(x) = self.common.number(o, out) else {
+                continue;
+            };
+            let window = self.windows.get(key);
+            if window.values.len() >= self.min_count {
+                let mut sorted: Vec<f64> = window.values.iter().copied().collect();
+                sorted.sort_by(f64::total_cmp);
+                let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+                let iqr = q3 - q1;
+                let (lower, upper) = (q1 - self.k * iqr, q3 + self.k * iqr);
+                let direction = if x < lower {
+                    "low"
+                } else if x > upper {
+                    "high"
+                } else {
+                    "none"
+                };
+                let outlier = direction != "none";
+                if outlier || self.emit == Emit::All {
+                    let mut a = Map::new();
+                    a.insert(
+                        "rule".into(),
+                        Json::String(format!(
+                            "outside [Q1 - {k}*IQR, Q3 + {k}*IQR] of the last {} {}",
+                            self.count,
+                            o.name,
+                            k = self.k
+                        )),
+                    );
+                    a.insert("q1".into(), num(q1));
+                    a.insert("q3".into(), num(q3));
+                    a.insert("iqr".into(), num(iqr));
+                    a.insert("lower".into(), num(lower));
+                    a.insert("upper".into(), num(upper));
+                    a.insert("value".into(), num(x));
+                    a.insert("outlier".into(), Json::Bool(outlier));
+                    a.insert("direction".into(), Json::String(direction.into()));
+                    a.insert("observationName".into(), Json::String(o.name.to_string()));
+                    out.emit(result(
+                        &self.common,
+                        key,
+                        self.common.output_name(self.output_name),
+                        o,
+                        x,
+                        a,
+                    ));
+                }
+            }
+            window.push(x, o.timestamp, self.count);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Json, ProcessorError> {
+        self.windows.snapshot()
+    }
+
+    fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
+        self.windows.restore(&state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::tests::{at, noisy, restored_gives_the_same, series};
+    use crate::testing::run;
+
+    fn iqr(params: Json) -> Iqr {
+        Iqr::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+    }
+
+    /// Hyndman & Fan's definition 7 in its own form: with 1-based order statistics
+    /// x(1) ≤ … ≤ x(n), m = 1 − p, j = ⌊np + m⌋, g = np + m − j, Q = (1 − g)·x(j) + g·x(j+1).
+    fn hyndman_fan_7(values: &[f64], p: f64) -> f64 {
+        let mut x = values.to_vec();
+        x.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let n = x.len() as f64;
+        let m = 1.0 - p;
+        let j = (n * p + m).floor();
+        let g = n * p + m - j;
+        let at = |r: f64| x[(r as usize).clamp(1, x.len()) - 1];
+        (1.0 - g) * at(j) + g * at(j + 1.0)
+    }
+
+    #[test]
+    fn quartiles_are_numpys_linear_ones() {
+        let one_to_ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile(&one_to_ten, 0.25), 3.25);
+        assert_eq!(quantile(&one_to_ten, 0.75), 7.75);
+        assert_eq!(quantile(&[4.0], 0.75), 4.0);
+        for n in 2..40 {
+            let mut v: Vec<f64> = noisy(n, 0.0, 10.0).iter().map(|d| d.1).collect();
+            v.sort_by(f64::total_cmp);
+            for p in [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0] {
+                let (a, b) = (quantile(&v, p), hyndman_fan_7(&v, p));
+                assert!((a - b).abs() < 1e-12, "n={n} p={p}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Noise around 20 with a high spike at 50 and a low one at 80.
+    fn readings() -> Vec<(i64, f64)> {
+        noisy(120, 20.0, 3.0)
+            .into_iter()
+            .map(|(t, x)| match t {
+                50 => (t, 40.0),
+                80 => (t, 2.0),
+                _ => (t, x),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_fence_matches_an_independent_computation() {
+        let data = readings();
+        let values: Vec<f64> = data.iter().map(|d| d.1).collect();
+        let mut p = iqr(json!({"count": 25, "minCount": 8, "emit": "all"}));
+        let (out, rejected) = run(&mut p, &series("flow", &data));
+        assert!(rejected.is_empty());
+        assert_eq!(out.len(), values.len() - 8);
+        for (o, i) in out.iter().zip(8_usize..) {
+            let before = &values[i.saturating_sub(25)..i];
+            let (q1, q3) = (hyndman_fan_7(before, 0.25), hyndman_fan_7(before, 0.75));
+            let (lower, upper) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
+            let attr = |k: &str| o.attribute(k).unwrap().as_f64().unwrap();
+            assert!((attr("lower") - lower).abs() < 1e-9, "i={i}");
+            assert!((attr("upper") - upper).abs() < 1e-9, "i={i}");
+            assert_eq!(
+                o.attribute("outlier").unwrap(),
+                &json!(values[i] < lower || values[i] > upper)
+            );
+            assert_eq!(o.value.as_f64(), Some(values[i]));
+            assert_eq!(o.name.to_string(), "iqr");
+        }
+    }
+
+    #[test]
+    fn the_spikes_are_outliers_with_their_direction() {
+        let mut p = iqr(json!({"k": 3}));
+        let (out, _) = run(&mut p, &series("flow", &readings()));
+        let found: Vec<(i64, String)> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.timestamp.as_millis() / 1000,
+                    o.attribute("direction")
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(found, [(50, "high".to_owned()), (80, "low".to_owned())]);
+        assert_eq!(out[0].timestamp, at(50));
+        assert_eq!(out[0].name.to_string(), "alert");
+        assert_eq!(out[0].value.as_f64(), Some(40.0));
+        assert_eq!(
+            out[0].attribute("rule").unwrap(),
+            "outside [Q1 - 3*IQR, Q3 + 3*IQR] of the last 30 flow"
+        );
+    }
+
+    #[test]
+    fn a_restored_processor_continues_identically() {
+        restored_gives_the_same(
+            KIND,
+            &json!({"count": 15, "emit": "all"}),
+            &series("flow", &readings()),
+            60,
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_configuration_errors() {
+        for (params, needle) in [
+            (json!({"count": 0}), "`count`"),
+            (json!({"count": 5, "minCount": 6}), "`minCount`"),
+            (json!({"k": -1}), "`k`"),
+            (json!({"k": "wide"}), "`k`"),
+            (json!({"emit": "some"}), "`emit`"),
+        ] {
+            match Iqr::new(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+                other => panic!("{params}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Detection and smoothing: `threshold`, `zscore`, `iqr`, `change`, `ewma`.
+//!
+//! Each kind is its own submodule with its own `KIND` and registration; this module holds
+//! what they share:
+//!
+//! - **Keys.** Every kind keeps its own state per key: observation name and source by
+//!   default, or as parameter `groupBy` says (`name+source`, `name`, `source`, `all`).
+//!   These processors do not use time windows; their state is a small per-key record
+//!   ([`Keyed`]).
+//! - **Order.** What they compute depends on the order of the observations, so each key
+//!   takes its observations in event-time order: one older than the last one of its key
+//!   goes to the dead letters (equal timestamps are accepted, in arrival order).
+//! - **Numbers.** They read numbers; any other value goes to the dead letters.
+//! - **Output.** Results are observations for the sink: source = the key's source (the
+//!   sink when the key spans sources), timestamp = the event time of the observation that
+//!   produced them, and attributes saying which rule fired and on what.
+//! - **Checkpoints.** The per-key state is written by `snapshot()` as
+//!   `{"keys": [{"name", "source", "state"}]}` and read back by `restore()`.
+
+pub mod change;
+pub mod ewma;
+pub mod iqr;
+pub mod threshold;
+pub mod zscore;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::processor::{Output, ParameterDefinitionExt, ProcessorContext, ProcessorError, param};
+use engine::{Observation, Sym, Timestamp};
+use manifests::model::{DataType, ParameterDefinition};
+use rustc_hash::FxHashMap;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value as Json, json};
+
+/// What state is kept per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Per observation name and source (default).
+    NameAndSource,
+    /// Per observation name, across sources.
+    Name,
+    /// Per source, across names.
+    Source,
+    /// One state for everything.
+    All,
+}
+
+impl GroupBy {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "name+source" => Self::NameAndSource,
+            "name" => Self::Name,
+            "source" => Self::Source,
+            "all" => Self::All,
+            _ => return None,
+        })
+    }
+}
+
+/// The key of one state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// Observation name, when grouping by it.
+    pub name: Option<Sym>,
+    /// Source, when grouping by it.
+    pub source: Option<Sym>,
+}
+
+/// The parameters every detection kind takes: `groupBy`, `observationName`, `outputName`.
+fn common_parameters(output_name: &str) -> Vec<ParameterDefinition> {
+    vec![
+        param(
+            "groupBy",
+            DataType::String,
+            "What state is kept per: name+source (each quantity of each source), name (each quantity across sources), source (each source across quantities) or all.",
+        )
+        .default_value(json!("name+source"))
+        .one_of(&["name+source", "name", "source", "all"]),
+        param(
+            "observationName",
+            DataType::String,
+            "Only observations with this name are used; others are left to other processors.",
+        ),
+        param("outputName", DataType::String, output_name),
+    ]
+}
+
+/// The settings shared by every detection kind.
+#[derive(Clone, Debug)]
+pub struct Common {
+    group: GroupBy,
+    only: Option<Sym>,
+    /// `outputName`, when given.
+    output_name: Option<Sym>,
+    sink: Sym,
+    kind: &'static str,
+}
+
+impl Common {
+    /// Reads `groupBy`, `observationName` and `outputName`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown `groupBy`.
+    pub fn new(ctx: &ProcessorContext, kind: &'static str) -> Result<Self, ProcessorError> {
+        let p = &ctx.parameters;
+        let group_text = p.get_str("groupBy").unwrap_or_else(|| "name+source".into());
+        let group = GroupBy::parse(&group_text).ok_or_else(|| {
+            ProcessorError::Config(format!(
+                "parameter `groupBy` is {group_text:?}: use name+source, name, source or all"
+            ))
+        })?;
+        Ok(Self {
+            group,
+            only: p.get_str("observationName").map(|n| Sym::new(&n)),
+            output_name: p.get_str("outputName").map(|n| Sym::new(&n)),
+            sink: ctx.sink,
+            kind,
+        })
+    }
+
+    /// Whether this processor reads `o` (parameter `observationName`).
+    #[must_use]
+    pub fn reads(&self, o: &Observation) -> bool {
+        self.only.is_none_or(|n| n == o.name)
+    }
+
+    /// The key of `o`'s state.
+    #[must_use]
+    pub fn key(&self, o: &Observation) -> Key {
+        let (name, source) = match self.group {
+            GroupBy::NameAndSource => (Some(o.name), Some(o.source)),
+            GroupBy::Name => (Some(o.name), None),
+            GroupBy::Source => (None, Some(o.source)),
+            GroupBy::All => (None, None),
+        };
+        Key { name, source }
+    }
+
+    /// The source of results for `key`: its source, or the sink when it spans sources.
+    #[must_use]
+    pub fn source(&self, key: Key) -> Sym {
+        key.source.unwrap_or(self.sink)
+    }
+
+    /// The name of results: `outputName` when given, else `default`.
+    #[must_use]
+    pub fn output_name(&self, default: Sym) -> Sym {
+        self.output_name.unwrap_or(default)
+    }
+
+    /// The number in `o`, or `None` after sending `o` to the dead letters.
+    pub fn number(&self, o: &Observation, out: &mut Output<'_>) -> Option<f64> {
+        match o.value.as_f64() {
+            Some(v) if v.is_finite() => Some(v),
+            Some(_) => {
+                out.reject(
+                    o,
+                    format!("{}: the value is not a finite number", self.kind),
+                );
+                None
+            }
+            None => {
+                out.reject(
+                    o,
+                    format!(
+                        "{} reads numbers, and this value is not a number",
+                        self.kind
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether `o` is in event-time order for its key (last seen at `last`); if not, sends
+    /// it to the dead letters and returns false.
+    pub fn in_order(&self, o: &Observation, last: Option<i64>, out: &mut Output<'_>) -> bool {
+        match last {
+            Some(last) if o.timestamp.as_micros() < last => {
+                out.reject(
+                    o,
+                    format!(
+                        "{}: out of order: its time {} is before {}, the last observation of its key; {} needs each key's observations in event-time order",
+                        self.kind,
+                        o.timestamp,
+                        Timestamp(last),
+                        self.kind
+                    ),
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Per-key state of a detection processor, with its checkpoint form.
+#[derive(Debug)]
+pub struct Keyed<S> {
+    states: FxHashMap<Key, S>,
+}
+
+impl<S> Default for Keyed<S> {
+    fn default() -> Self {
+        Self {
+            states: FxHashMap::default(),
+        }
+    }
+}
+
+impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
+    /// The state of `key`, created empty on first use.
+    pub fn get(&mut self, key: Key) -> &mut S {
+        self.states.entry(key).or_default()
+    }
+
+    /// The state of `key`, if it has one.
+    #[must_use]
+    pub fn peek(&self, key: Key) -> Option<&S> {
+        self.states.get(&key)
+    }
+
+    /// Every state, for a checkpoint, in key order (so a snapshot is reproducible).
+    ///
+    /// # Errors
+    ///
+    /// A state that cannot be written.
+    pub fn snapshot(&self) -> Result<Json, ProcessorError> {
+        let mut keys: Vec<&Key> = self.states.keys().collect();
+        keys.sort_by_key(|k| {
+            (
+                k.name.map(|n| n.text().to_string()),
+                k.source.map(|s| s.text().to_string()),
+            )
+        });
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let state = serde_json::to_value(&self.states[key])
+                .map_err(|e| ProcessorError::Failed(format!("cannot write state: {e}")))?;
+            out.push(json!({
+                "name": key.name.map(|n| n.text().to_string()),
+                "source": key.source.map(|s| s.text().to_string()),
+                "state": state,
+            }));
+        }
+        Ok(json!({ "keys": out }))
+    }
+
+    /// Replaces every state with those of a snapshot.
+    ///
+    /// # Errors
+    ///
+    /// A snapshot of another shape.
+    pub fn restore(&mut self, snapshot: &Json) -> Result<(), ProcessorError> {
+        let bad = |what: String| ProcessorError::Failed(format!("cannot restore state: {what}"));
+        let keys = snapshot
+            .get("keys")
+            .and_then(Json::as_array)
+            .ok_or_else(|| bad("no `keys` list".into()))?;
+        let mut states = FxHashMap::default();
+        for k in keys {
+            let key = Key {
+                name: k.get("name").and_then(Json::as_str).map(Sym::new),
+                source: k.get("source").and_then(Json::as_str).map(Sym::new),
+            };
+            let state: S = serde_json::from_value(k.get("state").cloned().unwrap_or(Json::Null))
+                .map_err(|e| bad(e.to_string()))?;
+            states.insert(key, state);
+        }
+        self.states = states;
+        Ok(())
+    }
+}
+
+/// A result observation.
+pub(crate) fn result(
+    common: &Common,
+    key: Key,
+    name: Sym,
+    input: &Observation,
+    value: f64,
+    attributes: Map<String, Json>,
+) -> Observation {
+    Observation {
+        source: common.source(key),
+        name,
+        timestamp: input.timestamp,
+        value: engine::Value::Number(value),
+        data_kind: None,
+        ingested: input.ingested,
+        attributes: Some(Arc::new(attributes)),
+    }
+}
+
+/// A number as JSON (`null` when not finite).
+pub(crate) fn num(x: f64) -> Json {
+    serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
+}
+
+/// The optional number parameter `name`.
+///
+/// # Errors
+///
+/// A value that is not a finite number.
+pub(crate) fn number_param(
+    ctx: &ProcessorContext,
+    name: &str,
+) -> Result<Option<f64>, ProcessorError> {
+    match ctx.parameters.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(v) => match ctx.parameters.get_f64(name) {
+            Some(x) if x.is_finite() => Ok(Some(x)),
+            _ => Err(ProcessorError::Config(format!(
+                "parameter `{name}` is {v}: give a number"
+            ))),
+        },
+    }
+}
+
+/// The optional whole-number parameter `name`, at least `min`.
+///
+/// # Errors
+///
+/// A value that is not a whole number, or is below `min`.
+pub(crate) fn count_param(
+    ctx: &ProcessorContext,
+    name: &str,
+    default: usize,
+    min: usize,
+) -> Result<usize, ProcessorError> {
+    let bad = |v: &Json| {
+        ProcessorError::Config(format!(
+            "parameter `{name}` is {v}: give a whole number of at least {min}"
+        ))
+    };
+    match ctx.parameters.get(name) {
+        None | Some(Json::Null) => Ok(default),
+        Some(v) => {
+            let n = ctx
+                .parameters
+                .get_i64(name)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| bad(v))?;
+            if n < min { Err(bad(v)) } else { Ok(n) }
+        }
+    }
+}
+
+/// The optional duration parameter `name`, with its text as given.
+///
+/// # Errors
+///
+/// Text that is not a duration.
+pub(crate) fn duration_param(
+    ctx: &ProcessorContext,
+    name: &str,
+) -> Result<Option<(Duration, String)>, ProcessorError> {
+    match ctx.parameters.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(v) => {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            manifests::parameters::parse_duration(&text)
+                .map(|d| Some((d, text)))
+                .map_err(|e| {
+                    ProcessorError::Config(format!(
+                        "parameter `{name}`: {e}; write e.g. PT10S, 10s or 5m"
+                    ))
+                })
+        }
+    }
+}
+
+/// `emit`: alerts only, or every judged observation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Only outliers (the default).
+    Outliers,
+    /// Every observation that could be judged.
+    All,
+}
+
+impl Emit {
+    fn read(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        match ctx
+            .parameters
+            .get_str("emit")
+            .as_deref()
+            .unwrap_or("outliers")
+        {
+            "outliers" => Ok(Self::Outliers),
+            "all" => Ok(Self::All),
+            other => Err(ProcessorError::Config(format!(
+                "parameter `emit` is {other:?}: use outliers (alerts only) or all (every observation)"
+            ))),
+        }
+    }
+
+    fn parameter(all: &str) -> ParameterDefinition {
+        param(
+            "emit",
+            DataType::String,
+            &format!("outliers: emit an alert for each outlier only; all: {all}"),
+        )
+        .default_value(json!("outliers"))
+        .one_of(&["outliers", "all"])
+    }
+}
+
+/// The last `capacity` values of one key, oldest first, and when the last one came.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, Serialize)]
+pub struct Trailing {
+    /// The values, oldest first.
+    values: std::collections::VecDeque<f64>,
+    /// Event time of the newest observation (µs).
+    last: Option<i64>,
+}
+
+impl Trailing {
+    fn push(&mut self, x: f64, t: Timestamp, capacity: usize) {
+        self.values.push_back(x);
+        while self.values.len() > capacity {
+            self.values.pop_front();
+        }
+        self.last = Some(t.as_micros());
+    }
+}
+
+#[cfg(test)]
+mod tests;

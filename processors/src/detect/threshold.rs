@@ -1,0 +1,476 @@
+//! `threshold`: an alert that is raised when a value crosses a threshold and stays there,
+//! and cleared when it comes back past a second threshold (hysteresis).
+//!
+//! | parameter | type | default | meaning |
+//! |---|---|---|---|
+//! | `operator` | string | `GT` | the alert condition, `value OPERATOR threshold`: `GT`, `GE`, `LT` or `LE` |
+//! | `threshold` | number | required | the threshold of the condition |
+//! | `clearThreshold` | number | `threshold` | the alert clears when the value is back past this: for `GT` when `value <= clearThreshold`, `GE` `<`, `LT` `>=`, `LE` `>`. For `GT`/`GE` it must not be above `threshold`, for `LT`/`LE` not below, so the two conditions never hold together |
+//! | `minDuration` | duration | `0` | how long, in event time, the condition must hold before the alert is raised |
+//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `outputName` | string | `alert` | name of the alerts |
+//!
+//! **When it fires.** The condition is taken to hold from the first observation that met
+//! it, for as long as every following observation of the key meets it; one that does not
+//! (a dip, including one inside the hysteresis band) resets it. The alert is raised at the
+//! first observation whose time is at least `minDuration` after that first one, and
+//! stamped with that observation's time (with `minDuration` 0, the first observation that
+//! meets the condition). Time only advances with observations: nothing fires between them.
+//! Once raised, the alert is cleared by the first observation meeting the clear condition,
+//! at once. Each key needs its observations in event-time order; an older one goes to the
+//! dead letters.
+//!
+//! **Output.** One observation when the alert is raised and one when it clears: name
+//! `outputName`, source = the input's, time = the observation's, value = the value that
+//! raised or cleared it, and attributes `rule` (e.g. `power GT 3000 for PT10S, clears LE
+//! 2800`), `state` (`raised` or `cleared`), `threshold`, `clearThreshold`, `since` (when
+//! the condition started to hold), `observationName`; a cleared alert also has `raisedAt`.
+
+use engine::processor::{
+    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
+    ProcessorRegistration, param,
+};
+use engine::time::micros;
+use engine::{Observation, Sym, Timestamp};
+use manifests::model::{Category, DataType, ParameterDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+
+use super::{Common, Keyed, common_parameters, duration_param, num, number_param, result};
+
+/// The processor type.
+pub const KIND: &str = "threshold";
+
+/// The operators of the alert condition.
+pub const OPERATORS: &[&str] = &["GT", "GE", "LT", "LE"];
+
+engine::inventory::submit! {
+    ProcessorRegistration {
+        kind: KIND,
+        category: Category::Analytics,
+        description: "Raises an alert when a value crosses a threshold for at least a minimum duration, and clears it when the value comes back past a clear threshold (hysteresis).",
+        parameters,
+        min_sources: 1,
+        factory: |ctx: &ProcessorContext| Ok(Box::new(Threshold::new(ctx)?)),
+    }
+}
+
+fn parameters() -> Vec<ParameterDefinition> {
+    let mut p = vec![
+        param(
+            "operator",
+            DataType::String,
+            "The alert condition, value OPERATOR threshold: GT, GE, LT or LE.",
+        )
+        .default_value(json!("GT"))
+        .one_of(OPERATORS),
+        param(
+            "threshold",
+            DataType::Number,
+            "The threshold of the alert condition.",
+        )
+        .required(),
+        param(
+            "clearThreshold",
+            DataType::Number,
+            "The alert clears when the value is back past this (GT: value <= clearThreshold; GE: <; LT: >=; LE: >). Default: threshold (no hysteresis). Not above threshold for GT/GE, not below for LT/LE.",
+        ),
+        param(
+            "minDuration",
+            DataType::Duration,
+            "How long (event time) the condition must hold before the alert is raised, e.g. PT10S.",
+        )
+        .default_value(json!("PT0S")),
+    ];
+    p.extend(common_parameters("Name of the alerts (default: alert)."));
+    p
+}
+
+/// The comparison of the alert condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// Greater than.
+    Gt,
+    /// Greater than or equal.
+    Ge,
+    /// Less than.
+    Lt,
+    /// Less than or equal.
+    Le,
+}
+
+impl Operator {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "GT" => Self::Gt,
+            "GE" => Self::Ge,
+            "LT" => Self::Lt,
+            "LE" => Self::Le,
+            _ => return None,
+        })
+    }
+
+    const fn text(self) -> &'static str {
+        match self {
+            Self::Gt => "GT",
+            Self::Ge => "GE",
+            Self::Lt => "LT",
+            Self::Le => "LE",
+        }
+    }
+
+    /// The operator of the clear condition: the negation.
+    const fn negation(self) -> Self {
+        match self {
+            Self::Gt => Self::Le,
+            Self::Ge => Self::Lt,
+            Self::Lt => Self::Ge,
+            Self::Le => Self::Gt,
+        }
+    }
+
+    /// Whether `value OPERATOR threshold` holds.
+    #[must_use]
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Self::Gt => value > threshold,
+            Self::Ge => value >= threshold,
+            Self::Lt => value < threshold,
+            Self::Le => value <= threshold,
+        }
+    }
+
+    const fn upward(self) -> bool {
+        matches!(self, Self::Gt | Self::Ge)
+    }
+}
+
+/// The alert of one key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// When the condition started to hold (µs), while it holds.
+    since: Option<i64>,
+    /// When the alert was raised (µs), while it is raised.
+    raised_at: Option<i64>,
+    /// Event time of the key's newest observation (µs).
+    last: Option<i64>,
+}
+
+/// The running processor.
+#[derive(Debug)]
+pub struct Threshold {
+    common: Common,
+    operator: Operator,
+    threshold: f64,
+    clear_threshold: f64,
+    /// `minDuration` in µs.
+    min_duration: i64,
+    /// `minDuration` as written, for the rule.
+    min_duration_text: String,
+    output_name: Sym,
+    alerts: Keyed<AlertState>,
+}
+
+impl Threshold {
+    /// A threshold alert from its parameters.
+    ///
+    /// # Errors
+    ///
+    /// A missing threshold, an unknown operator, a clear threshold on the wrong side, an
+    /// unreadable duration.
+    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let op = ctx
+            .parameters
+            .get_str("operator")
+            .unwrap_or_else(|| "GT".into());
+        let operator = Operator::parse(&op).ok_or_else(|| {
+            ProcessorError::Config(format!(
+                "parameter `operator` is {op:?}: use one of {}",
+                OPERATORS.join(", ")
+            ))
+        })?;
+        let threshold = number_param(ctx, "threshold")?.ok_or_else(|| {
+            ProcessorError::Config(
+                "parameter `threshold` (a number) is required: the value the alert compares to"
+                    .into(),
+            )
+        })?;
+        let clear_threshold = number_param(ctx, "clearThreshold")?.unwrap_or(threshold);
+        if operator.upward() && clear_threshold > threshold {
+            return Err(ProcessorError::Config(format!(
+                "parameter `clearThreshold` is {clear_threshold}, above threshold {threshold}: with {} the alert clears when the value falls back, so give a clearThreshold at or below the threshold",
+                operator.text()
+            )));
+        }
+        if !operator.upward() && clear_threshold < threshold {
+            return Err(ProcessorError::Config(format!(
+                "parameter `clearThreshold` is {clear_threshold}, below threshold {threshold}: with {} the alert clears when the value rises back, so give a clearThreshold at or above the threshold",
+                operator.text()
+            )));
+        }
+        let (min_duration, min_duration_text) = duration_param(ctx, "minDuration")?
+            .map_or((0, "PT0S".to_owned()), |(d, text)| (micros(d), text));
+        Ok(Self {
+            common: Common::new(ctx, KIND)?,
+            operator,
+            threshold,
+            clear_threshold,
+            min_duration,
+            min_duration_text,
+            output_name: Sym::new("alert"),
+            alerts: Keyed::default(),
+        })
+    }
+
+    /// The rule, in words: `power GT 3000 for PT10S, clears LE 2800`.
+    fn rule(&self, name: Sym) -> String {
+        let held = if self.min_duration > 0 {
+            format!(" for {}", self.min_duration_text)
+        } else {
+            String::new()
+        };
+        format!(
+            "{name} {} {}{held}, clears {} {}",
+            self.operator.text(),
+            self.threshold,
+            self.operator.negation().text(),
+            self.clear_threshold
+        )
+    }
+
+    fn alert(
+        &self,
+        o: &Observation,
+        key: super::Key,
+        x: f64,
+        state: &str,
+        since: i64,
+        raised_at: Option<i64>,
+    ) -> Observation {
+        let mut a = Map::new();
+        a.insert("rule".into(), Json::String(self.rule(o.name)));
+        a.insert("state".into(), Json::String(state.into()));
+        a.insert("threshold".into(), num(self.threshold));
+        a.insert("clearThreshold".into(), num(self.clear_threshold));
+        a.insert("since".into(), Json::String(Timestamp(since).to_string()));
+        if let Some(r) = raised_at {
+            a.insert("raisedAt".into(), Json::String(Timestamp(r).to_string()));
+        }
+        a.insert("observationName".into(), Json::String(o.name.to_string()));
+        result(
+            &self.common,
+            key,
+            self.common.output_name(self.output_name),
+            o,
+            x,
+            a,
+        )
+    }
+}
+
+impl Processor for Threshold {
+    fn process(
+        &mut self,
+        input: &[Observation],
+        out: &mut Output<'_>,
+    ) -> Result<(), ProcessorError> {
+        for o in input {
+            if !self.common.reads(o) {
+                continue;
+            }
+            let key = self.common.key(o);
+            let last = self.alerts.peek(key).and_then(|s| s.last);
+            if !self.common.in_order(o, last, out) {
+                continue;
+            }
+            let Some(x) = self.common.number(o, out) else {
+                continue;
+            };
+            let t = o.timestamp.as_micros();
+            let mut s = self.alerts.get(key).clone();
+            s.last = Some(t);
+            if let Some(raised_at) = s.raised_at {
+                if self.operator.negation().holds(x, self.clear_threshold) {
+                    let since = s.since.unwrap_or(raised_at);
+                    s.raised_at = None;
+                    s.since = None;
+                    out.emit(self.alert(o, key, x, "cleared", since, Some(raised_at)));
+                }
+            } else if self.operator.holds(x, self.threshold) {
+                let since = *s.since.get_or_insert(t);
+                if t.saturating_sub(since) >= self.min_duration {
+                    s.raised_at = Some(t);
+                    out.emit(self.alert(o, key, x, "raised", since, None));
+                }
+            } else {
+                s.since = None;
+            }
+            *self.alerts.get(key) = s;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Json, ProcessorError> {
+        self.alerts.snapshot()
+    }
+
+    fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
+        self.alerts.restore(&state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::tests::{at, restored_gives_the_same, series};
+    use crate::testing::run;
+
+    fn threshold(params: Json) -> Threshold {
+        Threshold::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+    }
+
+    fn states(out: &[Observation]) -> Vec<(i64, String, f64)> {
+        out.iter()
+            .map(|o| {
+                (
+                    o.timestamp.as_millis() / 1000,
+                    o.attribute("state").unwrap().as_str().unwrap().to_owned(),
+                    o.value.as_f64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Power readings one a second, built so that, for GT 3000 for 10 s clearing at 2800:
+    /// - 3100 from t=10 to 14, then a dip to 2900 at 15 (inside the band: not above 3000,
+    ///   so it resets the 10 s) — no alert;
+    /// - above 3000 again from t=16; 10 s later, at t=26, the alert is raised (value 3260);
+    /// - 2900 (the band) from 30 to 34 does not clear it; 2800 at t=35 clears it;
+    /// - above again 40..=49 (only 9 s): no alert; 50 falls to 2000.
+    fn power() -> Vec<(i64, f64)> {
+        let mut v = Vec::new();
+        for t in 0..60 {
+            let x = match t {
+                10..=14 => 3100.0,
+                15 => 2900.0,
+                16..=29 => 3000.0 + 10.0 * t as f64,
+                30..=34 => 2900.0,
+                35 => 2800.0,
+                40..=49 => 3050.0,
+                _ => 2000.0,
+            };
+            v.push((t, x));
+        }
+        v
+    }
+
+    #[test]
+    fn hysteresis_and_minimum_duration_raise_and_clear_when_built_to() {
+        let mut p = threshold(
+            json!({"operator": "GT", "threshold": 3000, "clearThreshold": 2800, "minDuration": "PT10S"}),
+        );
+        let (out, rejected) = run(&mut p, &series("power", &power()));
+        assert!(rejected.is_empty());
+        assert_eq!(
+            states(&out),
+            [
+                (26, "raised".into(), 3260.0),
+                (35, "cleared".into(), 2800.0)
+            ]
+        );
+        let raised = &out[0];
+        assert_eq!(raised.name.to_string(), "alert");
+        assert_eq!(raised.source.to_string(), "s");
+        assert_eq!(
+            raised.attribute("rule").unwrap(),
+            "power GT 3000 for PT10S, clears LE 2800"
+        );
+        assert_eq!(
+            raised.attribute("since").unwrap(),
+            &json!(at(16).to_string())
+        );
+        assert_eq!(raised.attribute("observationName").unwrap(), "power");
+        assert_eq!(raised.attribute("threshold").unwrap(), &json!(3000.0));
+        assert_eq!(
+            out[1].attribute("raisedAt").unwrap(),
+            &json!(at(26).to_string())
+        );
+    }
+
+    #[test]
+    fn without_hysteresis_or_duration_every_crossing_counts() {
+        let mut p = threshold(json!({"threshold": 3000}));
+        let (out, _) = run(&mut p, &series("power", &power()));
+        // Up at 10, down at the dip 15, up at 16, down at 30, up at 40, down at 50.
+        let times: Vec<i64> = states(&out).iter().map(|s| s.0).collect();
+        assert_eq!(times, [10, 15, 16, 30, 40, 50]);
+        assert_eq!(
+            out[0].attribute("rule").unwrap(),
+            "power GT 3000, clears LE 3000"
+        );
+    }
+
+    #[test]
+    fn downward_alerts_mirror_upward_ones() {
+        // Negated power: LT -3000 clearing at GE -2800 gives the same times.
+        let negated: Vec<(i64, f64)> = power().iter().map(|(t, x)| (*t, -x)).collect();
+        let mut p = threshold(
+            json!({"operator": "LT", "threshold": -3000, "clearThreshold": -2800, "minDuration": "10s"}),
+        );
+        let (out, _) = run(&mut p, &series("power", &negated));
+        assert_eq!(
+            states(&out),
+            [
+                (26, "raised".into(), -3260.0),
+                (35, "cleared".into(), -2800.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn observations_out_of_order_and_text_go_to_the_dead_letters() {
+        let mut p = threshold(json!({"threshold": 1}));
+        let mut input = series("x", &[(5, 0.0), (3, 2.0), (6, 2.0)]);
+        input[2].value = engine::Value::Text(std::sync::Arc::new("high".into()));
+        let (out, rejected) = run(&mut p, &input);
+        assert!(out.is_empty());
+        assert_eq!(rejected.len(), 2);
+        assert!(
+            rejected[0].reason.contains("out of order"),
+            "{}",
+            rejected[0].reason
+        );
+        assert!(rejected[1].reason.contains("not a number"));
+    }
+
+    #[test]
+    fn a_restored_processor_continues_identically() {
+        let params = json!({"threshold": 3000, "clearThreshold": 2800, "minDuration": "PT10S"});
+        // Cut at t=20: the condition has held since 16 but the alert is not raised yet.
+        restored_gives_the_same(KIND, &params, &series("power", &power()), 20);
+    }
+
+    #[test]
+    fn bad_parameters_are_configuration_errors() {
+        for (params, needle) in [
+            (json!({}), "`threshold`"),
+            (json!({"threshold": "high"}), "`threshold`"),
+            (json!({"threshold": 1, "operator": "EQ"}), "`operator`"),
+            (json!({"threshold": 1, "clearThreshold": 2}), "at or below"),
+            (
+                json!({"threshold": 1, "operator": "LE", "clearThreshold": 0}),
+                "at or above",
+            ),
+            (
+                json!({"threshold": 1, "minDuration": "soon"}),
+                "`minDuration`",
+            ),
+            (json!({"threshold": 1, "groupBy": "box"}), "`groupBy`"),
+        ] {
+            match Threshold::new(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+                other => panic!("{params}: {other:?}"),
+            }
+        }
+    }
+}

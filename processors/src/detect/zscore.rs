@@ -1,0 +1,344 @@
+//! `zscore`: outliers by their z-score against the trailing window of their key.
+//!
+//! For each observation, the z-score is `(x − mean) / stddev` of the `count` observations
+//! of its key that came **before** it (its own value is not part of the window), with the
+//! sample standard deviation (divisor n − 1). The observation is an outlier when
+//! `|z| > limit`. Then it joins the window (outliers too), and the oldest value leaves
+//! when the window holds more than `count`. Until the window holds `minCount` values an
+//! observation is not judged. When the window's values are all equal (stddev 0), an equal
+//! value has z = 0 and any other an infinite z-score: an outlier.
+//!
+//! | parameter | type | default | meaning |
+//! |---|---|---|---|
+//! | `count` | integer | 30 | how many preceding observations of the key form the window |
+//! | `minCount` | integer | 10 | how many the window needs before observations are judged (2 to `count`) |
+//! | `limit` | number | 3 | an outlier has `|z| > limit` |
+//! | `emit` | string | `outliers` | `outliers`: an alert per outlier; `all`: every judged observation, its z-score as value |
+//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `outputName` | string | `alert` (`zscore` with `emit` = `all`) | name of the results |
+//!
+//! **Output.** Source = the input's, time = the observation's. An alert's value is the
+//! value that fired; with `emit` = `all` the value is the z-score (an infinite one is
+//! written as `null` in JSON). Attributes: `rule` (e.g. `|z| > 3 over the last 30 power`),
+//! `zScore` (`null` when infinite), `mean`, `stddev`, `value`, `outlier`,
+//! `observationName`. Each key needs its observations in event-time order; an older one
+//! goes to the dead letters.
+
+use engine::processor::{
+    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
+    ProcessorRegistration, param,
+};
+use engine::{Observation, Sym};
+use manifests::model::{Category, DataType, ParameterDefinition};
+use serde_json::{Map, Value as Json, json};
+
+use super::{
+    Common, Emit, Keyed, Trailing, common_parameters, count_param, num, number_param, result,
+};
+
+/// The processor type.
+pub const KIND: &str = "zscore";
+
+engine::inventory::submit! {
+    ProcessorRegistration {
+        kind: KIND,
+        category: Category::Analytics,
+        description: "Flags outliers: observations more than `limit` standard deviations from the mean of the preceding `count` observations of their key.",
+        parameters,
+        min_sources: 1,
+        factory: |ctx: &ProcessorContext| Ok(Box::new(ZScore::new(ctx)?)),
+    }
+}
+
+fn parameters() -> Vec<ParameterDefinition> {
+    let mut p = vec![
+        param(
+            "count",
+            DataType::Integer,
+            "How many preceding observations of the key form the window.",
+        )
+        .default_value(json!(30)),
+        param(
+            "minCount",
+            DataType::Integer,
+            "How many values the window needs before observations are judged (at least 2, at most count).",
+        )
+        .default_value(json!(10)),
+        param(
+            "limit",
+            DataType::Number,
+            "An observation is an outlier when |z| exceeds this.",
+        )
+        .default_value(json!(3)),
+        Emit::parameter("emit every judged observation with its z-score as value."),
+    ];
+    p.extend(common_parameters(
+        "Name of the results (default: alert; zscore when emit is all).",
+    ));
+    p
+}
+
+/// The running processor.
+#[derive(Debug)]
+pub struct ZScore {
+    common: Common,
+    count: usize,
+    min_count: usize,
+    limit: f64,
+    emit: Emit,
+    output_name: Sym,
+    windows: Keyed<Trailing>,
+}
+
+impl ZScore {
+    /// A z-score detector from its parameters.
+    ///
+    /// # Errors
+    ///
+    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a limit
+    /// that is not positive, an unknown `emit` or `groupBy`.
+    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let count = count_param(ctx, "count", 30, 2)?;
+        let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
+        if min_count > count {
+            return Err(ProcessorError::Config(format!(
+                "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
+            )));
+        }
+        let limit = number_param(ctx, "limit")?.unwrap_or(3.0);
+        if limit <= 0.0 {
+            return Err(ProcessorError::Config(format!(
+                "parameter `limit` is {limit}: give a positive number of standard deviations, e.g. 3"
+            )));
+        }
+        let emit = Emit::read(ctx)?;
+        Ok(Self {
+            common: Common::new(ctx, KIND)?,
+            count,
+            min_count,
+            limit,
+            emit,
+            output_name: Sym::new(match emit {
+                Emit::Outliers => "alert",
+                Emit::All => "zscore",
+            }),
+            windows: Keyed::default(),
+        })
+    }
+}
+
+/// Mean and sample standard deviation, in two passes.
+fn mean_and_stddev(values: &std::collections::VecDeque<f64>) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+    (mean, (ss / (n - 1.0)).sqrt())
+}
+
+impl Processor for ZScore {
+    fn process(
+        &mut self,
+        input: &[Observation],
+        out: &mut Output<'_>,
+    ) -> Result<(), ProcessorError> {
+        for o in input {
+            if !self.common.reads(o) {
+                continue;
+            }
+            let key = self.common.key(o);
+            let last = self.windows.peek(key).and_then(|w| w.last);
+            if !self.common.in_order(o, last, out) {
+                continue;
+            }
+            let Some(x) = self.common.number(o, out) else {
+                continue;
+            };
+            let window = self.windows.get(key);
+            if window.values.len() >= self.min_count {
+                let (mean, stddev) = mean_and_stddev(&window.values);
+                #[allow(clippy::float_cmp, reason = "a constant window: exact equality")]
+                let z = if stddev > 0.0 {
+                    (x - mean) / stddev
+                } else if x == mean {
+                    0.0
+                } else {
+                    f64::INFINITY.copysign(x - mean)
+                };
+                let outlier = z.abs() > self.limit;
+                if outlier || self.emit == Emit::All {
+                    let mut a = Map::new();
+                    a.insert(
+                        "rule".into(),
+                        Json::String(format!(
+                            "|z| > {} over the last {} {}",
+                            self.limit, self.count, o.name
+                        )),
+                    );
+                    a.insert("zScore".into(), num(z));
+                    a.insert("mean".into(), num(mean));
+                    a.insert("stddev".into(), num(stddev));
+                    a.insert("value".into(), num(x));
+                    a.insert("outlier".into(), Json::Bool(outlier));
+                    a.insert("observationName".into(), Json::String(o.name.to_string()));
+                    let value = if self.emit == Emit::All { z } else { x };
+                    out.emit(result(
+                        &self.common,
+                        key,
+                        self.common.output_name(self.output_name),
+                        o,
+                        value,
+                        a,
+                    ));
+                }
+            }
+            window.push(x, o.timestamp, self.count);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Json, ProcessorError> {
+        self.windows.snapshot()
+    }
+
+    fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
+        self.windows.restore(&state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::tests::{noisy, restored_gives_the_same, series};
+    use crate::testing::run;
+    use statrs::statistics::Statistics;
+
+    fn zscore(params: Json) -> ZScore {
+        ZScore::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+    }
+
+    /// Noise around 50 with spikes at 40 (+30) and 70 (−25).
+    fn readings() -> Vec<(i64, f64)> {
+        noisy(100, 50.0, 4.0)
+            .into_iter()
+            .map(|(t, x)| match t {
+                40 => (t, x + 30.0),
+                70 => (t, x - 25.0),
+                _ => (t, x),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_z_score_matches_statrs_on_the_preceding_slice() {
+        let data = readings();
+        let mut p = zscore(json!({"count": 20, "minCount": 5, "emit": "all"}));
+        let (out, rejected) = run(&mut p, &series("temp", &data));
+        assert!(rejected.is_empty());
+        let values: Vec<f64> = data.iter().map(|d| d.1).collect();
+        // Observation i is judged from i = 5 on, against values[i-20.max(0)..i].
+        assert_eq!(out.len(), values.len() - 5);
+        for (o, i) in out.iter().zip(5_usize..) {
+            let before = &values[i.saturating_sub(20)..i];
+            let z = (values[i] - before.mean()) / before.std_dev();
+            let got = o.value.as_f64().unwrap();
+            assert!((got - z).abs() < 1e-9, "i={i}: {got} vs {z}");
+            assert_eq!(o.timestamp, crate::detect::tests::at(i as i64));
+            assert_eq!(o.name.to_string(), "zscore");
+            assert_eq!(o.attribute("outlier").unwrap(), &json!(z.abs() > 3.0));
+        }
+    }
+
+    #[test]
+    fn outliers_are_the_spikes_and_carry_their_statistics() {
+        let data = readings();
+        let values: Vec<f64> = data.iter().map(|d| d.1).collect();
+        let mut p = zscore(json!({}));
+        let (out, _) = run(&mut p, &series("temp", &data));
+        let times: Vec<i64> = out.iter().map(|o| o.timestamp.as_millis() / 1000).collect();
+        // Independently: which observations are more than 3 sample sd from the 30 before.
+        let expected: Vec<i64> = (10..values.len())
+            .filter(|&i| {
+                let before = &values[i.saturating_sub(30)..i];
+                ((values[i] - before.mean()) / before.std_dev()).abs() > 3.0
+            })
+            .map(|i| i as i64)
+            .collect();
+        assert_eq!(times, expected);
+        assert!(times.contains(&40) && times.contains(&70), "{times:?}");
+        let spike = &out[times.iter().position(|&t| t == 40).unwrap()];
+        assert_eq!(spike.name.to_string(), "alert");
+        assert_eq!(spike.value.as_f64().unwrap(), values[40]);
+        let before = &values[10..40];
+        let mean = spike.attribute("mean").unwrap().as_f64().unwrap();
+        let sd = spike.attribute("stddev").unwrap().as_f64().unwrap();
+        assert!((mean - before.mean()).abs() < 1e-9);
+        assert!((sd - before.std_dev()).abs() < 1e-9);
+        assert!(spike.attribute("zScore").unwrap().as_f64().unwrap() > 3.0);
+        assert_eq!(
+            spike.attribute("rule").unwrap(),
+            "|z| > 3 over the last 30 temp"
+        );
+    }
+
+    #[test]
+    fn a_constant_window_flags_any_different_value() {
+        let mut data: Vec<(i64, f64)> = (0..12).map(|t| (t, 5.0)).collect();
+        data.push((12, 5.0));
+        data.push((13, 5.5));
+        let mut p = zscore(json!({}));
+        let (out, _) = run(&mut p, &series("x", &data));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].value.as_f64(), Some(5.5));
+        assert_eq!(out[0].attribute("zScore").unwrap(), &Json::Null);
+    }
+
+    #[test]
+    fn keys_are_separate_unless_grouped_together() {
+        // Source a near 10 for 30 s, then source b near 100 for 15 s.
+        let a = series("x", &noisy(30, 10.0, 1.0));
+        let later: Vec<(i64, f64)> = noisy(15, 100.0, 1.0)
+            .into_iter()
+            .map(|(t, x)| (t + 30, x))
+            .collect();
+        let mut b = series("x", &later);
+        for o in &mut b {
+            o.source = Sym::new("b");
+        }
+        let input: Vec<Observation> = a.into_iter().chain(b).collect();
+        // Per source, b's first values are not judged (too few) and the rest are ordinary.
+        let (out, _) = run(&mut zscore(json!({})), &input);
+        assert!(out.is_empty(), "{out:?}");
+        // Pooled by name, b's first value is judged against a's: an outlier, on source s's
+        // and b's key together, so the alert's source is the sink.
+        let (out, _) = run(&mut zscore(json!({"groupBy": "name"})), &input);
+        assert_eq!(out[0].timestamp, crate::detect::tests::at(30));
+        assert_eq!(out[0].source.to_string(), "sink");
+    }
+
+    #[test]
+    fn a_restored_processor_continues_identically() {
+        restored_gives_the_same(
+            KIND,
+            &json!({"count": 20, "emit": "all"}),
+            &series("temp", &readings()),
+            35,
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_configuration_errors() {
+        for (params, needle) in [
+            (json!({"count": 1}), "`count`"),
+            (json!({"count": "many"}), "`count`"),
+            (json!({"count": 5, "minCount": 10}), "`minCount`"),
+            (json!({"minCount": 1}), "`minCount`"),
+            (json!({"limit": 0}), "`limit`"),
+            (json!({"emit": "alerts"}), "`emit`"),
+        ] {
+            match ZScore::new(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+                other => panic!("{params}: {other:?}"),
+            }
+        }
+    }
+}

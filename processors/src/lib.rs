@@ -6,6 +6,7 @@
 //! | `filter` | preprocessor | keeps observations whose value compares to a threshold (`operator`, `threshold`, as in the original FAR-EDGE filter) |
 //! | `map` | preprocessor | computes a new value with an expression over the observation |
 //! | `average`, `min`, `max`, `sum`, `count`, `stddev` | analytics | a statistic per key over tumbling event-time windows |
+//! | `vibration` | analytics | RMS, peak, peak-to-peak, crest factor, kurtosis, mean, standard deviation and FFT band energies per block of vibration samples |
 //! | `store` | storage | writes what it reads to its sink's database or file |
 //!
 //! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
@@ -16,6 +17,7 @@ pub mod echo;
 pub mod filter;
 pub mod map;
 pub mod store;
+pub mod vibration;
 pub mod window;
 
 #[cfg(test)]
@@ -85,7 +87,17 @@ mod tests {
         let all = catalogue();
         let names: Vec<&str> = all.iter().map(|r| r.kind).collect();
         for kind in [
-            "echo", "filter", "map", "average", "min", "max", "sum", "count", "stddev", "store",
+            "echo",
+            "filter",
+            "map",
+            "average",
+            "min",
+            "max",
+            "sum",
+            "count",
+            "stddev",
+            "store",
+            "vibration",
         ] {
             assert!(names.contains(&kind), "{kind} is registered");
         }

@@ -53,14 +53,18 @@
 //! |---|---|---|---|
 //! | `blockSize` | int | 1024 | samples per block, at least 2 (any size: the FFT takes any length) |
 //! | `hop` | int | `blockSize` | samples from one block's start to the next, 1 … `blockSize` |
-//! | `features` | string | all | comma-separated among `rms`, `peak`, `peakToPeak`, `crestFactor`, `kurtosis`, `mean`, `stddev`, `bandEnergy` (or `all`); a JSON list of the same names is read too. Without it every feature is computed, `bandEnergy` only when `bands` is given |
+//! | `features` | string | all | comma-separated among `rms`, `peak`, `peakToPeak`, `crestFactor`, `kurtosis`, `mean`, `stddev`, `bandEnergy` (or `all`). Without it every feature is computed, `bandEnergy` only when `bands` is given |
 //! | `sampleRate` | number | — | samples per second (Hz); required for `bandEnergy` |
-//! | `bands` | string | — | frequency bands in Hz, `"0-100,100-500"`; a JSON list of `[lo, hi]` pairs is read too. `0 ≤ lo < hi`, `lo` below the Nyquist frequency `sampleRate / 2` |
+//! | `bands` | string | — | frequency bands in Hz, `"0-100,100-500"`. `0 ≤ lo < hi`, `lo` below the Nyquist frequency `sampleRate / 2` |
 //! | `window` | string | `hann` | window applied before the FFT: `hann` or `none` |
 //! | `removeMean` | boolean | true | subtract the block's mean before the FFT, so the offset does not land in the lowest band |
 //! | `observationName` | string | — | only observations with this name are used; others are ignored |
 //! | `groupBy` | string | `name+source` | what blocks are collected by: `name+source`, `name` (across sources) or `source` (across names) |
 //! | `outputName` | string | — | base name of the results (default: the observations' name, or `vibration` when grouping by source) |
+//!
+//! `features` and `bands` are declared as text, which is what a manifest (JSON or XML)
+//! gives. A processor built in code may also be given them as JSON lists
+//! (`["rms", "kurtosis"]`, `[[0, 100], [100, 500]]`).
 //!
 //! # Output
 //!

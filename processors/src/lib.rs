@@ -5,8 +5,10 @@
 //! | `echo` | preprocessor | passes observations through |
 //! | `filter` | preprocessor | keeps observations whose value compares to a threshold (`operator`, `threshold`, as in the original FAR-EDGE filter) |
 //! | `map` | preprocessor | computes a new value with an expression over the observation |
-//! | `average`, `min`, `max`, `sum`, `count`, `stddev` | analytics | a statistic per key over tumbling event-time windows |
+//! | `average`, `min`, `max`, `sum`, `count`, `stddev`, `variance`, `first`, `last`, `median`, `percentile`, `rate`, `integral`, `histogram`, `moving-average` | analytics | a statistic per key over tumbling, hopping, sliding, session or count windows (folder `aggregate`; windows in [`window`]) |
+//! | `trend`, `rul` | analytics | least-squares trend over a window, and the remaining useful life until it reaches a failure threshold (folder `aggregate`) |
 //! | `threshold`, `zscore`, `iqr`, `change`, `ewma` | analytics | per key: a threshold alert with hysteresis and minimum duration; z-score and IQR outliers over the trailing observations; CUSUM change detection; exponentially weighted moving average (folder `detect`) |
+//! | `vibration` | analytics | RMS, peak, peak-to-peak, crest factor, kurtosis, mean, standard deviation and FFT band energies per block of vibration samples |
 //! | `store` | storage | writes what it reads to its sink's database or file |
 //!
 //! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
@@ -18,6 +20,7 @@ pub mod echo;
 pub mod filter;
 pub mod map;
 pub mod store;
+pub mod vibration;
 pub mod window;
 
 #[cfg(test)]
@@ -102,6 +105,18 @@ mod tests {
             "iqr",
             "change",
             "ewma",
+            "vibration",
+            "variance",
+            "first",
+            "last",
+            "median",
+            "percentile",
+            "rate",
+            "integral",
+            "histogram",
+            "moving-average",
+            "trend",
+            "rul",
         ] {
             assert!(names.contains(&kind), "{kind} is registered");
         }

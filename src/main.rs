@@ -67,7 +67,7 @@ enum Command {
     },
     /// Run synthetic pipelines in-process and print throughput and latency.
     Bench {
-        /// Cases to run: null, null-rate, sqlite, mqtt, mqtt-qos1 (default: all but the
+        /// Cases to run: null, null-rate, sqlite, sliding, session, mqtt, mqtt-qos1 (default: all but the
         /// MQTT ones, which need a broker).
         cases: Vec<String>,
         /// Readings of each maximum-rate case.

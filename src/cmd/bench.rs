@@ -70,6 +70,14 @@ const CASES: &[(&str, &str)] = &[
         "filter → tumbling average → SQLite store, at maximum rate",
     ),
     (
+        "sliding",
+        "average over sliding windows of 1 min every 1 s, 10 sources, one core, no engine",
+    ),
+    (
+        "session",
+        "average over session windows (1 s gap), 10 bursty sources, one core, no engine",
+    ),
+    (
         "mqtt",
         "MQTT → engine (echo) → MQTT through the broker, QoS 0 (only when named)",
     ),
@@ -168,6 +176,9 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
                 u8::from(case.name == "mqtt-qos1"),
                 &options,
             )),
+            "sliding" | "session" => {
+                super::bench_window::run(case.name, description(case.name), &options)
+            }
             _ => runtime.block_on(run_case(&case, &options)),
         };
         reports.push(report?);

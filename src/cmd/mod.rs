@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_mqtt;
+pub mod bench_window;
 pub mod convert;
 pub mod processors;
 pub mod run;

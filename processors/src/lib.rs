@@ -7,12 +7,14 @@
 //! | `map` | preprocessor | computes a new value with an expression over the observation |
 //! | `average`, `min`, `max`, `sum`, `count`, `stddev` | analytics | a statistic per key over tumbling event-time windows |
 //! | `store` | storage | writes what it reads to its sink's database or file |
+//! | `external` | analytics | hands batches to a long-lived program allowed by the engine configuration, over JSON lines on stdin/stdout |
 //!
 //! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
 //! a `mod` line here.
 
 pub mod aggregate;
 pub mod echo;
+pub mod external;
 pub mod filter;
 pub mod map;
 pub mod store;

@@ -64,6 +64,10 @@ enum Command {
         /// Colour in diagnostics.
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+        /// Engine configuration (TOML, as for `serve`): `run` reads its `[external]` table,
+        /// the programs `external` processors may run.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run synthetic pipelines in-process and print throughput and latency.
     Bench {
@@ -198,12 +202,14 @@ fn main() -> ExitCode {
             speed,
             quiet,
             color,
+            config,
         } => cmd::run::run(cmd::run::RunOptions {
             paths,
             duration,
             speed,
             color,
             progress: !quiet,
+            config,
         }),
         Command::Processors { format } => cmd::processors::run(format),
         Command::Serve {

@@ -195,3 +195,85 @@ fn convert_writes_one_document_to_stdout_and_a_directory_to_a_tree() {
     let o = dda(&["convert", "--to", "xml", "examples/power-consumption/json"]);
     assert_eq!(o.status.code(), Some(2), "a directory needs --output");
 }
+
+/// The example of the `external` processor, end to end: `dda run --config` starts the Python
+/// scorer it allows, and the z-scores written match ones computed here from the inputs.
+#[test]
+fn run_scores_the_external_python_example_with_its_configured_program() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("examples/external-python");
+    let dir = tempfile::tempdir().unwrap();
+    // The example's dda.toml names the script relative to the repository root; here the
+    // working directory is a temporary one, so the same entry names it absolutely.
+    let config = std::fs::read_to_string(example.join("dda.toml"))
+        .unwrap()
+        .replace(
+            "\"examples/external-python/scorer.py\"",
+            &format!("{:?}", example.join("scorer.py").to_str().unwrap()),
+        );
+    std::fs::write(dir.path().join("dda.toml"), config).unwrap();
+    let run = |config: bool| {
+        let mut args = vec!["run", "--speed", "max", "--quiet"];
+        if config {
+            args.extend(["--config", "dda.toml"]);
+        }
+        Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(args)
+            .arg(example.join("bundle"))
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+
+    let refused = run(false);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("allows no external programs"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let o = run(true);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let written =
+        std::fs::read_to_string(dir.path().join("dda-output/motor-zscores.jsonl")).unwrap();
+    let results: Vec<serde_json::Value> = written
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["observation"][0].clone())
+        .collect();
+    assert_eq!(results.len(), 600, "one score per reading");
+    // Rolling z-score against the previous 30 inputs, two-pass sample deviation.
+    let mut past: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    let mut anomalies = 0;
+    for r in &results {
+        assert_eq!(r["name"], "MotorCurrent-zscore");
+        let x = r["input"].as_f64().unwrap();
+        let n = past.len() as f64;
+        let expected = if past.len() >= 2 {
+            let mean = past.iter().sum::<f64>() / n;
+            let sd = (past.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            if sd > 0.0 { (x - mean) / sd } else { 0.0 }
+        } else {
+            0.0
+        };
+        let z = r["value"].as_f64().unwrap();
+        assert!((z - expected).abs() < 1e-9, "{r}: expected {expected}");
+        assert_eq!(r["anomaly"], expected.abs() > 3.0, "{r}");
+        anomalies += usize::from(expected.abs() > 3.0);
+        past.push_back(x);
+        if past.len() > 30 {
+            past.pop_front();
+        }
+    }
+    assert!(anomalies < 600, "{anomalies}");
+}

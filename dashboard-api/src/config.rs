@@ -15,6 +15,10 @@
 //! [tls]                         # HTTPS with rustls when given
 //! cert = "server.crt"           # PEM chain
 //! key = "server.key"            # PEM private key
+//!
+//! [[external.programs]]         # programs the `external` processor may run (docs/external.md)
+//! name = "scorer"               # what manifests name
+//! argv = ["python3", "examples/external-python/scorer.py"]  # no shell, ever
 //! ```
 //!
 //! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_TLS_CERT`,
@@ -93,6 +97,9 @@ pub struct ServerConfig {
     /// HTTPS.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The programs `external` processors may run (`dda run --config` reads this table too).
+    #[serde(default)]
+    pub external: engine::external::ExternalConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -120,6 +127,7 @@ impl Default for ServerConfig {
             recent: default_recent(),
             tokens: Vec::new(),
             tls: None,
+            external: engine::external::ExternalConfig::default(),
         }
     }
 }
@@ -218,8 +226,14 @@ impl ServerConfig {
     ///
     /// # Errors
     ///
-    /// An invalid speed or token hash.
+    /// An invalid speed, token hash or external program.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.external
+            .check()
+            .map_err(|message| ConfigError::Invalid {
+                path: "external".into(),
+                message,
+            })?;
         engine::connector::Speed::parse(&self.speed).map_err(|message| ConfigError::Invalid {
             path: "speed".into(),
             message,
@@ -274,6 +288,49 @@ mod tests {
                 .is_err()
         );
         c.check().unwrap();
+    }
+
+    #[test]
+    fn the_external_programs_are_read_from_the_file() {
+        let text = r#"
+[[external.programs]]
+name = "scorer"
+argv = ["python3", "examples/external-python/scorer.py", "; touch /tmp/x"]
+env = { SCORER_WINDOW = "30" }
+timeout = "PT5S"
+
+[[external.programs]]
+name = "cat"
+argv = ["/bin/cat"]
+working_dir = "/tmp"
+"#;
+        let c: ServerConfig = toml::from_str(text).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.external.names(), ["scorer", "cat"]);
+        let scorer = c.external.program("scorer").unwrap();
+        assert_eq!(
+            scorer.argv[2], "; touch /tmp/x",
+            "arguments are kept as written"
+        );
+        assert_eq!(scorer.env["SCORER_WINDOW"], "30");
+        assert_eq!(scorer.timeout, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            c.external.program("cat").unwrap().working_dir,
+            Some(PathBuf::from("/tmp"))
+        );
+        assert!(ServerConfig::default().external.programs.is_empty());
+        let twice: ServerConfig = toml::from_str(
+            "[[external.programs]]\nname = \"a\"\nargv = [\"x\"]\n[[external.programs]]\nname = \"a\"\nargv = [\"y\"]\n",
+        )
+        .unwrap();
+        assert!(twice.check().is_err(), "names are unique");
+        assert!(
+            toml::from_str::<ServerConfig>(
+                "[[external.programs]]\nname = \"a\"\ncommand = \"x\"\n"
+            )
+            .is_err(),
+            "no command line, only argv"
+        );
     }
 
     #[test]

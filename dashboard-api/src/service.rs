@@ -94,6 +94,7 @@ impl Service {
         let mut engine_config = EngineConfig {
             speed: engine::connector::Speed::parse(&config.speed).map_err(StartError::Config)?,
             recent: config.recent,
+            external: config.external.clone(),
             ..EngineConfig::default()
         };
         engine_config.dead_letters.parameters.insert(

@@ -30,6 +30,7 @@ use crate::connector::{
     ConnectorError, ConnectorMetrics, SinkContext, SourceContext, Speed, connector, place,
 };
 use crate::dead_letter::DeadLetters;
+use crate::external::ExternalConfig;
 use crate::instance::{
     Control, Failure, InstanceStatus, ProcessorMetrics, ProcessorTask, State, Transition,
 };
@@ -55,6 +56,9 @@ pub struct EngineConfig {
     pub dead_letters: DataSource,
     /// How many recent observations to keep per registered DSM, for live views (0: none).
     pub recent: usize,
+    /// The programs `external` processors may run (none by default); handed to every
+    /// processor's factory in [`ProcessorContext::external`].
+    pub external: ExternalConfig,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +70,7 @@ impl Default for EngineConfig {
             bus_capacity: Bus::DEFAULT_CAPACITY,
             dead_letters: DataSource::new(DEAD_LETTER_DSM, Protocol::File, params),
             recent: 0,
+            external: ExternalConfig::default(),
         }
     }
 }
@@ -761,6 +766,7 @@ impl Engine {
                 sources: p.sources.clone(),
                 sink: p.sink,
                 sink_protocol: self.inner.registry.get(p.sink).map(|d| d.protocol.clone()),
+                external: self.inner.config.external.clone(),
             };
             let processor = (p.registration.factory)(&ctx)
                 .map_err(|e| fail(format!("processor {}: {e}", p.id)))?;

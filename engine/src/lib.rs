@@ -10,6 +10,7 @@
 //! - [`registry`]: the device registry of data sources.
 //! - [`connector`] and [`connectors`]: bridges to external systems, one folder per protocol.
 //! - [`processor`]: the processor trait and the catalogue processors register in.
+//! - [`external`]: the programs the `external` processor may run, as configured.
 //! - [`plan`]: an analytics manifest as a graph of processors.
 //! - [`instance`]: lifecycle states, status, the task that runs a processor.
 //! - [`engine`]: all of the above together, with the lifecycle operations.
@@ -21,6 +22,7 @@ pub mod connector;
 pub mod connectors;
 pub mod dead_letter;
 pub mod engine;
+pub mod external;
 pub mod instance;
 pub mod observation;
 pub mod plan;

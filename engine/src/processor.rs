@@ -12,6 +12,7 @@ use manifests::model::{Category, DataType, ParameterDefinition};
 use manifests::{Protocol, ResolvedParameters};
 use serde_json::Value as Json;
 
+use crate::external::ExternalConfig;
 use crate::observation::Observation;
 use crate::symbol::Sym;
 use crate::time::Timestamp;
@@ -187,6 +188,9 @@ pub struct ProcessorContext {
     pub sink: Sym,
     /// The protocol of the sink's data interface, when the sink is registered.
     pub sink_protocol: Option<Protocol>,
+    /// The external programs the engine allows (from its configuration, never from a
+    /// manifest): what the `external` processor may run.
+    pub external: ExternalConfig,
 }
 
 impl ProcessorContext {
@@ -208,6 +212,7 @@ impl ProcessorContext {
             sources: vec![Sym::new("test-source")],
             sink: Sym::new(sink),
             sink_protocol: Some(Protocol::Bus),
+            external: ExternalConfig::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! | `threshold`, `zscore`, `iqr`, `change`, `ewma` | analytics | per key: a threshold alert with hysteresis and minimum duration; z-score and IQR outliers over the trailing observations; CUSUM change detection; exponentially weighted moving average (folder `detect`) |
 //! | `vibration` | analytics | RMS, peak, peak-to-peak, crest factor, kurtosis, mean, standard deviation and FFT band energies per block of vibration samples |
 //! | `store` | storage | writes what it reads to its sink's database or file |
+//! | `external` | analytics | hands batches to a long-lived program allowed by the engine configuration, over JSON lines on stdin/stdout |
 //!
 //! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
 //! a `mod` line here.
@@ -17,6 +18,7 @@
 pub mod aggregate;
 pub mod detect;
 pub mod echo;
+pub mod external;
 pub mod filter;
 pub mod map;
 pub mod store;

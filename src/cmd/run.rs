@@ -1,5 +1,6 @@
-//! `dda run PATH... [--for DURATION] [--speed N]`: every analytics manifest of a bundle, in
-//! one process, on embedded defaults.
+//! `dda run PATH... [--for DURATION] [--speed N] [--config dda.toml]`: every analytics
+//! manifest of a bundle, in one process, on embedded defaults (and the external programs
+//! allowed by `--config`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct RunOptions {
     pub color: Color,
     /// Progress lines on a terminal.
     pub progress: bool,
+    /// Engine configuration file (`dda.toml`): only its `[external]` table is used.
+    pub config: Option<PathBuf>,
 }
 
 /// Validates the bundle (exit 1 with the diagnostics if invalid), runs it, prints a summary.
@@ -56,16 +59,26 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     if model.analytics_manifests.is_empty() {
         bail!("the bundle holds no analytics manifest: nothing to run");
     }
+    // The same file as `dda serve --config`; the server's own settings do not apply here.
+    let external = match &options.config {
+        Some(path) => dashboard_api::ServerConfig::load(Some(path))?.external,
+        None => engine::external::ExternalConfig::default(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_model(&model, &options))
+    runtime.block_on(run_model(&model, &options, external))
 }
 
-async fn run_model(model: &manifests::Model, options: &RunOptions) -> anyhow::Result<ExitCode> {
+async fn run_model(
+    model: &manifests::Model,
+    options: &RunOptions,
+    external: engine::external::ExternalConfig,
+) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(EngineConfig {
         speed: options.speed,
+        external,
         ..EngineConfig::default()
     })
     .await?;

@@ -6,6 +6,7 @@
 //! | `filter` | preprocessor | keeps observations whose value compares to a threshold (`operator`, `threshold`, as in the original FAR-EDGE filter) |
 //! | `map` | preprocessor | computes a new value with an expression over the observation |
 //! | `average`, `min`, `max`, `sum`, `count`, `stddev` | analytics | a statistic per key over tumbling event-time windows |
+//! | `onnx` | analytics | runs an ONNX model (tract, pure Rust) on feature vectors assembled from the latest observations per source (cargo feature `onnx`, on by default) |
 //! | `store` | storage | writes what it reads to its sink's database or file |
 //!
 //! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
@@ -15,6 +16,8 @@ pub mod aggregate;
 pub mod echo;
 pub mod filter;
 pub mod map;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod store;
 pub mod window;
 

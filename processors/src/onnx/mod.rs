@@ -25,12 +25,16 @@
 //! | name | type | default | meaning |
 //! |---|---|---|---|
 //! | `model` | string | required | path of the `.onnx` file; a relative path is resolved against the working directory of the `dda` process |
-//! | `features` | array | required | the observation names making the vector, in the model's input order (a JSON list; a comma-separated string is read too) |
+//! | `features` | array | required | the observation names making the vector, in the model's input order, e.g. `["temperature", "vibration", "current"]` |
 //! | `outputName` | string | `score` | name of the result when the model gives one number; with several, `<outputName>_<i>` |
-//! | `outputs` | array | — | names of the result columns, one per number the model gives (a JSON list or a comma-separated string) |
+//! | `outputs` | array | — | names of the result columns, one per number the model gives |
 //! | `groupBy` | string | `source` | `source`: one vector per source; `all`: one vector across sources (features may come from different sources) |
 //! | `maxAge` | duration | none | a feature older than this relative to the newest one in the vector is stale, and the vector is not complete |
 //! | `trigger` | string | `any` | `any`: run when any feature arrives once all are present; a feature name: run only when that feature arrives |
+//!
+//! A manifest gives `features` and `outputs` as lists (the type check wants a list); a
+//! processor created without that check (tests, embedding code) also reads a
+//! comma-separated string, `"temperature, vibration, current"`.
 //!
 //! # Output
 //!
@@ -41,6 +45,12 @@
 //! column's name, `timestamp` = the event time of the triggering observation, `value` = the
 //! number, attributes `model` (the model file's name) and `features` (the vector, an object
 //! `{feature: value}` in input order).
+//!
+//! # Build
+//!
+//! tract is behind the `processors` crate's cargo feature `onnx`, on by default. It adds
+//! about 60 crates to a cold build (several minutes on two cores); building the crate with
+//! `default-features = false` leaves this processor out.
 //!
 //! # Making a model
 //!
@@ -99,7 +109,7 @@ fn parameters() -> Vec<ParameterDefinition> {
         param(
             "features",
             DataType::Array,
-            "Observation names making the model's input vector, in input order (a list; a comma-separated string is read too).",
+            "Observation names making the model's input vector, in input order, e.g. [\"temperature\", \"current\"].",
         )
         .required(),
         param(
@@ -111,7 +121,7 @@ fn parameters() -> Vec<ParameterDefinition> {
         param(
             "outputs",
             DataType::Array,
-            "Names of the result columns, one per number the model gives (a list; a comma-separated string is read too).",
+            "Names of the result columns, one per number the model gives (default: outputName, or outputName_0, outputName_1... when the model gives several).",
         ),
         param(
             "groupBy",

@@ -58,7 +58,7 @@
 //! `to_onnx(estimator, X_train[:1].astype(numpy.float32), target_opset=13)` gives a model
 //! whose input is `[batch, n_features]` float32, as this processor expects. For a classifier,
 //! pass `options={id(estimator): {"zipmap": False}}` so that the probabilities are a plain
-//! tensor rather than a list of maps, which tract does not read.
+//! tensor rather than a list of maps, which this processor cannot read.
 //!
 //! PyTorch: put the module in `eval()` mode and export it with
 //! `torch.onnx.export(module, torch.zeros(1, n_features), "model.onnx",

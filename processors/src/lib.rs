@@ -9,6 +9,7 @@
 //! | `trend`, `rul` | analytics | least-squares trend over a window, and the remaining useful life until it reaches a failure threshold (folder `aggregate`) |
 //! | `threshold`, `zscore`, `iqr`, `change`, `ewma` | analytics | per key: a threshold alert with hysteresis and minimum duration; z-score and IQR outliers over the trailing observations; CUSUM change detection; exponentially weighted moving average (folder `detect`) |
 //! | `vibration` | analytics | RMS, peak, peak-to-peak, crest factor, kurtosis, mean, standard deviation and FFT band energies per block of vibration samples |
+//! | `onnx` | analytics | runs an ONNX model (tract, pure Rust) on feature vectors assembled from the latest observations per source (cargo feature `onnx`, on by default) |
 //! | `store` | storage | writes what it reads to its sink's database or file |
 //! | `external` | analytics | hands batches to a long-lived program allowed by the engine configuration, over JSON lines on stdin/stdout |
 //!
@@ -21,6 +22,8 @@ pub mod echo;
 pub mod external;
 pub mod filter;
 pub mod map;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod store;
 pub mod vibration;
 pub mod window;

@@ -512,3 +512,88 @@ async fn what_cannot_be_processed_goes_to_the_dead_letters_with_the_reason() {
         "sensor"
     );
 }
+
+/// A window's late observations go to its `lateOutput` DSM, which the validator and the
+/// engine treat as one the processor writes: a second processor counts them, the results
+/// are the in-order ones, and nothing is in the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_observations_reach_the_late_output_and_whoever_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1,024 readings a second apart (one batch, then its watermark), then three readings
+    // of the first minute: late for its 10 s windows.
+    let file = dir.path().join("readings.jsonl");
+    let mut lines: Vec<String> = (0..1024)
+        .map(|s| {
+            format!(
+                r#"{{"name":"x","timestamp":{},"value":1}}"#,
+                1_700_000_000_000_i64 + s * 1000
+            )
+        })
+        .collect();
+    for s in [3_i64, 15, 42] {
+        lines.push(format!(
+            r#"{{"name":"x","timestamp":{},"value":100}}"#,
+            1_700_000_000_000_i64 + s * 1000
+        ));
+    }
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let window = json!({"window": "PT10S", "lateOutput": "late"});
+    let mut am_json = am("am", "apd-sum", "sensor", "sums", window);
+    am_json["analyticsProcessors"]["apm"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "id": "late-count",
+            "analyticsProcessorDefinitionReferenceID": "apd-count",
+            "parameters": {"parameter": [{"key": "groupBy", "value": "all"}, {"key": "window", "value": "P1D"}]},
+            "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "late"}]},
+            "dataSink": {"dataSourceManifestReferenceID": "late-counts"}
+        }));
+    let model = model(
+        json!([
+            sim(
+                "sensor",
+                json!({"mode": "replay", "file": file.to_str().unwrap()})
+            ),
+            bus("sums"),
+            bus("late"),
+            bus("late-counts")
+        ]),
+        json!([am_json]),
+        json!([
+            {"id": "apd-sum", "processorType": "sum"},
+            {"id": "apd-count", "processorType": "count"}
+        ]),
+    );
+    let engine = engine(Speed::Max, &dir).await;
+    register_all(&engine, &model, &[]);
+    let (_, sums) = collect(&engine, "sums");
+    let (_, late) = collect(&engine, "late");
+    let (_, counts) = collect(&engine, "late-counts");
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
+    engine.start("am").await.unwrap();
+    while !engine.sources_exhausted() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.shutdown().await;
+    let sums = sums.await.unwrap();
+    assert_eq!(
+        sums.len(),
+        103,
+        "1,024 s in 10 s windows (the first and last partial)"
+    );
+    assert_eq!(
+        sums.iter().sum::<f64>(),
+        1024.0,
+        "the late ones are in no window"
+    );
+    assert_eq!(late.await.unwrap(), vec![100.0, 100.0, 100.0]);
+    assert_eq!(
+        counts.await.unwrap(),
+        vec![3.0],
+        "the late output feeds a processor"
+    );
+    assert_eq!(engine.dead_letters().count(), 0);
+}

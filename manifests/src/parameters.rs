@@ -493,6 +493,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|_| format!("{text:?} is negative"))
 }
 
+/// Parameters whose value names a DSM a processor writes besides its sink (a side output,
+/// such as the late observations of a window). The validator counts them as writers of
+/// that DSM; the engine publishes to it.
+pub const SIDE_OUTPUT_PARAMETERS: &[&str] = &["lateOutput"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,8 +630,3 @@ mod tests {
         assert_eq!(r.issues[0].code, "plain-text-secret");
     }
 }
-
-/// Parameters whose value names a DSM a processor writes besides its sink (a side output,
-/// such as the late observations of a window). The validator counts them as writers of
-/// that DSM; the engine publishes to it.
-pub const SIDE_OUTPUT_PARAMETERS: &[&str] = &["lateOutput"];

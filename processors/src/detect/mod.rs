@@ -33,30 +33,7 @@ use rustc_hash::FxHashMap;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
 
-/// What state is kept per.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GroupBy {
-    /// Per observation name and source (default).
-    NameAndSource,
-    /// Per observation name, across sources.
-    Name,
-    /// Per source, across names.
-    Source,
-    /// One state for everything.
-    All,
-}
-
-impl GroupBy {
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "name+source" => Self::NameAndSource,
-            "name" => Self::Name,
-            "source" => Self::Source,
-            "all" => Self::All,
-            _ => return None,
-        })
-    }
-}
+pub use crate::window::GroupBy;
 
 /// The key of one state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,6 +42,36 @@ pub struct Key {
     pub name: Option<Sym>,
     /// Source, when grouping by it.
     pub source: Option<Sym>,
+}
+
+/// The trailing window of the outlier kinds (`zscore`, `iqr`): `count` and `minCount`.
+fn trailing_parameters() -> Vec<ParameterDefinition> {
+    vec![
+        param(
+            "count",
+            DataType::Integer,
+            "How many preceding observations of the key form the window.",
+        )
+        .default_value(json!(30)),
+        param(
+            "minCount",
+            DataType::Integer,
+            "How many values the window needs before observations are judged (at least 2, at most count).",
+        )
+        .default_value(json!(10)),
+    ]
+}
+
+/// `count` and `minCount` of a trailing window, checked.
+fn trailing_counts(ctx: &ProcessorContext) -> Result<(usize, usize), ProcessorError> {
+    let count = count_param(ctx, "count", 30, 2)?;
+    let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
+    if min_count > count {
+        return Err(ProcessorError::Config(format!(
+            "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
+        )));
+    }
+    Ok((count, min_count))
 }
 
 /// The parameters every detection kind takes: `groupBy`, `observationName`, `outputName`.
@@ -129,12 +136,7 @@ impl Common {
     /// The key of `o`'s state.
     #[must_use]
     pub fn key(&self, o: &Observation) -> Key {
-        let (name, source) = match self.group {
-            GroupBy::NameAndSource => (Some(o.name), Some(o.source)),
-            GroupBy::Name => (Some(o.name), None),
-            GroupBy::Source => (None, Some(o.source)),
-            GroupBy::All => (None, None),
-        };
+        let (name, source) = self.group.parts(o);
         Key { name, source }
     }
 

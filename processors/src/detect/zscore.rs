@@ -33,7 +33,8 @@ use manifests::model::{Category, DataType, ParameterDefinition};
 use serde_json::{Map, Value as Json, json};
 
 use super::{
-    Common, Emit, Keyed, Trailing, common_parameters, count_param, num, number_param, result,
+    Common, Emit, Keyed, Trailing, common_parameters, num, number_param, result, trailing_counts,
+    trailing_parameters,
 };
 
 /// The processor type.
@@ -51,19 +52,8 @@ engine::inventory::submit! {
 }
 
 fn parameters() -> Vec<ParameterDefinition> {
-    let mut p = vec![
-        param(
-            "count",
-            DataType::Integer,
-            "How many preceding observations of the key form the window.",
-        )
-        .default_value(json!(30)),
-        param(
-            "minCount",
-            DataType::Integer,
-            "How many values the window needs before observations are judged (at least 2, at most count).",
-        )
-        .default_value(json!(10)),
+    let mut p = trailing_parameters();
+    p.extend([
         param(
             "limit",
             DataType::Number,
@@ -71,7 +61,7 @@ fn parameters() -> Vec<ParameterDefinition> {
         )
         .default_value(json!(3)),
         Emit::parameter("emit every judged observation with its z-score as value."),
-    ];
+    ]);
     p.extend(common_parameters(
         "Name of the results (default: alert; zscore when emit is all).",
     ));
@@ -98,13 +88,7 @@ impl ZScore {
     /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a limit
     /// that is not positive, an unknown `emit` or `groupBy`.
     pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let count = count_param(ctx, "count", 30, 2)?;
-        let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
-        if min_count > count {
-            return Err(ProcessorError::Config(format!(
-                "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
-            )));
-        }
+        let (count, min_count) = trailing_counts(ctx)?;
         let limit = number_param(ctx, "limit")?.unwrap_or(3.0);
         if limit <= 0.0 {
             return Err(ProcessorError::Config(format!(

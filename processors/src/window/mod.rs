@@ -70,6 +70,31 @@ pub enum GroupBy {
     All,
 }
 
+impl GroupBy {
+    /// The `groupBy` parameter's value, as written: `name+source`, `name`, `source`, `all`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "name+source" => Self::NameAndSource,
+            "name" => Self::Name,
+            "source" => Self::Source,
+            "all" => Self::All,
+            _ => return None,
+        })
+    }
+
+    /// The observation name and source that key `o`, as far as grouping uses them.
+    #[must_use]
+    pub fn parts(self, o: &Observation) -> (Option<Sym>, Option<Sym>) {
+        match self {
+            Self::NameAndSource => (Some(o.name), Some(o.source)),
+            Self::Name => (Some(o.name), None),
+            Self::Source => (None, Some(o.source)),
+            Self::All => (None, None),
+        }
+    }
+}
+
 /// The key of one result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -282,17 +307,14 @@ impl WindowSettings {
                 )));
             }
         };
-        let group = match p.get_str("groupBy").as_deref().unwrap_or("name+source") {
-            "name+source" => GroupBy::NameAndSource,
-            "name" => GroupBy::Name,
-            "source" => GroupBy::Source,
-            "all" => GroupBy::All,
-            other => {
-                return Err(ProcessorError::Config(format!(
-                    "groupBy {other:?}: use name+source, name, source or all"
-                )));
-            }
-        };
+        let group_text = p
+            .get_str("groupBy")
+            .unwrap_or_else(|| "name+source".to_owned());
+        let group = GroupBy::parse(&group_text).ok_or_else(|| {
+            ProcessorError::Config(format!(
+                "groupBy {group_text:?}: use name+source, name, source or all"
+            ))
+        })?;
         let closed_right = match p.get_str("closed").as_deref().unwrap_or("left") {
             "left" => false,
             "right" => true,
@@ -340,12 +362,7 @@ impl WindowSettings {
     }
 
     fn key(&self, o: &Observation) -> Key {
-        let (name, source) = match self.group {
-            GroupBy::NameAndSource => (Some(o.name), Some(o.source)),
-            GroupBy::Name => (Some(o.name), None),
-            GroupBy::Source => (None, Some(o.source)),
-            GroupBy::All => (None, None),
-        };
+        let (name, source) = self.group.parts(o);
         let field = self.key_field.as_deref().and_then(|f| {
             o.attribute(f).map(|v| match v {
                 Json::String(s) => Sym::new(s),

@@ -404,7 +404,7 @@ fn late_observations_go_to_the_side_output_with_the_reason() {
     ] {
         let mut p = processor("sum", &params);
         let on_time = Observation::number(Sym::new("m1"), Sym::new("x"), Timestamp(1_000 * S), 1.0);
-        run(p.as_mut(), &[on_time.clone()]);
+        run(p.as_mut(), std::slice::from_ref(&on_time));
         let emitted = watermark(p.as_mut(), Timestamp(2_000 * S));
         assert!(!emitted.is_empty(), "{params}: the windows closed");
         let late = Observation {
@@ -429,7 +429,7 @@ fn late_observations_go_to_the_side_output_with_the_reason() {
         let mut params = params.clone();
         params.as_object_mut().expect("object").remove("lateOutput");
         let mut p = processor("sum", &params);
-        run(p.as_mut(), &[on_time.clone()]);
+        run(p.as_mut(), std::slice::from_ref(&on_time));
         watermark(p.as_mut(), Timestamp(2_000 * S));
         let (_, rejected, side) = run_with_side(
             p.as_mut(),

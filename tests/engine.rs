@@ -597,3 +597,51 @@ async fn late_observations_reach_the_late_output_and_whoever_reads_it() {
     );
     assert_eq!(engine.dead_letters().count(), 0);
 }
+
+/// Processing-time windows close on the engine's timer while the instance runs, not only
+/// when it stops, and count every reading once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_time_windows_close_on_the_wall_clock_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(
+        json!([
+            sim(
+                "sensor",
+                json!({"interval": "PT0.05S", "readings": 20, "start": "2001-01-01T00:00:00Z"})
+            ),
+            bus("counts")
+        ]),
+        json!([am(
+            "am",
+            "apd-count",
+            "sensor",
+            "counts",
+            json!({"window": "PT0.2S", "time": "processing"})
+        )]),
+        json!([{"id": "apd-count", "processorType": "count"}]),
+    );
+    let engine = engine(Speed::Factor(1.0), &dir).await;
+    register_all(&engine, &model, &[]);
+    let (seen, counts) = collect(&engine, "counts");
+    engine
+        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
+        .unwrap();
+    engine.start("am").await.unwrap();
+    while !engine.sources_exhausted() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A window of 0.2 s and a 0.1 s timer: all but the last window closed while running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let while_running = seen.load(Ordering::SeqCst);
+    engine.shutdown().await;
+    let counts = counts.await.unwrap();
+    assert!(
+        while_running >= 4,
+        "{while_running} results before the stop: windows closed on the wall clock"
+    );
+    assert_eq!(
+        counts.iter().sum::<f64>(),
+        20.0,
+        "every reading counted once"
+    );
+}

@@ -277,3 +277,43 @@ fn run_scores_the_external_python_example_with_its_configured_program() {
     }
     assert!(anomalies < 600, "{anomalies}");
 }
+
+/// `dda processors` lists the whole catalogue; its JSON form is a bundle of APDs that
+/// validates as it is.
+#[test]
+fn processors_lists_the_catalogue_as_definitions_that_validate() {
+    let o = dda(&["processors"]);
+    assert_eq!(o.status.code(), Some(0));
+    let human = stdout(&o);
+    for kind in [
+        "average",
+        "percentile",
+        "integral",
+        "trend",
+        "rul",
+        "threshold",
+        "zscore",
+        "vibration",
+        "external",
+        "onnx",
+    ] {
+        assert!(
+            human.contains(&format!("\n{kind} (")) || human.starts_with(&format!("{kind} (")),
+            "{kind} is listed"
+        );
+    }
+    assert!(human.contains("windowType"), "window parameters are listed");
+
+    let o = dda(&["processors", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let apds = doc["analyticsProcessorDefinitions"]["analyticsProcessorDefinition"]
+        .as_array()
+        .unwrap();
+    assert!(apds.len() >= 29, "{} definitions", apds.len());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apds.json");
+    std::fs::write(&file, &o.stdout).unwrap();
+    let o = dda(&["validate", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}

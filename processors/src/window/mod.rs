@@ -210,10 +210,19 @@ fn duration_param(ctx: &ProcessorContext, name: &str) -> Result<Option<i64>, Pro
         .transpose()
 }
 
+/// The longest window, slide or gap: a century (keeps window arithmetic far from overflow).
+const LONGEST: i64 = 100 * 366 * 86_400 * 1_000_000;
+
+/// The most windows one reading may be in (window / slide).
+const MOST_WINDOWS_PER_READING: i64 = 10_000;
+
 fn positive(name: &str, v: Option<i64>, default: i64) -> Result<i64, ProcessorError> {
     match v {
         None => Ok(default),
-        Some(v) if v > 0 => Ok(v),
+        Some(v) if v > 0 && v <= LONGEST => Ok(v),
+        Some(v) if v > 0 => Err(ProcessorError::Config(format!(
+            "{name} is longer than a century; use a shorter one"
+        ))),
         Some(_) => Err(ProcessorError::Config(format!(
             "{name} must be longer than zero"
         ))),
@@ -261,6 +270,12 @@ impl WindowSettings {
             if slide <= 0 || slide > size {
                 return Err(ProcessorError::Config(format!(
                     "slide {slide} µs: it must be longer than zero and no longer than the window ({size} µs)"
+                )));
+            }
+            if size / slide > MOST_WINDOWS_PER_READING {
+                return Err(ProcessorError::Config(format!(
+                    "slide {slide} µs: each reading would be in {} windows of {size} µs (at most {MOST_WINDOWS_PER_READING}); use a longer slide",
+                    size / slide
                 )));
             }
             Ok(Shape::Time {

@@ -545,6 +545,15 @@ fn bad_window_parameters_are_explained() {
             "no longer than the window",
         ),
         (json!({"windowType": "rolling"}), "use one of tumbling"),
+        (
+            json!({"windowType": "hopping", "window": "PT1H", "slide": "PT0.001S"}),
+            "use a longer slide",
+        ),
+        (json!({"window": "P40000D"}), "longer than a century"),
+        (
+            json!({"windowType": "session", "gap": "PT0S"}),
+            "longer than zero",
+        ),
         (json!({"windowType": "count", "count": 0}), "use 1 or more"),
         (json!({"window": "soon"}), "window:"),
         (json!({"time": "wall"}), "use event or processing"),

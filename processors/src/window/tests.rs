@@ -568,3 +568,97 @@ fn bad_window_parameters_are_explained() {
         assert!(e.to_string().contains(says), "{params}: {e}");
     }
 }
+
+/// Random readings (distinct timestamps per source, whole values) arriving in a random
+/// order no more than `bound` out of order: every window type gives the results of the
+/// sorted data.
+mod any_order {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn scatter(
+        readings: &[(i64, u8, i32)],
+        seed: u64,
+        bound: i64,
+    ) -> Vec<(Vec<Observation>, Timestamp)> {
+        let mut seen = std::collections::BTreeSet::new();
+        let input: Vec<Observation> = readings
+            .iter()
+            .filter(|(t, s, _)| seen.insert((*t, *s)))
+            .map(|(t, s, v)| {
+                Observation::number(
+                    Sym::new(&format!("m{s}")),
+                    Sym::new("x"),
+                    Timestamp(t * S / 10),
+                    f64::from(*v),
+                )
+            })
+            .collect();
+        let mut state = seed | 1;
+        let mut order: Vec<(i64, usize)> = input
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (o.timestamp.as_micros() + (state % bound as u64) as i64, i)
+            })
+            .collect();
+        order.sort();
+        let mut newest = i64::MIN;
+        order
+            .chunks(1 + (seed % 5) as usize)
+            .map(|chunk| {
+                let batch: Vec<Observation> =
+                    chunk.iter().map(|(_, i)| input[*i].clone()).collect();
+                newest = batch
+                    .iter()
+                    .map(|o| o.timestamp.as_micros())
+                    .fold(newest, i64::max);
+                (batch, Timestamp(newest - 1 - bound))
+            })
+            .collect()
+    }
+
+    fn params(shape: usize) -> Json {
+        match shape {
+            0 => json!({"window": "PT5S"}),
+            1 => json!({"windowType": "hopping", "window": "PT6S", "slide": "PT4S"}),
+            2 => json!({"windowType": "sliding", "window": "PT3S"}),
+            3 => json!({"windowType": "session", "gap": "PT2S"}),
+            _ => json!({"windowType": "count", "count": 4, "countSlide": 3}),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_order_within_the_bound_gives_the_sorted_results(
+            readings in proptest::collection::vec((0_i64..600, 0_u8..3, -1000_i32..1000), 1..150),
+            seed in any::<u64>(),
+            shape in 0_usize..5,
+            kind in prop_oneof![Just("sum"), Just("percentile"), Just("max")],
+        ) {
+            let bound = 3 * S;
+            let mut params = params(shape);
+            params["percentiles"] = json!("25,50,90");
+            let batches = scatter(&readings, seed, bound);
+            let mut sorted_input: Vec<Observation> = batches.iter().flat_map(|(b, _)| b.clone()).collect();
+            sorted_input.sort_by_key(|o| o.timestamp);
+            let sorted = in_order(kind, &params, &sorted_input);
+            let mut p = processor(kind, &params);
+            let mut got = Vec::new();
+            for (batch, w) in &batches {
+                let (emitted, rejected, side) = run_with_side(p.as_mut(), batch);
+                prop_assert!(rejected.is_empty() && side.is_empty(), "nothing is late");
+                got.extend(emitted);
+                got.extend(watermark(p.as_mut(), *w));
+            }
+            got.extend(watermark(p.as_mut(), Timestamp::MAX));
+            got.extend(flush(p.as_mut()));
+            prop_assert_eq!(keyed(&got), keyed(&sorted));
+        }
+    }
+}

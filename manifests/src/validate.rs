@@ -618,6 +618,25 @@ fn check_apm(
     let owner = format!("processor `{}`", apd.processor_type);
     let resolution = parameters::resolve(defs.as_deref(), &apm.parameters.parameter, &owner);
     c.parameter_issues(loaded, &format!("{base}/parameters"), &resolution);
+    // A side output (such as `lateOutput`) names a DSM the processor writes.
+    for name in parameters::SIDE_OUTPUT_PARAMETERS {
+        let Some(dsm) = resolution.parameters.get_str(name) else {
+            continue;
+        };
+        let Some(i) = apm.parameters.parameter.iter().position(|p| p.key == *name) else {
+            continue;
+        };
+        let pointer = format!("{base}/parameters/parameter/{i}/value");
+        c.reference(loaded, &pointer, EntityKind::DataSourceManifest, &dsm);
+        if apm.source_ids().any(|s| s == dsm.as_str()) {
+            let d = Diagnostic::error(
+                "cycle",
+                format!("a processor cannot read the data source `{dsm}` its {name} writes"),
+            )
+            .with_hint("send it to a data source manifest the processor does not read");
+            c.report(loaded, &pointer, d);
+        }
+    }
     model
         .apm_parameters
         .entry(apm.id.clone())

@@ -317,3 +317,187 @@ fn processors_lists_the_catalogue_as_definitions_that_validate() {
     let o = dda(&["validate", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+/// Runs an example's bundle with `dda run --speed max --quiet` in a temporary working
+/// directory holding `files` (copied from the repository at the same relative paths), and
+/// returns that directory.
+fn run_example(bundle: &str, files: &[&str]) -> tempfile::TempDir {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for file in files {
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(file), to).unwrap();
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "max", "--quiet"])
+        .arg(root.join(bundle))
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir
+}
+
+/// The observations of a JSON-lines file sink, one LiveDataSet per line.
+fn results(dir: &tempfile::TempDir, file: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.path().join("dda-output").join(file))
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["observation"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect()
+}
+
+fn micros(timestamp: &serde_json::Value) -> i64 {
+    engine::Timestamp::parse(timestamp.as_str().unwrap())
+        .unwrap()
+        .as_micros()
+}
+
+#[test]
+fn run_finds_the_predictive_maintenance_examples_wear_and_remaining_life() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bundle = "examples/predictive-maintenance/bundle";
+    let dir = run_example(bundle, &[]);
+
+    // The simulator's counter series, from the DSM itself.
+    let dsm: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            root.join(bundle)
+                .join("data-source-manifests/spindle-vibration.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let param = |key: &str| {
+        dsm["dataSourceDefinitionInterfaceParameters"]["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["key"] == key)
+            .unwrap()["value"]
+            .clone()
+    };
+    let start = micros(&param("start"));
+    let interval = i64::try_from(
+        manifests::parameters::parse_duration(param("interval").as_str().unwrap())
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let readings = param("readings").as_u64().unwrap();
+    let series = &param("series")[0];
+    assert_eq!(series["model"], "counter");
+    let (first, step) = (
+        series["start"].as_f64().unwrap(),
+        series["step"].as_f64().unwrap(),
+    );
+    let last_reading = start + (i64::try_from(readings).unwrap() - 1) * interval;
+
+    // threshold GT 4.5 for PT5M: the first reading above 4.5, then the first one at least
+    // five minutes later (the counter only rises, so the condition holds from there on).
+    let mut value = first;
+    let mut k = 0_i64;
+    while value <= 4.5 {
+        value += step;
+        k += 1;
+    }
+    let since = start + k * interval;
+    let raised = since + (300_000_000 + interval - 1) / interval * interval;
+    let alerts = results(&dir, "spindle-alerts.jsonl");
+    assert_eq!(alerts.len(), 1, "raised once, never cleared: {alerts:?}");
+    assert_eq!(alerts[0]["state"], "raised");
+    assert_eq!(micros(&alerts[0]["since"]), since, "{}", alerts[0]);
+    assert_eq!(micros(&alerts[0]["timestamp"]), raised, "{}", alerts[0]);
+    assert!(alerts[0]["value"].as_f64().unwrap() > 4.5);
+
+    // RUL: one per hourly hop, finite, falling by an hour per hour while the windows
+    // advance over the readings, and matching the straight line the counter draws.
+    let rul = results(&dir, "spindle-rul.jsonl");
+    assert!(rul.len() >= 48, "{}", rul.len());
+    let slope_per_hour = step * 3_600_000_000.0 / interval as f64;
+    let mut previous = f64::INFINITY;
+    for r in &rul {
+        let hours = r["value"].as_f64().unwrap_or_else(|| panic!("{r}"));
+        assert!(hours.is_finite() && hours > 0.0, "{r}");
+        let end = micros(&r["windowEnd"]).min(last_reading + interval);
+        let now = end - interval; // the window's last reading
+        let level = first + step * ((now - start) / interval) as f64;
+        let expected = (7.1 - level) / slope_per_hour;
+        assert!((hours - expected).abs() < 1e-6, "{r}: expected {expected}");
+        if end <= last_reading {
+            assert!(hours < previous, "{r} after {previous}");
+        } else {
+            assert!(hours <= previous + 1e-9, "{r} after {previous}");
+        }
+        previous = hours;
+    }
+    assert!(previous < 5.0, "the last RUL approaches 0: {previous}");
+}
+
+#[test]
+fn run_averages_the_mass_customization_examples_assembly_times_per_variant() {
+    let orders_file = "examples/mass-customization/orders.jsonl";
+    let dir = run_example("examples/mass-customization/bundle", &[orders_file]);
+
+    // The shipped order log, grouped by variant and hour.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut by_hour: std::collections::BTreeMap<(String, String), Vec<f64>> =
+        std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string(root.join(orders_file)).unwrap();
+    for line in text.lines() {
+        let order: serde_json::Value = serde_json::from_str(line).unwrap();
+        let hour = order["timestamp"].as_str().unwrap()[..13].to_owned();
+        let variant = order["productType"].as_str().unwrap().to_owned();
+        by_hour
+            .entry((hour, variant))
+            .or_default()
+            .push(order["value"].as_f64().unwrap());
+    }
+    assert!(by_hour.len() > 20);
+
+    let averages = results(&dir, "assembly-time-average.jsonl");
+    assert_eq!(averages.len(), by_hour.len(), "one per variant and hour");
+    let counts = results(&dir, "orders-per-hour.jsonl");
+    assert_eq!(counts.len(), by_hour.len());
+    for (results, average) in [(&averages, true), (&counts, false)] {
+        for r in results {
+            let hour = r["windowStart"].as_str().unwrap()[..13].to_owned();
+            let variant = r["productType"].as_str().unwrap().to_owned();
+            let values = &by_hour[&(hour, variant)];
+            let expected = if average {
+                values.iter().sum::<f64>() / values.len() as f64
+            } else {
+                values.len() as f64
+            };
+            let got = r["value"].as_f64().unwrap();
+            assert!((got - expected).abs() < 1e-9, "{r}: expected {expected}");
+        }
+    }
+    let percentiles = results(&dir, "assembly-time-percentiles.jsonl");
+    assert_eq!(percentiles.len(), by_hour.len());
+    assert!(
+        percentiles
+            .iter()
+            .all(|p| p["value"]["p50"].as_f64().unwrap() <= p["value"]["p95"].as_f64().unwrap())
+    );
+    let batches = results(&dir, "orders-per-batch.jsonl");
+    let orders: f64 = batches.iter().map(|b| b["value"].as_f64().unwrap()).sum();
+    assert_eq!(
+        orders as usize,
+        text.lines().count(),
+        "every order in one batch run"
+    );
+    assert!(!results(&dir, "long-assemblies.jsonl").is_empty());
+}

@@ -651,14 +651,7 @@ impl<A: Accumulator> Windows<A> {
                 } else {
                     let panes = p.panes.entry(key).or_default();
                     let slot = panes.entry(start).or_insert_with(|| {
-                        let first_end = (start + pane + slide - 1).div_euclid(slide) * slide;
-                        let mut end = first_end;
-                        while end <= last_end {
-                            if end - 1 > horizon {
-                                p.due.insert((end, key));
-                            }
-                            end += slide;
-                        }
+                        due_windows(&mut p.due, key, start, self.settings.shape, horizon);
                         Slot::new(&self.options)
                     });
                     if let Err(reason) = slot.add(o) {
@@ -1084,7 +1077,7 @@ impl<A: Accumulator> Windows<A> {
         self.watermark = Timestamp(int(state, "watermark")?);
         let settings = self.settings.clone();
         match (&mut self.state, settings.shape) {
-            (State::Time(p), Shape::Time { size, slide, pane }) => {
+            (State::Time(p), Shape::Time { .. }) => {
                 p.panes.clear();
                 p.due.clear();
                 let horizon = self
@@ -1095,14 +1088,7 @@ impl<A: Accumulator> Windows<A> {
                 for w in list("windows")? {
                     let key = key_of(w)?;
                     let start = int(w, "start")?;
-                    let mut end = (start + pane + slide - 1).div_euclid(slide) * slide;
-                    let last_end = (start + size).div_euclid(slide) * slide;
-                    while end <= last_end {
-                        if end - 1 > horizon {
-                            p.due.insert((end, key));
-                        }
-                        end += slide;
-                    }
+                    due_windows(&mut p.due, key, start, settings.shape, horizon);
                     p.panes.entry(key).or_default().insert(start, slot_of(w)?);
                 }
             }
@@ -1172,6 +1158,22 @@ impl<A: Accumulator> Windows<A> {
             _ => unreachable!("the state is made from the shape"),
         }
         Ok(())
+    }
+}
+
+/// Files the ends of the time windows a new pane starting at `start` (slot time) belongs to,
+/// except those already complete at `horizon`.
+fn due_windows(due: &mut BTreeSet<(i64, Key)>, key: Key, start: i64, shape: Shape, horizon: i64) {
+    let Shape::Time { size, slide, pane } = shape else {
+        return;
+    };
+    let last_end = (start + size).div_euclid(slide) * slide;
+    let mut end = (start + pane + slide - 1).div_euclid(slide) * slide;
+    while end <= last_end {
+        if end - 1 > horizon {
+            due.insert((end, key));
+        }
+        end += slide;
     }
 }
 

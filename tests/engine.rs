@@ -157,6 +157,17 @@ fn collect(engine: &Engine, dsm: &str) -> (Arc<AtomicU64>, tokio::task::JoinHand
     (count, handle)
 }
 
+/// Creates and starts instance `am` and waits until its sources are exhausted.
+async fn run_until_exhausted(engine: &Engine, model: &manifests::Model, am: &str) {
+    engine
+        .create(Plan::new(&model.analytics_manifests[am], model).unwrap())
+        .unwrap();
+    engine.start(am).await.unwrap();
+    while !engine.sources_exhausted() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn register_all(engine: &Engine, model: &manifests::Model, except: &[&str]) {
     for id in model
         .data_source_manifests
@@ -479,13 +490,7 @@ async fn what_cannot_be_processed_goes_to_the_dead_letters_with_the_reason() {
     );
     let engine = engine(Speed::Max, &dir).await;
     register_all(&engine, &model, &[]);
-    engine
-        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
-        .unwrap();
-    engine.start("am").await.unwrap();
-    while !engine.sources_exhausted() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    run_until_exhausted(&engine, &model, "am").await;
     engine.shutdown().await;
     assert_eq!(engine.dead_letters().count(), 20);
     let letters = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
@@ -570,13 +575,7 @@ async fn late_observations_reach_the_late_output_and_whoever_reads_it() {
     let (_, sums) = collect(&engine, "sums");
     let (_, late) = collect(&engine, "late");
     let (_, counts) = collect(&engine, "late-counts");
-    engine
-        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
-        .unwrap();
-    engine.start("am").await.unwrap();
-    while !engine.sources_exhausted() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    run_until_exhausted(&engine, &model, "am").await;
     engine.shutdown().await;
     let sums = sums.await.unwrap();
     assert_eq!(
@@ -623,13 +622,7 @@ async fn processing_time_windows_close_on_the_wall_clock_while_running() {
     let engine = engine(Speed::Factor(1.0), &dir).await;
     register_all(&engine, &model, &[]);
     let (seen, counts) = collect(&engine, "counts");
-    engine
-        .create(Plan::new(&model.analytics_manifests["am"], &model).unwrap())
-        .unwrap();
-    engine.start("am").await.unwrap();
-    while !engine.sources_exhausted() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    run_until_exhausted(&engine, &model, "am").await;
     // A window of 0.2 s and a 0.1 s timer: all but the last window closed while running.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let while_running = seen.load(Ordering::SeqCst);

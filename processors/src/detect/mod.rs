@@ -272,6 +272,11 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
         self.states.get(&key)
     }
 
+    /// Every key with its state.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Key, &mut S)> {
+        self.states.iter_mut().map(|(k, s)| (*k, s))
+    }
+
     /// Every state, for a checkpoint, in key order (so a snapshot is reproducible).
     ///
     /// # Errors

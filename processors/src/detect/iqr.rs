@@ -6,6 +6,14 @@
 //! oldest value leaves when the window holds more than `count`. Until the window holds
 //! `minCount` values an observation is not judged.
 //!
+//! **Time window.** With `window`, the window of an observation at time t is the key's
+//! observations at t' with `t − window <= t' < t` — at most `count` of them, the most
+//! recent (so `count` bounds memory and the window holds at most `count` values). Earlier
+//! observations at the same time t are not before it and are left out. The window then
+//! holds as many values as came in that time, and with fewer than `minCount` the
+//! observation is not judged (after a gap in the data, say). Without `window`, the window
+//! is the last `count` observations however old they are.
+//!
 //! **Quantiles** are by linear interpolation between order statistics — numpy's default
 //! (`method="linear"`), R's type 7, Excel's `QUARTILE.INC`: with the n values sorted as
 //! x₀ ≤ … ≤ xₙ₋₁, the p-quantile is at rank h = (n − 1)·p, Q(p) = x⌊h⌋ + (h − ⌊h⌋)·(x⌊h⌋₊₁ − x⌊h⌋).
@@ -13,8 +21,9 @@
 //!
 //! | parameter | type | default | meaning |
 //! |---|---|---|---|
-//! | `count` | integer | 30 | how many preceding observations of the key form the window |
+//! | `count` | integer | 30 | how many preceding observations of the key form the window (with `window`: at most this many) |
 //! | `minCount` | integer | 10 | how many the window needs before observations are judged (2 to `count`) |
+//! | `window` | duration | none | when given, the window is the key's observations within this duration before the judged one, e.g. `PT10M` |
 //! | `k` | number | 1.5 | the fences' distance from the quartiles, in IQRs (3 for "far out") |
 //! | `emit` | string | `outliers` | `outliers`: an alert per outlier; `all`: every judged observation, with its own value |
 //! | `groupBy`, `observationName` | | | see [`super`] |
@@ -22,8 +31,10 @@
 //!
 //! **Output.** Source = the input's, time = the observation's, value = the observation's
 //! value. Attributes: `rule` (e.g. `outside [Q1 − 1.5·IQR, Q3 + 1.5·IQR] of the last 30
-//! power`), `q1`, `q3`, `iqr`, `lower`, `upper` (the fences), `value`, `outlier`,
-//! `direction` (`low`, `high`, or `none` inside the fences), `observationName`. Each key
+//! power`; with `window`, `… of the last PT10M (at most 30) power`), `q1`, `q3`, `iqr`,
+//! `lower`, `upper` (the fences), `value`, `outlier`, `direction` (`low`, `high`, or
+//! `none` inside the fences), `windowCount` (how many values the window held),
+//! `observationName`. Each key
 //! needs its observations in event-time order; an older one goes to the dead letters.
 
 use engine::processor::{
@@ -35,7 +46,7 @@ use manifests::model::{Category, DataType, ParameterDefinition};
 use serde_json::{Map, Value as Json, json};
 
 use super::{
-    Common, Emit, Keyed, Trailing, common_parameters, num, number_param, result, trailing_counts,
+    Common, Emit, Keyed, Trailing, TrailingSpec, common_parameters, num, number_param, result,
     trailing_parameters,
 };
 
@@ -74,8 +85,7 @@ fn parameters() -> Vec<ParameterDefinition> {
 #[derive(Debug)]
 pub struct Iqr {
     common: Common,
-    count: usize,
-    min_count: usize,
+    trailing: TrailingSpec,
     k: f64,
     emit: Emit,
     output_name: Sym,
@@ -87,10 +97,11 @@ impl Iqr {
     ///
     /// # Errors
     ///
-    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a negative
+    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a `window`
+    /// that is not a positive duration, a negative
     /// `k`, an unknown `emit` or `groupBy`.
     pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let (count, min_count) = trailing_counts(ctx)?;
+        let trailing = TrailingSpec::new(ctx)?;
         let k = number_param(ctx, "k")?.unwrap_or(1.5);
         if k < 0.0 {
             return Err(ProcessorError::Config(format!(
@@ -100,8 +111,7 @@ impl Iqr {
         let emit = Emit::read(ctx)?;
         Ok(Self {
             common: Common::new(ctx, KIND)?,
-            count,
-            min_count,
+            trailing,
             k,
             emit,
             output_name: Sym::new(match emit {
@@ -147,8 +157,9 @@ impl Processor for Iqr {
                 continue;
             };
             let window = self.windows.get(key);
-            if window.values.len() >= self.min_count {
-                let mut sorted: Vec<f64> = window.values.iter().copied().collect();
+            let before = window.window(o.timestamp, &self.trailing);
+            if before.len() >= self.trailing.min_count {
+                let mut sorted = before;
                 sorted.sort_by(f64::total_cmp);
                 let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
                 let iqr = q3 - q1;
@@ -167,7 +178,7 @@ impl Processor for Iqr {
                         "rule".into(),
                         Json::String(format!(
                             "outside [Q1 - {k}*IQR, Q3 + {k}*IQR] of the last {} {}",
-                            self.count,
+                            self.trailing.describe(),
                             o.name,
                             k = self.k
                         )),
@@ -180,6 +191,7 @@ impl Processor for Iqr {
                     a.insert("value".into(), num(x));
                     a.insert("outlier".into(), Json::Bool(outlier));
                     a.insert("direction".into(), Json::String(direction.into()));
+                    a.insert("windowCount".into(), Json::from(sorted.len()));
                     a.insert("observationName".into(), Json::String(o.name.to_string()));
                     out.emit(result(
                         &self.common,
@@ -191,7 +203,7 @@ impl Processor for Iqr {
                     ));
                 }
             }
-            window.push(x, o.timestamp, self.count);
+            window.push(x, o.timestamp, &self.trailing);
         }
         Ok(())
     }
@@ -208,7 +220,7 @@ impl Processor for Iqr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::tests::{at, noisy, restored_gives_the_same, series};
+    use crate::detect::tests::{at, by_time, irregular, noisy, restored_gives_the_same, series};
     use crate::testing::run;
 
     fn iqr(params: Json) -> Iqr {
@@ -318,6 +330,51 @@ mod tests {
     }
 
     #[test]
+    fn with_a_time_window_every_fence_matches_type_7_on_the_slice_selected_by_time() {
+        let data = irregular(120, 20.0, 3.0);
+        let mut p = iqr(json!({"count": 15, "minCount": 5, "window": "PT25S", "emit": "all"}));
+        let (out, rejected) = run(&mut p, &series("flow", &data));
+        assert!(rejected.is_empty());
+        let judged: Vec<(usize, Vec<f64>)> = (0..data.len())
+            .map(|i| (i, by_time(&data, i, 25, 15)))
+            .filter(|(_, before)| before.len() >= 5)
+            .collect();
+        let sizes: std::collections::BTreeSet<usize> =
+            judged.iter().map(|(_, b)| b.len()).collect();
+        assert!(sizes.len() > 3 && sizes.contains(&15), "{sizes:?}");
+        assert!(
+            judged.len() < data.len() - 5,
+            "the gap leaves some unjudged"
+        );
+        assert_eq!(out.len(), judged.len());
+        for (o, (i, before)) in out.iter().zip(&judged) {
+            let (q1, q3) = (hyndman_fan_7(before, 0.25), hyndman_fan_7(before, 0.75));
+            let (lower, upper) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
+            let attr = |k: &str| o.attribute(k).unwrap().as_f64().unwrap();
+            assert!((attr("q1") - q1).abs() < 1e-9, "i={i}");
+            assert!((attr("q3") - q3).abs() < 1e-9, "i={i}");
+            assert!((attr("lower") - lower).abs() < 1e-9, "i={i}");
+            assert!((attr("upper") - upper).abs() < 1e-9, "i={i}");
+            assert_eq!(o.timestamp, at(data[*i].0), "i={i}");
+            assert_eq!(o.attribute("windowCount").unwrap(), &json!(before.len()));
+        }
+        assert_eq!(
+            out[0].attribute("rule").unwrap(),
+            "outside [Q1 - 1.5*IQR, Q3 + 1.5*IQR] of the last PT25S (at most 15) flow"
+        );
+    }
+
+    #[test]
+    fn a_restored_processor_with_a_time_window_continues_identically() {
+        restored_gives_the_same(
+            KIND,
+            &json!({"count": 12, "minCount": 4, "window": "PT20S", "emit": "all"}),
+            &series("flow", &irregular(80, 20.0, 3.0)),
+            25,
+        );
+    }
+
+    #[test]
     fn bad_parameters_are_configuration_errors() {
         for (params, needle) in [
             (json!({"count": 0}), "`count`"),
@@ -325,6 +382,8 @@ mod tests {
             (json!({"k": -1}), "`k`"),
             (json!({"k": "wide"}), "`k`"),
             (json!({"emit": "some"}), "`emit`"),
+            (json!({"window": "a while"}), "`window`"),
+            (json!({"window": "0s"}), "`window`"),
         ] {
             match Iqr::new(&ProcessorContext::for_test(&params, "sink")) {
                 Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),

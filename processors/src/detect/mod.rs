@@ -5,8 +5,9 @@
 //!
 //! - **Keys.** Every kind keeps its own state per key: observation name and source by
 //!   default, or as parameter `groupBy` says (`name+source`, `name`, `source`, `all`).
-//!   These processors do not use time windows; their state is a small per-key record
-//!   ([`Keyed`]).
+//!   Their state is a small per-key record ([`Keyed`]); `zscore` and `iqr` keep the
+//!   key's trailing values ([`Trailing`]), the last `count` or, with `window`, those of
+//!   the last `window` of event time (at most `count`).
 //! - **Order.** What they compute depends on the order of the observations, so each key
 //!   takes its observations in event-time order: one older than the last one of its key
 //!   goes to the dead letters (equal timestamps are accepted, in arrival order).
@@ -23,6 +24,7 @@ pub mod iqr;
 pub mod threshold;
 pub mod zscore;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,13 +46,14 @@ pub struct Key {
     pub source: Option<Sym>,
 }
 
-/// The trailing window of the outlier kinds (`zscore`, `iqr`): `count` and `minCount`.
+/// The trailing window of the outlier kinds (`zscore`, `iqr`): `count`, `minCount` and
+/// `window`.
 fn trailing_parameters() -> Vec<ParameterDefinition> {
     vec![
         param(
             "count",
             DataType::Integer,
-            "How many preceding observations of the key form the window.",
+            "How many preceding observations of the key form the window (with `window`: at most this many, the most recent).",
         )
         .default_value(json!(30)),
         param(
@@ -59,19 +62,64 @@ fn trailing_parameters() -> Vec<ParameterDefinition> {
             "How many values the window needs before observations are judged (at least 2, at most count).",
         )
         .default_value(json!(10)),
+        param(
+            "window",
+            DataType::Duration,
+            "When given, the window is the key's observations within this duration before the judged one (t - window <= t' < t), at most `count` of them (the most recent), e.g. PT10M. Default: the last `count` observations, however old.",
+        ),
     ]
 }
 
-/// `count` and `minCount` of a trailing window, checked.
-fn trailing_counts(ctx: &ProcessorContext) -> Result<(usize, usize), ProcessorError> {
-    let count = count_param(ctx, "count", 30, 2)?;
-    let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
-    if min_count > count {
-        return Err(ProcessorError::Config(format!(
-            "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
-        )));
+/// The shape of a trailing window: `count`, `minCount` and `window`, checked.
+#[derive(Clone, Debug)]
+pub struct TrailingSpec {
+    /// Most values in the window.
+    pub count: usize,
+    /// Fewest values in the window for an observation to be judged.
+    pub min_count: usize,
+    /// `window` in µs, and as written, when given.
+    pub window: Option<(i64, String)>,
+}
+
+impl TrailingSpec {
+    /// Reads `count`, `minCount` and `window`.
+    ///
+    /// # Errors
+    ///
+    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a `window`
+    /// that is not a positive duration.
+    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let count = count_param(ctx, "count", 30, 2)?;
+        let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
+        if min_count > count {
+            return Err(ProcessorError::Config(format!(
+                "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
+            )));
+        }
+        let window = match duration_param(ctx, "window")? {
+            Some((d, text)) if d.is_zero() => {
+                return Err(ProcessorError::Config(format!(
+                    "parameter `window` is {text:?}: a window of no time holds nothing; give a positive duration, e.g. PT10M, or leave it out to use the last `count` observations"
+                )));
+            }
+            Some((d, text)) => Some((engine::time::micros(d), text)),
+            None => None,
+        };
+        Ok(Self {
+            count,
+            min_count,
+            window,
+        })
     }
-    Ok((count, min_count))
+
+    /// The window in words, for rules: `30` or `PT10M (at most 30)`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match &self.window {
+            None => self.count.to_string(),
+            Some((_, text)) => format!("{text} (at most {})", self.count),
+        }
+    }
 }
 
 /// The parameters every detection kind takes: `groupBy`, `observationName`, `outputName`.
@@ -222,6 +270,11 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
     #[must_use]
     pub fn peek(&self, key: Key) -> Option<&S> {
         self.states.get(&key)
+    }
+
+    /// Every key with its state.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Key, &mut S)> {
+        self.states.iter_mut().map(|(k, s)| (*k, s))
     }
 
     /// Every state, for a checkpoint, in key order (so a snapshot is reproducible).
@@ -410,22 +463,95 @@ impl Emit {
     }
 }
 
-/// The last `capacity` values of one key, oldest first, and when the last one came.
+/// The trailing values of one key, oldest first, with their times, and when the last one
+/// came.
+///
+/// Without a `window` it holds the last `count` values. With one it holds, besides the
+/// values at the newest time, at most `count` older ones (the most recent), and drops
+/// those that have left the window: the window of an observation at `t` takes the values
+/// at `t'` with `t − window <= t' < t`, so values at the newest time may yet count for a
+/// later observation and values older than `t − window` never will again (the key's
+/// observations come in time order).
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, Serialize)]
+#[serde(from = "TrailingData")]
 pub struct Trailing {
     /// The values, oldest first.
-    values: std::collections::VecDeque<f64>,
+    values: VecDeque<f64>,
+    /// Event time of each value (µs), parallel to `values`.
+    times: VecDeque<i64>,
     /// Event time of the newest observation (µs).
     last: Option<i64>,
 }
 
+/// `Trailing` as written in a checkpoint. `times` may be missing (checkpoints written before
+/// windows had times): a value without a time is then taken as infinitely old, so it still
+/// counts in a window of `count` observations and never in one of a duration.
+#[derive(serde::Deserialize)]
+struct TrailingData {
+    values: VecDeque<f64>,
+    #[serde(default)]
+    times: VecDeque<i64>,
+    last: Option<i64>,
+}
+
+impl From<TrailingData> for Trailing {
+    fn from(d: TrailingData) -> Self {
+        let TrailingData {
+            values,
+            mut times,
+            last,
+        } = d;
+        while times.len() > values.len() {
+            times.pop_front();
+        }
+        while times.len() < values.len() {
+            times.push_front(i64::MIN);
+        }
+        Self {
+            values,
+            times,
+            last,
+        }
+    }
+}
+
 impl Trailing {
-    fn push(&mut self, x: f64, t: Timestamp, capacity: usize) {
-        self.values.push_back(x);
-        while self.values.len() > capacity {
+    /// The values an observation at `t` is judged against: the last `count` ones, or with a
+    /// `window` the last `count` of those at `t − window <= t' < t`. Also drops values
+    /// that have left the window for good.
+    fn window(&mut self, t: Timestamp, spec: &TrailingSpec) -> Vec<f64> {
+        let Some((window, _)) = spec.window else {
+            return self.values.iter().copied().collect();
+        };
+        let t = t.as_micros();
+        let start = t.saturating_sub(window);
+        while self.times.front().is_some_and(|&u| u < start) {
+            self.times.pop_front();
             self.values.pop_front();
         }
-        self.last = Some(t.as_micros());
+        // Values at t itself (earlier arrivals at the same time) are not before it.
+        let end = self.times.partition_point(|&u| u < t);
+        let from = end.saturating_sub(spec.count);
+        self.values.range(from..end).copied().collect()
+    }
+
+    fn push(&mut self, x: f64, t: Timestamp, spec: &TrailingSpec) {
+        let t = t.as_micros();
+        self.values.push_back(x);
+        self.times.push_back(t);
+        self.last = Some(t);
+        let keep = if spec.window.is_some() {
+            // At most `count` older values, and at most `count` at the newest time.
+            let at_t = self.times.iter().rev().take_while(|&&u| u == t).count();
+            let older = self.times.len() - at_t;
+            older.min(spec.count) + at_t.min(spec.count)
+        } else {
+            spec.count
+        };
+        while self.values.len() > keep {
+            self.values.pop_front();
+            self.times.pop_front();
+        }
     }
 }
 

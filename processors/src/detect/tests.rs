@@ -33,6 +33,39 @@ pub fn noisy(n: usize, level: f64, amplitude: f64) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// Readings at irregular times (seconds): mostly 1–4 s apart, some at the same time as
+/// the one before, and a 100 s gap at the middle; values are `noisy(n, level, amplitude)`'s.
+pub fn irregular(n: usize, level: f64, amplitude: f64) -> Vec<(i64, f64)> {
+    let steps = [1, 3, 0, 2, 1, 4, 1, 0, 2, 3, 1, 1];
+    let mut t = 0;
+    noisy(n, level, amplitude)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, x))| {
+            if i > 0 {
+                t += if i == n / 2 {
+                    100
+                } else {
+                    steps[i % steps.len()]
+                };
+            }
+            (t, x)
+        })
+        .collect()
+}
+
+/// The window of `data[i]` by time, computed naively: the values at t' with
+/// `t − window <= t' < t` among those before it, the last `count` of them.
+pub fn by_time(data: &[(i64, f64)], i: usize, window: i64, count: usize) -> Vec<f64> {
+    let t = data[i].0;
+    let inside: Vec<f64> = data[..i]
+        .iter()
+        .filter(|(u, _)| t - window <= *u && *u < t)
+        .map(|d| d.1)
+        .collect();
+    inside[inside.len().saturating_sub(count)..].to_vec()
+}
+
 fn create(kind: &str, params: &Json) -> Box<dyn Processor> {
     let ctx = ProcessorContext::for_test(params, "sink");
     (registration(kind).expect("registered").factory)(&ctx).expect("created")

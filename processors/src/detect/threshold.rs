@@ -11,18 +11,31 @@
 //! | `outputName` | string | `alert` | name of the alerts |
 //!
 //! **When it fires.** The condition is taken to hold from the first observation that met
-//! it, for as long as every following observation of the key meets it; one that does not
-//! (a dip, including one inside the hysteresis band) resets it. The alert is raised at the
-//! first observation whose time is at least `minDuration` after that first one, and
-//! stamped with that observation's time (with `minDuration` 0, the first observation that
-//! meets the condition). Time only advances with observations: nothing fires between them.
-//! Once raised, the alert is cleared by the first observation meeting the clear condition,
-//! at once. Each key needs its observations in event-time order; an older one goes to the
+//! it (`since`), for as long as every following observation of the key meets it; one that
+//! does not (a dip, including one inside the hysteresis band) resets it. The alert is
+//! raised at `since + minDuration`, as soon as that is known, whichever comes first of:
+//!
+//! - **an observation** whose time t is at least `since + minDuration` and that still meets
+//!   the condition: the alert is stamped t and carries that observation's value (with
+//!   `minDuration` 0, this is the first observation that meets the condition);
+//! - **the watermark** reaching `since + minDuration` (watermark W ≥ since + minDuration)
+//!   while the key's last observation met the condition. The watermark says no
+//!   observation at or before W will come, and the key's observations are taken in
+//!   order, so none can contradict the condition before `since + minDuration`: the alert is
+//!   stamped exactly `since + minDuration` and carries the value of the key's last
+//!   observation (the one that kept the condition holding). Without watermarks (or with
+//!   `minDuration` 0) only observations raise alerts.
+//!
+//! Either way the alert is raised once: a raised alert is only waiting to clear, so later
+//! observations that meet the condition, and later watermarks, raise nothing more. Once
+//! raised, the alert is cleared by the first observation meeting the clear condition, at
+//! once. Each key needs its observations in event-time order; an older one goes to the
 //! dead letters.
 //!
 //! **Output.** One observation when the alert is raised and one when it clears: name
-//! `outputName`, source = the input's, time = the observation's, value = the value that
-//! raised or cleared it, and attributes `rule` (e.g. `power GT 3000 for PT10S, clears LE
+//! `outputName`, source = the input's, time = the observation's (`since + minDuration`
+//! when the watermark raised it), value = the value that raised or cleared it (the last
+//! observation's when the watermark raised it), and attributes `rule` (e.g. `power GT 3000 for PT10S, clears LE
 //! 2800`), `state` (`raised` or `cleared`), `threshold`, `clearThreshold`, `since` (when
 //! the condition started to hold), `observationName`; a cleared alert also has `raisedAt`.
 
@@ -154,6 +167,34 @@ pub struct AlertState {
     raised_at: Option<i64>,
     /// Event time of the key's newest observation (µs).
     last: Option<i64>,
+    /// Value of the key's newest observation: what an alert raised by the watermark
+    /// carries.
+    #[serde(default)]
+    value: Option<f64>,
+    /// Name of the key's newest observation, for an alert raised by the watermark.
+    #[serde(default, with = "sym_text")]
+    name: Option<Sym>,
+    /// When the key's newest observation entered the engine (not checkpointed: the
+    /// clock is the process's).
+    #[serde(skip)]
+    ingested: u64,
+}
+
+/// An optional [`Sym`] written as its text.
+mod sym_text {
+    use engine::Sym;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(sym: &Option<Sym>, s: S) -> Result<S::Ok, S::Error> {
+        match sym {
+            Some(sym) => s.serialize_some(&*sym.text()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Sym>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(|t| Sym::new(&t)))
+    }
 }
 
 /// The running processor.
@@ -289,6 +330,9 @@ impl Processor for Threshold {
             let t = o.timestamp.as_micros();
             let mut s = self.alerts.get(key).clone();
             s.last = Some(t);
+            s.value = Some(x);
+            s.name = Some(o.name);
+            s.ingested = o.ingested;
             if let Some(raised_at) = s.raised_at {
                 if self.operator.negation().holds(x, self.clear_threshold) {
                     let since = s.since.unwrap_or(raised_at);
@@ -310,6 +354,47 @@ impl Processor for Threshold {
         Ok(())
     }
 
+    /// Raises the alerts whose condition has held for `minDuration` by `watermark`: see
+    /// the module's "When it fires".
+    fn on_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Output<'_>,
+    ) -> Result<(), ProcessorError> {
+        if self.min_duration == 0 {
+            return Ok(());
+        }
+        let w = watermark.as_micros();
+        let min_duration = self.min_duration;
+        let mut due = Vec::new();
+        for (key, s) in self.alerts.iter_mut() {
+            let (None, Some(since), Some(x), Some(name)) = (s.raised_at, s.since, s.value, s.name)
+            else {
+                continue;
+            };
+            let at = since.saturating_add(min_duration);
+            if at <= w {
+                s.raised_at = Some(at);
+                due.push((at, key, since, x, name, s.ingested));
+            }
+        }
+        // In time order, then key order, so that the output does not depend on hashing.
+        due.sort_by_key(|d| (d.0, d.1));
+        for (at, key, since, x, name, ingested) in due {
+            let last = Observation {
+                source: self.common.source(key),
+                name,
+                timestamp: Timestamp(at),
+                value: engine::Value::Number(x),
+                data_kind: None,
+                ingested,
+                attributes: None,
+            };
+            out.emit(self.alert(&last, key, x, "raised", since, None));
+        }
+        Ok(())
+    }
+
     fn snapshot(&self) -> Result<Json, ProcessorError> {
         self.alerts.snapshot()
     }
@@ -323,7 +408,7 @@ impl Processor for Threshold {
 mod tests {
     use super::*;
     use crate::detect::tests::{at, restored_gives_the_same, series};
-    use crate::testing::run;
+    use crate::testing::{run, watermark};
 
     fn threshold(params: Json) -> Threshold {
         Threshold::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
@@ -448,6 +533,153 @@ mod tests {
         let params = json!({"threshold": 3000, "clearThreshold": 2800, "minDuration": "PT10S"});
         // Cut at t=20: the condition has held since 16 but the alert is not raised yet.
         restored_gives_the_same(KIND, &params, &series("power", &power()), 20);
+    }
+
+    fn held_for_ten_seconds() -> Threshold {
+        threshold(json!({"threshold": 3000, "clearThreshold": 2800, "minDuration": "PT10S"}))
+    }
+
+    #[test]
+    fn the_watermark_raises_the_alert_at_exactly_since_plus_min_duration_and_only_once() {
+        let mut p = held_for_ten_seconds();
+        // The condition starts at t=0 with the only observation.
+        let (out, _) = run(&mut p, &series("power", &[(0, 3100.0)]));
+        assert!(out.is_empty());
+        // Event time short of 10 s: nothing, not even 1 µs short.
+        assert!(watermark(&mut p, at(9)).is_empty());
+        assert!(watermark(&mut p, Timestamp(at(10).as_micros() - 1)).is_empty());
+        // At 10 s the condition has held for minDuration: raised, stamped 0 + 10 s.
+        let raised = watermark(&mut p, at(10));
+        assert_eq!(states(&raised), [(10, "raised".into(), 3100.0)]);
+        assert_eq!(raised[0].timestamp, at(10));
+        assert_eq!(raised[0].source.to_string(), "s");
+        assert_eq!(raised[0].name.to_string(), "alert");
+        assert_eq!(
+            raised[0].attribute("since").unwrap(),
+            &json!(at(0).to_string())
+        );
+        assert_eq!(raised[0].attribute("observationName").unwrap(), "power");
+        assert_eq!(
+            raised[0].attribute("rule").unwrap(),
+            "power GT 3000 for PT10S, clears LE 2800"
+        );
+        // Never twice: not by a later watermark, nor by a later observation meeting it.
+        assert!(watermark(&mut p, at(30)).is_empty());
+        let (out, _) = run(&mut p, &series("power", &[(31, 3500.0)]));
+        assert!(out.is_empty(), "{out:?}");
+        // The band does not clear it; a clearing observation does.
+        let (out, _) = run(&mut p, &series("power", &[(32, 2900.0), (33, 2700.0)]));
+        assert_eq!(states(&out), [(33, "cleared".into(), 2700.0)]);
+        assert_eq!(
+            out[0].attribute("raisedAt").unwrap(),
+            &json!(at(10).to_string())
+        );
+        assert_eq!(
+            out[0].attribute("since").unwrap(),
+            &json!(at(0).to_string())
+        );
+    }
+
+    #[test]
+    fn the_watermark_raises_nothing_once_an_observation_contradicted_the_condition() {
+        let mut p = held_for_ten_seconds();
+        // A dip at 5 (in the band) resets the condition; it starts again at 6.
+        run(
+            &mut p,
+            &series("power", &[(0, 3100.0), (5, 2900.0), (6, 3100.0)]),
+        );
+        assert!(watermark(&mut p, at(15)).is_empty());
+        assert_eq!(
+            states(&watermark(&mut p, at(16))),
+            [(16, "raised".into(), 3100.0)]
+        );
+        // Below the threshold at the end: nothing, however far the watermark goes.
+        let mut p = held_for_ten_seconds();
+        run(&mut p, &series("power", &[(0, 3100.0), (5, 2000.0)]));
+        assert!(watermark(&mut p, at(100)).is_empty());
+    }
+
+    #[test]
+    fn an_alert_raised_by_an_observation_is_not_raised_again_by_the_watermark() {
+        let mut p = held_for_ten_seconds();
+        let (out, _) = run(&mut p, &series("power", &[(0, 3100.0), (12, 3200.0)]));
+        assert_eq!(states(&out), [(12, "raised".into(), 3200.0)]);
+        assert!(watermark(&mut p, at(100)).is_empty());
+    }
+
+    #[test]
+    fn without_min_duration_the_watermark_does_nothing() {
+        let mut p = threshold(json!({"threshold": 3000}));
+        let (out, _) = run(&mut p, &series("power", &[(0, 3100.0)]));
+        assert_eq!(out.len(), 1);
+        assert!(watermark(&mut p, at(100)).is_empty());
+    }
+
+    #[test]
+    fn the_watermark_raises_each_due_key_in_time_order() {
+        let mut p = held_for_ten_seconds();
+        let mut input = series("power", &[(0, 3100.0), (3, 3300.0)]);
+        input[0].source = Sym::new("b");
+        let mut late = series("power", &[(1, 3050.0)]);
+        late[0].source = Sym::new("a");
+        input.insert(1, late.remove(0));
+        run(&mut p, &input);
+        let out = watermark(&mut p, at(11));
+        let got: Vec<(String, i64, f64)> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.source.to_string(),
+                    o.timestamp.as_millis() / 1000,
+                    o.value.as_f64().unwrap(),
+                )
+            })
+            .collect();
+        // b held from 0 (due at 10), a from 1 (due at 11); s, from 3, is not due yet.
+        assert_eq!(got, [("b".into(), 10, 3100.0), ("a".into(), 11, 3050.0)]);
+        // s held from 3: due at 13.
+        assert_eq!(
+            states(&watermark(&mut p, at(13))),
+            [(13, "raised".into(), 3300.0)]
+        );
+    }
+
+    #[test]
+    fn a_restored_processor_raises_by_the_watermark_and_clears_identically() {
+        let no_ingest = |v: Vec<Observation>| -> Vec<Observation> {
+            v.into_iter()
+                .map(|o| Observation { ingested: 0, ..o })
+                .collect()
+        };
+        let mut original = held_for_ten_seconds();
+        run(&mut original, &series("power", &[(0, 3100.0), (4, 3150.0)]));
+        let text = original.snapshot().unwrap().to_string();
+        let mut restored = held_for_ten_seconds();
+        restored
+            .restore(serde_json::from_str(&text).unwrap())
+            .unwrap();
+        assert_eq!(restored.snapshot().unwrap().to_string(), text);
+        // Pending since 0, last value 3150: both raise at 10 with it; a fresh one does not.
+        let expected = no_ingest(watermark(&mut original, at(10)));
+        assert_eq!(states(&expected), [(10, "raised".into(), 3150.0)]);
+        assert_eq!(no_ingest(watermark(&mut restored, at(10))), expected);
+        assert!(watermark(&mut held_for_ten_seconds(), at(10)).is_empty());
+        // Raised by the watermark, checkpointed again: the restored one knows it is raised
+        // (no second alert) and when (the clear's raisedAt).
+        let text = original.snapshot().unwrap().to_string();
+        let mut restored = held_for_ten_seconds();
+        restored
+            .restore(serde_json::from_str(&text).unwrap())
+            .unwrap();
+        let rest = series("power", &[(20, 3400.0), (21, 2500.0)]);
+        let (expected, _) = run(&mut original, &rest);
+        let (got, _) = run(&mut restored, &rest);
+        assert_eq!(states(&expected), [(21, "cleared".into(), 2500.0)]);
+        assert_eq!(got, expected);
+        assert_eq!(
+            got[0].attribute("raisedAt").unwrap(),
+            &json!(at(10).to_string())
+        );
     }
 
     #[test]

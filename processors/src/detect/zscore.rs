@@ -8,10 +8,19 @@
 //! observation is not judged. When the window's values are all equal (stddev 0), an equal
 //! value has z = 0 and any other an infinite z-score: an outlier.
 //!
+//! **Time window.** With `window`, the window of an observation at time t is the key's
+//! observations at t' with `t − window <= t' < t` — at most `count` of them, the most
+//! recent (so `count` bounds memory and the window holds at most `count` values). Earlier
+//! observations at the same time t are not before it and are left out. The window then
+//! holds as many values as came in that time, and with fewer than `minCount` the
+//! observation is not judged (after a gap in the data, say). Without `window`, the window
+//! is the last `count` observations however old they are.
+//!
 //! | parameter | type | default | meaning |
 //! |---|---|---|---|
-//! | `count` | integer | 30 | how many preceding observations of the key form the window |
+//! | `count` | integer | 30 | how many preceding observations of the key form the window (with `window`: at most this many) |
 //! | `minCount` | integer | 10 | how many the window needs before observations are judged (2 to `count`) |
+//! | `window` | duration | none | when given, the window is the key's observations within this duration before the judged one, e.g. `PT10M` |
 //! | `limit` | number | 3 | an outlier has `|z| > limit` |
 //! | `emit` | string | `outliers` | `outliers`: an alert per outlier; `all`: every judged observation, its z-score as value |
 //! | `groupBy`, `observationName` | | | see [`super`] |
@@ -19,9 +28,10 @@
 //!
 //! **Output.** Source = the input's, time = the observation's. An alert's value is the
 //! value that fired; with `emit` = `all` the value is the z-score (an infinite one is
-//! written as `null` in JSON). Attributes: `rule` (e.g. `|z| > 3 over the last 30 power`),
-//! `zScore` (`null` when infinite), `mean`, `stddev`, `value`, `outlier`,
-//! `observationName`. Each key needs its observations in event-time order; an older one
+//! written as `null` in JSON). Attributes: `rule` (e.g. `|z| > 3 over the last 30 power`,
+//! or `… over the last PT10M (at most 30) power` with `window`), `zScore` (`null` when
+//! infinite), `mean`, `stddev`, `value`, `outlier`, `windowCount` (how many values the
+//! window held), `observationName`. Each key needs its observations in event-time order; an older one
 //! goes to the dead letters.
 
 use engine::processor::{
@@ -33,7 +43,7 @@ use manifests::model::{Category, DataType, ParameterDefinition};
 use serde_json::{Map, Value as Json, json};
 
 use super::{
-    Common, Emit, Keyed, Trailing, common_parameters, num, number_param, result, trailing_counts,
+    Common, Emit, Keyed, Trailing, TrailingSpec, common_parameters, num, number_param, result,
     trailing_parameters,
 };
 
@@ -72,8 +82,7 @@ fn parameters() -> Vec<ParameterDefinition> {
 #[derive(Debug)]
 pub struct ZScore {
     common: Common,
-    count: usize,
-    min_count: usize,
+    trailing: TrailingSpec,
     limit: f64,
     emit: Emit,
     output_name: Sym,
@@ -85,10 +94,11 @@ impl ZScore {
     ///
     /// # Errors
     ///
-    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a limit
+    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a `window`
+    /// that is not a positive duration, a limit
     /// that is not positive, an unknown `emit` or `groupBy`.
     pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let (count, min_count) = trailing_counts(ctx)?;
+        let trailing = TrailingSpec::new(ctx)?;
         let limit = number_param(ctx, "limit")?.unwrap_or(3.0);
         if limit <= 0.0 {
             return Err(ProcessorError::Config(format!(
@@ -98,8 +108,7 @@ impl ZScore {
         let emit = Emit::read(ctx)?;
         Ok(Self {
             common: Common::new(ctx, KIND)?,
-            count,
-            min_count,
+            trailing,
             limit,
             emit,
             output_name: Sym::new(match emit {
@@ -112,7 +121,7 @@ impl ZScore {
 }
 
 /// Mean and sample standard deviation, in two passes.
-fn mean_and_stddev(values: &std::collections::VecDeque<f64>) -> (f64, f64) {
+fn mean_and_stddev(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
@@ -138,8 +147,9 @@ impl Processor for ZScore {
                 continue;
             };
             let window = self.windows.get(key);
-            if window.values.len() >= self.min_count {
-                let (mean, stddev) = mean_and_stddev(&window.values);
+            let before = window.window(o.timestamp, &self.trailing);
+            if before.len() >= self.trailing.min_count {
+                let (mean, stddev) = mean_and_stddev(&before);
                 #[allow(clippy::float_cmp, reason = "a constant window: exact equality")]
                 let z = if stddev > 0.0 {
                     (x - mean) / stddev
@@ -155,7 +165,9 @@ impl Processor for ZScore {
                         "rule".into(),
                         Json::String(format!(
                             "|z| > {} over the last {} {}",
-                            self.limit, self.count, o.name
+                            self.limit,
+                            self.trailing.describe(),
+                            o.name
                         )),
                     );
                     a.insert("zScore".into(), num(z));
@@ -163,6 +175,7 @@ impl Processor for ZScore {
                     a.insert("stddev".into(), num(stddev));
                     a.insert("value".into(), num(x));
                     a.insert("outlier".into(), Json::Bool(outlier));
+                    a.insert("windowCount".into(), Json::from(before.len()));
                     a.insert("observationName".into(), Json::String(o.name.to_string()));
                     let value = if self.emit == Emit::All { z } else { x };
                     out.emit(result(
@@ -175,7 +188,7 @@ impl Processor for ZScore {
                     ));
                 }
             }
-            window.push(x, o.timestamp, self.count);
+            window.push(x, o.timestamp, &self.trailing);
         }
         Ok(())
     }
@@ -192,7 +205,7 @@ impl Processor for ZScore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::tests::{noisy, restored_gives_the_same, series};
+    use crate::detect::tests::{by_time, irregular, noisy, restored_gives_the_same, series};
     use crate::testing::run;
     use statrs::statistics::Statistics;
 
@@ -310,6 +323,89 @@ mod tests {
     }
 
     #[test]
+    fn with_a_time_window_every_z_score_matches_statrs_on_the_slice_selected_by_time() {
+        // Spikes at 40 and 90 (after the 100 s gap, 60 readings in: few values before it).
+        let data: Vec<(i64, f64)> = irregular(120, 50.0, 4.0)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, x))| {
+                if i == 40 || i == 90 {
+                    (t, x + 30.0)
+                } else {
+                    (t, x)
+                }
+            })
+            .collect();
+        let mut p = zscore(json!({"count": 12, "minCount": 4, "window": "PT20S", "emit": "all"}));
+        let (out, rejected) = run(&mut p, &series("temp", &data));
+        assert!(rejected.is_empty());
+        let mut expected = Vec::new();
+        let mut sizes = std::collections::BTreeSet::new();
+        for i in 0..data.len() {
+            let before = by_time(&data, i, 20, 12);
+            sizes.insert(before.len());
+            if before.len() >= 4 {
+                let (m, sd) = (before.clone().mean(), before.clone().std_dev());
+                expected.push((i, (data[i].1 - m) / sd, before.len()));
+            }
+        }
+        // The selection by time matters: windows of many sizes, some too small to judge,
+        // some cut by `count`.
+        assert!(sizes.contains(&0) && sizes.contains(&12), "{sizes:?}");
+        assert!(sizes.range(1..4).count() > 0 && sizes.range(5..12).count() > 2);
+        assert_eq!(out.len(), expected.len());
+        for (o, (i, z, n)) in out.iter().zip(&expected) {
+            let got = o.value.as_f64().unwrap();
+            assert!((got - z).abs() < 1e-9, "i={i}: {got} vs {z}");
+            assert_eq!(o.timestamp, crate::detect::tests::at(data[*i].0), "i={i}");
+            assert_eq!(o.attribute("windowCount").unwrap(), &json!(n), "i={i}");
+        }
+        assert_eq!(
+            out[0].attribute("rule").unwrap(),
+            "|z| > 3 over the last PT20S (at most 12) temp"
+        );
+        // The first reading after the 100 s gap has nothing in its window; the spikes are
+        // outliers.
+        let judged: Vec<usize> = expected.iter().map(|e| e.0).collect();
+        assert!(!judged.contains(&60));
+        for spike in [40, 90] {
+            let k = judged.iter().position(|&i| i == spike).unwrap();
+            assert_eq!(
+                out[k].attribute("outlier").unwrap(),
+                &json!(true),
+                "{spike}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_restored_processor_with_a_time_window_continues_identically() {
+        restored_gives_the_same(
+            KIND,
+            &json!({"count": 10, "minCount": 3, "window": "PT15S", "emit": "all"}),
+            &series("temp", &irregular(80, 50.0, 4.0)),
+            30,
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_without_times_still_restores() {
+        // Written before windows had times: its values count as the last `count`, and
+        // never within a time window.
+        let old = json!({"keys": [{"name": "x", "source": "s",
+            "state": {"values": [1.0, 2.0, 3.0, 4.0], "last": 4_000_000}}]});
+        let input = series("x", &[(5, 10.0)]);
+        let mut p = zscore(json!({"minCount": 4, "emit": "all"}));
+        p.restore(old.clone()).unwrap();
+        let (out, _) = run(&mut p, &input);
+        let z = (10.0 - 2.5) / [1.0, 2.0, 3.0, 4.0].std_dev();
+        assert!((out[0].value.as_f64().unwrap() - z).abs() < 1e-9);
+        let mut p = zscore(json!({"minCount": 4, "window": "PT1H", "emit": "all"}));
+        p.restore(old).unwrap();
+        assert!(run(&mut p, &input).0.is_empty());
+    }
+
+    #[test]
     fn bad_parameters_are_configuration_errors() {
         for (params, needle) in [
             (json!({"count": 1}), "`count`"),
@@ -318,6 +414,9 @@ mod tests {
             (json!({"minCount": 1}), "`minCount`"),
             (json!({"limit": 0}), "`limit`"),
             (json!({"emit": "alerts"}), "`emit`"),
+            (json!({"window": "soon"}), "`window`"),
+            (json!({"window": "PT0S"}), "`window`"),
+            (json!({"window": 10}), "`window`"),
         ] {
             match ZScore::new(&ProcessorContext::for_test(&params, "sink")) {
                 Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),

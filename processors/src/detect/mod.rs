@@ -35,16 +35,7 @@ use rustc_hash::FxHashMap;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
 
-pub use crate::window::GroupBy;
-
-/// The key of one state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    /// Observation name, when grouping by it.
-    pub name: Option<Sym>,
-    /// Source, when grouping by it.
-    pub source: Option<Sym>,
-}
+pub use crate::window::{GroupBy, Key};
 
 /// The trailing window of the outlier kinds (`zscore`, `iqr`): `count`, `minCount` and
 /// `window`.
@@ -137,6 +128,7 @@ fn common_parameters(output_name: &str) -> Vec<ParameterDefinition> {
             DataType::String,
             "Only observations with this name are used; others are left to other processors.",
         ),
+        crate::window::key_field_parameter(),
         param("outputName", DataType::String, output_name),
     ]
 }
@@ -145,6 +137,8 @@ fn common_parameters(output_name: &str) -> Vec<ParameterDefinition> {
 #[derive(Clone, Debug)]
 pub struct Common {
     group: GroupBy,
+    /// `keyField`: an attribute that further keys the state.
+    key_field: Option<String>,
     only: Option<Sym>,
     /// `outputName`, when given.
     output_name: Option<Sym>,
@@ -168,6 +162,7 @@ impl Common {
         })?;
         Ok(Self {
             group,
+            key_field: p.get_str("keyField"),
             only: p.get_str("observationName").map(|n| Sym::new(&n)),
             output_name: p.get_str("outputName").map(|n| Sym::new(&n)),
             sink: ctx.sink,
@@ -185,7 +180,11 @@ impl Common {
     #[must_use]
     pub fn key(&self, o: &Observation) -> Key {
         let (name, source) = self.group.parts(o);
-        Key { name, source }
+        Key {
+            name,
+            source,
+            field: crate::window::field_key(self.key_field.as_deref(), o),
+        }
     }
 
     /// The source of results for `key`: its source, or the sink when it spans sources.
@@ -288,6 +287,7 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
             (
                 k.name.map(|n| n.text().to_string()),
                 k.source.map(|s| s.text().to_string()),
+                k.field.map(|f| f.text().to_string()),
             )
         });
         let mut out = Vec::with_capacity(keys.len());
@@ -297,6 +297,7 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
             out.push(json!({
                 "name": key.name.map(|n| n.text().to_string()),
                 "source": key.source.map(|s| s.text().to_string()),
+                "field": key.field.map(|f| f.text().to_string()),
                 "state": state,
             }));
         }
@@ -319,6 +320,7 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
             let key = Key {
                 name: k.get("name").and_then(Json::as_str).map(Sym::new),
                 source: k.get("source").and_then(Json::as_str).map(Sym::new),
+                field: k.get("field").and_then(Json::as_str).map(Sym::new),
             };
             let state: S = serde_json::from_value(k.get("state").cloned().unwrap_or(Json::Null))
                 .map_err(|e| bad(e.to_string()))?;
@@ -336,8 +338,11 @@ pub(crate) fn result(
     name: Sym,
     input: &Observation,
     value: f64,
-    attributes: Map<String, Json>,
+    mut attributes: Map<String, Json>,
 ) -> Observation {
+    if let (Some(field), Some(value)) = (&common.key_field, key.field) {
+        attributes.insert(field.clone(), Json::String(value.text().to_string()));
+    }
     Observation {
         source: common.source(key),
         name,

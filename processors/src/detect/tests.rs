@@ -180,3 +180,57 @@ fn a_snapshot_of_another_shape_is_refused() {
         );
     }
 }
+
+/// Two product variants on one station, interleaved, with different normal assembly
+/// times: mixed, their spread hides an outlier; keyed by the `productType` attribute, each
+/// variant is judged against its own history and the outlier is flagged, alone; the key
+/// survives a snapshot.
+#[test]
+fn key_field_keeps_one_state_per_attribute_value() {
+    let noise = noisy(120, 0.0, 5.0);
+    let input: Vec<Observation> = noise
+        .iter()
+        .map(|&(t, e)| {
+            let variant = if t % 2 == 0 { "A" } else { "B" };
+            let base = if variant == "A" { 100.0 } else { 300.0 };
+            let value = if t == 101 { 400.0 } else { base + e };
+            let mut o =
+                Observation::number(Sym::new("st-1"), Sym::new("assemblyTime"), at(t), value);
+            let mut attributes = serde_json::Map::new();
+            attributes.insert("productType".into(), json!(variant));
+            o.attributes = Some(std::sync::Arc::new(attributes));
+            o
+        })
+        .collect();
+    let flagged = |params: &Json| -> Vec<(i64, Option<String>)> {
+        let (out, rejected) = run(create("zscore", params).as_mut(), &input);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        out.iter()
+            .map(|o| {
+                (
+                    o.timestamp.as_millis() / 1000,
+                    o.attribute("productType")
+                        .and_then(Json::as_str)
+                        .map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let mixed = flagged(&json!({"count": 20}));
+    assert!(
+        mixed.is_empty(),
+        "mixed, the variants' spread hides the outlier: {mixed:?}"
+    );
+    let keyed = flagged(&json!({"count": 20, "keyField": "productType"}));
+    assert_eq!(
+        keyed,
+        vec![(101, Some("B".to_owned()))],
+        "only the real outlier"
+    );
+    restored_gives_the_same(
+        "zscore",
+        &json!({"count": 20, "keyField": "productType"}),
+        &input,
+        95,
+    );
+}

@@ -95,6 +95,26 @@ impl GroupBy {
     }
 }
 
+/// The value of attribute `field` of `o` as a key (text as it is, other JSON as written);
+/// None without a field or when `o` lacks it.
+#[must_use]
+pub fn field_key(field: Option<&str>, o: &Observation) -> Option<Sym> {
+    o.attribute(field?).map(|v| match v {
+        Json::String(s) => Sym::new(s),
+        other => Sym::new(&other.to_string()),
+    })
+}
+
+/// The `keyField` parameter.
+#[must_use]
+pub fn key_field_parameter() -> ParameterDefinition {
+    param(
+        "keyField",
+        DataType::String,
+        "An attribute whose value further keys the results (e.g. productType); it is copied to the results.",
+    )
+}
+
 /// The key of one result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -191,7 +211,7 @@ pub fn parameters_with(d: &Defaults) -> Vec<ParameterDefinition> {
         param("groupBy", DataType::String, "What results are keyed by: name+source (one per quantity and source), name (one per quantity across sources), source, or all.")
             .default_value(json!("name+source"))
             .one_of(&["name+source", "name", "source", "all"]),
-        param("keyField", DataType::String, "An attribute whose value further keys the results (e.g. productType); it is copied to the results."),
+        key_field_parameter(),
         param("closed", DataType::String, "Which end of a time window is inclusive: left, [start, end); or right, (start, end].")
             .default_value(json!("left"))
             .one_of(&["left", "right"]),
@@ -378,12 +398,7 @@ impl WindowSettings {
 
     fn key(&self, o: &Observation) -> Key {
         let (name, source) = self.group.parts(o);
-        let field = self.key_field.as_deref().and_then(|f| {
-            o.attribute(f).map(|v| match v {
-                Json::String(s) => Sym::new(s),
-                other => Sym::new(&other.to_string()),
-            })
-        });
+        let field = field_key(self.key_field.as_deref(), o);
         Key {
             name,
             source,

@@ -692,6 +692,40 @@ async fn feed(rig: &Rig, dsm: &str, all: &[Observation], chunk: usize) {
     }
 }
 
+/// Feeds `sent` into the bus data source `in`: a thousand, then the rest while `server`
+/// restarts, waiting (`patience`: seconds for the first thousand, then for all) until
+/// `written` — how many of them the far side holds — reaches each mark. Returns the server,
+/// running again.
+async fn feed_across_a_restart<F, Fut>(
+    rig: &Rig,
+    server: services::Server,
+    sent: &[Observation],
+    patience: (u64, u64),
+    written: F,
+) -> services::Server
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = usize>,
+{
+    feed(rig, "in", &sent[..1000], 50).await;
+    common::eventually(patience.0, "the first thousand", || async {
+        written().await >= 1000
+    })
+    .await;
+    let restart = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.restart(Duration::from_millis(500));
+        server
+    });
+    feed(rig, "in", &sent[1000..], 50).await;
+    let server = restart.await.unwrap();
+    common::eventually(patience.1, "all of them", || async {
+        written().await >= sent.len()
+    })
+    .await;
+    server
+}
+
 // --- PostgreSQL -----------------------------------------------------------------------
 
 mod postgres {
@@ -819,20 +853,8 @@ mod postgres {
         rig.start().await;
         rig.connected().await;
         let sent = observations("box", 3, 3000);
-        feed(&rig, "in", &sent[..1000], 50).await;
-        common::eventually(30, "the first thousand", || async {
-            rows(port, "postgres", "plant.results").await.len() >= 1000
-        })
-        .await;
-        let restart = tokio::task::spawn_blocking(move || {
-            let mut server = server;
-            server.restart(Duration::from_millis(500));
-            server
-        });
-        feed(&rig, "in", &sent[1000..], 50).await;
-        let server = restart.await.unwrap();
-        common::eventually(60, "every row", || async {
-            rows(port, "postgres", "plant.results").await.len() >= sent.len()
+        let server = feed_across_a_restart(&rig, server, &sent, (30, 60), || async {
+            rows(port, "postgres", "plant.results").await.len()
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1002,20 +1024,8 @@ mod mongo {
         rig.start().await;
         rig.connected().await;
         let sent = observations("box", 3, 3000);
-        feed(&rig, "in", &sent[..1000], 50).await;
-        common::eventually(30, "the first thousand", || async {
-            stored(port, "dda_test", "results").await.len() >= 1000
-        })
-        .await;
-        let restart = tokio::task::spawn_blocking(move || {
-            let mut server = server;
-            server.restart(Duration::from_millis(500));
-            server
-        });
-        feed(&rig, "in", &sent[1000..], 50).await;
-        let server = restart.await.unwrap();
-        common::eventually(60, "every document", || async {
-            stored(port, "dda_test", "results").await.len() >= sent.len()
+        let server = feed_across_a_restart(&rig, server, &sent, (30, 60), || async {
+            stored(port, "dda_test", "results").await.len()
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1192,20 +1202,8 @@ mod kafka {
         rig.start().await;
         rig.connected().await;
         let sent = observations("box", 3, 3000);
-        feed(&rig, "in", &sent[..1000], 50).await;
-        common::eventually(60, "the first thousand back", || async {
-            back.len() >= 1000
-        })
-        .await;
-        let restart = tokio::task::spawn_blocking(move || {
-            let mut server = server;
-            server.restart(Duration::from_millis(500));
-            server
-        });
-        feed(&rig, "in", &sent[1000..], 50).await;
-        let server = restart.await.unwrap();
-        common::eventually(90, "every message back", || async {
-            keys(&back.all()).len() >= sent.len()
+        let server = feed_across_a_restart(&rig, server, &sent, (60, 90), || async {
+            keys(&back.all()).len()
         })
         .await;
         let got = back.all();

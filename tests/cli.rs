@@ -345,6 +345,37 @@ fn run_example(bundle: &str, files: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+#[test]
+fn run_from_another_directory_says_where_a_relative_input_path_was_looked_for() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "max", "--quiet"])
+        .arg(root.join("examples/mass-customization/bundle"))
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "every instance failed");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("cannot read examples/mass-customization/orders.jsonl"),
+        "{out}"
+    );
+    let cwd = dir.path().canonicalize().unwrap();
+    assert!(
+        out.contains(&format!(
+            "a relative path is read from the working directory, {}",
+            cwd.display()
+        )),
+        "{out}"
+    );
+}
+
 /// The observations of a JSON-lines file sink, one LiveDataSet per line.
 fn results(dir: &tempfile::TempDir, file: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.path().join("dda-output").join(file))

@@ -468,6 +468,17 @@ fn advance(
     };
 }
 
+/// For a relative path that is not there: where it was looked for, and what to do.
+fn relative_hint(path: &str, e: &std::io::Error) -> String {
+    if e.kind() != std::io::ErrorKind::NotFound || std::path::Path::new(path).is_absolute() {
+        return String::new();
+    }
+    let cwd = std::env::current_dir().map_or_else(|_| "?".to_owned(), |d| d.display().to_string());
+    format!(
+        " (a relative path is read from the working directory, {cwd}: run from the directory the bundle expects, or give an absolute path)"
+    )
+}
+
 /// Reads the replay file into observations, sending unreadable lines to the dead letters.
 async fn read_file(
     ctx: &SourceContext,
@@ -475,9 +486,12 @@ async fn read_file(
     format: Option<&str>,
 ) -> Result<Vec<Observation>, ConnectorError> {
     let dsm = &ctx.dsm;
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| ConnectorError::io(dsm, format!("cannot read {path}: {e}")))?;
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+        ConnectorError::io(
+            dsm,
+            format!("cannot read {path}: {e}{}", relative_hint(path, &e)),
+        )
+    })?;
     let csv = match format {
         Some(f) => f.eq_ignore_ascii_case("csv"),
         None => std::path::Path::new(path)

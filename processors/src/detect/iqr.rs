@@ -37,18 +37,15 @@
 //! `observationName`. Each key
 //! needs its observations in event-time order; an older one goes to the dead letters.
 
+use engine::Observation;
 use engine::processor::{
     Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
     ProcessorRegistration, param,
 };
-use engine::{Observation, Sym};
 use manifests::model::{Category, DataType, ParameterDefinition};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
-use super::{
-    Common, Emit, Keyed, Trailing, TrailingSpec, common_parameters, num, number_param, result,
-    trailing_parameters,
-};
+use super::{Emit, Outliers, Verdict, common_parameters, num, number_param, trailing_parameters};
 
 /// The processor type.
 pub const KIND: &str = "iqr";
@@ -84,12 +81,8 @@ fn parameters() -> Vec<ParameterDefinition> {
 /// The running processor.
 #[derive(Debug)]
 pub struct Iqr {
-    common: Common,
-    trailing: TrailingSpec,
     k: f64,
-    emit: Emit,
-    output_name: Sym,
-    windows: Keyed<Trailing>,
+    outliers: Outliers,
 }
 
 impl Iqr {
@@ -101,25 +94,14 @@ impl Iqr {
     /// that is not a positive duration, a negative
     /// `k`, an unknown `emit` or `groupBy`.
     pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let trailing = TrailingSpec::new(ctx)?;
+        let outliers = Outliers::new(ctx, KIND)?;
         let k = number_param(ctx, "k")?.unwrap_or(1.5);
         if k < 0.0 {
             return Err(ProcessorError::Config(format!(
                 "parameter `k` is {k}: give a number of interquartile ranges of at least 0, e.g. 1.5"
             )));
         }
-        let emit = Emit::read(ctx)?;
-        Ok(Self {
-            common: Common::new(ctx, KIND)?,
-            trailing,
-            k,
-            emit,
-            output_name: Sym::new(match emit {
-                Emit::Outliers => "alert",
-                Emit::All => "iqr",
-            }),
-            windows: Keyed::default(),
-        })
+        Ok(Self { k, outliers })
     }
 }
 
@@ -138,32 +120,29 @@ pub fn quantile(sorted: &[f64], p: f64) -> f64 {
     }
 }
 
+/// Tukey's fences of a window, and where a value lies.
+struct Fences {
+    q1: f64,
+    q3: f64,
+    lower: f64,
+    upper: f64,
+    direction: &'static str,
+}
+
 impl Processor for Iqr {
     fn process(
         &mut self,
         input: &[Observation],
         out: &mut Output<'_>,
     ) -> Result<(), ProcessorError> {
-        for o in input {
-            if !self.common.reads(o) {
-                continue;
-            }
-            let key = self.common.key(o);
-            let last = self.windows.peek(key).and_then(|w| w.last);
-            if !self.common.in_order(o, last, out) {
-                continue;
-            }
-            let Some(x) = self.common.number(o, out) else {
-                continue;
-            };
-            let window = self.windows.get(key);
-            let before = window.window(o.timestamp, &self.trailing);
-            if before.len() >= self.trailing.min_count {
-                let mut sorted = before;
+        let k = self.k;
+        self.outliers.process(
+            input,
+            out,
+            |mut sorted, x| {
                 sorted.sort_by(f64::total_cmp);
                 let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
-                let iqr = q3 - q1;
-                let (lower, upper) = (q1 - self.k * iqr, q3 + self.k * iqr);
+                let (lower, upper) = (q1 - k * (q3 - q1), q3 + k * (q3 - q1));
                 let direction = if x < lower {
                     "low"
                 } else if x > upper {
@@ -171,49 +150,42 @@ impl Processor for Iqr {
                 } else {
                     "none"
                 };
-                let outlier = direction != "none";
-                if outlier || self.emit == Emit::All {
-                    let mut a = Map::new();
-                    a.insert(
-                        "rule".into(),
-                        Json::String(format!(
-                            "outside [Q1 - {k}*IQR, Q3 + {k}*IQR] of the last {} {}",
-                            self.trailing.describe(),
-                            o.name,
-                            k = self.k
-                        )),
-                    );
-                    a.insert("q1".into(), num(q1));
-                    a.insert("q3".into(), num(q3));
-                    a.insert("iqr".into(), num(iqr));
-                    a.insert("lower".into(), num(lower));
-                    a.insert("upper".into(), num(upper));
-                    a.insert("value".into(), num(x));
-                    a.insert("outlier".into(), Json::Bool(outlier));
-                    a.insert("direction".into(), Json::String(direction.into()));
-                    a.insert("windowCount".into(), Json::from(sorted.len()));
-                    a.insert("observationName".into(), Json::String(o.name.to_string()));
-                    out.emit(result(
-                        &self.common,
-                        key,
-                        self.common.output_name(self.output_name),
-                        o,
-                        x,
-                        a,
-                    ));
+                Verdict {
+                    outlier: direction != "none",
+                    score: x,
+                    stats: Fences {
+                        q1,
+                        q3,
+                        lower,
+                        upper,
+                        direction,
+                    },
                 }
-            }
-            window.push(x, o.timestamp, &self.trailing);
-        }
+            },
+            |f, of, a| {
+                a.insert(
+                    "rule".into(),
+                    Json::String(format!(
+                        "outside [Q1 - {k}*IQR, Q3 + {k}*IQR] of the last {of}"
+                    )),
+                );
+                a.insert("q1".into(), num(f.q1));
+                a.insert("q3".into(), num(f.q3));
+                a.insert("iqr".into(), num(f.q3 - f.q1));
+                a.insert("lower".into(), num(f.lower));
+                a.insert("upper".into(), num(f.upper));
+                a.insert("direction".into(), Json::String(f.direction.into()));
+            },
+        );
         Ok(())
     }
 
     fn snapshot(&self) -> Result<Json, ProcessorError> {
-        self.windows.snapshot()
+        self.outliers.snapshot()
     }
 
     fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
-        self.windows.restore(&state)
+        self.outliers.restore(&state)
     }
 }
 

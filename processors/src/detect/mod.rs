@@ -468,6 +468,126 @@ impl Emit {
     }
 }
 
+/// What `zscore` and `iqr` share: each observation of a key is judged against the key's
+/// trailing window by a rule, and an alert (or, with `emit` = `all`, a result for every
+/// judged observation) goes out with the rule's statistics.
+#[derive(Debug)]
+pub struct Outliers {
+    common: Common,
+    trailing: TrailingSpec,
+    emit: Emit,
+    /// The results' name unless `outputName` says otherwise: `alert`, or with `emit` =
+    /// `all` the processor type.
+    output_name: Sym,
+    windows: Keyed<Trailing>,
+}
+
+/// A rule's verdict on one value.
+pub struct Verdict<S> {
+    /// Whether the value is an outlier.
+    pub outlier: bool,
+    /// The result's value with `emit` = `all` (an alert's value is the observation's).
+    pub score: f64,
+    /// What the rule computed, for the result's attributes.
+    pub stats: S,
+}
+
+impl Outliers {
+    /// Reads the trailing window, `emit` and the common parameters.
+    ///
+    /// # Errors
+    ///
+    /// As [`TrailingSpec::new`], an unknown `emit` or `groupBy`.
+    pub fn new(ctx: &ProcessorContext, kind: &'static str) -> Result<Self, ProcessorError> {
+        let trailing = TrailingSpec::new(ctx)?;
+        let emit = Emit::read(ctx)?;
+        Ok(Self {
+            common: Common::new(ctx, kind)?,
+            trailing,
+            emit,
+            output_name: Sym::new(match emit {
+                Emit::Outliers => "alert",
+                Emit::All => kind,
+            }),
+            windows: Keyed::default(),
+        })
+    }
+
+    /// Judges each observation it reads with `judge` (given the window's values before it
+    /// and its value) and emits what the verdict calls for. `describe` writes the rule's
+    /// attributes — `rule` first, whose text ends with `of`, the window and the
+    /// observation's name (`30 power`) — and the shared ones follow: `value`, `outlier`,
+    /// `windowCount`, `observationName`.
+    pub fn process<S>(
+        &mut self,
+        input: &[Observation],
+        out: &mut Output<'_>,
+        mut judge: impl FnMut(Vec<f64>, f64) -> Verdict<S>,
+        describe: impl Fn(&S, &str, &mut Map<String, Json>),
+    ) {
+        for o in input {
+            if !self.common.reads(o) {
+                continue;
+            }
+            let key = self.common.key(o);
+            let last = self.windows.peek(key).and_then(|w| w.last);
+            if !self.common.in_order(o, last, out) {
+                continue;
+            }
+            let Some(x) = self.common.number(o, out) else {
+                continue;
+            };
+            let window = self.windows.get(key);
+            let before = window.window(o.timestamp, &self.trailing);
+            let count = before.len();
+            if count >= self.trailing.min_count {
+                let verdict = judge(before, x);
+                if verdict.outlier || self.emit == Emit::All {
+                    let mut a = Map::new();
+                    let of = format!("{} {}", self.trailing.describe(), o.name);
+                    describe(&verdict.stats, &of, &mut a);
+                    a.insert("value".into(), num(x));
+                    a.insert("outlier".into(), Json::Bool(verdict.outlier));
+                    a.insert("windowCount".into(), Json::from(count));
+                    a.insert("observationName".into(), Json::String(o.name.to_string()));
+                    let value = if self.emit == Emit::All {
+                        verdict.score
+                    } else {
+                        x
+                    };
+                    out.emit(result(
+                        &self.common,
+                        key,
+                        self.common.output_name(self.output_name),
+                        o,
+                        value,
+                        a,
+                    ));
+                }
+            }
+            window.push(x, o.timestamp, &self.trailing);
+        }
+    }
+
+    /// The trailing windows of every key, for a checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A state that cannot be written.
+    pub fn snapshot(&self) -> Result<Json, ProcessorError> {
+        self.windows.snapshot()
+    }
+
+    /// Replaces the trailing windows with those of a checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// A snapshot of another shape.
+    pub fn restore(&mut self, state: &Json) -> Result<(), ProcessorError> {
+        self.windows.restore(state)
+    }
+}
+
 /// The trailing values of one key, oldest first, with their times, and when the last one
 /// came.
 ///

@@ -34,18 +34,15 @@
 //! window held), `observationName`. Each key needs its observations in event-time order; an older one
 //! goes to the dead letters.
 
+use engine::Observation;
 use engine::processor::{
     Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
     ProcessorRegistration, param,
 };
-use engine::{Observation, Sym};
 use manifests::model::{Category, DataType, ParameterDefinition};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
-use super::{
-    Common, Emit, Keyed, Trailing, TrailingSpec, common_parameters, num, number_param, result,
-    trailing_parameters,
-};
+use super::{Emit, Outliers, Verdict, common_parameters, num, number_param, trailing_parameters};
 
 /// The processor type.
 pub const KIND: &str = "zscore";
@@ -81,12 +78,8 @@ fn parameters() -> Vec<ParameterDefinition> {
 /// The running processor.
 #[derive(Debug)]
 pub struct ZScore {
-    common: Common,
-    trailing: TrailingSpec,
     limit: f64,
-    emit: Emit,
-    output_name: Sym,
-    windows: Keyed<Trailing>,
+    outliers: Outliers,
 }
 
 impl ZScore {
@@ -98,25 +91,14 @@ impl ZScore {
     /// that is not a positive duration, a limit
     /// that is not positive, an unknown `emit` or `groupBy`.
     pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let trailing = TrailingSpec::new(ctx)?;
+        let outliers = Outliers::new(ctx, KIND)?;
         let limit = number_param(ctx, "limit")?.unwrap_or(3.0);
         if limit <= 0.0 {
             return Err(ProcessorError::Config(format!(
                 "parameter `limit` is {limit}: give a positive number of standard deviations, e.g. 3"
             )));
         }
-        let emit = Emit::read(ctx)?;
-        Ok(Self {
-            common: Common::new(ctx, KIND)?,
-            trailing,
-            limit,
-            emit,
-            output_name: Sym::new(match emit {
-                Emit::Outliers => "alert",
-                Emit::All => "zscore",
-            }),
-            windows: Keyed::default(),
-        })
+        Ok(Self { limit, outliers })
     }
 }
 
@@ -128,27 +110,24 @@ fn mean_and_stddev(values: &[f64]) -> (f64, f64) {
     (mean, (ss / (n - 1.0)).sqrt())
 }
 
+/// What a z-score is computed from.
+struct Stats {
+    z: f64,
+    mean: f64,
+    stddev: f64,
+}
+
 impl Processor for ZScore {
     fn process(
         &mut self,
         input: &[Observation],
         out: &mut Output<'_>,
     ) -> Result<(), ProcessorError> {
-        for o in input {
-            if !self.common.reads(o) {
-                continue;
-            }
-            let key = self.common.key(o);
-            let last = self.windows.peek(key).and_then(|w| w.last);
-            if !self.common.in_order(o, last, out) {
-                continue;
-            }
-            let Some(x) = self.common.number(o, out) else {
-                continue;
-            };
-            let window = self.windows.get(key);
-            let before = window.window(o.timestamp, &self.trailing);
-            if before.len() >= self.trailing.min_count {
+        let limit = self.limit;
+        self.outliers.process(
+            input,
+            out,
+            |before, x| {
                 let (mean, stddev) = mean_and_stddev(&before);
                 #[allow(clippy::float_cmp, reason = "a constant window: exact equality")]
                 let z = if stddev > 0.0 {
@@ -158,47 +137,31 @@ impl Processor for ZScore {
                 } else {
                     f64::INFINITY.copysign(x - mean)
                 };
-                let outlier = z.abs() > self.limit;
-                if outlier || self.emit == Emit::All {
-                    let mut a = Map::new();
-                    a.insert(
-                        "rule".into(),
-                        Json::String(format!(
-                            "|z| > {} over the last {} {}",
-                            self.limit,
-                            self.trailing.describe(),
-                            o.name
-                        )),
-                    );
-                    a.insert("zScore".into(), num(z));
-                    a.insert("mean".into(), num(mean));
-                    a.insert("stddev".into(), num(stddev));
-                    a.insert("value".into(), num(x));
-                    a.insert("outlier".into(), Json::Bool(outlier));
-                    a.insert("windowCount".into(), Json::from(before.len()));
-                    a.insert("observationName".into(), Json::String(o.name.to_string()));
-                    let value = if self.emit == Emit::All { z } else { x };
-                    out.emit(result(
-                        &self.common,
-                        key,
-                        self.common.output_name(self.output_name),
-                        o,
-                        value,
-                        a,
-                    ));
+                Verdict {
+                    outlier: z.abs() > limit,
+                    score: z,
+                    stats: Stats { z, mean, stddev },
                 }
-            }
-            window.push(x, o.timestamp, &self.trailing);
-        }
+            },
+            |s, of, a| {
+                a.insert(
+                    "rule".into(),
+                    Json::String(format!("|z| > {limit} over the last {of}")),
+                );
+                a.insert("zScore".into(), num(s.z));
+                a.insert("mean".into(), num(s.mean));
+                a.insert("stddev".into(), num(s.stddev));
+            },
+        );
         Ok(())
     }
 
     fn snapshot(&self) -> Result<Json, ProcessorError> {
-        self.windows.snapshot()
+        self.outliers.snapshot()
     }
 
     fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
-        self.windows.restore(&state)
+        self.outliers.restore(&state)
     }
 }
 
@@ -299,7 +262,7 @@ mod tests {
             .collect();
         let mut b = series("x", &later);
         for o in &mut b {
-            o.source = Sym::new("b");
+            o.source = engine::Sym::new("b");
         }
         let input: Vec<Observation> = a.into_iter().chain(b).collect();
         // Per source, b's first values are not judged (too few) and the rest are ordinary.

@@ -111,6 +111,12 @@ pub struct Cusum {
     last: Option<i64>,
 }
 
+impl super::LastSeen for Cusum {
+    fn last_seen(&self) -> Option<i64> {
+        self.last
+    }
+}
+
 /// The running processor.
 #[derive(Debug)]
 pub struct Change {
@@ -187,15 +193,7 @@ impl Processor for Change {
         out: &mut Output<'_>,
     ) -> Result<(), ProcessorError> {
         for o in input {
-            if !self.common.reads(o) {
-                continue;
-            }
-            let key = self.common.key(o);
-            let last = self.sums.peek(key).and_then(|s| s.last);
-            if !self.common.in_order(o, last, out) {
-                continue;
-            }
-            let Some(x) = self.common.number(o, out) else {
+            let Some((key, x)) = self.common.admit(o, &self.sums, out) else {
                 continue;
             };
             let t = o.timestamp.as_micros();

@@ -82,6 +82,12 @@ pub struct Average {
     last: Option<i64>,
 }
 
+impl super::LastSeen for Average {
+    fn last_seen(&self) -> Option<i64> {
+        self.last
+    }
+}
+
 /// The running processor.
 #[derive(Debug)]
 pub struct Ewma {
@@ -142,15 +148,7 @@ impl Processor for Ewma {
         out: &mut Output<'_>,
     ) -> Result<(), ProcessorError> {
         for o in input {
-            if !self.common.reads(o) {
-                continue;
-            }
-            let key = self.common.key(o);
-            let last = self.averages.peek(key).and_then(|a| a.last);
-            if !self.common.in_order(o, last, out) {
-                continue;
-            }
-            let Some(x) = self.common.number(o, out) else {
+            let Some((key, x)) = self.common.admit(o, &self.averages, out) else {
                 continue;
             };
             let t = o.timestamp.as_micros();

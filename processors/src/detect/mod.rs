@@ -172,7 +172,7 @@ impl Common {
 
     /// Whether this processor reads `o` (parameter `observationName`).
     #[must_use]
-    pub fn reads(&self, o: &Observation) -> bool {
+    fn reads(&self, o: &Observation) -> bool {
         self.only.is_none_or(|n| n == o.name)
     }
 
@@ -200,7 +200,7 @@ impl Common {
     }
 
     /// The number in `o`, or `None` after sending `o` to the dead letters.
-    pub fn number(&self, o: &Observation, out: &mut Output<'_>) -> Option<f64> {
+    fn number(&self, o: &Observation, out: &mut Output<'_>) -> Option<f64> {
         match o.value.as_f64() {
             Some(v) if v.is_finite() => Some(v),
             Some(_) => {
@@ -225,7 +225,7 @@ impl Common {
 
     /// Whether `o` is in event-time order for its key (last seen at `last`); if not, sends
     /// it to the dead letters and returns false.
-    pub fn in_order(&self, o: &Observation, last: Option<i64>, out: &mut Output<'_>) -> bool {
+    fn in_order(&self, o: &Observation, last: Option<i64>, out: &mut Output<'_>) -> bool {
         match last {
             Some(last) if o.timestamp.as_micros() < last => {
                 out.reject(
@@ -242,6 +242,34 @@ impl Common {
             }
             _ => true,
         }
+    }
+}
+
+/// Per-key state that remembers the event time of its key's newest observation.
+pub trait LastSeen {
+    /// The event time (µs) of the key's newest observation, if any.
+    fn last_seen(&self) -> Option<i64>;
+}
+
+impl Common {
+    /// Whether `o` is for this processor and may update its key's state: read by it, in
+    /// event-time order for its key and a finite number. Gives its key and value; sends it
+    /// to the dead letters when it is out of order or not a number.
+    pub fn admit<S: LastSeen + Serialize + DeserializeOwned + Default>(
+        &self,
+        o: &Observation,
+        states: &Keyed<S>,
+        out: &mut Output<'_>,
+    ) -> Option<(Key, f64)> {
+        if !self.reads(o) {
+            return None;
+        }
+        let key = self.key(o);
+        let last = states.peek(key).and_then(LastSeen::last_seen);
+        if !self.in_order(o, last, out) {
+            return None;
+        }
+        self.number(o, out).map(|x| (key, x))
     }
 }
 
@@ -526,15 +554,7 @@ impl Outliers {
         describe: impl Fn(&S, &str, &mut Map<String, Json>),
     ) {
         for o in input {
-            if !self.common.reads(o) {
-                continue;
-            }
-            let key = self.common.key(o);
-            let last = self.windows.peek(key).and_then(|w| w.last);
-            if !self.common.in_order(o, last, out) {
-                continue;
-            }
-            let Some(x) = self.common.number(o, out) else {
+            let Some((key, x)) = self.common.admit(o, &self.windows, out) else {
                 continue;
             };
             let window = self.windows.get(key);
@@ -637,6 +657,12 @@ impl From<TrailingData> for Trailing {
             times,
             last,
         }
+    }
+}
+
+impl LastSeen for Trailing {
+    fn last_seen(&self) -> Option<i64> {
+        self.last
     }
 }
 

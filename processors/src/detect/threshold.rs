@@ -180,6 +180,12 @@ pub struct AlertState {
     ingested: u64,
 }
 
+impl super::LastSeen for AlertState {
+    fn last_seen(&self) -> Option<i64> {
+        self.last
+    }
+}
+
 /// An optional [`Sym`] written as its text.
 mod sym_text {
     use engine::Sym;
@@ -316,15 +322,7 @@ impl Processor for Threshold {
         out: &mut Output<'_>,
     ) -> Result<(), ProcessorError> {
         for o in input {
-            if !self.common.reads(o) {
-                continue;
-            }
-            let key = self.common.key(o);
-            let last = self.alerts.peek(key).and_then(|s| s.last);
-            if !self.common.in_order(o, last, out) {
-                continue;
-            }
-            let Some(x) = self.common.number(o, out) else {
+            let Some((key, x)) = self.common.admit(o, &self.alerts, out) else {
                 continue;
             };
             let t = o.timestamp.as_micros();

@@ -122,9 +122,17 @@ enum Command {
     },
     /// List the processor catalogue with each type's parameters.
     Processors {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        /// Output format (json: analytics processor definitions; markdown: the parameter
+        /// tables of the reference documentation).
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// List the connector catalogue: every protocol a data interface may name, with the
+    /// parameters its data sources take.
+    Connectors {
+        /// Output format (markdown: the parameter tables of the reference documentation).
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
     },
     /// Print an entity's schema (JSON Schema, or the XSD derived from it).
     Schema {
@@ -143,6 +151,17 @@ pub enum Format {
     Human,
     /// One JSON document, for tools.
     Json,
+}
+
+/// Output format of the catalogue listings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// For people.
+    Human,
+    /// One JSON document, for tools.
+    Json,
+    /// Markdown tables, as the reference documentation holds them.
+    Markdown,
 }
 
 /// When to colour output.
@@ -212,6 +231,7 @@ fn main() -> ExitCode {
             config,
         }),
         Command::Processors { format } => cmd::processors::run(format),
+        Command::Connectors { format } => cmd::connectors::run(format),
         Command::Serve {
             config,
             listen,

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Http, eventually, example, in_process, load_models};
+use common::{Http, Process, eventually, example, free_port, in_process, load_models};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -781,6 +781,64 @@ async fn operations_health_metrics_processors_validation_and_openapi() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_catalogue_lists_every_protocol_with_its_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(&dir.path().join("data"), free_port(), dir.path()).await;
+    let r = server.http.get("/api/v1/connectors").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let catalogue = r.json();
+    let connectors = catalogue["connectors"].as_array().unwrap();
+    let protocol = |name: &str| {
+        connectors
+            .iter()
+            .find(|c| c["protocol"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {catalogue}"))
+            .clone()
+    };
+    let mqtt = protocol("MQTT");
+    assert_eq!(
+        (&mqtt["reads"], &mqtt["writes"], &mqtt["internal"]),
+        (&json!(true), &json!(true), &json!(false)),
+        "{mqtt}"
+    );
+    let parameters: Vec<&str> = mqtt["parameters"]["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(parameters.contains(&"topic"), "{parameters:?}");
+    assert!(!mqtt["description"].as_str().unwrap().is_empty());
+    let bus = protocol("Bus");
+    assert_eq!(bus["internal"], true, "{bus}");
+    // Documented, and readable by a viewer like the processor list.
+    let doc = server.http.get("/api/v1/openapi.json").await.json();
+    assert!(doc["paths"]["/api/v1/connectors"]["get"].is_object());
+    let viewer = "viewer-token";
+    let guarded = in_process(|c| {
+        c.tokens = vec![dashboard_api::config::TokenConfig {
+            name: "v".into(),
+            role: dashboard_api::config::Role::Viewer,
+            sha256: dashboard_api::config::sha256_hex(viewer),
+        }];
+    })
+    .await;
+    assert_eq!(
+        guarded.http.get("/api/v1/connectors").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        guarded
+            .http
+            .with_token(viewer)
+            .get("/api/v1/connectors")
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

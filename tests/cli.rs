@@ -532,3 +532,301 @@ fn run_averages_the_mass_customization_examples_assembly_times_per_variant() {
     );
     assert!(!results(&dir, "long-assemblies.jsonl").is_empty());
 }
+
+#[test]
+fn validate_checks_connector_parameters_with_located_did_you_mean_hints() {
+    let o = dda(&["validate", "tests/fixtures/connectors/misspelled.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    // The data interface declares a parameter its connector does not read.
+    assert!(
+        out.contains("error[unknown-parameter]: the MQTT connector has no parameter `cleanSesion`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/dataInterfaces/dataInterface/0/parameters/parameter/1/name"),
+        "{out}"
+    );
+    // The data source gives one the connector does not know, a value out of range and a
+    // value of the wrong type: each at its place.
+    assert!(
+        out.contains("has no parameter `cleansession`")
+            && out.contains("help: did you mean `cleanSession`?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("parameter `qos` must be one of 0, 1")
+            && out.contains("dataSourceDefinitionInterfaceParameters/parameter/1/value"),
+        "{out}"
+    );
+    assert!(
+        out.contains("parameter `keepAlive` should be a duration")
+            && out.contains("dataSourceDefinitionInterfaceParameters/parameter/3/value"),
+        "{out}"
+    );
+    assert!(out.contains("misspelled.json:3:83"), "{out}");
+    assert!(out.trim_end().ends_with("4 errors (0 warnings)"), "{out}");
+}
+
+#[test]
+fn connectors_lists_every_protocol_with_its_parameters() {
+    let o = dda(&["connectors"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for protocol in [
+        "Bus (in-process)",
+        "File (source, sink)",
+        "HTTP (source, sink)",
+        "Kafka (source, sink)",
+        "MongoDB (source, sink)",
+        "MQTT (source, sink)",
+        "PostgreSQL (sink)",
+        "Simulator (source)",
+        "SQLite (source, sink)",
+    ] {
+        assert!(out.contains(protocol), "{protocol}: {out}");
+    }
+    assert!(out.contains("cleanSession"), "{out}");
+    let o = dda(&["connectors", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let all = doc["connectors"].as_array().unwrap();
+    let mqtt = all.iter().find(|c| c["protocol"] == "MQTT").unwrap();
+    assert_eq!(mqtt["reads"], true);
+    assert_eq!(mqtt["aliases"], serde_json::json!(["mqtts"]));
+    let params = mqtt["parameters"]["parameter"].as_array().unwrap();
+    let qos = params.iter().find(|p| p["name"] == "qos").unwrap();
+    assert_eq!(qos["defaultValue"], 1);
+    assert_eq!(qos["allowedValues"]["value"], serde_json::json!([0, 1]));
+    let password = params.iter().find(|p| p["name"] == "password").unwrap();
+    assert_eq!(password["secret"], true);
+    let topic = params.iter().find(|p| p["name"] == "topic").unwrap();
+    assert_eq!(topic["required"], true);
+    let bus = all.iter().find(|c| c["protocol"] == "Bus").unwrap();
+    assert_eq!(bus["internal"], true);
+}
+
+#[test]
+fn listings_end_quietly_when_their_reader_goes_away() {
+    for command in ["processors", "connectors"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dda"))
+            .arg(command)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // As `dda processors | head` once head has exited: nobody reads the pipe any more,
+        // so every write fails with a broken pipe.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{command}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+    }
+}
+
+#[test]
+fn convert_writes_every_live_data_set_of_the_papers_table_7() {
+    // Table 7 holds three LiveDataSets one after another: XML has one root, so they become
+    // one bundle of three, which converts back to the same three.
+    let o = dda(&[
+        "convert",
+        "--to",
+        "xml",
+        "tests/fixtures/paper/table-7-live-data-sets.json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let xml = stdout(&o);
+    assert_eq!(xml.matches("<liveDataSet>").count(), 3, "{xml}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table-7.xml");
+    std::fs::write(&path, &xml).unwrap();
+    let back = dda(&["convert", "--to", "json", path.to_str().unwrap()]);
+    assert_eq!(back.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&back.stdout).unwrap();
+    // As printed in the paper: indented with em spaces, which DDA reads as white space.
+    let text: String = std::fs::read_to_string("tests/fixtures/paper/table-7-live-data-sets.json")
+        .unwrap()
+        .chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    let original: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let sets = doc["liveDataSets"]["liveDataSet"].as_array().unwrap();
+    assert_eq!(sets.len(), 3);
+    for (got, want) in sets.iter().zip(&original) {
+        assert_eq!(got["id"], want["id"]);
+        assert_eq!(
+            got["observation"][0]["value"], want["observation"][0]["value"],
+            "{got}"
+        );
+    }
+    // To JSON the three stay three documents.
+    let o = dda(&[
+        "convert",
+        "--to",
+        "json",
+        "tests/fixtures/paper/table-7-live-data-sets.json",
+    ]);
+    let n = serde_json::Deserializer::from_slice(&o.stdout)
+        .into_iter::<serde_json::Value>()
+        .count();
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn run_drains_and_summarizes_on_sigterm_as_on_ctrl_c() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "3600", "--quiet"])
+        .arg(root.join("examples/power-consumption"))
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three simulated hours, so that the edges have stored results.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("terminated: stopping and draining"), "{err}");
+    assert!(out.contains("ran 4 analytics instance(s)"), "{out}");
+    assert!(out.contains("dsm-ib1-edge-database: "), "{out}");
+    // The drained edge results are in the database the summary names.
+    let db = rusqlite::Connection::open(dir.path().join("dda-output/ib1-edge.sqlite")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM hourly_averages", [], |r| r.get(0))
+        .unwrap();
+    assert!(rows >= 2, "{rows} rows: {out}");
+}
+
+#[test]
+fn the_reference_documentation_holds_the_generated_parameter_tables() {
+    // The tables in docs/ are what `dda connectors` and `dda processors --format markdown`
+    // print, so that no default or description is written twice: regenerate them when a
+    // configuration changes. Every connector has its table; so do the windows (`average`).
+    let docs: String = ["docs/connectors.md", "docs/runtime.md"]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for (command, required) in [("connectors", 8), ("processors", 0)] {
+        let o = dda(&[command, "--format", "markdown"]);
+        assert_eq!(o.status.code(), Some(0));
+        let generated = stdout(&o);
+        let blocks: Vec<&str> = generated
+            .split("<!-- parameters: ")
+            .skip(1)
+            .map(|b| b.trim_end())
+            .collect();
+        let mut documented = 0;
+        for block in &blocks {
+            let name = block.split_whitespace().next().unwrap();
+            let marker = format!("<!-- parameters: {name} (");
+            if docs.contains(&marker) {
+                documented += 1;
+                assert!(
+                    docs.contains(&format!("<!-- parameters: {block}")),
+                    "docs/ hold the parameter table of {name} as `dda {command} --format markdown` prints it:\n<!-- parameters: {block}"
+                );
+            } else {
+                assert!(
+                    required == 0,
+                    "docs/ hold no parameter table of {name}: paste it from `dda {command} --format markdown`"
+                );
+            }
+        }
+        assert!(
+            documented >= required.max(1),
+            "{command}: {documented} tables"
+        );
+    }
+    assert!(
+        docs.contains("<!-- parameters: average ("),
+        "the windows' table"
+    );
+}
+
+#[test]
+fn observations_keep_their_ids_through_processors_that_pass_them_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["obs-a", "obs-b", "obs-c"];
+    let input: String = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            serde_json::json!({"id": format!("lds-{i}"), "dataSourceManifestReferenceID": "readings",
+                "observation": [{"id": id, "name": "x", "timestamp": format!("2018-05-24T15:00:0{i}Z"), "value": 40 + i}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
+    let file = |id: &str, path: &str| {
+        serde_json::json!({"id": id, "dataSourceDefinitionReferenceID": "dsd",
+            "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "path", "value": path}]}})
+    };
+    let apm = |id: &str, apd: &str, from: &str, to: &str, parameters: serde_json::Value| {
+        serde_json::json!({"id": id, "analyticsProcessorDefinitionReferenceID": apd,
+            "parameters": {"parameter": parameters},
+            "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
+            "dataSink": {"dataSourceManifestReferenceID": to}})
+    };
+    let bundle = serde_json::json!({"kind": "Bundle",
+        "dataInterfaces": {"dataInterface": [{"id": "di", "communicationProtocol": "File"},
+                                             {"id": "di-bus", "communicationProtocol": "Bus"}]},
+        "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
+        "dataSourceDefinitions": {"dataSourceDefinition": [
+            {"id": "dsd", "dataInterfaceReferenceID": "di", "dataKindReferenceID": "dk"},
+            {"id": "dsd-bus", "dataInterfaceReferenceID": "di-bus", "dataKindReferenceID": "dk"}]},
+        "dataSourceManifests": {"dataSourceManifest": [
+            file("readings", "input.jsonl"),
+            {"id": "kept", "dataSourceDefinitionReferenceID": "dsd-bus"},
+            file("out", "out.jsonl")]},
+        "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+            {"id": "apd-filter", "processorType": "filter"}, {"id": "apd-echo", "processorType": "echo"}]},
+        "analyticsManifests": {"analyticsManifest": [{"id": "am", "analyticsProcessors": {"apm": [
+            apm("f", "apd-filter", "readings", "kept",
+                serde_json::json!([{"key": "operator", "value": "GE"}, {"key": "threshold", "value": "41"}])),
+            apm("e", "apd-echo", "kept", "out", serde_json::json!([]))]}}]},
+    });
+    std::fs::write(dir.path().join("bundle.json"), bundle.to_string()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "max", "--quiet", "bundle.json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let written: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let lds: serde_json::Value = serde_json::from_str(l).unwrap();
+            lds["observation"][0]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        written,
+        ["obs-b", "obs-c"],
+        "filter and echo keep the ids: {out}"
+    );
+}

@@ -133,6 +133,7 @@ fn model(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> manifests::Model {
         "analyticsManifests": {"analyticsManifest": ams},
     });
     assert!(!processors::catalogue().is_empty());
+    assert!(!connectors::catalogue().is_empty());
     let mut b = manifests::bundle::Bundle::default();
     b.add_document(
         "test.json".into(),
@@ -140,11 +141,11 @@ fn model(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> manifests::Model {
         manifests::bundle::Syntax::Json,
         None,
     );
-    let catalogue = engine::processor::Catalogue;
+    let catalogue = engine::Catalogue::get();
     let m = manifests::validate::validate(
         &mut b,
         &manifests::Options {
-            catalogue: Some(&catalogue),
+            catalogue: Some(catalogue),
         },
     );
     // The tests feed bus data sources themselves, as a processor would.
@@ -397,6 +398,67 @@ mod mqtt {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         dsm(id, "MQTT", params)
+    }
+
+    #[test]
+    fn a_clean_stop_disconnects_without_a_warning() {
+        if !services::available("Mosquitto", 1883) {
+            return;
+        }
+        let topic = format!("dda-test/{}/clean", unique());
+        let mqtt = |id: &str, role: &str| {
+            json!({"id": id, "dataSourceDefinitionReferenceID": "dsd-mqtt",
+                "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                    {"key": "host", "value": "127.0.0.1"}, {"key": "topic", "value": topic},
+                    {"key": "clientId", "value": format!("dda-{}-{role}", unique())}]}})
+        };
+        let am = |id: &str, from: &str, to: &str| {
+            json!({"id": id, "analyticsProcessors": {"apm": [{"id": format!("{id}-p"),
+                "analyticsProcessorDefinitionReferenceID": "apd-echo",
+                "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
+                "dataSink": {"dataSourceManifestReferenceID": to}}]}})
+        };
+        let bundle = json!({"kind": "Bundle",
+            "dataInterfaces": {"dataInterface": [
+                {"id": "di-sim", "communicationProtocol": "Simulator"},
+                {"id": "di-mqtt", "communicationProtocol": "MQTT"},
+                {"id": "di-file", "communicationProtocol": "File"}]},
+            "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
+            "dataSourceDefinitions": {"dataSourceDefinition": [
+                {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
+                {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"},
+                {"id": "dsd-file", "dataInterfaceReferenceID": "di-file", "dataKindReferenceID": "dk"}]},
+            "dataSourceManifests": {"dataSourceManifest": [
+                {"id": "sim", "dataSourceDefinitionReferenceID": "dsd-sim",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "interval", "value": "PT0.1S"}]}},
+                mqtt("out", "sink"), mqtt("in", "source"),
+                {"id": "file", "dataSourceDefinitionReferenceID": "dsd-file"}]},
+            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+                {"id": "apd-echo", "processorType": "echo"}]},
+            "analyticsManifests": {"analyticsManifest": [am("publish", "sim", "out"), am("subscribe", "in", "file")]},
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = services::write(dir.path(), "bundle.json", &bundle.to_string());
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(["run", "--for", "2s", "--quiet"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("DDA_LOG", "info")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains("connected to the MQTT broker"), "{err}");
+        assert!(
+            !err.contains("MQTT connection failed") && !err.contains("WARN"),
+            "a clean stop is no connection failure: {err}"
+        );
+        let stored = std::fs::read_to_string(dir.path().join("dda-output/file.jsonl")).unwrap();
+        assert!(
+            stored.lines().count() > 5,
+            "data went through the broker: {stored}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use engine::bus::Message;
 use engine::connector::Speed;
 use engine::processor::{
-    Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration,
+    Output, Processor, ProcessorContext, ProcessorError, ProcessorKind, ProcessorRegistration,
 };
 use engine::{DataSource, Engine, EngineConfig, EngineError, Observation, Plan, State, Sym};
 use manifests::bundle::{Bundle, Syntax};
@@ -38,16 +38,18 @@ impl Processor for Unlucky {
     }
 }
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: "test-unlucky",
-        category: Category::Preprocessor,
-        description: "Test processor: panics on the value 13.",
-        parameters: Vec::new,
-        min_sources: 1,
-        factory: |_ctx: &ProcessorContext| Ok(Box::new(Unlucky)),
+impl ProcessorKind for Unlucky {
+    const KIND: &'static str = "test-unlucky";
+    const CATEGORY: Category = Category::Preprocessor;
+    const DESCRIPTION: &'static str = "Test processor: panics on the value 13.";
+    type Config = manifests::config::NoConfig;
+
+    fn new(_: Self::Config, _: &ProcessorContext) -> Result<Self, ProcessorError> {
+        Ok(Self)
     }
 }
+
+engine::inventory::submit!(ProcessorRegistration::of::<Unlucky>());
 
 /// A validated model from bundle JSON: simulator and bus interfaces, and `extra` members.
 fn model(dsms: Json, ams: Json, extra_apds: Json) -> manifests::Model {
@@ -75,15 +77,16 @@ fn model(dsms: Json, ams: Json, extra_apds: Json) -> manifests::Model {
         "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": apds},
         "analyticsManifests": {"analyticsManifest": ams},
     });
-    // Links the processor catalogue into this test binary.
+    // Links the processor and connector catalogues into this test binary.
     assert!(!processors::catalogue().is_empty());
+    assert!(!connectors::catalogue().is_empty());
     let mut b = Bundle::default();
     b.add_document("test.json".into(), bundle.to_string(), Syntax::Json, None);
-    let catalogue = engine::processor::Catalogue;
+    let catalogue = engine::Catalogue::get();
     let m = manifests::validate::validate(
         &mut b,
         &manifests::Options {
-            catalogue: Some(&catalogue),
+            catalogue: Some(catalogue),
         },
     );
     assert!(!b.has_errors(), "{:#?}", b.diagnostics);
@@ -374,7 +377,14 @@ async fn a_failing_processor_fails_its_instance_only() {
         .start_all(&["unlucky".into(), "fine".into()])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The panic is reported once its hook has run (with RUST_BACKTRACE set, symbolizing
+    // the backtrace of a large test binary takes a while): wait for it, boundedly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while engine.status("unlucky").await.unwrap().state == State::Running
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let failed = engine.status("unlucky").await.unwrap();
     assert_eq!(failed.state, State::Failed);
     let failure = failed.failure.unwrap();

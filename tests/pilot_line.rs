@@ -362,11 +362,13 @@ mod over_mqtt {
         }
         let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let dir = tempfile::tempdir().unwrap();
-        let catalogue = engine::processor::Catalogue;
+        // Links the processor and connector catalogues into this test binary.
+        assert!(!processors::catalogue().is_empty() && !connectors::catalogue().is_empty());
+        let catalogue = engine::Catalogue::get();
         let (bundle, model) = manifests::load_and_validate(
             &[bundle(dir.path(), &tag)],
             &manifests::Options {
-                catalogue: Some(&catalogue),
+                catalogue: Some(catalogue),
             },
         )
         .unwrap();

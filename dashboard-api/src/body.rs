@@ -1,5 +1,9 @@
 //! Request bodies in JSON or XML (by `Content-Type`), and entity responses in JSON or XML
 //! (by `Accept`), through the same mapping as `dda convert`.
+//!
+//! What cannot be read is a [`ServiceError`] (malformed or invalid, with every problem
+//! found): the compatibility routes answer it in the original engine's codes as they do
+//! any other refusal. Only the media type is HTTP's own error ([`request_syntax`]).
 
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -10,7 +14,9 @@ use manifests::node::Node;
 use manifests::schema::{Shape, schemas};
 use serde_json::Value as Json;
 
-use crate::error::{ApiError, Detail};
+use crate::error::ApiError;
+use crate::problem::Problem;
+use crate::service::ServiceError;
 
 /// The syntax of a request body, from its `Content-Type` (JSON when absent).
 ///
@@ -69,9 +75,10 @@ pub fn wants_xml(headers: &HeaderMap) -> bool {
 ///
 /// # Errors
 ///
-/// 400 for text that is not JSON / XML or not UTF-8, 422 for XML of another entity or that
-/// does not fit the model.
-pub fn parse_entity(bytes: &[u8], syntax: Syntax, kind: EntityKind) -> Result<Json, ApiError> {
+/// [`ServiceError::Malformed`] for text that is not JSON / XML or not UTF-8,
+/// [`ServiceError::Invalid`] for something other than an object, XML of another entity, or
+/// XML that does not fit the model.
+pub fn parse_entity(bytes: &[u8], syntax: Syntax, kind: EntityKind) -> Result<Json, ServiceError> {
     parse(
         bytes,
         syntax,
@@ -84,63 +91,64 @@ pub fn parse_entity(bytes: &[u8], syntax: Syntax, kind: EntityKind) -> Result<Js
 ///
 /// # Errors
 ///
-/// As [`parse_entity`].
-pub fn parse_text(bytes: &[u8]) -> Result<String, ApiError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::malformed("the body is not UTF-8 text"))
+/// [`ServiceError::Malformed`] when it is not UTF-8.
+pub fn parse_text(bytes: &[u8]) -> Result<String, ServiceError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ServiceError::malformed("the body is not UTF-8 text"))
 }
 
-fn parse(bytes: &[u8], syntax: Syntax, element: &str, shape: &Shape) -> Result<Json, ApiError> {
+/// Reads discover criteria: a JSON object (an empty body is no criterion).
+///
+/// # Errors
+///
+/// [`ServiceError::Malformed`] for text that is not JSON, [`ServiceError::Invalid`] for
+/// JSON that is not an object.
+pub fn parse_criteria(bytes: &[u8]) -> Result<serde_json::Map<String, Json>, ServiceError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Json>(bytes) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(_) => Err(ServiceError::invalid("discover criteria are a JSON object")),
+        Err(e) => Err(ServiceError::malformed(format!("invalid JSON: {e}"))),
+    }
+}
+
+fn parse(bytes: &[u8], syntax: Syntax, element: &str, shape: &Shape) -> Result<Json, ServiceError> {
     let text = parse_text(bytes)?;
     match syntax {
         Syntax::Json => {
-            let node = manifests::json::parse(&text).map_err(|e| {
-                ApiError::malformed(format!("invalid JSON: {}", e.message)).with_details(vec![
-                    Detail {
-                        pointer: String::new(),
-                        message: format!(
-                            "at byte {}{}",
-                            e.span.start,
-                            e.hint.map(|h| format!("; {h}")).unwrap_or_default()
-                        ),
-                    },
-                ])
+            let node = manifests::json::parse(&text).map_err(|e| ServiceError::Malformed {
+                message: format!("invalid JSON: {}", e.message),
+                problems: vec![
+                    Problem::at("", format!("at byte {}", e.span.start)).with_hint(e.hint),
+                ],
             })?;
             if !matches!(node.value, manifests::node::Value::Object(_)) {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "INVALID",
-                    format!("expected a JSON object, found {}", node.type_name()),
-                ));
+                return Err(ServiceError::invalid(format!(
+                    "expected a JSON object, found {}",
+                    node.type_name()
+                )));
             }
             Ok(node.to_json())
         }
         Syntax::Xml => {
             let root = manifests::xml::parse(&text)
-                .map_err(|e| ApiError::malformed(format!("invalid XML: {}", e.message)))?;
+                .map_err(|e| ServiceError::malformed(format!("invalid XML: {}", e.message)))?;
             if root.name != element {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "INVALID",
-                    format!("expected a <{element}> document, found <{}>", root.name),
-                ));
+                return Err(ServiceError::invalid(format!(
+                    "expected a <{element}> document, found <{}>",
+                    root.name
+                )));
             }
             manifests::mapping::xml_to_node(&root, shape)
                 .map(|n| n.to_json())
-                .map_err(|(_, errors)| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "INVALID",
-                        "the XML does not fit the model",
-                    )
-                    .with_details(
-                        errors
-                            .into_iter()
-                            .map(|e| Detail {
-                                pointer: e.pointer,
-                                message: e.message,
-                            })
-                            .collect(),
-                    )
+                .map_err(|(_, errors)| ServiceError::Invalid {
+                    message: "the XML does not fit the model".to_owned(),
+                    problems: errors
+                        .into_iter()
+                        .map(|e| Problem::at(e.pointer, e.message))
+                        .collect(),
                 })
         }
     }
@@ -238,18 +246,17 @@ mod tests {
             parse_entity(xml, Syntax::Xml, EntityKind::DataKind).unwrap(),
             parse_entity(json, Syntax::Json, EntityKind::DataKind).unwrap()
         );
-        let wrong =
-            parse_entity(b"<dataInterface/>", Syntax::Xml, EntityKind::DataKind).unwrap_err();
+        let wrong = ApiError::from(
+            parse_entity(b"<dataInterface/>", Syntax::Xml, EntityKind::DataKind).unwrap_err(),
+        );
         assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
-            parse_entity(b"{", Syntax::Json, EntityKind::DataKind)
-                .unwrap_err()
+            ApiError::from(parse_entity(b"{", Syntax::Json, EntityKind::DataKind).unwrap_err())
                 .status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            parse_entity(&[0xff], Syntax::Json, EntityKind::DataKind)
-                .unwrap_err()
+            ApiError::from(parse_entity(&[0xff], Syntax::Json, EntityKind::DataKind).unwrap_err())
                 .status,
             StatusCode::BAD_REQUEST
         );

@@ -11,16 +11,25 @@
 //! | 415 | `UNSUPPORTED_MEDIA_TYPE` | the body is neither JSON nor XML |
 //! | 422 | `INVALID` | the document is well-formed but invalid (every diagnostic in `details`) |
 //! | 422 | `START_FAILED` | an instance cannot start (its processors or connectors refuse their configuration) |
+//! | 503 | `STORAGE` | the store cannot be read or written |
 //!
 //! Bad input never produces a 500.
+//!
+//! Both shapes — this one and the original FAR-EDGE engine's `{"error": "CODE"}`
+//! ([`CompatError`]) — are built from a [`ServiceError`] by its variant and fields: a
+//! diagnostic's code and pointer, a transition's state, a missing field's name. No message
+//! text is ever read back.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine::EngineError;
-use manifests::Diagnostic;
+use engine::State;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::problem::{DANGLING_REFERENCE, MISSING_FIELD, Problem};
+use crate::repository::Referrer;
+use crate::service::ServiceError;
 
 /// One problem of a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -29,6 +38,33 @@ pub struct Detail {
     pub pointer: String,
     /// What is wrong, and how to fix it.
     pub message: String,
+}
+
+impl From<&Problem> for Detail {
+    /// The problem's message, its code in brackets, then its hint.
+    fn from(p: &Problem) -> Self {
+        let mut message = p.message.clone();
+        if let Some(code) = p.code {
+            message.push_str(&format!(" [{code}]"));
+        }
+        if let Some(h) = &p.hint {
+            message.push_str("; ");
+            message.push_str(h);
+        }
+        Self {
+            pointer: p.pointer.clone(),
+            message,
+        }
+    }
+}
+
+impl From<&Referrer> for Detail {
+    fn from(r: &Referrer) -> Self {
+        Self {
+            pointer: r.pointer.clone(),
+            message: format!("{} `{}` refers to it at {}", r.kind, r.id, r.pointer),
+        }
+    }
 }
 
 /// The body of every error response of the `/api/v1` routes.
@@ -71,66 +107,47 @@ impl ApiError {
         self.body.details = details;
         self
     }
+}
 
-    /// 404.
-    #[must_use]
-    pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no {what} with id `{id}`"),
-        )
-    }
+/// Each problem as a detail.
+fn details<'a, T: 'a>(items: impl IntoIterator<Item = &'a T>) -> Vec<Detail>
+where
+    Detail: From<&'a T>,
+{
+    items.into_iter().map(Detail::from).collect()
+}
 
-    /// 400 for an unusable body or parameter.
-    #[must_use]
-    pub fn malformed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "MALFORMED", message)
-    }
-
-    /// 409.
-    #[must_use]
-    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
-    }
-
-    /// 422 with every diagnostic as a detail.
-    #[must_use]
-    pub fn invalid(message: impl Into<String>, diagnostics: &[&Diagnostic]) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID", message)
-            .with_details(diagnostics.iter().map(|d| detail(d)).collect())
+/// The v1 status and code of a refusal.
+fn status_and_code(e: &ServiceError) -> (StatusCode, &'static str) {
+    match e {
+        ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        ServiceError::AlreadyExists { .. } => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+        ServiceError::Referenced(_) => (StatusCode::CONFLICT, "REFERENCED"),
+        ServiceError::IllegalTransition { .. } => (StatusCode::CONFLICT, "ILLEGAL_TRANSITION"),
+        ServiceError::InUse { .. } => (StatusCode::CONFLICT, "IN_USE"),
+        ServiceError::Invalid { .. }
+        | ServiceError::IdMismatch { .. }
+        | ServiceError::Unplannable(_)
+        | ServiceError::Connector(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID"),
+        ServiceError::Malformed { .. } => (StatusCode::BAD_REQUEST, "MALFORMED"),
+        ServiceError::StartFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "START_FAILED"),
+        ServiceError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE"),
     }
 }
 
-/// A diagnostic as a detail: its message, its hint, its code.
-#[must_use]
-pub fn detail(d: &Diagnostic) -> Detail {
-    let mut message = format!("{} [{}]", d.message, d.code);
-    if let Some(h) = &d.hint {
-        message.push_str("; ");
-        message.push_str(h);
-    }
-    Detail {
-        pointer: d.pointer.clone(),
-        message,
-    }
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        let message = e.to_string();
-        match e {
-            EngineError::NotFound(id) => Self::not_found("analytics instance", &id),
-            EngineError::Exists(_) => Self::conflict("ALREADY_EXISTS", message),
-            EngineError::IllegalTransition { .. } => Self::conflict("ILLEGAL_TRANSITION", message),
-            EngineError::InUse { .. } => Self::conflict("IN_USE", message),
-            EngineError::StartFailed { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "START_FAILED", message)
+impl From<ServiceError> for ApiError {
+    /// The status and code of the variant, its message, and as details every problem of a
+    /// document or every referrer of an entity.
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = status_and_code(&e);
+        let details = match &e {
+            ServiceError::Invalid { problems, .. } | ServiceError::Malformed { problems, .. } => {
+                details(problems)
             }
-            EngineError::Connector(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID", message)
-            }
-        }
+            ServiceError::Referenced(r) => details(&r.referrers),
+            _ => Vec::new(),
+        };
+        Self::new(status, code, e.to_string()).with_details(details)
     }
 }
 
@@ -173,53 +190,70 @@ impl CompatError {
     }
 }
 
-impl From<ApiError> for CompatError {
+/// The original engine's code for an invalid document, from its first problem: a
+/// reference to a missing sink, source, processor definition or gateway is
+/// `<THING>_NOT_FOUND`; a missing field `MISSING_<FIELD>`; anything else
+/// `INVALID_SPECIFICATION`.
+fn invalid_code(first: Option<&Problem>) -> String {
+    let Some(p) = first else {
+        return "INVALID_SPECIFICATION".to_owned();
+    };
+    let pointer = p.pointer.as_str();
+    match p.code {
+        Some(DANGLING_REFERENCE) => if pointer.contains("/dataSink/") {
+            "DATA_SINK_NOT_FOUND"
+        } else if pointer.contains("/dataSources/") {
+            "DATA_SOURCE_NOT_FOUND"
+        } else if pointer.ends_with("analyticsProcessorDefinitionReferenceID") {
+            "ANALYTICS_PROCESSOR_DEFINITION_NOT_FOUND"
+        } else if pointer.ends_with("edgeGatewayReferenceID") {
+            "EDGE_GATEWAY_NOT_FOUND"
+        } else {
+            "INVALID_SPECIFICATION"
+        }
+        .to_owned(),
+        Some(MISSING_FIELD) => format!(
+            "MISSING_{}",
+            screaming(p.missing.as_deref().unwrap_or("FIELD"))
+        ),
+        _ => "INVALID_SPECIFICATION".to_owned(),
+    }
+}
+
+impl From<ServiceError> for CompatError {
     /// Maps DDA's errors onto the original engine's codes: an unknown instance is
     /// `ANALYTICS_INSTANCE_NOT_FOUND` (404); a reference to a missing source, sink or
     /// processor definition is `DATA_SOURCE_NOT_FOUND`, `DATA_SINK_NOT_FOUND`,
     /// `ANALYTICS_PROCESSOR_DEFINITION_NOT_FOUND`; a missing field `MISSING_<FIELD>`; other
-    /// invalid documents `INVALID_SPECIFICATION` — all 400, as the original answered.
-    fn from(e: ApiError) -> Self {
-        let message = Some(e.body.message.clone());
-        if e.status == StatusCode::NOT_FOUND {
-            return Self::new(
-                StatusCode::NOT_FOUND,
-                "ANALYTICS_INSTANCE_NOT_FOUND",
-                message,
-            );
-        }
-        let first = e.body.details.first();
-        let code = match (e.body.code.as_str(), first) {
-            ("INVALID", Some(d)) if d.message.contains("[dangling-reference]") => {
-                if d.pointer.contains("/dataSink/") {
-                    "DATA_SINK_NOT_FOUND".to_owned()
-                } else if d.pointer.contains("/dataSources/") {
-                    "DATA_SOURCE_NOT_FOUND".to_owned()
-                } else if d
-                    .pointer
-                    .ends_with("analyticsProcessorDefinitionReferenceID")
-                {
-                    "ANALYTICS_PROCESSOR_DEFINITION_NOT_FOUND".to_owned()
-                } else if d.pointer.ends_with("edgeGatewayReferenceID") {
-                    "EDGE_GATEWAY_NOT_FOUND".to_owned()
-                } else {
-                    "INVALID_SPECIFICATION".to_owned()
-                }
+    /// invalid documents `INVALID_SPECIFICATION`; a transition refused while RUNNING or
+    /// PAUSED `ANALYTICS_INSTANCE_RUNNING`, otherwise `ANALYTICS_INSTANCE_NOT_RUNNING` —
+    /// all 400, as the original answered.
+    fn from(e: ServiceError) -> Self {
+        let message = Some(e.to_string());
+        let code = match &e {
+            ServiceError::NotFound { .. } => {
+                return Self::new(
+                    StatusCode::NOT_FOUND,
+                    "ANALYTICS_INSTANCE_NOT_FOUND",
+                    message,
+                );
             }
-            ("INVALID", Some(d)) if d.message.contains("[missing-field]") => {
-                let field = d.message.split('`').nth(1).unwrap_or("FIELD");
-                format!("MISSING_{}", screaming(field))
-            }
-            ("INVALID" | "MALFORMED", _) => "INVALID_SPECIFICATION".to_owned(),
-            ("ILLEGAL_TRANSITION", _)
-                if e.body.message.contains("it is RUNNING")
-                    || e.body.message.contains("it is PAUSED") =>
-            {
-                "ANALYTICS_INSTANCE_RUNNING".to_owned()
-            }
-            ("ILLEGAL_TRANSITION", _) => "ANALYTICS_INSTANCE_NOT_RUNNING".to_owned(),
-            ("START_FAILED", _) => "FAILED".to_owned(),
-            (other, _) => other.to_owned(),
+            ServiceError::Invalid { problems, .. } => invalid_code(problems.first()),
+            ServiceError::IdMismatch { .. }
+            | ServiceError::Unplannable(_)
+            | ServiceError::Connector(_)
+            | ServiceError::Malformed { .. } => invalid_code(None),
+            ServiceError::IllegalTransition {
+                state: State::Running | State::Paused,
+                ..
+            } => "ANALYTICS_INSTANCE_RUNNING".to_owned(),
+            ServiceError::IllegalTransition { .. } => "ANALYTICS_INSTANCE_NOT_RUNNING".to_owned(),
+            ServiceError::StartFailed { .. } => "FAILED".to_owned(),
+            // The original had no such conflicts: DDA's own codes.
+            ServiceError::AlreadyExists { .. }
+            | ServiceError::Referenced(_)
+            | ServiceError::InUse { .. }
+            | ServiceError::Storage(_) => status_and_code(&e).1.to_owned(),
         };
         Self::new(StatusCode::BAD_REQUEST, &code, message)
     }
@@ -246,6 +280,8 @@ impl IntoResponse for CompatError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repository::Referenced;
+    use engine::EngineError;
 
     #[test]
     fn original_codes_are_spelled_as_the_original_did() {
@@ -257,34 +293,140 @@ mod tests {
         assert_eq!(screaming("name"), "NAME");
     }
 
+    fn illegal(verb: &'static str, state: State) -> ServiceError {
+        EngineError::IllegalTransition {
+            id: "a".into(),
+            verb,
+            state,
+        }
+        .into()
+    }
+
     #[test]
     fn lifecycle_conflicts_map_to_the_original_codes() {
-        let running: ApiError = EngineError::IllegalTransition {
-            id: "a".into(),
-            verb: "start",
-            state: engine::State::Running,
-        }
-        .into();
+        let running = ApiError::from(illegal("start", State::Running));
         assert_eq!(running.status, StatusCode::CONFLICT);
-        let compat = CompatError::from(running);
+        let compat = CompatError::from(illegal("start", State::Running));
         assert_eq!(
             (compat.status, compat.body.error.as_str()),
             (StatusCode::BAD_REQUEST, "ANALYTICS_INSTANCE_RUNNING")
         );
-        let stopped: ApiError = EngineError::IllegalTransition {
-            id: "a".into(),
-            verb: "stop",
-            state: engine::State::Stopped,
-        }
-        .into();
+        let stopped = illegal("stop", State::Stopped);
         assert_eq!(
             CompatError::from(stopped).body.error,
             "ANALYTICS_INSTANCE_NOT_RUNNING"
         );
-        let missing = CompatError::from(ApiError::not_found("analytics instance", "x"));
+        let missing = CompatError::from(ServiceError::no_instance("x"));
         assert_eq!(
             (missing.status, missing.body.error.as_str()),
             (StatusCode::NOT_FOUND, "ANALYTICS_INSTANCE_NOT_FOUND")
+        );
+    }
+
+    fn invalid(code: &'static str, pointer: &str, missing: Option<&str>) -> ServiceError {
+        ServiceError::Invalid {
+            message: "the analytics manifest is invalid: 1 problem(s)".into(),
+            problems: vec![Problem {
+                code: Some(code),
+                pointer: pointer.into(),
+                message: "whatever the validator says".into(),
+                hint: None,
+                missing: missing.map(str::to_owned),
+            }],
+        }
+    }
+
+    #[test]
+    fn invalid_documents_map_to_the_original_codes_by_code_pointer_and_field() {
+        for (error, expected) in [
+            (
+                invalid(
+                    DANGLING_REFERENCE,
+                    "/analyticsProcessors/apm/0/dataSink/dataSourceManifestReferenceID",
+                    None,
+                ),
+                "DATA_SINK_NOT_FOUND",
+            ),
+            (
+                invalid(
+                    DANGLING_REFERENCE,
+                    "/analyticsProcessors/apm/0/dataSources/dataSource/0/dataSourceManifestReferenceID",
+                    None,
+                ),
+                "DATA_SOURCE_NOT_FOUND",
+            ),
+            (
+                invalid(
+                    DANGLING_REFERENCE,
+                    "/analyticsProcessors/apm/0/analyticsProcessorDefinitionReferenceID",
+                    None,
+                ),
+                "ANALYTICS_PROCESSOR_DEFINITION_NOT_FOUND",
+            ),
+            (
+                invalid(DANGLING_REFERENCE, "/edgeGatewayReferenceID", None),
+                "EDGE_GATEWAY_NOT_FOUND",
+            ),
+            (
+                invalid(MISSING_FIELD, "", Some("analyticsProcessors")),
+                "MISSING_ANALYTICS_PROCESSORS",
+            ),
+            (invalid("schema", "/name", None), "INVALID_SPECIFICATION"),
+            (ServiceError::malformed("not JSON"), "INVALID_SPECIFICATION"),
+            (
+                ServiceError::StartFailed {
+                    id: "a".into(),
+                    reason: "no".into(),
+                },
+                "FAILED",
+            ),
+            (
+                ServiceError::AlreadyExists {
+                    kind: manifests::EntityKind::AnalyticsManifest,
+                    id: "a".into(),
+                },
+                "ALREADY_EXISTS",
+            ),
+        ] {
+            let compat = CompatError::from(error);
+            assert_eq!(
+                (compat.status, compat.body.error.as_str()),
+                (StatusCode::BAD_REQUEST, expected)
+            );
+        }
+    }
+
+    #[test]
+    fn v1_statuses_and_codes_follow_the_variant() {
+        let invalid = ApiError::from(invalid(MISSING_FIELD, "", Some("analyticsProcessors")));
+        assert_eq!(
+            (invalid.status, invalid.body.code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "INVALID")
+        );
+        assert_eq!(
+            invalid.body.details[0].message,
+            "whatever the validator says [missing-field]"
+        );
+        let referenced = ApiError::from(ServiceError::Referenced(Referenced {
+            kind: manifests::EntityKind::DataKind,
+            id: "dk".into(),
+            referrers: vec![Referrer {
+                kind: manifests::EntityKind::DataSourceDefinition,
+                id: "dsd".into(),
+                pointer: "/dataKindReferenceID".into(),
+            }],
+        }));
+        assert_eq!(
+            (referenced.status, referenced.body.code.as_str()),
+            (StatusCode::CONFLICT, "REFERENCED")
+        );
+        assert_eq!(
+            referenced.body.details[0].message,
+            "data source definition `dsd` refers to it at /dataKindReferenceID"
+        );
+        assert_eq!(
+            ApiError::from(ServiceError::malformed("x")).status,
+            StatusCode::BAD_REQUEST
         );
     }
 }

@@ -32,12 +32,7 @@ pub async fn render(s: &Service) -> String {
         "# HELP dda_uptime_seconds Seconds since the server started.\n# TYPE dda_uptime_seconds gauge"
     );
     let _ = writeln!(out, "dda_uptime_seconds {}", s.started.elapsed().as_secs());
-    let mut statuses = Vec::new();
-    for id in s.engine.ids() {
-        if let Ok(st) = s.engine.status(&id).await {
-            statuses.push(st);
-        }
-    }
+    let statuses = s.statuses().await;
     let _ = writeln!(
         out,
         "# HELP dda_instance_state Analytics instance state: 1 for the current state.\n# TYPE dda_instance_state gauge"

@@ -1,14 +1,19 @@
 //! The OpenAPI 3.1 document, generated from the code: operations, parameters, status codes
-//! and the API's own types come from `utoipa` annotations on the handlers; the entity
-//! schemas are DDA's JSON Schemas (`schemas/`), the single source of truth, put in as
-//! components with their references rewritten.
+//! and the API's own types come from `utoipa` annotations on the handlers (each module of
+//! `crate::routes` contributes its `Doc`); the entity schemas are DDA's JSON Schemas
+//! (`schemas/`), the single source of truth, put in as components with their references
+//! rewritten.
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Value as Json};
+use utoipa::OpenApi;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
-use utoipa::{PartialSchema, ToSchema};
+
+use crate::error::{CompatErrorBody, Detail, ErrorBody};
+
+use crate::routes::{compat, instances, live, models, operations};
 
 use manifests::kind::KINDS;
 use manifests::schema::schemas;
@@ -22,13 +27,13 @@ macro_rules! entity_schema {
             #[derive(Debug)]
             pub struct $marker;
 
-            impl PartialSchema for $marker {
+            impl utoipa::PartialSchema for $marker {
                 fn schema() -> RefOr<Schema> {
                     RefOr::T(Schema::Object(ObjectBuilder::new().build()))
                 }
             }
 
-            impl ToSchema for $marker {
+            impl utoipa::ToSchema for $marker {
                 fn name() -> Cow<'static, str> {
                     Cow::Borrowed($name)
                 }
@@ -48,6 +53,34 @@ entity_schema! {
     AnalyticsManifestDoc => "AnalyticsManifest",
     BundleDoc => "Bundle",
     AnyDocument => "AnyDocument",
+    ParameterDefinitionsDoc => "Common.parameterDefinitions",
+}
+
+/// The document's description and the error bodies every part refers to.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "DDA Open API",
+        description = "Models, analytics instances and live data of a DDA engine. Entity schemas are DDA's JSON Schemas (`dda schema`); bodies are accepted in JSON or XML."
+    ),
+    components(schemas(ErrorBody, Detail, CompatErrorBody))
+)]
+pub struct ApiDoc;
+
+/// Every operation of every route module, without the entity schemas.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for part in [
+        instances::Doc::openapi(),
+        live::Doc::openapi(),
+        operations::Doc::openapi(),
+        compat::Doc::openapi(),
+        models::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
 }
 
 /// The component name of a schema file (`data-interface` → `DataInterface`).
@@ -132,7 +165,7 @@ fn entity_components() -> Map<String, Json> {
 /// The OpenAPI document as JSON.
 #[must_use]
 pub fn document() -> Json {
-    let api = crate::routes::openapi();
+    let api = openapi();
     let mut doc = serde_json::to_value(&api).unwrap_or(Json::Null);
     if let Some(components) = doc
         .pointer_mut("/components/schemas")

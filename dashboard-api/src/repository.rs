@@ -14,11 +14,67 @@ use manifests::bundle::{Bundle, Syntax};
 use manifests::{Diagnostic, Entity, EntityKind, Model, Severity};
 use serde_json::Value as Json;
 
-use crate::error::ApiError;
-use crate::store::Store;
+use crate::problem::Problem;
+use crate::store::{Store, StoreError};
 
 /// The path the candidate document is given in the validation bundle.
 const CANDIDATE: &str = "request";
+
+/// Why the repository refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// No entity of this kind has this id.
+    #[error("no {kind} with id `{id}`")]
+    NotFound {
+        /// The kind asked for.
+        kind: EntityKind,
+        /// The id asked for.
+        id: String,
+    },
+    /// Other entities refer to the one to delete.
+    #[error(transparent)]
+    Referenced(#[from] Referenced),
+    /// The candidate is invalid: every problem the validator found in it.
+    #[error("the {kind} is invalid: {} problem(s)", problems.len())]
+    Invalid {
+        /// The kind of the candidate.
+        kind: EntityKind,
+        /// Its problems, in the validator's order.
+        problems: Vec<Problem>,
+    },
+    /// The candidate holds no entity of its kind.
+    #[error("the body holds no {kind}")]
+    Empty {
+        /// The kind expected.
+        kind: EntityKind,
+    },
+    /// The store cannot be read or written.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// An entity that others refer to: it cannot be deleted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} `{id}` is referred to by {} other entit(ies); delete or change them first", referrers.len())]
+pub struct Referenced {
+    /// The kind of the entity to delete.
+    pub kind: EntityKind,
+    /// Its id.
+    pub id: String,
+    /// Every entity referring to it, with where.
+    pub referrers: Vec<Referrer>,
+}
+
+/// An entity referring to another, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    /// Its kind.
+    pub kind: EntityKind,
+    /// Its id.
+    pub id: String,
+    /// JSON pointer to the reference within it.
+    pub pointer: String,
+}
 
 /// A candidate that passed validation.
 #[derive(Debug)]
@@ -54,7 +110,7 @@ impl Repository {
     /// # Errors
     ///
     /// The store cannot be read.
-    pub async fn load(store: Store) -> Result<Self, crate::store::StoreError> {
+    pub async fn load(store: Store) -> Result<Self, StoreError> {
         let mut entries = IndexMap::new();
         for (schema, id, doc) in store.entities().await? {
             let Some(kind) = EntityKind::from_name(&schema) else {
@@ -128,11 +184,11 @@ impl Repository {
                 Some(*kind),
             );
         }
-        let catalogue = engine::processor::Catalogue;
+        let catalogue = engine::Catalogue::get();
         let model = manifests::validate::validate(
             &mut bundle,
             &manifests::Options {
-                catalogue: Some(&catalogue),
+                catalogue: Some(catalogue),
             },
         );
         (bundle, model)
@@ -143,13 +199,14 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// 422 with every diagnostic of the candidate.
+    /// [`RepositoryError::Invalid`] with every problem of the candidate;
+    /// [`RepositoryError::Empty`] when it holds no entity of `kind`.
     pub fn check(
         &self,
         kind: EntityKind,
         candidate: &Json,
         replacing: Option<&str>,
-    ) -> Result<Checked, ApiError> {
+    ) -> Result<Checked, RepositoryError> {
         let text = serde_json::to_string_pretty(candidate).unwrap_or_default();
         let (bundle, model) = self.validate_all(
             Some((text, Syntax::Json, Some(kind))),
@@ -163,17 +220,21 @@ impl Repository {
             .filter(|d| d.is_error())
             .collect();
         if !errors.is_empty() {
-            return Err(ApiError::invalid(
-                format!("the {kind} is invalid: {} problem(s)", errors.len()),
-                &errors,
-            ));
+            return Err(RepositoryError::Invalid {
+                kind,
+                problems: Problem::of_diagnostics(
+                    &errors,
+                    candidate,
+                    manifests::schema::schemas().kind_shape(kind),
+                ),
+            });
         }
         let entity = bundle
             .entities
             .iter()
             .find(|e| bundle.files[e.file].path.as_os_str() == CANDIDATE)
             .map(|e| e.entity.clone())
-            .ok_or_else(|| ApiError::malformed(format!("the body holds no {kind}")))?;
+            .ok_or(RepositoryError::Empty { kind })?;
         let warnings = bundle
             .diagnostics
             .iter()
@@ -206,20 +267,13 @@ impl Repository {
     /// # Errors
     ///
     /// The store cannot be written (the entity is then not kept).
-    pub async fn put(&self, checked: Checked) -> Result<Entity, ApiError> {
+    pub async fn put(&self, checked: Checked) -> Result<Entity, StoreError> {
         let entity = checked.entity;
         let kind = entity.kind();
         let id = entity.id().unwrap_or_default().to_owned();
         self.store
             .put_entity(kind.info().schema, &id, &entity.to_json())
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "STORAGE",
-                    e.to_string(),
-                )
-            })?;
+            .await?;
         write(&self.entries).insert((kind, id), entity.clone());
         *write(&self.model) = Arc::new(checked.model);
         Ok(entity)
@@ -229,26 +283,25 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// 404 when absent, 409 (with the referrers) when referred to.
-    pub async fn delete(&self, kind: EntityKind, id: &str) -> Result<(), ApiError> {
+    /// [`RepositoryError::NotFound`] when absent, [`RepositoryError::Referenced`] (with
+    /// the referrers) when referred to, [`RepositoryError::Storage`].
+    pub async fn delete(&self, kind: EntityKind, id: &str) -> Result<(), RepositoryError> {
         if self.get(kind, id).is_none() {
-            return Err(ApiError::not_found(kind.info().title, id));
+            return Err(RepositoryError::NotFound {
+                kind,
+                id: id.to_owned(),
+            });
         }
         let referrers = self.referrers(kind, id);
         if !referrers.is_empty() {
-            return Err(ApiError::conflict("REFERENCED", format!("{kind} `{id}` is referred to by {} other entit(ies); delete or change them first", referrers.len()))
-                .with_details(referrers));
+            return Err(Referenced {
+                kind,
+                id: id.to_owned(),
+                referrers,
+            }
+            .into());
         }
-        self.store
-            .delete_entity(kind.info().schema, id)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "STORAGE",
-                    e.to_string(),
-                )
-            })?;
+        self.store.delete_entity(kind.info().schema, id).await?;
         write(&self.entries).shift_remove(&(kind, id.to_owned()));
         let (_, model) = self.validate_all(None, None);
         *write(&self.model) = Arc::new(model);
@@ -257,7 +310,7 @@ impl Repository {
 
     /// Every entity referring to entity `id` of `kind`, with where.
     #[must_use]
-    pub fn referrers(&self, kind: EntityKind, id: &str) -> Vec<crate::error::Detail> {
+    pub fn referrers(&self, kind: EntityKind, id: &str) -> Vec<Referrer> {
         read(&self.entries)
             .iter()
             .flat_map(|((k, other), entity)| {
@@ -265,9 +318,10 @@ impl Repository {
                     .references()
                     .into_iter()
                     .filter(|r| r.kind == kind && r.id == id)
-                    .map(|r| crate::error::Detail {
+                    .map(|r| Referrer {
+                        kind: *k,
+                        id: other.clone(),
                         pointer: r.pointer.clone(),
-                        message: format!("{k} `{other}` refers to it at {}", r.pointer),
                     })
                     .collect::<Vec<_>>()
             })
@@ -275,15 +329,16 @@ impl Repository {
     }
 }
 
+/// The items of a `{"parameter": [...]}` list (none when it is absent or not a list).
+fn parameter_items(list: Option<&mut Json>) -> &mut [Json] {
+    list.and_then(|l| l.get_mut("parameter"))
+        .and_then(Json::as_array_mut)
+        .map_or(&mut [], Vec::as_mut_slice)
+}
+
 /// Replaces plain-text secret values of a `{"parameter": [...]}` list of values.
 fn redact_values(list: Option<&mut Json>, is_secret: &dyn Fn(&str) -> bool) {
-    let Some(items) = list
-        .and_then(|l| l.get_mut("parameter"))
-        .and_then(Json::as_array_mut)
-    else {
-        return;
-    };
-    for item in items {
+    for item in parameter_items(list) {
         let name = item
             .get("key")
             .or_else(|| item.get("name"))
@@ -301,13 +356,7 @@ fn redact_values(list: Option<&mut Json>, is_secret: &dyn Fn(&str) -> bool) {
 
 /// Replaces plain-text secret defaults of a `{"parameter": [...]}` list of definitions.
 fn redact_definitions(list: Option<&mut Json>) {
-    let Some(items) = list
-        .and_then(|l| l.get_mut("parameter"))
-        .and_then(Json::as_array_mut)
-    else {
-        return;
-    };
-    for item in items {
+    for item in parameter_items(list) {
         let def: Option<manifests::model::ParameterDefinition> =
             serde_json::from_value(item.clone()).ok();
         if def.is_some_and(|d| d.is_secret())
@@ -370,7 +419,14 @@ pub fn shown(entity: &Entity, model: &Model) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
+    use crate::service::ServiceError;
     use serde_json::json;
+
+    /// A refusal as the API answers it.
+    fn api(e: RepositoryError) -> ApiError {
+        ApiError::from(ServiceError::from(e))
+    }
 
     async fn repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
@@ -387,9 +443,9 @@ mod tests {
             .unwrap();
         let dsd =
             json!({"id": "dsd", "dataInterfaceReferenceID": "di", "dataKindReferenceID": "dk"});
-        let err = repo
+        let err = api(repo
             .check(EntityKind::DataSourceDefinition, &dsd, None)
-            .unwrap_err();
+            .unwrap_err());
         assert_eq!(err.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(err.body.details[0].pointer, "/dataInterfaceReferenceID");
         assert!(err.body.details[0].message.contains("dangling-reference"));
@@ -405,7 +461,7 @@ mod tests {
         .unwrap();
         assert_eq!(repo.model().data_source_definitions.len(), 1);
         // Referred to: no delete.
-        let conflict = repo.delete(EntityKind::DataKind, "dk").await.unwrap_err();
+        let conflict = api(repo.delete(EntityKind::DataKind, "dk").await.unwrap_err());
         assert_eq!(conflict.status, axum::http::StatusCode::CONFLICT);
         assert_eq!(conflict.body.details[0].pointer, "/dataKindReferenceID");
         repo.delete(EntityKind::DataSourceDefinition, "dsd")

@@ -5,19 +5,26 @@
 //! serialized (a second `start` racing the first sees it RUNNING and is refused), and each
 //! persists the state asked for, so that a restarted server brings instances back as they
 //! were: RUNNING ones run, PAUSED ones are paused, STOPPED ones stay stopped.
+//!
+//! Every method fails with a [`ServiceError`], data the HTTP layer maps onto its status
+//! codes and bodies (`crate::error`); nothing here knows of HTTP.
+
+pub mod error;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
-use axum::http::StatusCode;
+use engine::bus::Message;
 use engine::instance::Transition;
-use engine::{DataSource, Engine, EngineConfig, InstanceStatus, Plan, State, Sym};
+use engine::{Batch, DataSource, Engine, EngineConfig, InstanceStatus, Plan, State, Sym};
+use futures_util::{Stream, StreamExt};
 use manifests::{Entity, EntityKind, Model};
 use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
 
+pub use self::error::ServiceError;
 use crate::config::{ServerConfig, TokenConfig};
-use crate::error::ApiError;
 use crate::repository::{Checked, Repository, shown};
 use crate::store::{Store, StoreError};
 
@@ -33,6 +40,8 @@ pub struct Service {
     pub tokens: Vec<TokenConfig>,
     /// When the server started.
     pub started: Instant,
+    /// Cancelled when the server stops: every live view ends then.
+    stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for Service {
@@ -53,10 +62,6 @@ pub enum StartError {
     /// The configuration.
     #[error("{0}")]
     Config(String),
-}
-
-fn storage(e: StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORAGE", e.to_string())
 }
 
 /// An analytics instance as the API shows it.
@@ -89,6 +94,11 @@ impl Service {
     ///
     /// The store cannot be opened or the engine cannot start.
     pub async fn start(config: &ServerConfig) -> Result<Arc<Self>, StartError> {
+        // The engine finds processor kinds and connectors by their registrations, which a
+        // binary links in only when it uses their crates: using them here makes every
+        // server, in any binary, have the whole catalogue.
+        let kinds = processors::catalogue().len() + connectors::catalogue().len();
+        tracing::debug!(kinds, "catalogue");
         let store = Store::open(&config.data_dir)?;
         let repository = Repository::load(store.clone()).await?;
         let mut engine_config = EngineConfig {
@@ -115,6 +125,7 @@ impl Service {
             locks: StdMutex::default(),
             tokens: config.tokens.clone(),
             started: Instant::now(),
+            stopping: CancellationToken::new(),
         });
         service.recover().await?;
         Ok(service)
@@ -203,19 +214,18 @@ impl Service {
     /// # Errors
     ///
     /// A body id that differs from the path's.
-    fn settle_id(doc: &mut Json, path_id: Option<&str>) -> Result<String, ApiError> {
+    fn settle_id(doc: &mut Json, path_id: Option<&str>) -> Result<String, ServiceError> {
         let given = doc
             .get("id")
             .or_else(|| doc.get("_id"))
             .and_then(Json::as_str)
             .map(str::to_owned);
         let id = match (given, path_id) {
-            (Some(g), Some(p)) if g != p => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "INVALID",
-                    format!("the body's id `{g}` is not the path's `{p}`"),
-                ));
+            (Some(given), Some(path)) if given != path => {
+                return Err(ServiceError::IdMismatch {
+                    given,
+                    path: path.to_owned(),
+                });
             }
             (Some(g), _) => g,
             (None, Some(p)) => p.to_owned(),
@@ -230,18 +240,44 @@ impl Service {
         Ok(id)
     }
 
+    /// Entity `id` of `kind`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when absent.
+    pub fn entity(&self, kind: EntityKind, id: &str) -> Result<Entity, ServiceError> {
+        self.repository
+            .get(kind, id)
+            .ok_or_else(|| ServiceError::NotFound {
+                what: kind.info().title,
+                id: id.to_owned(),
+            })
+    }
+
+    /// Every entity of `kind` as shown, in creation order, that `keep` accepts.
+    pub fn shown_entities(&self, kind: EntityKind, keep: impl Fn(&Json) -> bool) -> Vec<Json> {
+        self.repository
+            .list(kind)
+            .iter()
+            .map(|e| self.show(e))
+            .filter(|shown| keep(shown))
+            .collect()
+    }
+
     /// Creates a model entity.
     ///
     /// # Errors
     ///
-    /// 409 when the id is taken, 422 when invalid.
-    pub async fn create_entity(&self, kind: EntityKind, mut doc: Json) -> Result<Entity, ApiError> {
+    /// [`ServiceError::AlreadyExists`] when the id is taken, [`ServiceError::Invalid`]
+    /// when invalid.
+    pub async fn create_entity(
+        &self,
+        kind: EntityKind,
+        mut doc: Json,
+    ) -> Result<Entity, ServiceError> {
         let id = Self::settle_id(&mut doc, None)?;
         if self.repository.get(kind, &id).is_some() {
-            return Err(ApiError::conflict(
-                "ALREADY_EXISTS",
-                format!("a {kind} with id `{id}` exists already"),
-            ));
+            return Err(ServiceError::AlreadyExists { kind, id });
         }
         let checked = self.repository.check(kind, &doc, None)?;
         self.commit(checked).await
@@ -251,22 +287,20 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// 404 when absent, 422 when invalid.
+    /// [`ServiceError::NotFound`] when absent, [`ServiceError::Invalid`] when invalid.
     pub async fn update_entity(
         &self,
         kind: EntityKind,
         id: &str,
         mut doc: Json,
-    ) -> Result<Entity, ApiError> {
-        if self.repository.get(kind, id).is_none() {
-            return Err(ApiError::not_found(kind.info().title, id));
-        }
+    ) -> Result<Entity, ServiceError> {
+        self.entity(kind, id)?;
         Self::settle_id(&mut doc, Some(id))?;
         let checked = self.repository.check(kind, &doc, Some(id))?;
         self.commit(checked).await
     }
 
-    async fn commit(&self, checked: Checked) -> Result<Entity, ApiError> {
+    async fn commit(&self, checked: Checked) -> Result<Entity, ServiceError> {
         for w in &checked.warnings {
             tracing::warn!(diagnostic = %w, "accepted with a warning");
         }
@@ -279,8 +313,9 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// 404 when absent, 409 when referred to.
-    pub async fn delete_entity(&self, kind: EntityKind, id: &str) -> Result<(), ApiError> {
+    /// [`ServiceError::NotFound`] when absent, [`ServiceError::Referenced`] when referred
+    /// to.
+    pub async fn delete_entity(&self, kind: EntityKind, id: &str) -> Result<(), ServiceError> {
         self.repository.delete(kind, id).await?;
         self.sync_registry(&self.repository.model()).await;
         Ok(())
@@ -291,12 +326,13 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// 409 when the id is taken, 422 when invalid.
+    /// [`ServiceError::AlreadyExists`] when the id is taken, [`ServiceError::Invalid`] or
+    /// [`ServiceError::Unplannable`] when invalid.
     pub async fn create_instance(
         &self,
         mut doc: Json,
         fresh_id: bool,
-    ) -> Result<InstanceView, ApiError> {
+    ) -> Result<InstanceView, ServiceError> {
         if fresh_id && let Some(obj) = doc.as_object_mut() {
             obj.remove("_id");
             obj.insert("id".into(), Json::String(uuid::Uuid::new_v4().to_string()));
@@ -309,20 +345,17 @@ impl Service {
             .get(EntityKind::AnalyticsManifest, &id)
             .is_some()
         {
-            return Err(ApiError::conflict(
-                "ALREADY_EXISTS",
-                format!("an analytics instance with id `{id}` exists already"),
-            ));
+            return Err(ServiceError::AlreadyExists {
+                kind: EntityKind::AnalyticsManifest,
+                id,
+            });
         }
         let checked = self
             .repository
             .check(EntityKind::AnalyticsManifest, &doc, None)?;
         let plan = plan_of(&checked)?;
         let entity = self.repository.put(checked).await?;
-        self.store
-            .set_desired(&id, State::Stopped)
-            .await
-            .map_err(storage)?;
+        self.store.set_desired(&id, State::Stopped).await?;
         self.engine.create(plan)?;
         self.sync_registry(&self.repository.model()).await;
         self.view_of(&entity).await
@@ -332,19 +365,22 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// 404 when absent, 409 while running or paused, 422 when invalid.
-    pub async fn update_instance(&self, id: &str, mut doc: Json) -> Result<InstanceView, ApiError> {
+    /// [`ServiceError::NotFound`] when absent, [`ServiceError::IllegalTransition`] while
+    /// running or paused, [`ServiceError::Invalid`] when invalid.
+    pub async fn update_instance(
+        &self,
+        id: &str,
+        mut doc: Json,
+    ) -> Result<InstanceView, ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let status = self.engine.status(id).await?;
         if matches!(status.state, State::Running | State::Paused) {
-            return Err(ApiError::conflict(
-                "ILLEGAL_TRANSITION",
-                format!(
-                    "cannot update analytics instance `{id}`: it is {}; stop it first",
-                    status.state
-                ),
-            ));
+            return Err(ServiceError::IllegalTransition {
+                id: id.to_owned(),
+                verb: error::UPDATE,
+                state: status.state,
+            });
         }
         Self::settle_id(&mut doc, Some(id))?;
         let checked = self
@@ -353,10 +389,7 @@ impl Service {
         let plan = plan_of(&checked)?;
         let entity = self.repository.put(checked).await?;
         self.engine.replace(plan).await?;
-        self.store
-            .set_desired(id, State::Stopped)
-            .await
-            .map_err(storage)?;
+        self.store.set_desired(id, State::Stopped).await?;
         self.view_of(&entity).await
     }
 
@@ -364,15 +397,16 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// 404 when absent, 409 while running or paused.
-    pub async fn delete_instance(&self, id: &str) -> Result<(), ApiError> {
+    /// [`ServiceError::NotFound`] when absent, [`ServiceError::IllegalTransition`] while
+    /// running or paused.
+    pub async fn delete_instance(&self, id: &str) -> Result<(), ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         self.engine.remove(id).await?;
         self.repository
             .delete(EntityKind::AnalyticsManifest, id)
             .await?;
-        self.store.delete_instance(id).await.map_err(storage)?;
+        self.store.delete_instance(id).await?;
         self.sync_registry(&self.repository.model()).await;
         Ok(())
     }
@@ -381,8 +415,13 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// 404 when absent, 409 for an illegal transition, 422 when it cannot start.
-    pub async fn transition(&self, id: &str, t: Transition) -> Result<InstanceStatus, ApiError> {
+    /// [`ServiceError::NotFound`] when absent, [`ServiceError::IllegalTransition`] for an
+    /// illegal transition, [`ServiceError::StartFailed`] when it cannot start.
+    pub async fn transition(
+        &self,
+        id: &str,
+        t: Transition,
+    ) -> Result<InstanceStatus, ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         match t {
@@ -396,24 +435,44 @@ impl Service {
             Transition::Pause => State::Paused,
             Transition::Stop => State::Stopped,
         };
-        self.store.set_desired(id, desired).await.map_err(storage)?;
+        self.store.set_desired(id, desired).await?;
+        self.status(id).await
+    }
+
+    /// The status of instance `id` in the engine: state, counters, connectors.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when absent.
+    pub async fn status(&self, id: &str) -> Result<InstanceStatus, ServiceError> {
         Ok(self.engine.status(id).await?)
+    }
+
+    /// The status of every instance in the engine.
+    pub async fn statuses(&self) -> Vec<InstanceStatus> {
+        let mut out = Vec::new();
+        for id in self.engine.ids() {
+            if let Ok(status) = self.engine.status(&id).await {
+                out.push(status);
+            }
+        }
+        out
     }
 
     /// The instance `id`.
     ///
     /// # Errors
     ///
-    /// 404 when absent.
-    pub async fn instance(&self, id: &str) -> Result<InstanceView, ApiError> {
+    /// [`ServiceError::NotFound`] when absent.
+    pub async fn instance(&self, id: &str) -> Result<InstanceView, ServiceError> {
         let entity = self
             .repository
             .get(EntityKind::AnalyticsManifest, id)
-            .ok_or_else(|| ApiError::not_found("analytics instance", id))?;
+            .ok_or_else(|| ServiceError::no_instance(id))?;
         self.view_of(&entity).await
     }
 
-    async fn view_of(&self, am: &Entity) -> Result<InstanceView, ApiError> {
+    async fn view_of(&self, am: &Entity) -> Result<InstanceView, ServiceError> {
         let id = am.id().unwrap_or_default();
         let status = self.engine.status(id).await?;
         Ok(InstanceView {
@@ -437,12 +496,58 @@ impl Service {
         }
         out
     }
+
+    /// The data source manifest `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when absent.
+    fn data_source(&self, id: &str) -> Result<Entity, ServiceError> {
+        self.entity(EntityKind::DataSourceManifest, id)
+    }
+
+    /// The last `n` observations of data source `id`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when there is no such data source manifest.
+    pub fn recent(&self, id: &str, n: usize) -> Result<Vec<engine::Observation>, ServiceError> {
+        self.data_source(id)?;
+        Ok(self.engine.recent(id, n).unwrap_or_default())
+    }
+
+    /// The batches of observations published to data source `id` from now on, until the
+    /// server stops ([`Service::stop_live`]). Lossy: a reader that cannot keep up misses
+    /// batches; the pipeline never waits for it.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when there is no such data source manifest.
+    pub fn live(&self, id: &str) -> Result<impl Stream<Item = Batch> + Send + use<>, ServiceError> {
+        self.data_source(id)?;
+        let (subscriber, rx) = self.engine.tap_lossy(id);
+        let batches =
+            futures_util::stream::unfold((subscriber, rx), |(subscriber, mut rx)| async move {
+                loop {
+                    if let Message::Data(batch) = rx.recv().await?.message {
+                        return Some((batch, (subscriber, rx)));
+                    }
+                }
+            });
+        Ok(batches.take_until(self.stopping.clone().cancelled_owned()))
+    }
+
+    /// Ends every live view ([`Service::live`]): the server is stopping.
+    pub fn stop_live(&self) {
+        self.stopping.cancel();
+    }
 }
 
-fn plan_of(checked: &Checked) -> Result<Plan, ApiError> {
+fn plan_of(checked: &Checked) -> Result<Plan, ServiceError> {
     let Entity::AnalyticsManifest(am) = &checked.entity else {
-        return Err(ApiError::malformed("the body is not an analytics manifest"));
+        return Err(ServiceError::malformed(
+            "the body is not an analytics manifest",
+        ));
     };
-    Plan::new(am, &checked.model)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID", e.to_string()))
+    Ok(Plan::new(am, &checked.model)?)
 }

@@ -26,10 +26,61 @@ pub struct DecodeContext {
     pub default_kind: Option<Sym>,
 }
 
-/// Why a payload could not be read as observations.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(pub String);
+/// Why a payload could not be read as observations: the payload's fault (an external
+/// error, not retryable: the same payload fails again).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    message: String,
+    source: Option<crate::error::BoxError>,
+}
+
+impl PartialEq for DecodeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for DecodeError {}
+
+impl DecodeError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error saying `message`, caused by `source`.
+    pub fn caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(crate::error::boxed(source)),
+        }
+    }
+
+    /// What is wrong with the payload.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whose problem it is: the payload's sender.
+    #[must_use]
+    pub const fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::External
+    }
+
+    /// Whether reading it again can help: no.
+    #[must_use]
+    pub const fn retryable(&self) -> bool {
+        false
+    }
+}
 
 fn field<'a>(obj: &'a Map<String, Json>, names: &[&str]) -> Option<&'a Json> {
     names
@@ -59,14 +110,14 @@ fn observation(
 ) -> Result<Observation, DecodeError> {
     let value = obj
         .get("value")
-        .ok_or_else(|| DecodeError("an observation has no \"value\"".to_owned()))?;
+        .ok_or_else(|| DecodeError::new("an observation has no \"value\"".to_owned()))?;
     let timestamp = match field(
         obj,
         &["timestamp", "acquisitionTimestamp", "collectionTimestamp"],
     )
     .or_else(|| set.and_then(|s| field(s, &["timestamp"])))
     {
-        Some(t) => Timestamp::from_json(t).map_err(|e| DecodeError(e.to_string()))?,
+        Some(t) => Timestamp::from_json(t).map_err(|e| DecodeError::new(e.to_string()))?,
         None => Timestamp::now(),
     };
     let source = field(obj, &["dataSourceManifestReferenceID"])
@@ -95,6 +146,11 @@ fn observation(
             .entry("location")
             .or_insert_with(|| loc.clone());
     }
+    let id = field(obj, &["id", "_id"]).and_then(|v| match v {
+        Json::String(s) if !s.is_empty() => Some(Arc::new(s.clone())),
+        Json::Number(n) => Some(Arc::new(n.to_string())),
+        _ => None,
+    });
     Ok(Observation {
         source,
         name,
@@ -103,6 +159,7 @@ fn observation(
         data_kind: data_kind.or(ctx.default_kind),
         ingested,
         attributes: extra.map(Arc::new),
+        id,
     })
 }
 
@@ -120,7 +177,9 @@ fn decode_value(
             Some(Json::Array(list)) => {
                 for o in list {
                     let o = o.as_object().ok_or_else(|| {
-                        DecodeError("an element of \"observation\" is not an object".to_owned())
+                        DecodeError::new(
+                            "an element of \"observation\" is not an object".to_owned(),
+                        )
                     })?;
                     out.push(observation(o, Some(obj), ctx, ingested)?);
                 }
@@ -130,13 +189,13 @@ fn decode_value(
                 out.push(observation(o, Some(obj), ctx, ingested)?);
                 Ok(())
             }
-            Some(_) => Err(DecodeError("\"observation\" is not a list".to_owned())),
+            Some(_) => Err(DecodeError::new("\"observation\" is not a list".to_owned())),
             None => {
                 out.push(observation(obj, None, ctx, ingested)?);
                 Ok(())
             }
         },
-        _ => Err(DecodeError(format!(
+        _ => Err(DecodeError::new(format!(
             "expected a LiveDataSet or an observation (a JSON object), found {}",
             match v {
                 Json::Null => "null",
@@ -172,7 +231,7 @@ pub fn decode_json(
                 }
             }
             Err(e) => {
-                result = Err(DecodeError(format!("invalid JSON: {e}")));
+                result = Err(DecodeError::new(format!("invalid JSON: {e}")));
                 break;
             }
         }
@@ -256,14 +315,14 @@ pub fn decode(
     out: &mut Vec<Observation>,
 ) -> Result<usize, DecodeError> {
     let text = std::str::from_utf8(payload)
-        .map_err(|_| DecodeError("the payload is not UTF-8 text".to_owned()))?;
+        .map_err(|_| DecodeError::new("the payload is not UTF-8 text".to_owned()))?;
     let before = out.len();
     let result = match format {
         Format::LiveDataSet => return decode_json(text, ctx, out),
         Format::PlainText => {
             let t = text.trim();
             if t.is_empty() {
-                Err(DecodeError(
+                Err(DecodeError::new(
                     "an empty plain-text payload holds no value".to_owned(),
                 ))
             } else {
@@ -275,6 +334,7 @@ pub fn decode(
                     data_kind: ctx.default_kind,
                     ingested: ingest_clock(),
                     attributes: None,
+                    id: None,
                 });
                 Ok(())
             }
@@ -300,14 +360,14 @@ fn decode_flat(
 ) -> Result<(), DecodeError> {
     let ingested = ingest_clock();
     for item in serde_json::Deserializer::from_str(text).into_iter::<Json>() {
-        let item = item.map_err(|e| DecodeError(format!("invalid JSON: {e}")))?;
+        let item = item.map_err(|e| DecodeError::caused(format!("invalid JSON: {e}"), e))?;
         let Json::Object(obj) = item else {
-            return Err(DecodeError(
+            return Err(DecodeError::new(
                 "a flat JSON payload is an object of name → value".to_owned(),
             ));
         };
         let timestamp = match field(&obj, TIME_KEYS) {
-            Some(t) => Timestamp::from_json(t).map_err(|e| DecodeError(e.to_string()))?,
+            Some(t) => Timestamp::from_json(t).map_err(|e| DecodeError::new(e.to_string()))?,
             None => Timestamp::now(),
         };
         let source = field(&obj, &["dataSourceManifestReferenceID"])
@@ -330,10 +390,11 @@ fn decode_flat(
                 data_kind: ctx.default_kind,
                 ingested,
                 attributes: None,
+                id: None,
             });
         }
         if !any {
-            return Err(DecodeError("the object names no value".to_owned()));
+            return Err(DecodeError::new("the object names no value".to_owned()));
         }
     }
     Ok(())
@@ -356,7 +417,11 @@ fn decode_csv(
         .flexible(true)
         .from_reader(text.as_bytes());
     let layout = if has_header {
-        CsvLayout::from_header(reader.headers().map_err(|e| DecodeError(e.to_string()))?)?
+        CsvLayout::from_header(
+            reader
+                .headers()
+                .map_err(|e| DecodeError::caused(e.to_string(), e))?,
+        )?
     } else {
         // timestamp,name,value — or timestamp,value for a source of one kind.
         let width = first.split(',').count();
@@ -370,7 +435,7 @@ fn decode_csv(
         ))?
     };
     for record in reader.records() {
-        let record = record.map_err(|e| DecodeError(format!("invalid CSV: {e}")))?;
+        let record = record.map_err(|e| DecodeError::caused(format!("invalid CSV: {e}"), e))?;
         if record.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -444,7 +509,7 @@ impl CsvLayout {
                 .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
         };
         let timestamp = find(&["timestamp", "time", "acquisitionTimestamp"])
-            .ok_or_else(|| DecodeError("the CSV header has no timestamp column".to_owned()))?;
+            .ok_or_else(|| DecodeError::new("the CSV header has no timestamp column".to_owned()))?;
         let name = find(&["name"]);
         let value = find(&["value"]);
         let kind = find(&["dataKindReferenceID", "dataKind"]);
@@ -461,7 +526,7 @@ impl CsvLayout {
                 .collect()
         };
         if value.is_none() && series.is_empty() {
-            return Err(DecodeError(
+            return Err(DecodeError::new(
                 "the CSV header has no value column and no series columns".to_owned(),
             ));
         }
@@ -489,9 +554,9 @@ impl CsvLayout {
         let cell = |i: usize| record.get(i).map(str::trim).filter(|c| !c.is_empty());
         let timestamp = Timestamp::parse(
             cell(self.timestamp)
-                .ok_or_else(|| DecodeError("a CSV row has no timestamp".to_owned()))?,
+                .ok_or_else(|| DecodeError::new("a CSV row has no timestamp".to_owned()))?,
         )
-        .map_err(|e| DecodeError(e.to_string()))?;
+        .map_err(|e| DecodeError::new(e.to_string()))?;
         let source = self.source.and_then(cell).map_or(ctx.dsm, Sym::new);
         let data_kind = self.kind.and_then(cell).map(Sym::new).or(ctx.default_kind);
         let ingested = ingest_clock();
@@ -504,10 +569,12 @@ impl CsvLayout {
                 data_kind,
                 ingested,
                 attributes: None,
+                id: None,
             });
         };
         if let Some(v) = self.value {
-            let text = cell(v).ok_or_else(|| DecodeError("a CSV row has no value".to_owned()))?;
+            let text =
+                cell(v).ok_or_else(|| DecodeError::new("a CSV row has no value".to_owned()))?;
             let name = self.name.and_then(cell).map_or(ctx.default_name, Sym::new);
             push(name, text);
         } else {
@@ -521,12 +588,19 @@ impl CsvLayout {
     }
 }
 
-/// Writes one observation as a LiveDataSet (paper Table 7) with a fresh id.
+/// Writes one observation as a LiveDataSet (paper Table 7): the observation keeps the id it
+/// arrived with (a result gets a fresh one); the LiveDataSet around it is new, with a fresh
+/// id.
 #[must_use]
 pub fn encode_live_data_set(obs: &Observation) -> Json {
     let ts = obs.timestamp.to_string();
     let mut o = Map::new();
-    o.insert("id".into(), Json::String(uuid::Uuid::new_v4().to_string()));
+    let id = obs
+        .id
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    o.insert("id".into(), Json::String(id));
     o.insert("name".into(), Json::String(obs.name.text().to_string()));
     if let Some(dk) = obs.data_kind {
         o.insert(
@@ -586,6 +660,35 @@ mod tests {
             Timestamp::parse("2018-05-24 14:59:14.924").unwrap()
         );
         assert_eq!(out[2].value, Value::Number(205.0));
+    }
+
+    #[test]
+    fn an_observation_is_written_under_the_id_it_arrived_with_and_a_result_under_a_new_one() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/paper/table-7-live-data-sets.json"
+        ))
+        .unwrap();
+        let mut out = Vec::new();
+        decode_json(&text, &ctx(), &mut out).unwrap();
+        assert_eq!(
+            out[0].id.as_deref().map(String::as_str),
+            Some("84190868-8dbb-41ea-8b90-ea8f4699f43a")
+        );
+        let written = encode_live_data_set(&out[0]);
+        assert_eq!(
+            written["observation"][0]["id"],
+            "84190868-8dbb-41ea-8b90-ea8f4699f43a"
+        );
+        // Read again, it is the same observation.
+        let mut again = Vec::new();
+        decode_json(&written.to_string(), &ctx(), &mut again).unwrap();
+        assert_eq!(again[0].id, out[0].id);
+        // A result carries no id: each writing gives one.
+        let result = Observation::number(Sym::new("s"), Sym::new("avg"), Timestamp(0), 1.0);
+        let (a, b) = (encode_live_data_set(&result), encode_live_data_set(&result));
+        assert!(uuid::Uuid::parse_str(a["observation"][0]["id"].as_str().unwrap()).is_ok());
+        assert_ne!(a["observation"][0]["id"], b["observation"][0]["id"]);
     }
 
     #[test]

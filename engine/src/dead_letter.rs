@@ -62,6 +62,7 @@ impl DeadLetters {
             data_kind: None,
             ingested: ingest_clock(),
             attributes: None,
+            id: None,
         }
     }
 

@@ -38,7 +38,7 @@ pub struct ExternalProgram {
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
     /// How long it may take to answer a request, unless the manifest says otherwise.
-    #[serde(default, deserialize_with = "crate::connectors::duration")]
+    #[serde(default, deserialize_with = "manifests::config::optional_duration")]
     pub timeout: Option<Duration>,
 }
 

@@ -1,5 +1,5 @@
-//! Analytics instances: their lifecycle states, their status and counters, and the task
-//! that runs one processor.
+//! Analytics instances: their lifecycle states, their status and counters (the task that
+//! runs one processor is in [`crate::task`]).
 //!
 //! ```text
 //!            start              pause
@@ -9,19 +9,10 @@
 //!   FAILED (with the processor and the reason) ─ start ▶ RUNNING, stop ▶ STOPPED
 //! ```
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::Value as Json;
-use tokio::sync::{mpsc, watch};
 
-use crate::bus::{Envelope, Message, Publisher, Subscriber, WatermarkTracker};
-use crate::dead_letter::DeadLetters;
-use crate::observation::{Batch, Observation};
-use crate::processor::{Output, Processor, ProcessorError, Rejected};
-use crate::symbol::Sym;
 use crate::time::Timestamp;
 
 /// The lifecycle state of an analytics instance.
@@ -131,11 +122,11 @@ pub const BATCH_BUCKETS_US: [u64; 11] = [
 ];
 
 impl ProcessorMetrics {
-    fn add(counter: &AtomicU64, n: usize) {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn observe_batch(&self, nanos: u64) {
+    pub(crate) fn observe_batch(&self, nanos: u64) {
         let us = nanos / 1_000;
         let bucket = BATCH_BUCKETS_US
             .iter()
@@ -256,216 +247,6 @@ pub enum Control {
     Pause,
     /// Unsubscribe, process what was accepted, flush, leave.
     Drain,
-}
-
-/// Everything a processor task runs with.
-pub(crate) struct ProcessorTask {
-    pub processor: Box<dyn Processor>,
-    pub subscriber: Subscriber,
-    pub input: mpsc::Receiver<Envelope>,
-    pub tracker: WatermarkTracker,
-    pub publisher: Publisher,
-    /// Publishers of its side outputs (`lateOutput`...), by DSM.
-    pub side: Vec<(Sym, Publisher)>,
-    pub control: watch::Receiver<Control>,
-    pub metrics: Arc<ProcessorMetrics>,
-    pub dead_letters: DeadLetters,
-    pub place: Json,
-    pub sink: Sym,
-}
-
-impl ProcessorTask {
-    /// Runs until drained (Ok) or failed (Err).
-    pub(crate) async fn run(mut self) -> Result<(), ProcessorError> {
-        let mut emitted: Vec<Observation> = Vec::with_capacity(Batch::MAX_LEN);
-        let mut rejected: Vec<Rejected> = Vec::new();
-        // The input watermark, and the one last passed downstream.
-        let (mut input_watermark, mut output_watermark) = (Timestamp::MIN, Timestamp::MIN);
-        let mut timer = self.processor.timer().map(|period| {
-            let mut t = tokio::time::interval(period);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
-        loop {
-            let control = *self.control.borrow_and_update();
-            match control {
-                Control::Drain => break,
-                Control::Pause => {
-                    if self.control.changed().await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                Control::Run => {}
-            }
-            tokio::select! {
-                biased;
-                changed = self.control.changed() => if changed.is_err() { break },
-                envelope = self.input.recv() => match envelope {
-                    Some(e) => if let Some(w) = self.handle(e, &mut emitted, &mut rejected).await? {
-                        input_watermark = w;
-                        output_watermark = output_watermark.max(self.processor.output_watermark(w));
-                    },
-                    None => break,
-                },
-                _ = async { timer.as_mut().expect("guarded by the condition").tick().await }, if timer.is_some() => {
-                    let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
-                    guarded(|| self.processor.on_timer(Timestamp::now(), &mut out))?;
-                    let side = out.take_side();
-                    self.outlet().publish(&mut emitted, &mut rejected, side).await;
-                    let w = self.processor.output_watermark(input_watermark);
-                    if w > output_watermark {
-                        output_watermark = w;
-                        self.outlet().watermark(w).await;
-                    }
-                }
-            }
-        }
-        // Drain: nothing new is routed here; what was accepted is processed.
-        self.subscriber.unsubscribe_all();
-        self.input.close();
-        while let Some(e) = self.input.recv().await {
-            self.handle(e, &mut emitted, &mut rejected).await?;
-        }
-        let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
-        guarded(|| self.processor.flush(&mut out))?;
-        let side = out.take_side();
-        self.outlet()
-            .publish(&mut emitted, &mut rejected, side)
-            .await;
-        self.publisher.leave().await;
-        for (_, p) in &self.side {
-            p.leave().await;
-        }
-        Ok(())
-    }
-
-    /// Handles one envelope; returns the input watermark when it advanced.
-    async fn handle(
-        &mut self,
-        e: Envelope,
-        emitted: &mut Vec<Observation>,
-        rejected: &mut Vec<Rejected>,
-    ) -> Result<Option<Timestamp>, ProcessorError> {
-        match &e.message {
-            Message::Data(batch) => {
-                ProcessorMetrics::add(&self.metrics.received, batch.len());
-                let started = Instant::now();
-                let mut out = Output::new(emitted, rejected, self.sink);
-                guarded(|| self.processor.process(batch, &mut out))?;
-                let side = out.take_side();
-                self.metrics
-                    .observe_batch(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-                ProcessorMetrics::add(&self.metrics.batches, 1);
-                self.outlet().publish(emitted, rejected, side).await;
-            }
-            message => {
-                if let Some(w) = self.tracker.update(e.topic, e.publisher, message) {
-                    let mut out = Output::new(emitted, rejected, self.sink);
-                    guarded(|| self.processor.on_watermark(w, &mut out))?;
-                    let side = out.take_side();
-                    self.outlet().publish(emitted, rejected, side).await;
-                    self.metrics
-                        .watermark
-                        .store(w.as_micros() as u64, Ordering::Relaxed);
-                    let out_w = self.processor.output_watermark(w);
-                    self.outlet().watermark(out_w).await;
-                    return Ok(Some(w));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    fn outlet(&self) -> Outlet<'_> {
-        Outlet {
-            publisher: &self.publisher,
-            side: &self.side,
-            metrics: &self.metrics,
-            dead_letters: &self.dead_letters,
-            place: &self.place,
-        }
-    }
-}
-
-/// Runs processor code, turning a panic into a failure of its instance (the engine and
-/// the other instances go on).
-fn guarded(f: impl FnOnce() -> Result<(), ProcessorError>) -> Result<(), ProcessorError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
-        Err(ProcessorError::Failed(format!(
-            "the processor panicked: {message}"
-        )))
-    })
-}
-
-/// The parts of a processor task that publish (all shareable across threads, unlike the
-/// processor itself).
-struct Outlet<'a> {
-    publisher: &'a Publisher,
-    side: &'a [(Sym, Publisher)],
-    metrics: &'a ProcessorMetrics,
-    dead_letters: &'a DeadLetters,
-    place: &'a Json,
-}
-
-impl Outlet<'_> {
-    /// Passes a watermark to the sink and the side outputs.
-    async fn watermark(&self, w: Timestamp) {
-        self.publisher.watermark(w).await;
-        for (_, p) in self.side {
-            p.watermark(w).await;
-        }
-    }
-
-    async fn publish(
-        &self,
-        emitted: &mut Vec<Observation>,
-        rejected: &mut Vec<Rejected>,
-        side: Vec<(Sym, Observation)>,
-    ) {
-        if !side.is_empty() {
-            let mut by_output: Vec<Vec<Observation>> = vec![Vec::new(); self.side.len()];
-            for (dsm, observation) in side {
-                match self.side.iter().position(|(d, _)| *d == dsm) {
-                    Some(n) => by_output[n].push(observation),
-                    None => rejected.push(Rejected {
-                        observation,
-                        reason: format!(
-                            "side output `{dsm}` is not one of the processor's outputs"
-                        ),
-                    }),
-                }
-            }
-            for ((_, publisher), batch) in self.side.iter().zip(by_output) {
-                if !batch.is_empty() {
-                    ProcessorMetrics::add(&self.metrics.emitted, batch.len());
-                    publisher.send(batch.into()).await;
-                }
-            }
-        }
-        if !emitted.is_empty() {
-            ProcessorMetrics::add(&self.metrics.emitted, emitted.len());
-            // Cut at the batch size so downstream channels stay bounded in observations.
-            while emitted.len() > Batch::MAX_LEN {
-                let rest = emitted.split_off(Batch::MAX_LEN);
-                let head = std::mem::replace(emitted, rest);
-                self.publisher.send(head.into()).await;
-            }
-            let batch = std::mem::replace(emitted, Vec::with_capacity(Batch::MAX_LEN));
-            self.publisher.send(batch.into()).await;
-        }
-        if !rejected.is_empty() {
-            ProcessorMetrics::add(&self.metrics.rejected, rejected.len());
-            self.dead_letters
-                .rejected(self.place, std::mem::take(rejected))
-                .await;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,20 +8,27 @@
 //! - [`codec`]: JSON and CSV at the edges (LiveDataSets in, LiveDataSets out).
 //! - [`bus`]: topics keyed by DSM id, bounded fan-out with backpressure, watermarks.
 //! - [`registry`]: the device registry of data sources.
-//! - [`connector`] and [`connectors`]: bridges to external systems, one folder per protocol.
-//! - [`processor`]: the processor trait and the catalogue processors register in.
+//! - [`connector`]: the connector API (typed traits, contexts, registration); the protocols
+//!   themselves are in the `connectors` crate, one folder each.
+//! - [`processor`]: the processor traits and the registration processor kinds use.
+//! - [`catalogue`]: every registered processor kind and connector, for validation and
+//!   listings.
+//! - [`error`]: what processor, connector and decode errors share (kind, retry hint).
 //! - [`external`]: the programs the `external` processor may run, as configured.
 //! - [`plan`]: an analytics manifest as a graph of processors.
-//! - [`instance`]: lifecycle states, status, the task that runs a processor.
-//! - [`engine`]: all of the above together, with the lifecycle operations.
+//! - [`instance`]: lifecycle states, status and counters; [`task`]: the task that runs a
+//!   processor.
+//! - [`engine`]: all of the above together: connector supervision, live views, and the
+//!   lifecycle operations.
 //! - [`dead_letter`]: where what cannot be processed goes, with the reason.
 
 pub mod bus;
+pub mod catalogue;
 pub mod codec;
 pub mod connector;
-pub mod connectors;
 pub mod dead_letter;
 pub mod engine;
+pub mod error;
 pub mod external;
 pub mod instance;
 pub mod observation;
@@ -29,13 +36,19 @@ pub mod plan;
 pub mod processor;
 pub mod registry;
 pub mod symbol;
+pub mod task;
 pub mod time;
 
+pub use catalogue::Catalogue;
+pub use connector::Protocol;
 pub use engine::{Engine, EngineConfig, EngineError};
+pub use error::ErrorKind;
 pub use instance::{InstanceStatus, State};
 pub use observation::{Batch, Observation, Value};
 pub use plan::Plan;
-pub use processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration};
+pub use processor::{
+    Output, Processor, ProcessorContext, ProcessorError, ProcessorKind, ProcessorRegistration,
+};
 pub use registry::DataSource;
 pub use symbol::Sym;
 pub use time::Timestamp;

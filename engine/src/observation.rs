@@ -95,7 +95,14 @@ pub struct Observation {
     pub ingested: u64,
     /// Extra fields, when there are any.
     pub attributes: Option<Attributes>,
+    /// The id it arrived with (a LiveDataSet observation's `id`), kept while processors
+    /// pass the observation on unchanged, so that it is written out under the same id; a
+    /// result computed by a processor has none and is given a new one when written.
+    pub id: Option<ObservationId>,
 }
+
+/// An observation's id, as it arrived (shared, not copied, as the observation travels).
+pub type ObservationId = Arc<String>;
 
 impl Observation {
     /// A numeric observation stamped as ingested now.
@@ -109,6 +116,7 @@ impl Observation {
             data_kind: None,
             ingested: ingest_clock(),
             attributes: None,
+            id: None,
         }
     }
 

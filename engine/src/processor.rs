@@ -5,27 +5,136 @@
 //! watermarks in order, and publishes what it emits. Hooks it does not need have default
 //! no-op bodies, so a filter writes only [`Processor::process`].
 //!
-//! Processor kinds register with [`inventory::submit!`] in their own folder of the
-//! `processors` crate; the engine finds them by `processorType`.
+//! A processor kind is typed ([`ProcessorKind`]: its `processorType`, category, typed
+//! [`ProcessorKind::Config`] and constructor) and registered erased
+//! ([`ProcessorRegistration::of`], with [`inventory::submit!`]) in its own folder of the
+//! `processors` crate; the engine finds it by `processorType`, reads its parameters into
+//! the typed configuration once, and builds it.
 
-use manifests::model::{Category, DataType, ParameterDefinition};
-use manifests::{Protocol, ResolvedParameters};
+use manifests::ResolvedParameters;
+use manifests::config::{Config, ConfigError};
+use manifests::model::{Category, ParameterDefinition};
 use serde_json::Value as Json;
 
+use crate::connector::Protocol;
+use crate::error::{BoxError, ErrorKind};
 use crate::external::ExternalConfig;
 use crate::observation::Observation;
 use crate::symbol::Sym;
 use crate::time::Timestamp;
 
 /// Why a processor could not be created or had to stop.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ProcessorError {
-    /// Its parameters are unusable (caught when the instance starts).
+    /// Its parameters are unusable (caught when the instance starts): a user error.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// It failed while running: the instance fails with this reason.
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed {
+        /// Whose problem it is.
+        kind: ErrorKind,
+        /// Whether starting the instance again can help.
+        retryable: bool,
+        /// What happened.
+        message: String,
+        /// The underlying error.
+        source: Option<BoxError>,
+    },
+}
+
+impl PartialEq for ProcessorError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Config(a), Self::Config(b)) => a == b,
+            (
+                Self::Failed {
+                    kind: k1,
+                    retryable: r1,
+                    message: m1,
+                    ..
+                },
+                Self::Failed {
+                    kind: k2,
+                    retryable: r2,
+                    message: m2,
+                    ..
+                },
+            ) => (k1, r1, m1) == (k2, r2, m2),
+            _ => false,
+        }
+    }
+}
+
+impl ProcessorError {
+    /// A configuration error of the whole configuration.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::Config(ConfigError::whole(message))
+    }
+
+    /// A configuration error of parameter `name`.
+    pub fn config_at(name: &str, message: impl Into<String>) -> Self {
+        Self::Config(ConfigError::at(name, message))
+    }
+
+    /// A failure that is the engine's or the processor's own defect (unreadable state, a
+    /// panic).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Failed {
+            kind: ErrorKind::Internal,
+            retryable: false,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure of something outside the engine (an external program, a model file),
+    /// which starting again may cure.
+    pub fn external(message: impl Into<String>) -> Self {
+        Self::Failed {
+            kind: ErrorKind::External,
+            retryable: true,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Adds the underlying error.
+    #[must_use]
+    pub fn with_source(self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match self {
+            Self::Failed {
+                kind,
+                retryable,
+                message,
+                ..
+            } => Self::Failed {
+                kind,
+                retryable,
+                message,
+                source: Some(crate::error::boxed(e)),
+            },
+            other => other,
+        }
+    }
+
+    /// Whose problem it is.
+    #[must_use]
+    pub const fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Config(_) => ErrorKind::User,
+            Self::Failed { kind, .. } => *kind,
+        }
+    }
+
+    /// Whether trying again can help.
+    #[must_use]
+    pub const fn retryable(&self) -> bool {
+        match self {
+            Self::Config(_) => false,
+            Self::Failed { retryable, .. } => *retryable,
+        }
+    }
 }
 
 /// An observation that could not be processed, and why.
@@ -211,27 +320,49 @@ impl ProcessorContext {
             parameters: p,
             sources: vec![Sym::new("test-source")],
             sink: Sym::new(sink),
-            sink_protocol: Some(Protocol::Bus),
+            sink_protocol: Some(Protocol::parse(crate::connector::BUS)),
             external: ExternalConfig::default(),
         }
     }
+}
 
-    /// The required parameter `name` as text.
+/// A processor kind, typed: what its folder implements beside [`Processor`].
+pub trait ProcessorKind: Processor + Sized {
+    /// The `processorType` (also the folder name, for a folder of one kind).
+    const KIND: &'static str;
+    /// Its category.
+    const CATEGORY: Category;
+    /// What it does, for `dda processors` and the API.
+    const DESCRIPTION: &'static str;
+    /// How many sources it needs at least.
+    const MIN_SOURCES: usize = 1;
+    /// The parameters it takes.
+    type Config: Config;
+
+    /// The processor, from its configuration and its place in the graph.
     ///
     /// # Errors
     ///
-    /// When absent.
-    pub fn required_str(&self, name: &str) -> Result<String, ProcessorError> {
-        self.parameters
-            .get_str(name)
-            .ok_or_else(|| ProcessorError::Config(format!("parameter `{name}` is required")))
+    /// [`ProcessorError::Config`] when the configuration does not suit its place (its sink
+    /// is not a database, a model file cannot be read).
+    fn new(config: Self::Config, ctx: &ProcessorContext) -> Result<Self, ProcessorError>;
+
+    /// The processor from a context's parameters: the typed configuration read once, then
+    /// [`ProcessorKind::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessorKind::new`], and unusable parameters.
+    fn from_context(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let config = manifests::config::from_parameters::<Self::Config>(&ctx.parameters)?;
+        Self::new(config, ctx)
     }
 }
 
 /// Creates a processor.
 pub type Factory = fn(&ProcessorContext) -> Result<Box<dyn Processor>, ProcessorError>;
 
-/// A processor kind, as registered by its folder.
+/// A processor kind, erased, as registered by its folder.
 pub struct ProcessorRegistration {
     /// The `processorType` (also the folder name).
     pub kind: &'static str,
@@ -239,12 +370,45 @@ pub struct ProcessorRegistration {
     pub category: Category,
     /// What it does, for `dda processors` and the API.
     pub description: &'static str,
-    /// The parameters it takes.
+    /// The parameters it takes (generated from its configuration).
     pub parameters: fn() -> Vec<ParameterDefinition>,
+    /// Parameter values of a working configuration (see [`Config::example`]).
+    pub example: fn() -> Json,
     /// How many sources it needs at least.
     pub min_sources: usize,
+    /// Checks parameter values as the processor reads them.
+    pub check: fn(&Json) -> Result<(), ConfigError>,
+    /// Parameter values as the processor reads them, written back (see
+    /// [`manifests::config::canonical`]).
+    pub canonical: fn(&Json) -> Result<Json, ConfigError>,
     /// Creates an instance.
     pub factory: Factory,
+}
+
+fn factory<K: ProcessorKind>(ctx: &ProcessorContext) -> Result<Box<dyn Processor>, ProcessorError> {
+    Ok(Box::new(K::from_context(ctx)?))
+}
+
+fn check<K: ProcessorKind>(values: &Json) -> Result<(), ConfigError> {
+    manifests::config::parse::<K::Config>(values).map(drop)
+}
+
+impl ProcessorRegistration {
+    /// The registration of kind `K`.
+    #[must_use]
+    pub const fn of<K: ProcessorKind>() -> Self {
+        Self {
+            kind: K::KIND,
+            category: K::CATEGORY,
+            description: K::DESCRIPTION,
+            parameters: manifests::config::definitions::<K::Config>,
+            example: <K::Config as Config>::example,
+            min_sources: K::MIN_SOURCES,
+            check: check::<K>,
+            canonical: manifests::config::canonical::<K::Config>,
+            factory: factory::<K>,
+        }
+    }
 }
 
 inventory::collect!(ProcessorRegistration);
@@ -273,71 +437,4 @@ pub fn registration(processor_type: &str) -> Option<&'static ProcessorRegistrati
     inventory::iter::<ProcessorRegistration>
         .into_iter()
         .find(|r| r.kind == processor_type)
-}
-
-/// The processor catalogue, as the validator sees it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Catalogue;
-
-impl manifests::Catalogue for Catalogue {
-    fn processor(&self, processor_type: &str) -> Option<manifests::ProcessorSpec> {
-        registration(processor_type).map(|r| manifests::ProcessorSpec {
-            category: r.category,
-            parameters: (r.parameters)(),
-            min_sources: r.min_sources,
-        })
-    }
-
-    fn processor_types(&self) -> Vec<String> {
-        registrations()
-            .into_iter()
-            .map(|r| r.kind.to_owned())
-            .collect()
-    }
-}
-
-/// Builds a parameter definition: `param("window", DataType::Duration, "Window length.")`.
-#[must_use]
-pub fn param(name: &str, data_type: DataType, description: &str) -> ParameterDefinition {
-    ParameterDefinition {
-        name: name.to_owned(),
-        description: Some(description.to_owned()),
-        data_type: Some(data_type.name().to_owned()),
-        ..ParameterDefinition::default()
-    }
-}
-
-/// Builder methods for [`param`].
-pub trait ParameterDefinitionExt {
-    /// Sets the default.
-    #[must_use]
-    fn default_value(self, v: Json) -> Self;
-    /// Marks it required.
-    #[must_use]
-    fn required(self) -> Self;
-    /// Restricts it to these values.
-    #[must_use]
-    fn one_of(self, values: &[&str]) -> Self;
-}
-
-impl ParameterDefinitionExt for ParameterDefinition {
-    fn default_value(mut self, v: Json) -> Self {
-        self.default_value = Some(v);
-        self
-    }
-
-    fn required(mut self) -> Self {
-        self.required = true;
-        self
-    }
-
-    fn one_of(mut self, values: &[&str]) -> Self {
-        self.allowed_values = Some(manifests::model::AllowedValues {
-            value: values
-                .iter()
-                .map(|v| Json::String((*v).to_owned()))
-                .collect(),
-        });
-        self
-    }
 }

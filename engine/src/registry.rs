@@ -5,8 +5,9 @@
 use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
-use manifests::{Model, Protocol, ResolvedParameters};
+use manifests::{Model, ResolvedParameters};
 
+use crate::connector::{Prepared, Protocol};
 use crate::symbol::Sym;
 
 /// A data kind, as far as the runtime needs it.
@@ -115,19 +116,38 @@ impl DataSource {
     }
 }
 
+/// A registered data source with its connector, prepared once from its parameters.
+#[derive(Clone, Debug)]
+struct Entry {
+    source: Arc<DataSource>,
+    connector: Option<Prepared>,
+}
+
 /// The registered data sources.
 #[derive(Debug, Default)]
 pub struct DeviceRegistry {
-    sources: RwLock<IndexMap<Sym, Arc<DataSource>>>,
+    sources: RwLock<IndexMap<Sym, Entry>>,
 }
 
 impl DeviceRegistry {
-    /// Registers (or replaces) a data source; returns the one it replaced.
-    pub fn register(&self, source: DataSource) -> Option<Arc<DataSource>> {
+    /// Registers (or replaces) a data source with its prepared connector (`None` for an
+    /// internal protocol or one without a connector); returns the one it replaced.
+    pub fn register(
+        &self,
+        source: DataSource,
+        connector: Option<Prepared>,
+    ) -> Option<Arc<DataSource>> {
         self.sources
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(source.id, Arc::new(source))
+            .insert(
+                source.id,
+                Entry {
+                    source: Arc::new(source),
+                    connector,
+                },
+            )
+            .map(|e| e.source)
     }
 
     /// Deregisters a data source; returns it if it was registered.
@@ -136,6 +156,7 @@ impl DeviceRegistry {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .shift_remove(&id)
+            .map(|e| e.source)
     }
 
     /// The data source `id`, if registered.
@@ -145,7 +166,17 @@ impl DeviceRegistry {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&id)
-            .cloned()
+            .map(|e| e.source.clone())
+    }
+
+    /// The data source `id` and its connector, if registered.
+    #[must_use]
+    pub fn connector(&self, id: Sym) -> Option<(Arc<DataSource>, Option<Prepared>)> {
+        self.sources
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .map(|e| (e.source.clone(), e.connector.clone()))
     }
 
     /// Every registered data source.
@@ -155,7 +186,7 @@ impl DeviceRegistry {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
-            .cloned()
+            .map(|e| e.source.clone())
             .collect()
     }
 }

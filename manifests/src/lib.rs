@@ -13,12 +13,15 @@
 //! - [`bundle`]: loading files and directories, recognizing documents, phase one
 //!   (structure) of validation.
 //! - [`validate`]: phase two (meaning across documents), producing a resolved [`Model`].
-//! - [`parameters`], [`secret`], [`protocol`]: rules shared with the engine.
+//! - [`parameters`], [`secret`]: rules shared with the engine.
+//! - [`config`]: typed configurations of processors and connectors, from which their
+//!   parameter definitions are generated.
 //! - [`diagnostic`]: what is wrong, where, and how to fix it, rendered like rustc.
 //!
 //! This crate does no I/O beyond reading the files it is asked to, and has no async.
 
 pub mod bundle;
+pub mod config;
 pub mod convert;
 pub mod diagnostic;
 pub mod json;
@@ -27,7 +30,6 @@ pub mod mapping;
 pub mod model;
 pub mod node;
 pub mod parameters;
-pub mod protocol;
 pub mod schema;
 pub mod secret;
 pub mod suggest;
@@ -36,11 +38,11 @@ pub mod xml;
 pub mod xsd;
 
 pub use bundle::{Bundle, LoadError, Syntax};
+pub use config::{Config, ConfigError};
 pub use diagnostic::{Diagnostic, Severity};
 pub use kind::{Entity, EntityKind};
 pub use parameters::ResolvedParameters;
-pub use protocol::Protocol;
-pub use validate::{Catalogue, Model, Options, ProcessorSpec};
+pub use validate::{Catalogue, ConnectorSpec, Model, Options, ProcessorSpec};
 
 /// Loads `paths` and validates them (both phases).
 ///

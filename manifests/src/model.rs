@@ -176,7 +176,7 @@ pub struct DataInterface {
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Protocol: MQTT, Kafka, HTTP, ... (see [`crate::Protocol`]).
+    /// Protocol: MQTT, Kafka, HTTP, ... (the engine's connector catalogue, `dda connectors`).
     pub communication_protocol: String,
     /// Connection parameters a data source manifest gives values for.
     #[serde(default)]

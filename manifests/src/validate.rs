@@ -16,6 +16,7 @@ use indexmap::IndexMap;
 use petgraph::graphmap::DiGraphMap;
 
 use crate::bundle::{Bundle, LoadedEntity};
+use crate::config::ConfigError;
 use crate::diagnostic::Diagnostic;
 use crate::kind::{Entity, EntityKind};
 use crate::model::{
@@ -24,8 +25,21 @@ use crate::model::{
     DataSourceManifest, EdgeGateway, LiveDataSet, Observation, ParameterDefinition,
 };
 use crate::parameters::{self, ResolvedParameters};
-use crate::protocol::Protocol;
 use crate::suggest::closest;
+
+/// The names of the engine's in-process bus protocol: a data interface naming one of them
+/// (any case) has no external system behind it, so some processor must write its data
+/// sources. The bus belongs to the engine, not to a connector: the validator knows it
+/// without a catalogue.
+pub const BUS_PROTOCOLS: &[&str] = &["Bus", "internal", "in-process"];
+
+/// Whether `protocol` names the in-process bus.
+#[must_use]
+pub fn is_bus(protocol: &str) -> bool {
+    BUS_PROTOCOLS
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(protocol.trim()))
+}
 
 /// What the engine's processor catalogue knows about one processor type.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,13 +52,61 @@ pub struct ProcessorSpec {
     pub min_sources: usize,
 }
 
-/// The processor types an engine can run, for validation. The engine provides one; without
-/// it, processor types and parameters are checked only against the definitions in the bundle.
+/// What the engine's connector catalogue knows about one communication protocol.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectorSpec {
+    /// The protocol's name, as the catalogue spells it (`MQTT`, `SQLite`).
+    pub protocol: String,
+    /// Other names data interfaces may give it (`mqtts`, `postgres`), any case.
+    pub aliases: Vec<String>,
+    /// The parameters its data sources take.
+    pub parameters: Vec<ParameterDefinition>,
+    /// Whether its data sources can be read (a source connector).
+    pub reads: bool,
+    /// Whether its data sources can be written (a sink connector).
+    pub writes: bool,
+    /// Whether its data exists only inside the engine (the in-process bus): no connector
+    /// brings it in, so some processor must write it.
+    pub internal: bool,
+}
+
+/// The processor types and protocols an engine can run, for validation. The engine
+/// provides one; without it, processor types and parameters are checked only against the
+/// definitions in the bundle, and protocols not at all.
 pub trait Catalogue {
     /// The processor type `processor_type`, if the engine has it.
-    fn processor(&self, processor_type: &str) -> Option<ProcessorSpec>;
+    fn processor(&self, processor_type: &str) -> Option<&ProcessorSpec>;
     /// Every processor type, for "did you mean" hints.
     fn processor_types(&self) -> Vec<String>;
+    /// The connector of `protocol` (its name or an alias, any case), if the engine has one.
+    fn connector(&self, protocol: &str) -> Option<&ConnectorSpec>;
+    /// Every protocol's name, for "did you mean" hints.
+    fn protocols(&self) -> Vec<String>;
+    /// Checks a processor's parameter values (resolved against its definitions) as the
+    /// processor will read them: ranges and combinations that types do not express.
+    ///
+    /// # Errors
+    ///
+    /// The first problem, naming its parameter when one is at fault.
+    fn check_processor(
+        &self,
+        _processor_type: &str,
+        _values: &ResolvedParameters,
+    ) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// Checks a data source's parameter values as its connector will read them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Catalogue::check_processor`].
+    fn check_connector(
+        &self,
+        _protocol: &str,
+        _values: &ResolvedParameters,
+    ) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
 /// Options of phase two.
@@ -105,12 +167,12 @@ impl Model {
         self.data_interfaces.get(&dsd.data_interface_reference_id)
     }
 
-    /// The protocol of a DSM's data interface.
+    /// The communication protocol of a DSM's data interface, as written.
     #[must_use]
-    pub fn protocol_of(&self, dsm_id: &str) -> Option<Protocol> {
+    pub fn protocol_of(&self, dsm_id: &str) -> Option<&str> {
         let dsm = self.data_source_manifests.get(dsm_id)?;
         self.interface_of(dsm)
-            .map(|di| Protocol::parse(&di.communication_protocol))
+            .map(|di| di.communication_protocol.as_str())
     }
 
     /// The data kinds a DSM produces.
@@ -332,21 +394,7 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
         }
         match &loaded.entity {
             Entity::DataInterface(di) => {
-                for issue in parameters::check_definitions(&di.parameters.parameter) {
-                    report_issue(c, loaded, "/parameters", &issue);
-                }
-                if let Protocol::Other(p) = Protocol::parse(&di.communication_protocol) {
-                    let names: Vec<&str> = Protocol::KNOWN.iter().map(Protocol::name).collect();
-                    let d = Diagnostic::warning(
-                        "unknown-protocol",
-                        format!("communication protocol `{p}` is not one DDA connects to"),
-                    )
-                    .with_hint(
-                        crate::suggest::did_you_mean(&p, names.iter().copied())
-                            .unwrap_or_else(|| format!("known protocols: {}", names.join(", "))),
-                    );
-                    c.report(loaded, "/communicationProtocol", d);
-                }
+                check_di(c, loaded, di, options);
                 model
                     .data_interfaces
                     .entry(di.id.clone())
@@ -364,7 +412,7 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
                     .entry(dsd.id.clone())
                     .or_insert_with(|| dsd.clone());
             }
-            Entity::DataSourceManifest(dsm) => check_dsm(c, loaded, dsm, &mut model),
+            Entity::DataSourceManifest(dsm) => check_dsm(c, loaded, dsm, options, &mut model),
             Entity::DataConsumerManifest(dcm) => {
                 model
                     .data_consumer_manifests
@@ -408,7 +456,7 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
             Entity::Observation(obs) => model.observations.push(obs.clone()),
         }
     }
-    check_inputs_are_fed(c, &model);
+    check_inputs_are_fed(c, &model, options);
     model
 }
 
@@ -426,10 +474,95 @@ fn report_issue(
     c.report(at, &format!("{base}{}", issue.pointer), d);
 }
 
+/// A data interface's own parameter definitions against its protocol's connector: each
+/// must be one the connector reads.
+fn check_di(c: &mut Checker<'_>, loaded: &LoadedEntity, di: &DataInterface, options: &Options<'_>) {
+    for issue in parameters::check_definitions(&di.parameters.parameter) {
+        report_issue(c, loaded, "/parameters", &issue);
+    }
+    let Some(catalogue) = options.catalogue else {
+        return;
+    };
+    let Some(spec) = catalogue.connector(&di.communication_protocol) else {
+        let names = catalogue.protocols();
+        let d = Diagnostic::warning(
+            "unknown-protocol",
+            format!(
+                "communication protocol `{}` is not one DDA connects to",
+                di.communication_protocol
+            ),
+        )
+        .with_hint(
+            crate::suggest::did_you_mean(
+                &di.communication_protocol,
+                names.iter().map(String::as_str),
+            )
+            .unwrap_or_else(|| {
+                format!(
+                    "known protocols: {} (see `dda connectors`)",
+                    names.join(", ")
+                )
+            }),
+        );
+        c.report(loaded, "/communicationProtocol", d);
+        return;
+    };
+    for (i, def) in di.parameters.parameter.iter().enumerate() {
+        let Some(known) = spec.parameters.iter().find(|p| p.name == def.name) else {
+            let names: Vec<&str> = spec.parameters.iter().map(|p| p.name.as_str()).collect();
+            let d = Diagnostic::error(
+                "unknown-parameter",
+                format!(
+                    "the {} connector has no parameter `{}`",
+                    spec.protocol, def.name
+                ),
+            )
+            .with_hint(
+                crate::suggest::did_you_mean(&def.name, names.iter().copied()).unwrap_or_else(
+                    || {
+                        if names.is_empty() {
+                            "it takes no parameters".to_owned()
+                        } else {
+                            format!("it takes: {} (see `dda connectors`)", names.join(", "))
+                        }
+                    },
+                ),
+            );
+            c.report(loaded, &format!("/parameters/parameter/{i}/name"), d);
+            continue;
+        };
+        let (declared, read) = (def.data_type(), known.data_type());
+        let compatible = declared == read
+            || matches!(declared, crate::model::DataType::Other(_))
+            || def.data_type.is_none()
+            || (declared == crate::model::DataType::Integer
+                && read == crate::model::DataType::Number);
+        if !compatible {
+            let d = Diagnostic::warning(
+                "definition-type",
+                format!(
+                    "parameter `{}` is declared {}, but the {} connector reads it as {}",
+                    def.name,
+                    declared.name(),
+                    spec.protocol,
+                    read.name()
+                ),
+            )
+            .with_hint(format!(
+                "declare \"dataType\": \"{}\"; values are read as {} either way",
+                read.name(),
+                read.name()
+            ));
+            c.report(loaded, &format!("/parameters/parameter/{i}/dataType"), d);
+        }
+    }
+}
+
 fn check_dsm(
     c: &mut Checker<'_>,
     loaded: &LoadedEntity,
     dsm: &DataSourceManifest,
+    options: &Options<'_>,
     model: &mut Model,
 ) {
     let di = c
@@ -451,19 +584,34 @@ fn check_dsm(
     let owner = di.map_or_else(String::new, |di| {
         format!("data interface `{}`", di.name.as_deref().unwrap_or(&di.id))
     });
-    // Without a resolvable interface, or one that declares no parameters (as the paper's
-    // tables often do), the values cannot be checked; a dangling reference has been
-    // reported already, and the connector checks its configuration when it starts.
-    let defs = di
-        .map(|di| di.parameters.parameter.as_slice())
-        .filter(|d| !d.is_empty());
+    // The connector's definitions, with the interface's own overriding defaults and
+    // documentation; without a connector, the interface's alone. Without a resolvable
+    // interface (a dangling reference has been reported already), or with neither, the
+    // values cannot be checked.
+    let connector = di.and_then(|di| {
+        options
+            .catalogue
+            .and_then(|cat| cat.connector(&di.communication_protocol))
+    });
+    let defs = di.and_then(|di| {
+        effective_definitions(
+            connector.map(|s| s.parameters.as_slice()),
+            &di.parameters.parameter,
+        )
+    });
     let values = &dsm.data_source_definition_interface_parameters.parameter;
-    let resolution = parameters::resolve(defs, values, &owner);
-    c.parameter_issues(
-        loaded,
-        "/dataSourceDefinitionInterfaceParameters",
-        &resolution,
-    );
+    let base = "/dataSourceDefinitionInterfaceParameters";
+    let resolution = parameters::resolve(defs.as_deref(), values, &owner);
+    c.parameter_issues(loaded, base, &resolution);
+    if let (Some(catalogue), Some(spec)) = (options.catalogue, connector)
+        && resolution
+            .issues
+            .iter()
+            .all(|i| i.severity != crate::diagnostic::Severity::Error)
+        && let Err(e) = catalogue.check_connector(&spec.protocol, &resolution.parameters)
+    {
+        report_config_error(c, loaded, base, values, &e);
+    }
     model
         .dsm_parameters
         .entry(dsm.id.clone())
@@ -472,6 +620,27 @@ fn check_dsm(
         .data_source_manifests
         .entry(dsm.id.clone())
         .or_insert_with(|| dsm.clone());
+}
+
+/// Reports what a kind's own check found, at the value of the parameter at fault when it
+/// was given, else at the parameter list.
+fn report_config_error(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    base: &str,
+    values: &[crate::model::ParameterValue],
+    e: &ConfigError,
+) {
+    let pointer = e
+        .parameter
+        .as_deref()
+        .and_then(|name| values.iter().position(|v| v.key == name))
+        .map_or_else(
+            || base.to_owned(),
+            |i| format!("{base}/parameter/{i}/value"),
+        );
+    let d = Diagnostic::error("parameter-value", e.message.clone());
+    c.report(loaded, &pointer, d);
 }
 
 fn check_apd(
@@ -536,21 +705,19 @@ fn check_apd(
     }
 }
 
-/// The parameter definitions that apply to instances of `apd`: the catalogue's (the
-/// implementation's truth), with the APD's own definitions overriding defaults and
-/// documentation; or the APD's alone without a catalogue; or none when nothing is known.
+/// The parameter definitions that apply to a manifest's values: the catalogue's (the
+/// implementation's truth), with the entity's own definitions (an APD's, a data
+/// interface's) overriding defaults and documentation; or the entity's alone without a
+/// catalogue entry; or none when nothing is known.
 fn effective_definitions(
-    apd: &AnalyticsProcessorDefinition,
-    options: &Options<'_>,
+    catalogue: Option<&[ParameterDefinition]>,
+    own: &[ParameterDefinition],
 ) -> Option<Vec<ParameterDefinition>> {
-    let own = &apd.parameters.parameter;
-    match options
-        .catalogue
-        .and_then(|c| c.processor(&apd.processor_type))
-    {
-        Some(spec) => Some(
-            spec.parameters
-                .into_iter()
+    match catalogue {
+        Some(known) => Some(
+            known
+                .iter()
+                .cloned()
                 .map(|mut def| {
                     if let Some(o) = own.iter().find(|o| o.name == def.name) {
                         if o.default_value.is_some() {
@@ -566,7 +733,7 @@ fn effective_definitions(
                 .collect(),
         ),
         None if own.is_empty() => None,
-        None => Some(own.clone()),
+        None => Some(own.to_vec()),
     }
 }
 
@@ -614,10 +781,26 @@ fn check_apm(
         );
         c.report(loaded, &format!("{base}/dataSources"), d);
     }
-    let defs = effective_definitions(apd, options);
+    let spec = options
+        .catalogue
+        .and_then(|cat| cat.processor(&apd.processor_type));
+    let defs = effective_definitions(
+        spec.map(|s| s.parameters.as_slice()),
+        &apd.parameters.parameter,
+    );
     let owner = format!("processor `{}`", apd.processor_type);
-    let resolution = parameters::resolve(defs.as_deref(), &apm.parameters.parameter, &owner);
+    let values = &apm.parameters.parameter;
+    let resolution = parameters::resolve(defs.as_deref(), values, &owner);
     c.parameter_issues(loaded, &format!("{base}/parameters"), &resolution);
+    if let (Some(catalogue), Some(_)) = (options.catalogue, spec)
+        && resolution
+            .issues
+            .iter()
+            .all(|i| i.severity != crate::diagnostic::Severity::Error)
+        && let Err(e) = catalogue.check_processor(&apd.processor_type, &resolution.parameters)
+    {
+        report_config_error(c, loaded, &format!("{base}/parameters"), values, &e);
+    }
     // A side output (such as `lateOutput`) names a DSM the processor writes.
     for name in parameters::SIDE_OUTPUT_PARAMETERS {
         let Some(dsm) = resolution.parameters.get_str(name) else {
@@ -740,7 +923,7 @@ fn check_acyclic(c: &mut Checker<'_>, loaded: &LoadedEntity, am: &AnalyticsManif
 
 /// Every processor input must be fed: by an external source (its interface is a real
 /// protocol), or by some processor writing it.
-fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model) {
+fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model, options: &Options<'_>) {
     let side_outputs: Vec<String> = model
         .apm_parameters
         .values()
@@ -775,24 +958,26 @@ fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model) {
                 if written.contains(id) {
                     continue;
                 }
-                match model.protocol_of(id) {
-                    Some(p) if p.is_internal() => {
-                        let base = if prefix {
-                            format!("/analyticsProcessors/apm/{i}")
-                        } else {
-                            String::new()
-                        };
-                        let d = Diagnostic::error("unfed-input", format!("nothing feeds data source `{id}`: it is an in-process bus topic and no processor writes it"))
-                            .with_hint("make it the dataSink of a processor, or give it an external interface (MQTT, Kafka, simulator, ...)");
-                        c.report(
-                            loaded,
-                            &format!(
-                                "{base}/dataSources/dataSource/{j}/dataSourceManifestReferenceID"
-                            ),
-                            d,
-                        );
-                    }
-                    _ => {}
+                let internal = model.protocol_of(id).is_some_and(|p| {
+                    is_bus(p)
+                        || options
+                            .catalogue
+                            .and_then(|cat| cat.connector(p))
+                            .is_some_and(|spec| spec.internal)
+                });
+                if internal {
+                    let base = if prefix {
+                        format!("/analyticsProcessors/apm/{i}")
+                    } else {
+                        String::new()
+                    };
+                    let d = Diagnostic::error("unfed-input", format!("nothing feeds data source `{id}`: it is an in-process bus topic and no processor writes it"))
+                        .with_hint("make it the dataSink of a processor, or give it an external interface (MQTT, Kafka, simulator, ...)");
+                    c.report(
+                        loaded,
+                        &format!("{base}/dataSources/dataSource/{j}/dataSourceManifestReferenceID"),
+                        d,
+                    );
                 }
             }
         }

@@ -13,8 +13,11 @@
 //! | `store` | storage | writes what it reads to its sink's database or file |
 //! | `external` | analytics | hands batches to a long-lived program allowed by the engine configuration, over JSON lines on stdin/stdout |
 //!
-//! Each kind registers itself; [`catalogue`] lists them. Adding a processor is a folder and
-//! a `mod` line here.
+//! Each kind is a [`ProcessorKind`](engine::ProcessorKind) with a typed configuration (a
+//! `FooConfig`, whose fields are its parameters: their documentation, types and defaults
+//! come from it) and registers itself with one `inventory::submit!` of
+//! [`ProcessorRegistration::of`]; [`catalogue`] lists them. Adding
+//! a processor is a folder and a `mod` line here.
 
 pub mod aggregate;
 pub mod detect;
@@ -24,6 +27,7 @@ pub mod filter;
 pub mod map;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod operator;
 pub mod store;
 pub mod vibration;
 pub mod window;
@@ -79,11 +83,11 @@ mod tests {
             manifests::Syntax::Json,
             None,
         );
-        let registry = engine::processor::Catalogue;
+        let registry = engine::Catalogue::get();
         manifests::validate::validate(
             &mut bundle,
             &manifests::Options {
-                catalogue: Some(&registry),
+                catalogue: Some(registry),
             },
         );
         assert!(bundle.diagnostics.is_empty(), "{:#?}", bundle.diagnostics);
@@ -122,6 +126,9 @@ mod tests {
             "moving-average",
             "trend",
             "rul",
+            "external",
+            #[cfg(feature = "onnx")]
+            "onnx",
         ] {
             assert!(names.contains(&kind), "{kind} is registered");
         }
@@ -139,6 +146,128 @@ mod tests {
                 );
                 assert!(p.data_type.is_some(), "{}.{} has a type", r.kind, p.name);
             }
+            // Its example is a working configuration.
+            let example = (r.example)();
+            assert_eq!((r.check)(&example), Ok(()), "{}: {example}", r.kind);
+            if let Err(e) = (r.factory)(&context(&example)) {
+                panic!("{} is created from {example}: {e}", r.kind);
+            }
+            // Its configuration, written out, goes through a manifest in JSON and in XML
+            // and reads back the same.
+            let values = (r.canonical)(&example).unwrap_or_else(|e| panic!("{}: {e}", r.kind));
+            for syntax in [manifests::Syntax::Json, manifests::Syntax::Xml] {
+                let resolved = through_a_manifest(r.kind, &values, syntax);
+                let again = (r.canonical)(&resolved)
+                    .unwrap_or_else(|e| panic!("{} in {syntax:?}: {e}", r.kind));
+                assert_eq!(again, values, "{} in {syntax:?}", r.kind);
+            }
         }
     }
+
+    /// A context every kind can be created in: a sink with a storage interface (`store`
+    /// wants one) and the program `external`'s example names.
+    fn context(values: &serde_json::Value) -> engine::ProcessorContext {
+        let mut ctx = engine::ProcessorContext::for_test(values, "sink");
+        ctx.sink_protocol = Some(engine::Protocol::parse("SQLite"));
+        ctx.external
+            .programs
+            .push(engine::external::ExternalProgram {
+                name: "scorer".into(),
+                argv: vec!["cat".into()],
+                env: std::collections::BTreeMap::new(),
+                working_dir: None,
+                timeout: None,
+            });
+        ctx
+    }
+
+    /// Puts `values` into an analytics processor manifest of kind `kind`, written in
+    /// `syntax`, validates it with the catalogue in a bundle that has what it refers to, and
+    /// returns its resolved parameters.
+    fn through_a_manifest(
+        kind: &str,
+        values: &serde_json::Value,
+        syntax: manifests::Syntax,
+    ) -> serde_json::Value {
+        use serde_json::json;
+        let apd = definitions()
+            .into_iter()
+            .find(|d| d.processor_type == kind)
+            .map(|d| serde_json::to_value(d).unwrap());
+        let context = json!({
+            "kind": "Bundle",
+            "dataInterfaces": {"dataInterface": [
+                {"id": "di-plant", "communicationProtocol": "Plant"},
+                {"id": "di-bus", "communicationProtocol": "Bus"}
+            ]},
+            "dataKinds": {"dataKind": [{"id": "dk", "quantityKind": "Power"}]},
+            "dataSourceDefinitions": {"dataSourceDefinition": [
+                {"id": "dsd-plant", "dataInterfaceReferenceID": "di-plant", "dataKindReferenceID": "dk"},
+                {"id": "dsd-bus", "dataInterfaceReferenceID": "di-bus", "dataKindReferenceID": "dk"}
+            ]},
+            "dataSourceManifests": {"dataSourceManifest": [
+                {"id": "readings", "dataSourceDefinitionReferenceID": "dsd-plant"},
+                {"id": "results", "dataSourceDefinitionReferenceID": "dsd-bus"}
+            ]},
+            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [apd]},
+        });
+        let parameters: Vec<serde_json::Value> = values
+            .as_object()
+            .expect("values are an object")
+            .iter()
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect();
+        let manifest = json!({
+            "id": "am-round-trip",
+            "analyticsProcessors": {"apm": [{
+                "id": "apm-round-trip",
+                "analyticsProcessorDefinitionReferenceID": format!("apd-{kind}"),
+                "parameters": {"parameter": parameters},
+                "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "readings"}]},
+                "dataSink": {"dataSourceManifestReferenceID": "results"}
+            }]}
+        });
+        let json_path = std::path::Path::new("analytics-manifests/round-trip.json");
+        let json_text = serde_json::to_string_pretty(&manifest).unwrap();
+        let (path, text) = match syntax {
+            manifests::Syntax::Json => (json_path.to_owned(), json_text),
+            manifests::Syntax::Xml => (
+                json_path.with_extension("xml"),
+                manifests::convert::convert(json_path, &json_text, manifests::Syntax::Xml)
+                    .unwrap_or_else(|e| panic!("{kind}: {e:?}")),
+            ),
+        };
+        let mut bundle = manifests::Bundle::default();
+        bundle.add_document(
+            "bundle.json".into(),
+            context.to_string(),
+            manifests::Syntax::Json,
+            None,
+        );
+        bundle.add_document(
+            path,
+            text.clone(),
+            syntax,
+            Some(manifests::EntityKind::AnalyticsManifest),
+        );
+        let model = manifests::validate::validate(
+            &mut bundle,
+            &manifests::Options {
+                catalogue: Some(engine::Catalogue::get()),
+            },
+        );
+        // The plant's protocol is no connector's: the only diagnostic expected says so.
+        let unexpected: Vec<_> = bundle
+            .diagnostics
+            .iter()
+            .filter(|d| d.code != "unknown-protocol")
+            .collect();
+        assert!(unexpected.is_empty(), "{kind}: {unexpected:#?}\n{text}");
+        model.apm_parameters["apm-round-trip"].to_json()
+    }
 }
+
+/// docs/adding-a-processor.md, whose code is compiled and run as a documentation test.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/adding-a-processor.md")]
+pub struct AddingAProcessor;

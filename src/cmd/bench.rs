@@ -298,11 +298,11 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
 pub(crate) fn validated(doc: &Json, file: &str) -> anyhow::Result<manifests::Model> {
     let mut b = Bundle::default();
     b.add_document(PathBuf::from(file), doc.to_string(), Syntax::Json, None);
-    let catalogue = engine::processor::Catalogue;
+    let catalogue = engine::Catalogue::get();
     let model = manifests::validate::validate(
         &mut b,
         &manifests::Options {
-            catalogue: Some(&catalogue),
+            catalogue: Some(catalogue),
         },
     );
     if let Some(d) = b.diagnostics.iter().find(|d| d.is_error()) {

@@ -29,7 +29,7 @@ fn convert_one(path: &Path, to: Syntax) -> anyhow::Result<Option<String>> {
             }
             Ok(None)
         }
-        Err(ConvertError::NotRepresentable(e)) => {
+        Err(e @ (ConvertError::NotRepresentable(_) | ConvertError::NotBundled)) => {
             eprintln!("error: {}: cannot convert: {e}", path.display());
             Ok(None)
         }

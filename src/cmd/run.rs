@@ -37,11 +37,11 @@ pub struct RunOptions {
 ///
 /// Unreadable paths, or an engine that cannot start (exit status 2).
 pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
-    let catalogue = engine::processor::Catalogue;
+    let catalogue = engine::Catalogue::get();
     let (bundle, model) = manifests::load_and_validate(
         &options.paths,
         &manifests::Options {
-            catalogue: Some(&catalogue),
+            catalogue: Some(catalogue),
         },
     )?;
     if bundle.has_errors() {
@@ -101,7 +101,7 @@ async fn run_model(
         Speed::Factor(f) => format!("{f}× real time"),
     };
     eprintln!(
-        "running {} analytics instance(s) at {speed}{}; Ctrl-C stops and drains",
+        "running {} analytics instance(s) at {speed}{}; Ctrl-C (or SIGTERM) stops and drains",
         ids.len(),
         options
             .duration
@@ -111,11 +111,12 @@ async fn run_model(
     let live = options.progress && std::io::stderr().is_terminal();
     let mut drawn = 0;
     let mut last = Vec::new();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // Ctrl-C and SIGTERM both stop the run the same way: drained, with a summary.
+    let stop = crate::cmd::stop_signal();
+    tokio::pin!(stop);
     let reason = loop {
         tokio::select! {
-            _ = &mut ctrl_c => break "interrupted",
+            signal = &mut stop => break signal,
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let statuses = statuses(&engine, &ids).await;
@@ -223,11 +224,12 @@ fn summary(
     let written = engine.written();
     let mut results = Vec::new();
     for (dsm, count) in written {
-        let Some(source) = sources.iter().find(|s| s.id == dsm) else {
+        if !sources.iter().any(|s| s.id == dsm) {
+            continue;
+        }
+        let Some(place) = engine.place(dsm) else {
             continue;
         };
-        let place = engine::connector::connector(&source.protocol)
-            .map_or_else(|| source.protocol.to_string(), |c| (c.place)(source));
         results.push(format!("  {dsm}: {} observations → {place}", group(count)));
     }
     if results.is_empty() {

@@ -34,30 +34,11 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(dashboard_api::serve(cfg, shutdown_signal()))?;
+    runtime.block_on(dashboard_api::serve(cfg, async {
+        let signal = crate::cmd::stop_signal().await;
+        eprintln!("dda: {signal}: draining every instance");
+    }))?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    eprintln!("dda: stopping: draining every instance");
 }
 
 /// Prints a new random token and the `[[tokens]]` entry to configure for it.

@@ -24,11 +24,11 @@ pub fn use_color(choice: Color, stream_is_terminal: bool) -> bool {
 ///
 /// A path cannot be read (exit status 2).
 pub fn run(paths: &[PathBuf], format: Format, color: Color) -> anyhow::Result<ExitCode> {
-    let catalogue = engine::processor::Catalogue;
+    let catalogue = engine::Catalogue::get();
     let (bundle, model) = manifests::load_and_validate(
         paths,
         &manifests::Options {
-            catalogue: Some(&catalogue),
+            catalogue: Some(catalogue),
         },
     )?;
     let errors = count(&bundle.diagnostics, Severity::Error);

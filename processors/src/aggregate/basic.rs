@@ -1,7 +1,7 @@
 //! Accumulators of constant size: mean, sum, min, max, count, spread, first, last.
 
-use engine::processor::{ProcessorContext, ProcessorError};
 use engine::{Observation, Value};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -49,9 +49,6 @@ impl CompensatedSum {
 macro_rules! no_options {
     () => {
         type Options = ();
-        fn options(_ctx: &ProcessorContext) -> Result<(), ProcessorError> {
-            Ok(())
-        }
         fn new(_options: &()) -> Self {
             Self::default()
         }
@@ -182,7 +179,8 @@ impl Accumulator for Count {
 }
 
 /// Which spread estimator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Estimator {
     /// Divides by n − 1 (the default; undefined for one value).
     Sample,
@@ -201,21 +199,6 @@ pub struct Spread<const ROOT: bool> {
 
 impl<const ROOT: bool> Accumulator for Spread<ROOT> {
     type Options = Estimator;
-
-    fn options(ctx: &ProcessorContext) -> Result<Estimator, ProcessorError> {
-        match ctx
-            .parameters
-            .get_str("estimator")
-            .as_deref()
-            .unwrap_or("sample")
-        {
-            "sample" => Ok(Estimator::Sample),
-            "population" => Ok(Estimator::Population),
-            other => Err(ProcessorError::Config(format!(
-                "estimator {other:?}: use sample or population"
-            ))),
-        }
-    }
 
     fn new(_options: &Estimator) -> Self {
         Self::default()

@@ -4,8 +4,6 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use engine::processor::{ProcessorContext, ProcessorError};
-use engine::time::micros;
 use engine::{Observation, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -15,15 +13,8 @@ use crate::window::Accumulator;
 
 /// A statistic computed from a window's (time µs, value) samples, sorted by time.
 pub trait SampleStatistic: Send + Sync + std::fmt::Debug + 'static {
-    /// Options read from the parameters.
+    /// Options read once from the processor's configuration.
     type Options: Clone + Send + std::fmt::Debug + 'static;
-
-    /// The options.
-    ///
-    /// # Errors
-    ///
-    /// Unusable parameters.
-    fn options(ctx: &ProcessorContext) -> Result<Self::Options, ProcessorError>;
 
     /// The statistic of `samples` (at least one, sorted by time then value).
     fn compute(
@@ -53,10 +44,6 @@ impl<S> Clone for Samples<S> {
 
 impl<S: SampleStatistic> Accumulator for Samples<S> {
     type Options = S::Options;
-
-    fn options(ctx: &ProcessorContext) -> Result<S::Options, ProcessorError> {
-        S::options(ctx)
-    }
 
     fn new(_options: &S::Options) -> Self {
         Self {
@@ -96,48 +83,6 @@ fn null() -> Value {
     Value::Json(Arc::new(Json::Null))
 }
 
-/// A list of numbers from a parameter written as an array or comma-separated text.
-fn numbers(ctx: &ProcessorContext, name: &str) -> Result<Option<Vec<f64>>, ProcessorError> {
-    let bad = |what: String| ProcessorError::Config(format!("{name}: {what}"));
-    match ctx.parameters.get(name) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_f64()
-                    .ok_or_else(|| bad(format!("{v} is not a number")))
-            })
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(Json::Number(n)) => Ok(n.as_f64().map(|n| vec![n])),
-        Some(Json::String(text)) => text
-            .split(',')
-            .map(|part| {
-                part.trim()
-                    .parse::<f64>()
-                    .map_err(|_| bad(format!("{part:?} is not a number; write e.g. 50,90,99")))
-            })
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(other) => Err(bad(format!("{other} is not a list of numbers"))),
-    }
-}
-
-/// The `unit` parameter in µs.
-fn unit(ctx: &ProcessorContext, default: i64) -> Result<f64, ProcessorError> {
-    let Some(text) = ctx.parameters.get_str("unit") else {
-        return Ok(default as f64);
-    };
-    let d = manifests::parameters::parse_duration(&text)
-        .map_err(|e| ProcessorError::Config(format!("unit: {e}")))?;
-    match micros(d) {
-        u if u > 0 => Ok(u as f64),
-        _ => Err(ProcessorError::Config(
-            "unit must be longer than zero, e.g. PT1S or PT1H".into(),
-        )),
-    }
-}
-
 /// The `q`-quantile (0 ≤ q ≤ 1) of sorted values by linear interpolation between closest
 /// ranks (Hyndman–Fan type 7, numpy's default).
 #[must_use]
@@ -153,17 +98,8 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 pub struct Percentile;
 
 impl SampleStatistic for Percentile {
+    /// The percentiles, 0 to 100.
     type Options = Vec<f64>;
-
-    fn options(ctx: &ProcessorContext) -> Result<Vec<f64>, ProcessorError> {
-        let ps = numbers(ctx, "percentiles")?.unwrap_or_else(|| vec![50.0]);
-        if ps.is_empty() || ps.iter().any(|p| !(0.0..=100.0).contains(p)) {
-            return Err(ProcessorError::Config(
-                "percentiles must be between 0 and 100, e.g. 50,90,99".into(),
-            ));
-        }
-        Ok(ps)
-    }
 
     fn compute(samples: &[(i64, f64)], ps: &Vec<f64>, _: &mut Map<String, Json>) -> Value {
         let mut values: Vec<f64> = samples.iter().map(|s| s.1).collect();
@@ -184,11 +120,8 @@ impl SampleStatistic for Percentile {
 pub struct Rate;
 
 impl SampleStatistic for Rate {
+    /// The unit of time (µs).
     type Options = f64;
-
-    fn options(ctx: &ProcessorContext) -> Result<f64, ProcessorError> {
-        unit(ctx, 1_000_000)
-    }
 
     fn compute(samples: &[(i64, f64)], unit: &f64, _: &mut Map<String, Json>) -> Value {
         let (first, last) = (samples[0], samples[samples.len() - 1]);
@@ -206,19 +139,6 @@ pub struct Integral;
 impl SampleStatistic for Integral {
     /// (unit µs, step method).
     type Options = (f64, bool);
-
-    fn options(ctx: &ProcessorContext) -> Result<(f64, bool), ProcessorError> {
-        let step = match ctx.parameters.get_str("method").as_deref() {
-            None | Some("trapezoid") => false,
-            Some("step") => true,
-            Some(other) => {
-                return Err(ProcessorError::Config(format!(
-                    "method {other:?}: use trapezoid or step"
-                )));
-            }
-        };
-        Ok((unit(ctx, 1_000_000)?, step))
-    }
 
     fn compute(
         samples: &[(i64, f64)],
@@ -298,11 +218,8 @@ fn describe(line: &Line, reference: i64, attributes: &mut Map<String, Json>) {
 pub struct Trend;
 
 impl SampleStatistic for Trend {
+    /// The unit of time (µs).
     type Options = f64;
-
-    fn options(ctx: &ProcessorContext) -> Result<f64, ProcessorError> {
-        unit(ctx, 1_000_000)
-    }
 
     fn compute(samples: &[(i64, f64)], unit: &f64, attributes: &mut Map<String, Json>) -> Value {
         let reference = samples[samples.len() - 1].0;
@@ -323,15 +240,6 @@ pub struct Rul;
 impl SampleStatistic for Rul {
     /// (failure threshold, unit µs).
     type Options = (f64, f64);
-
-    fn options(ctx: &ProcessorContext) -> Result<(f64, f64), ProcessorError> {
-        let threshold = ctx.parameters.get_f64("failureThreshold").ok_or_else(|| {
-            ProcessorError::Config(
-                "failureThreshold is required: the value at which the equipment fails".into(),
-            )
-        })?;
-        Ok((threshold, unit(ctx, 3_600_000_000)?))
-    }
 
     fn compute(
         samples: &[(i64, f64)],
@@ -386,36 +294,6 @@ pub struct Histogram {
 impl Accumulator for Histogram {
     /// The bucket edges, increasing.
     type Options = Vec<f64>;
-
-    fn options(ctx: &ProcessorContext) -> Result<Vec<f64>, ProcessorError> {
-        use std::cmp::Ordering::Less;
-        let edges = match numbers(ctx, "edges")? {
-            Some(edges) => edges,
-            None => {
-                let p = &ctx.parameters;
-                let min = p.get_f64("min").unwrap_or(0.0);
-                let max = p.get_f64("max").unwrap_or(100.0);
-                let buckets = p.get_i64("buckets").unwrap_or(10);
-                if !(1..=100_000).contains(&buckets) || min.partial_cmp(&max) != Some(Less) {
-                    return Err(ProcessorError::Config(format!(
-                        "histogram: need min < max and 1 to 100000 buckets (min {min}, max {max}, buckets {buckets})"
-                    )));
-                }
-                let width = (max - min) / buckets as f64;
-                (0..=buckets).map(|i| min + width * i as f64).collect()
-            }
-        };
-        if edges.len() < 2
-            || edges
-                .windows(2)
-                .any(|w| w[0].partial_cmp(&w[1]) != Some(Less))
-        {
-            return Err(ProcessorError::Config(
-                "edges: give at least two numbers in increasing order, e.g. 0,10,20,50".into(),
-            ));
-        }
-        Ok(edges)
-    }
 
     fn new(edges: &Vec<f64>) -> Self {
         Self {

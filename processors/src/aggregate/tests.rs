@@ -176,7 +176,7 @@ fn windows_close_on_the_left_by_default_and_on_the_right_when_asked() {
 #[test]
 fn results_wait_for_the_watermark_and_late_data_is_rejected() {
     let ctx = ProcessorContext::for_test(&json!({"window": "1h"}), "sink");
-    let mut p = Aggregate::<Mean>::new(&ctx, "average", &TUMBLING).unwrap();
+    let mut p = Aggregate::<kind::Average>::from_context(&ctx).unwrap();
     let at = |ms: i64, v: f64| {
         Observation::number(Sym::new("s"), Sym::new("x"), Timestamp::from_millis(ms), v)
     };
@@ -218,15 +218,15 @@ fn state_survives_snapshot_and_restore_with_identical_results() {
     let (head, tail) = input.split_at(input.len() / 2);
     let ctx = ProcessorContext::for_test(&json!({"window": "PT1H"}), "sink");
 
-    let mut straight = Aggregate::<Spread<true>>::new(&ctx, "stddev", &TUMBLING).unwrap();
+    let mut straight = Aggregate::<kind::Stddev>::from_context(&ctx).unwrap();
     run(&mut straight, head);
     run(&mut straight, tail);
     let expected = flush(&mut straight);
 
-    let mut before = Aggregate::<Spread<true>>::new(&ctx, "stddev", &TUMBLING).unwrap();
+    let mut before = Aggregate::<kind::Stddev>::from_context(&ctx).unwrap();
     run(&mut before, head);
     let snapshot = before.snapshot().unwrap();
-    let mut after = Aggregate::<Spread<true>>::new(&ctx, "stddev", &TUMBLING).unwrap();
+    let mut after = Aggregate::<kind::Stddev>::from_context(&ctx).unwrap();
     after.restore(snapshot).unwrap();
     run(&mut after, tail);
     let got = flush(&mut after);
@@ -244,14 +244,14 @@ fn non_numbers_are_rejected_except_by_count() {
     let mut o = Observation::number(Sym::new("s"), Sym::new("x"), Timestamp::from_millis(1), 0.0);
     o.value = Value::Text(std::sync::Arc::new("on".into()));
     let ctx = ProcessorContext::for_test(&json!({}), "sink");
-    let mut avg = Aggregate::<Mean>::new(&ctx, "average", &TUMBLING).unwrap();
+    let mut avg = Aggregate::<kind::Average>::from_context(&ctx).unwrap();
     let (_, rejected) = run(&mut avg, std::slice::from_ref(&o));
     assert_eq!(rejected.len(), 1);
     assert!(
         flush(&mut avg).is_empty(),
         "no window holds only rejected values"
     );
-    let mut count = Aggregate::<Count>::new(&ctx, "count", &TUMBLING).unwrap();
+    let mut count = Aggregate::<kind::Count>::from_context(&ctx).unwrap();
     let (_, rejected) = run(&mut count, std::slice::from_ref(&o));
     assert!(rejected.is_empty());
     assert_eq!(flush(&mut count)[0].value, Value::Number(1.0));
@@ -260,7 +260,7 @@ fn non_numbers_are_rejected_except_by_count() {
 #[test]
 fn a_sample_deviation_of_one_value_is_null() {
     let ctx = ProcessorContext::for_test(&json!({}), "sink");
-    let mut p = Aggregate::<Spread<true>>::new(&ctx, "stddev", &TUMBLING).unwrap();
+    let mut p = Aggregate::<kind::Stddev>::from_context(&ctx).unwrap();
     run(
         &mut p,
         &[Observation::number(

@@ -24,8 +24,10 @@
 //! | `sigma` | number | warmup stddev | the in-control standard deviation σ, > 0; with `target`, skips the warmup |
 //! | `slack` | number | 0.5 | K, in units of σ: half the shift to detect, usually |
 //! | `limit` | number | 5 | H, in units of σ: the decision threshold |
-//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `observationName`, `groupBy`, `keyField` | | | see [`super`] |
 //! | `outputName` | string | `alert` | name of the alerts |
+//!
+//! ([`ChangeConfig`] is the table as a type: its defaults are the ones above.)
 //!
 //! **Output.** One alert per detection: source = the input's, time = the observation's
 //! that pushed the sum over H, value = that observation's value. Attributes: `rule` (e.g.
@@ -34,64 +36,100 @@
 //! `target`, `sigma`, `since`, `observationName`. Each key needs its observations in
 //! event-time order; an older one goes to the dead letters.
 
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::{Observation, Sym, Timestamp};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError};
+use manifests::model::Category;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
-use super::{Common, Keyed, common_parameters, count_param, num, number_param, result};
+use super::{Common, KeyConfig, Keyed, at_least, num, result};
 
 /// The processor type.
 pub const KIND: &str = "change";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Detects a lasting upward or downward shift of the level per key with a two-sided CUSUM (Page), after learning the normal level and spread from a warmup.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Change::new(ctx)?)),
-    }
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Change>());
+
+const fn twenty() -> i64 {
+    20
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    let mut p = vec![
-        param(
-            "warmup",
-            DataType::Integer,
-            "How many first observations per key the standard deviation (and the target, unless given) is learnt from; at least 2.",
-        )
-        .default_value(json!(20)),
-        param(
-            "target",
-            DataType::Number,
-            "The in-control level (default: the mean of the warmup).",
-        ),
-        param(
-            "sigma",
-            DataType::Number,
-            "The in-control standard deviation (default: that of the warmup); with target given there is no warmup.",
-        ),
-        param(
-            "slack",
-            DataType::Number,
-            "The slack K in standard deviations: deviations smaller than this do not accumulate.",
-        )
-        .default_value(json!(0.5)),
-        param(
-            "limit",
-            DataType::Number,
-            "The decision threshold H in standard deviations: an alert when a cumulative sum exceeds it.",
-        )
-        .default_value(json!(5)),
-    ];
-    p.extend(common_parameters("Name of the alerts (default: alert)."));
-    p
+const fn half() -> f64 {
+    0.5
+}
+
+const fn five() -> f64 {
+    5.0
+}
+
+/// The parameters of `change`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeConfig {
+    /// How many first observations per key the standard deviation (and the target, unless
+    /// given) is learnt from; at least 2.
+    #[serde(default = "twenty")]
+    pub warmup: i64,
+    /// The in-control level (default: the mean of the warmup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// The in-control standard deviation (default: that of the warmup); with target given
+    /// there is no warmup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    /// The slack K in standard deviations: deviations smaller than this do not accumulate.
+    #[serde(default = "half")]
+    pub slack: f64,
+    /// The decision threshold H in standard deviations: an alert when a cumulative sum
+    /// exceeds it.
+    #[serde(default = "five")]
+    pub limit: f64,
+    /// What is read and what state is kept per.
+    #[serde(flatten)]
+    pub key: KeyConfig,
+    /// Name of the alerts (default: alert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
+
+impl Config for ChangeConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        at_least("warmup", self.warmup, 2)?;
+        if let Some(s) = self.sigma
+            && s <= 0.0
+        {
+            return Err(ConfigError::at(
+                "sigma",
+                format!(
+                    "parameter `sigma` is {s}: give the in-control standard deviation, a positive number, or leave it out to learn it from the warmup"
+                ),
+            ));
+        }
+        if self.slack < 0.0 {
+            return Err(ConfigError::at(
+                "slack",
+                format!(
+                    "parameter `slack` is {}: give a number of standard deviations of at least 0, e.g. 0.5",
+                    self.slack
+                ),
+            ));
+        }
+        if self.limit <= 0.0 {
+            return Err(ConfigError::at(
+                "limit",
+                format!(
+                    "parameter `limit` is {}: give a positive number of standard deviations, e.g. 5",
+                    self.limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn reword(error: ConfigError) -> ConfigError {
+        super::named(error)
+    }
 }
 
 /// The CUSUM of one key.
@@ -130,47 +168,27 @@ pub struct Change {
     sums: Keyed<Cusum>,
 }
 
-impl Change {
-    /// A CUSUM change detector from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// A warmup below 2, a sigma that is not positive, a negative slack, a limit that is
-    /// not positive, an unknown `groupBy`.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let warmup = count_param(ctx, "warmup", 20, 2)?;
-        let sigma = number_param(ctx, "sigma")?;
-        if let Some(s) = sigma
-            && s <= 0.0
-        {
-            return Err(ProcessorError::Config(format!(
-                "parameter `sigma` is {s}: give the in-control standard deviation, a positive number, or leave it out to learn it from the warmup"
-            )));
-        }
-        let slack = number_param(ctx, "slack")?.unwrap_or(0.5);
-        if slack < 0.0 {
-            return Err(ProcessorError::Config(format!(
-                "parameter `slack` is {slack}: give a number of standard deviations of at least 0, e.g. 0.5"
-            )));
-        }
-        let limit = number_param(ctx, "limit")?.unwrap_or(5.0);
-        if limit <= 0.0 {
-            return Err(ProcessorError::Config(format!(
-                "parameter `limit` is {limit}: give a positive number of standard deviations, e.g. 5"
-            )));
-        }
+impl ProcessorKind for Change {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Detects a lasting upward or downward shift of the level per key with a two-sided CUSUM (Page), after learning the normal level and spread from a warmup.";
+    type Config = ChangeConfig;
+
+    fn new(config: ChangeConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
         Ok(Self {
-            common: Common::new(ctx, KIND)?,
-            warmup,
-            target: number_param(ctx, "target")?,
-            sigma,
-            slack,
-            limit,
+            common: Common::new(&config.key, config.output_name.as_deref(), KIND, ctx.sink),
+            warmup: at_least("warmup", config.warmup, 2)?,
+            target: config.target,
+            sigma: config.sigma,
+            slack: config.slack,
+            limit: config.limit,
             output_name: Sym::new("alert"),
             sums: Keyed::default(),
         })
     }
+}
 
+impl Change {
     /// The learnt (target, sigma) once the warmup is complete.
     fn learn(&self, warmup: &[f64]) -> Option<(f64, f64)> {
         if let (Some(t), Some(s)) = (self.target, self.sigma) {
@@ -282,10 +300,11 @@ mod tests {
     use super::*;
     use crate::detect::tests::{at, noisy, restored_gives_the_same, series};
     use crate::testing::run;
+    use serde_json::json;
     use statrs::statistics::Statistics;
 
     fn change(params: Json) -> Change {
-        Change::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+        Change::from_context(&ProcessorContext::for_test(&params, "sink")).unwrap()
     }
 
     /// The same CUSUM as a plain loop over indices, in the textbook's tabular form
@@ -421,8 +440,10 @@ mod tests {
             (json!({"limit": 0}), "`limit`"),
             (json!({"target": "normal"}), "`target`"),
         ] {
-            match Change::new(&ProcessorContext::for_test(&params, "sink")) {
-                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+            match Change::from_context(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => {
+                    assert!(m.message.contains(needle), "{params}: {m}")
+                }
                 other => panic!("{params}: {other:?}"),
             }
         }

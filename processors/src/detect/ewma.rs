@@ -11,57 +11,100 @@
 //! |---|---|---|---|
 //! | `alpha` | number | 0.2 (without `halfLife`) | the smoothing factor, 0 < α ≤ 1 |
 //! | `halfLife` | duration | — | time-aware smoothing instead of `alpha`, e.g. PT1M; not with `alpha` |
-//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `observationName`, `groupBy`, `keyField` | | | see [`super`] |
 //! | `outputName` | string | the observation's name (`ewma` when keys span names) | name of the results |
+//!
+//! ([`EwmaConfig`] is the table as a type. `alpha` declares no default: 0.2 applies only
+//! without `halfLife`.)
 //!
 //! **Output.** One observation per input observation: source = the input's (the sink when
 //! keys span sources), time = the input's, value = the average including it, attribute
 //! `alpha` (the α used; absent on a key's first observation). Each key needs its
 //! observations in event-time order; an older one goes to the dead letters.
 
-use engine::processor::{
-    Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration, param,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::time::micros;
 use engine::{Observation, Sym};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError, Duration};
+use manifests::model::Category;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use super::{Common, Keyed, common_parameters, duration_param, num, number_param, result};
+use super::{Common, KeyConfig, Keyed, num, result};
 
 /// The processor type.
 pub const KIND: &str = "ewma";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Smooths each key's values with an exponentially weighted moving average (fixed alpha, or a half-life in event time), one result per observation.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Ewma::new(ctx)?)),
+/// α without `alpha` and `halfLife`.
+pub const DEFAULT_ALPHA: f64 = 0.2;
+
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Ewma>());
+
+/// The parameters of `ewma`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EwmaConfig {
+    /// The smoothing factor, 0 < alpha <= 1: the weight of the newest value (default 0.2,
+    /// unless halfLife is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Time-aware smoothing instead of alpha: a value's weight halves every halfLife of
+    /// event time, e.g. PT1M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_life: Option<Duration>,
+    /// What is read and what state is kept per.
+    #[serde(flatten)]
+    pub key: KeyConfig,
+    /// Name of the results (default: the observation's name; ewma when groupBy is source or
+    /// all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
+
+impl EwmaConfig {
+    /// How α is chosen.
+    ///
+    /// # Errors
+    ///
+    /// An alpha outside (0, 1], both alpha and halfLife, a zero halfLife.
+    pub fn smoothing(&self) -> Result<Smoothing, ConfigError> {
+        match (self.alpha, self.half_life) {
+            (Some(_), Some(_)) => Err(ConfigError::whole(
+                "parameters `alpha` and `halfLife` both given: give alpha for a fixed weight, or halfLife for a weight that follows time, not both",
+            )),
+            (None, Some(d)) => match micros(d.get()) {
+                us if us > 0 => Ok(Smoothing::HalfLife(us as f64)),
+                _ => Err(ConfigError::at(
+                    "halfLife",
+                    format!("parameter `halfLife` is {d}: give a positive duration, e.g. PT1M"),
+                )),
+            },
+            (alpha, None) => {
+                let a = alpha.unwrap_or(DEFAULT_ALPHA);
+                if a > 0.0 && a <= 1.0 {
+                    Ok(Smoothing::Alpha(a))
+                } else {
+                    Err(ConfigError::at(
+                        "alpha",
+                        format!(
+                            "parameter `alpha` is {a}: give a number above 0 and at most 1 (1 means no smoothing)"
+                        ),
+                    ))
+                }
+            }
+        }
     }
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    // `alpha` has no declared default: its default applies only without `halfLife`.
-    let mut p = vec![
-        param(
-            "alpha",
-            DataType::Number,
-            "The smoothing factor, 0 < alpha <= 1: the weight of the newest value (default 0.2, unless halfLife is given).",
-        ),
-        param(
-            "halfLife",
-            DataType::Duration,
-            "Time-aware smoothing instead of alpha: a value's weight halves every halfLife of event time, e.g. PT1M.",
-        ),
-    ];
-    p.extend(common_parameters(
-        "Name of the results (default: the observation's name; ewma when groupBy is source or all).",
-    ));
-    p
+impl Config for EwmaConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.smoothing().map(drop)
+    }
+
+    fn reword(error: ConfigError) -> ConfigError {
+        super::named(error)
+    }
 }
 
 /// How α is chosen.
@@ -97,44 +140,16 @@ pub struct Ewma {
     averages: Keyed<Average>,
 }
 
-impl Ewma {
-    /// An EWMA from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// An alpha outside (0, 1], both alpha and halfLife, a zero or unreadable halfLife, an
-    /// unknown `groupBy`.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let alpha = number_param(ctx, "alpha")?;
-        let half_life = duration_param(ctx, "halfLife")?;
-        let smoothing = match (alpha, half_life) {
-            (Some(_), Some(_)) => {
-                return Err(ProcessorError::Config(
-                    "parameters `alpha` and `halfLife` both given: give alpha for a fixed weight, or halfLife for a weight that follows time, not both".into(),
-                ));
-            }
-            (None, Some((d, text))) => {
-                let us = micros(d);
-                if us <= 0 {
-                    return Err(ProcessorError::Config(format!(
-                        "parameter `halfLife` is {text}: give a positive duration, e.g. PT1M"
-                    )));
-                }
-                Smoothing::HalfLife(us as f64)
-            }
-            (alpha, None) => {
-                let a = alpha.unwrap_or(0.2);
-                if !(a > 0.0 && a <= 1.0) {
-                    return Err(ProcessorError::Config(format!(
-                        "parameter `alpha` is {a}: give a number above 0 and at most 1 (1 means no smoothing)"
-                    )));
-                }
-                Smoothing::Alpha(a)
-            }
-        };
+impl ProcessorKind for Ewma {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Smooths each key's values with an exponentially weighted moving average (fixed alpha, or a half-life in event time), one result per observation.";
+    type Config = EwmaConfig;
+
+    fn new(config: EwmaConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
         Ok(Self {
-            common: Common::new(ctx, KIND)?,
-            smoothing,
+            common: Common::new(&config.key, config.output_name.as_deref(), KIND, ctx.sink),
+            smoothing: config.smoothing()?,
             fallback_name: Sym::new(KIND),
             averages: Keyed::default(),
         })
@@ -195,7 +210,7 @@ mod tests {
     use serde_json::json;
 
     fn ewma(params: Json) -> Ewma {
-        Ewma::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+        Ewma::from_context(&ProcessorContext::for_test(&params, "sink")).unwrap()
     }
 
     fn values(out: &[Observation]) -> Vec<f64> {
@@ -297,8 +312,10 @@ mod tests {
             (json!({"halfLife": "PT0S"}), "`halfLife`"),
             (json!({"halfLife": "a while"}), "`halfLife`"),
         ] {
-            match Ewma::new(&ProcessorContext::for_test(&params, "sink")) {
-                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+            match Ewma::from_context(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => {
+                    assert!(m.message.contains(needle), "{params}: {m}")
+                }
                 other => panic!("{params}: {other:?}"),
             }
         }

@@ -26,8 +26,10 @@
 //! | `window` | duration | none | when given, the window is the key's observations within this duration before the judged one, e.g. `PT10M` |
 //! | `k` | number | 1.5 | the fences' distance from the quartiles, in IQRs (3 for "far out") |
 //! | `emit` | string | `outliers` | `outliers`: an alert per outlier; `all`: every judged observation, with its own value |
-//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `observationName`, `groupBy`, `keyField` | | | see [`super`] |
 //! | `outputName` | string | `alert` (`iqr` with `emit` = `all`) | name of the results |
+//!
+//! ([`IqrConfig`] is the table as a type: its defaults are the ones above.)
 //!
 //! **Output.** Source = the input's, time = the observation's, value = the observation's
 //! value. Attributes: `rule` (e.g. `outside [Q1 − 1.5·IQR, Q3 + 1.5·IQR] of the last 30
@@ -38,44 +40,65 @@
 //! needs its observations in event-time order; an older one goes to the dead letters.
 
 use engine::Observation;
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
-use manifests::model::{Category, DataType, ParameterDefinition};
-use serde_json::{Value as Json, json};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
+use manifests::config::{Config, ConfigError};
+use manifests::model::Category;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
-use super::{Emit, Outliers, Verdict, common_parameters, num, number_param, trailing_parameters};
+use super::{Emit, KeyConfig, Outliers, TrailingConfig, Verdict, num, outliers_only};
 
 /// The processor type.
 pub const KIND: &str = "iqr";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Flags outliers: observations outside Tukey's fences [Q1 - k*IQR, Q3 + k*IQR] of the preceding `count` observations of their key.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Iqr::new(ctx)?)),
-    }
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Iqr>());
+
+const fn one_and_a_half() -> f64 {
+    1.5
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    let mut p = trailing_parameters();
-    p.extend([
-        param(
-            "k",
-            DataType::Number,
-            "Distance of the fences from the quartiles, in interquartile ranges (1.5 for outliers, 3 for far-out values).",
-        )
-        .default_value(json!(1.5)),
-        Emit::parameter("emit every judged observation with its fences."),
-    ]);
-    p.extend(common_parameters(
-        "Name of the results (default: alert; iqr when emit is all).",
-    ));
-    p
+/// The parameters of `iqr`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IqrConfig {
+    /// The trailing window.
+    #[serde(flatten)]
+    pub trailing: TrailingConfig,
+    /// Distance of the fences from the quartiles, in interquartile ranges (1.5 for
+    /// outliers, 3 for far-out values).
+    #[serde(default = "one_and_a_half")]
+    pub k: f64,
+    /// outliers: emit an alert for each outlier only; all: emit every judged observation
+    /// with its fences.
+    #[serde(default = "outliers_only")]
+    pub emit: Emit,
+    /// What is read and what state is kept per.
+    #[serde(flatten)]
+    pub key: KeyConfig,
+    /// Name of the results (default: alert; iqr when emit is all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
+
+impl Config for IqrConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.trailing.check()?;
+        if self.k < 0.0 {
+            return Err(ConfigError::at(
+                "k",
+                format!(
+                    "parameter `k` is {}: give a number of interquartile ranges of at least 0, e.g. 1.5",
+                    self.k
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn reword(error: ConfigError) -> ConfigError {
+        super::named(error)
+    }
 }
 
 /// The running processor.
@@ -85,23 +108,24 @@ pub struct Iqr {
     outliers: Outliers,
 }
 
-impl Iqr {
-    /// An IQR detector from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a `window`
-    /// that is not a positive duration, a negative
-    /// `k`, an unknown `emit` or `groupBy`.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let outliers = Outliers::new(ctx, KIND)?;
-        let k = number_param(ctx, "k")?.unwrap_or(1.5);
-        if k < 0.0 {
-            return Err(ProcessorError::Config(format!(
-                "parameter `k` is {k}: give a number of interquartile ranges of at least 0, e.g. 1.5"
-            )));
-        }
-        Ok(Self { k, outliers })
+impl ProcessorKind for Iqr {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Flags outliers: observations outside Tukey's fences [Q1 - k*IQR, Q3 + k*IQR] of the preceding `count` observations of their key.";
+    type Config = IqrConfig;
+
+    fn new(config: IqrConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        Ok(Self {
+            k: config.k,
+            outliers: Outliers::new(
+                &config.trailing,
+                config.emit,
+                &config.key,
+                config.output_name.as_deref(),
+                KIND,
+                ctx.sink,
+            )?,
+        })
     }
 }
 
@@ -194,9 +218,10 @@ mod tests {
     use super::*;
     use crate::detect::tests::{at, by_time, irregular, noisy, restored_gives_the_same, series};
     use crate::testing::run;
+    use serde_json::json;
 
     fn iqr(params: Json) -> Iqr {
-        Iqr::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+        Iqr::from_context(&ProcessorContext::for_test(&params, "sink")).unwrap()
     }
 
     /// Hyndman & Fan's definition 7 in its own form: with 1-based order statistics
@@ -357,8 +382,10 @@ mod tests {
             (json!({"window": "a while"}), "`window`"),
             (json!({"window": "0s"}), "`window`"),
         ] {
-            match Iqr::new(&ProcessorContext::for_test(&params, "sink")) {
-                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+            match Iqr::from_context(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => {
+                    assert!(m.message.contains(needle), "{params}: {m}")
+                }
                 other => panic!("{params}: {other:?}"),
             }
         }

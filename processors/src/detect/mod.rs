@@ -3,6 +3,10 @@
 //! Each kind is its own submodule with its own `KIND` and registration; this module holds
 //! what they share:
 //!
+//! - **Parameters.** Each kind's configuration flattens [`KeyConfig`] (`observationName`,
+//!   `groupBy`, `keyField`, shared with the windowed kinds) and has an `outputName` of its
+//!   own; `zscore` and `iqr` also flatten [`TrailingConfig`]. Their messages name the
+//!   parameter at fault as `` parameter `x` `` ([`named`]).
 //! - **Keys.** Every kind keeps its own state per key: observation name and source by
 //!   default, or as parameter `groupBy` says (`name+source`, `name`, `source`, `all`).
 //!   Their state is a small per-key record ([`Keyed`]); `zscore` and `iqr` keep the
@@ -26,39 +30,129 @@ pub mod zscore;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
-use engine::processor::{Output, ParameterDefinitionExt, ProcessorContext, ProcessorError, param};
+use engine::processor::{Output, ProcessorError};
 use engine::{Observation, Sym, Timestamp};
-use manifests::model::{DataType, ParameterDefinition};
+use manifests::config::{ConfigError, Duration};
 use rustc_hash::FxHashMap;
-use serde::{Serialize, de::DeserializeOwned};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
 
-pub use crate::window::{GroupBy, Key};
+pub use crate::window::{GroupBy, Key, KeyConfig};
+
+/// Rewords an error of a detection kind's parameters so that it names the parameter as
+/// `` parameter `x` ``, as every message of these kinds does: `groupBy "box": use ...`
+/// becomes `` parameter `groupBy` is "box": use ... ``, `window: "soon" is not a duration`
+/// becomes `` parameter `window`: "soon" is not a duration ``.
+#[must_use]
+pub fn named(error: ConfigError) -> ConfigError {
+    let Some(p) = error.parameter.clone() else {
+        return error;
+    };
+    if error.message.contains(&format!("`{p}`")) {
+        return error;
+    }
+    let message = if let Some(rest) = error.message.strip_prefix(&format!("{p}: ")) {
+        format!("parameter `{p}`: {rest}")
+    } else if let Some(rest) = error.message.strip_prefix(&format!("{p} ")) {
+        format!("parameter `{p}` is {rest}")
+    } else {
+        format!("parameter `{p}`: {}", error.message)
+    };
+    ConfigError::at(&p, message)
+}
+
+const fn thirty() -> i64 {
+    30
+}
+
+const fn ten() -> i64 {
+    10
+}
 
 /// The trailing window of the outlier kinds (`zscore`, `iqr`): `count`, `minCount` and
 /// `window`.
-fn trailing_parameters() -> Vec<ParameterDefinition> {
-    vec![
-        param(
-            "count",
-            DataType::Integer,
-            "How many preceding observations of the key form the window (with `window`: at most this many, the most recent).",
-        )
-        .default_value(json!(30)),
-        param(
-            "minCount",
-            DataType::Integer,
-            "How many values the window needs before observations are judged (at least 2, at most count).",
-        )
-        .default_value(json!(10)),
-        param(
-            "window",
-            DataType::Duration,
-            "When given, the window is the key's observations within this duration before the judged one (t - window <= t' < t), at most `count` of them (the most recent), e.g. PT10M. Default: the last `count` observations, however old.",
-        ),
-    ]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrailingConfig {
+    /// How many preceding observations of the key form the window (with `window`: at most
+    /// this many, the most recent).
+    #[serde(default = "thirty")]
+    pub count: i64,
+    /// How many values the window needs before observations are judged (at least 2, at
+    /// most count).
+    #[serde(default = "ten")]
+    pub min_count: i64,
+    /// When given, the window is the key's observations within this duration before the
+    /// judged one (t - window <= t' < t), at most `count` of them (the most recent), e.g.
+    /// PT10M. Default: the last `count` observations, however old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Duration>,
+}
+
+impl TrailingConfig {
+    /// Checks what the types do not.
+    ///
+    /// # Errors
+    ///
+    /// Counts below 2, `minCount` above `count`, a `window` of no time.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.spec().map(drop)
+    }
+
+    /// The shape of the window.
+    ///
+    /// # Errors
+    ///
+    /// As [`TrailingConfig::check`].
+    pub fn spec(&self) -> Result<TrailingSpec, ConfigError> {
+        let count = at_least("count", self.count, 2)?;
+        let min_count = at_least("minCount", self.min_count, 2)?;
+        if min_count > count {
+            return Err(ConfigError::at(
+                "minCount",
+                format!(
+                    "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
+                ),
+            ));
+        }
+        let window = match self.window {
+            Some(d) if d.get().is_zero() => {
+                return Err(ConfigError::at(
+                    "window",
+                    format!(
+                        "parameter `window` is {:?}: a window of no time holds nothing; give a positive duration, e.g. PT10M, or leave it out to use the last `count` observations",
+                        d.to_string()
+                    ),
+                ));
+            }
+            Some(d) => Some((engine::time::micros(d.get()), d.to_string())),
+            None => None,
+        };
+        Ok(TrailingSpec {
+            count,
+            min_count,
+            window,
+        })
+    }
+}
+
+/// `n` as a count, if it is at least `min`.
+///
+/// # Errors
+///
+/// `n` is below `min`.
+pub(crate) fn at_least(name: &str, n: i64, min: usize) -> Result<usize, ConfigError> {
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n >= min)
+        .ok_or_else(|| {
+            ConfigError::at(
+                name,
+                format!("parameter `{name}` is {n}: give a whole number of at least {min}"),
+            )
+        })
 }
 
 /// The shape of a trailing window: `count`, `minCount` and `window`, checked.
@@ -68,41 +162,11 @@ pub struct TrailingSpec {
     pub count: usize,
     /// Fewest values in the window for an observation to be judged.
     pub min_count: usize,
-    /// `window` in µs, and as written, when given.
+    /// `window` in µs, and as written (ISO 8601), when given.
     pub window: Option<(i64, String)>,
 }
 
 impl TrailingSpec {
-    /// Reads `count`, `minCount` and `window`.
-    ///
-    /// # Errors
-    ///
-    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a `window`
-    /// that is not a positive duration.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let count = count_param(ctx, "count", 30, 2)?;
-        let min_count = count_param(ctx, "minCount", 10.min(count), 2)?;
-        if min_count > count {
-            return Err(ProcessorError::Config(format!(
-                "parameter `minCount` is {min_count}, more than `count` ({count}): the window never holds that many; lower minCount or raise count"
-            )));
-        }
-        let window = match duration_param(ctx, "window")? {
-            Some((d, text)) if d.is_zero() => {
-                return Err(ProcessorError::Config(format!(
-                    "parameter `window` is {text:?}: a window of no time holds nothing; give a positive duration, e.g. PT10M, or leave it out to use the last `count` observations"
-                )));
-            }
-            Some((d, text)) => Some((engine::time::micros(d), text)),
-            None => None,
-        };
-        Ok(Self {
-            count,
-            min_count,
-            window,
-        })
-    }
-
     /// The window in words, for rules: `30` or `PT10M (at most 30)`.
     #[must_use]
     pub fn describe(&self) -> String {
@@ -111,26 +175,6 @@ impl TrailingSpec {
             Some((_, text)) => format!("{text} (at most {})", self.count),
         }
     }
-}
-
-/// The parameters every detection kind takes: `groupBy`, `observationName`, `outputName`.
-fn common_parameters(output_name: &str) -> Vec<ParameterDefinition> {
-    vec![
-        param(
-            "groupBy",
-            DataType::String,
-            "What state is kept per: name+source (each quantity of each source), name (each quantity across sources), source (each source across quantities) or all.",
-        )
-        .default_value(json!("name+source"))
-        .one_of(&["name+source", "name", "source", "all"]),
-        param(
-            "observationName",
-            DataType::String,
-            "Only observations with this name are used; others are left to other processors.",
-        ),
-        crate::window::key_field_parameter(),
-        param("outputName", DataType::String, output_name),
-    ]
 }
 
 /// The settings shared by every detection kind.
@@ -147,27 +191,18 @@ pub struct Common {
 }
 
 impl Common {
-    /// Reads `groupBy`, `observationName` and `outputName`.
-    ///
-    /// # Errors
-    ///
-    /// An unknown `groupBy`.
-    pub fn new(ctx: &ProcessorContext, kind: &'static str) -> Result<Self, ProcessorError> {
-        let p = &ctx.parameters;
-        let group_text = p.get_str("groupBy").unwrap_or_else(|| "name+source".into());
-        let group = GroupBy::parse(&group_text).ok_or_else(|| {
-            ProcessorError::Config(format!(
-                "parameter `groupBy` is {group_text:?}: use name+source, name, source or all"
-            ))
-        })?;
-        Ok(Self {
-            group,
-            key_field: p.get_str("keyField"),
-            only: p.get_str("observationName").map(|n| Sym::new(&n)),
-            output_name: p.get_str("outputName").map(|n| Sym::new(&n)),
-            sink: ctx.sink,
+    /// The settings of processor `kind` writing to `sink`: `observationName`, `groupBy`,
+    /// `keyField` and `outputName`.
+    #[must_use]
+    pub fn new(key: &KeyConfig, output_name: Option<&str>, kind: &'static str, sink: Sym) -> Self {
+        Self {
+            group: key.group_by,
+            key_field: key.key_field.clone(),
+            only: key.observation_name.as_deref().map(Sym::new),
+            output_name: output_name.map(Sym::new),
+            sink,
             kind,
-        })
+        }
     }
 
     /// Whether this processor reads `o` (parameter `observationName`).
@@ -320,8 +355,9 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
         });
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let state = serde_json::to_value(&self.states[key])
-                .map_err(|e| ProcessorError::Failed(format!("cannot write state: {e}")))?;
+            let state = serde_json::to_value(&self.states[key]).map_err(|e| {
+                ProcessorError::internal(format!("cannot write state: {e}")).with_source(e)
+            })?;
             out.push(json!({
                 "name": key.name.map(|n| n.text().to_string()),
                 "source": key.source.map(|s| s.text().to_string()),
@@ -338,7 +374,7 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
     ///
     /// A snapshot of another shape.
     pub fn restore(&mut self, snapshot: &Json) -> Result<(), ProcessorError> {
-        let bad = |what: String| ProcessorError::Failed(format!("cannot restore state: {what}"));
+        let bad = |what: String| ProcessorError::internal(format!("cannot restore state: {what}"));
         let keys = snapshot
             .get("keys")
             .and_then(Json::as_array)
@@ -351,7 +387,7 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
                 field: k.get("field").and_then(Json::as_str).map(Sym::new),
             };
             let state: S = serde_json::from_value(k.get("state").cloned().unwrap_or(Json::Null))
-                .map_err(|e| bad(e.to_string()))?;
+                .map_err(|e| bad(e.to_string()).with_source(e))?;
             states.insert(key, state);
         }
         self.states = states;
@@ -379,6 +415,7 @@ pub(crate) fn result(
         data_kind: None,
         ingested: input.ingested,
         attributes: Some(Arc::new(attributes)),
+        id: None,
     }
 }
 
@@ -387,113 +424,19 @@ pub(crate) fn num(x: f64) -> Json {
     serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
 }
 
-/// The optional number parameter `name`.
-///
-/// # Errors
-///
-/// A value that is not a finite number.
-pub(crate) fn number_param(
-    ctx: &ProcessorContext,
-    name: &str,
-) -> Result<Option<f64>, ProcessorError> {
-    match ctx.parameters.get(name) {
-        None | Some(Json::Null) => Ok(None),
-        Some(v) => match ctx.parameters.get_f64(name) {
-            Some(x) if x.is_finite() => Ok(Some(x)),
-            _ => Err(ProcessorError::Config(format!(
-                "parameter `{name}` is {v}: give a number"
-            ))),
-        },
-    }
-}
-
-/// The optional whole-number parameter `name`, at least `min`.
-///
-/// # Errors
-///
-/// A value that is not a whole number, or is below `min`.
-pub(crate) fn count_param(
-    ctx: &ProcessorContext,
-    name: &str,
-    default: usize,
-    min: usize,
-) -> Result<usize, ProcessorError> {
-    let bad = |v: &Json| {
-        ProcessorError::Config(format!(
-            "parameter `{name}` is {v}: give a whole number of at least {min}"
-        ))
-    };
-    match ctx.parameters.get(name) {
-        None | Some(Json::Null) => Ok(default),
-        Some(v) => {
-            let n = ctx
-                .parameters
-                .get_i64(name)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| bad(v))?;
-            if n < min { Err(bad(v)) } else { Ok(n) }
-        }
-    }
-}
-
-/// The optional duration parameter `name`, with its text as given.
-///
-/// # Errors
-///
-/// Text that is not a duration.
-pub(crate) fn duration_param(
-    ctx: &ProcessorContext,
-    name: &str,
-) -> Result<Option<(Duration, String)>, ProcessorError> {
-    match ctx.parameters.get(name) {
-        None | Some(Json::Null) => Ok(None),
-        Some(v) => {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            manifests::parameters::parse_duration(&text)
-                .map(|d| Some((d, text)))
-                .map_err(|e| {
-                    ProcessorError::Config(format!(
-                        "parameter `{name}`: {e}; write e.g. PT10S, 10s or 5m"
-                    ))
-                })
-        }
-    }
-}
-
 /// `emit`: alerts only, or every judged observation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Emit {
-    /// Only outliers (the default).
+    /// An alert for each outlier only (the default).
     Outliers,
-    /// Every observation that could be judged.
+    /// A result for every observation that could be judged.
     All,
 }
 
-impl Emit {
-    fn read(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        match ctx
-            .parameters
-            .get_str("emit")
-            .as_deref()
-            .unwrap_or("outliers")
-        {
-            "outliers" => Ok(Self::Outliers),
-            "all" => Ok(Self::All),
-            other => Err(ProcessorError::Config(format!(
-                "parameter `emit` is {other:?}: use outliers (alerts only) or all (every observation)"
-            ))),
-        }
-    }
-
-    fn parameter(all: &str) -> ParameterDefinition {
-        param(
-            "emit",
-            DataType::String,
-            &format!("outliers: emit an alert for each outlier only; all: {all}"),
-        )
-        .default_value(json!("outliers"))
-        .one_of(&["outliers", "all"])
-    }
+/// The default `emit`.
+pub(crate) const fn outliers_only() -> Emit {
+    Emit::Outliers
 }
 
 /// What `zscore` and `iqr` share: each observation of a key is judged against the key's
@@ -521,17 +464,23 @@ pub struct Verdict<S> {
 }
 
 impl Outliers {
-    /// Reads the trailing window, `emit` and the common parameters.
+    /// The outlier loop of processor `kind` writing to `sink`: its trailing window, `emit`
+    /// and the common parameters.
     ///
     /// # Errors
     ///
-    /// As [`TrailingSpec::new`], an unknown `emit` or `groupBy`.
-    pub fn new(ctx: &ProcessorContext, kind: &'static str) -> Result<Self, ProcessorError> {
-        let trailing = TrailingSpec::new(ctx)?;
-        let emit = Emit::read(ctx)?;
+    /// As [`TrailingConfig::check`].
+    pub fn new(
+        trailing: &TrailingConfig,
+        emit: Emit,
+        key: &KeyConfig,
+        output_name: Option<&str>,
+        kind: &'static str,
+        sink: Sym,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            common: Common::new(ctx, kind)?,
-            trailing,
+            common: Common::new(key, output_name, kind, sink),
+            trailing: trailing.spec()?,
             emit,
             output_name: Sym::new(match emit {
                 Emit::Outliers => "alert",

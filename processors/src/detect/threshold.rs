@@ -3,12 +3,14 @@
 //!
 //! | parameter | type | default | meaning |
 //! |---|---|---|---|
-//! | `operator` | string | `GT` | the alert condition, `value OPERATOR threshold`: `GT`, `GE`, `LT` or `LE` |
+//! | `operator` | string | `GT` | the alert condition, `value OPERATOR threshold`: `GT`, `GE`, `LT` or `LE` (the [`Operator`]s that order values) |
 //! | `threshold` | number | required | the threshold of the condition |
 //! | `clearThreshold` | number | `threshold` | the alert clears when the value is back past this: for `GT` when `value <= clearThreshold`, `GE` `<`, `LT` `>=`, `LE` `>`. For `GT`/`GE` it must not be above `threshold`, for `LT`/`LE` not below, so the two conditions never hold together |
-//! | `minDuration` | duration | `0` | how long, in event time, the condition must hold before the alert is raised |
-//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `minDuration` | duration | `PT0S` | how long, in event time, the condition must hold before the alert is raised |
+//! | `observationName`, `groupBy`, `keyField` | | | see [`super`] |
 //! | `outputName` | string | `alert` | name of the alerts |
+//!
+//! ([`ThresholdConfig`] is the table as a type: its defaults are the ones above.)
 //!
 //! **When it fires.** The condition is taken to hold from the first observation that met
 //! it (`since`), for as long as every following observation of the key meets it; one that
@@ -35,126 +37,120 @@
 //! **Output.** One observation when the alert is raised and one when it clears: name
 //! `outputName`, source = the input's, time = the observation's (`since + minDuration`
 //! when the watermark raised it), value = the value that raised or cleared it (the last
-//! observation's when the watermark raised it), and attributes `rule` (e.g. `power GT 3000 for PT10S, clears LE
-//! 2800`), `state` (`raised` or `cleared`), `threshold`, `clearThreshold`, `since` (when
-//! the condition started to hold), `observationName`; a cleared alert also has `raisedAt`.
+//! observation's when the watermark raised it), and attributes `rule` (e.g. `power GT 3000
+//! for PT10S, clears LE 2800`; the duration in ISO 8601), `state` (`raised` or `cleared`),
+//! `threshold`, `clearThreshold`, `since` (when the condition started to hold),
+//! `observationName`; a cleared alert also has `raisedAt`.
 
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
-use engine::time::micros;
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::{Observation, Sym, Timestamp};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError, Duration};
+use manifests::model::Category;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
-use super::{Common, Keyed, common_parameters, duration_param, num, number_param, result};
+use super::{Common, KeyConfig, Keyed, num, result};
+pub use crate::operator::Operator;
 
 /// The processor type.
 pub const KIND: &str = "threshold";
 
-/// The operators of the alert condition.
-pub const OPERATORS: &[&str] = &["GT", "GE", "LT", "LE"];
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Threshold>());
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Raises an alert when a value crosses a threshold for at least a minimum duration, and clears it when the value comes back past a clear threshold (hysteresis).",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Threshold::new(ctx)?)),
-    }
+const fn greater_than() -> Operator {
+    Operator::Gt
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    let mut p = vec![
-        param(
-            "operator",
-            DataType::String,
-            "The alert condition, value OPERATOR threshold: GT, GE, LT or LE.",
-        )
-        .default_value(json!("GT"))
-        .one_of(OPERATORS),
-        param(
-            "threshold",
-            DataType::Number,
-            "The threshold of the alert condition.",
-        )
-        .required(),
-        param(
-            "clearThreshold",
-            DataType::Number,
-            "The alert clears when the value is back past this (GT: value <= clearThreshold; GE: <; LT: >=; LE: >). Default: threshold (no hysteresis). Not above threshold for GT/GE, not below for LT/LE.",
-        ),
-        param(
-            "minDuration",
-            DataType::Duration,
-            "How long (event time) the condition must hold before the alert is raised, e.g. PT10S.",
-        )
-        .default_value(json!("PT0S")),
-    ];
-    p.extend(common_parameters("Name of the alerts (default: alert)."));
-    p
+const fn no_time() -> Duration {
+    Duration::from_secs(0)
 }
 
-/// The comparison of the alert condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operator {
-    /// Greater than.
-    Gt,
-    /// Greater than or equal.
-    Ge,
-    /// Less than.
-    Lt,
-    /// Less than or equal.
-    Le,
+/// The operators of the alert condition: those that order values.
+fn ordering_operators(_: &mut SchemaGenerator) -> Schema {
+    let values: Vec<&str> = Operator::ALL
+        .iter()
+        .filter(|o| o.orders())
+        .map(|o| o.text())
+        .collect();
+    json_schema!({"type": "string", "enum": values})
 }
 
-impl Operator {
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "GT" => Self::Gt,
-            "GE" => Self::Ge,
-            "LT" => Self::Lt,
-            "LE" => Self::Le,
-            _ => return None,
-        })
-    }
+/// The parameters of `threshold`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdConfig {
+    /// The alert condition, value OPERATOR threshold: GT, GE, LT or LE.
+    #[serde(default = "greater_than")]
+    #[schemars(schema_with = "ordering_operators")]
+    pub operator: Operator,
+    /// The threshold of the alert condition.
+    pub threshold: f64,
+    /// The alert clears when the value is back past this (GT: value <= clearThreshold; GE:
+    /// <; LT: >=; LE: >). Default: threshold (no hysteresis). Not above threshold for GT/GE,
+    /// not below for LT/LE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_threshold: Option<f64>,
+    /// How long (event time) the condition must hold before the alert is raised, e.g.
+    /// PT10S.
+    #[serde(default = "no_time")]
+    pub min_duration: Duration,
+    /// What is read and what state is kept per.
+    #[serde(flatten)]
+    pub key: KeyConfig,
+    /// Name of the alerts (default: alert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
 
-    const fn text(self) -> &'static str {
-        match self {
-            Self::Gt => "GT",
-            Self::Ge => "GE",
-            Self::Lt => "LT",
-            Self::Le => "LE",
-        }
-    }
-
-    /// The operator of the clear condition: the negation.
-    const fn negation(self) -> Self {
-        match self {
-            Self::Gt => Self::Le,
-            Self::Ge => Self::Lt,
-            Self::Lt => Self::Ge,
-            Self::Le => Self::Gt,
-        }
-    }
-
-    /// Whether `value OPERATOR threshold` holds.
+impl ThresholdConfig {
+    /// The clear threshold: `clearThreshold`, or the threshold.
     #[must_use]
-    pub fn holds(self, value: f64, threshold: f64) -> bool {
-        match self {
-            Self::Gt => value > threshold,
-            Self::Ge => value >= threshold,
-            Self::Lt => value < threshold,
-            Self::Le => value <= threshold,
+    pub fn clear_threshold(&self) -> f64 {
+        self.clear_threshold.unwrap_or(self.threshold)
+    }
+}
+
+impl Config for ThresholdConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let (operator, threshold) = (self.operator, self.threshold);
+        if !operator.orders() {
+            return Err(ConfigError::at(
+                "operator",
+                format!(
+                    "parameter `operator` is {:?}: use one of GT, GE, LT, LE",
+                    operator.text()
+                ),
+            ));
         }
+        let clear_threshold = self.clear_threshold();
+        if operator.upward() && clear_threshold > threshold {
+            return Err(ConfigError::at(
+                "clearThreshold",
+                format!(
+                    "parameter `clearThreshold` is {clear_threshold}, above threshold {threshold}: with {} the alert clears when the value falls back, so give a clearThreshold at or below the threshold",
+                    operator.text()
+                ),
+            ));
+        }
+        if !operator.upward() && clear_threshold < threshold {
+            return Err(ConfigError::at(
+                "clearThreshold",
+                format!(
+                    "parameter `clearThreshold` is {clear_threshold}, below threshold {threshold}: with {} the alert clears when the value rises back, so give a clearThreshold at or above the threshold",
+                    operator.text()
+                ),
+            ));
+        }
+        Ok(())
     }
 
-    const fn upward(self) -> bool {
-        matches!(self, Self::Gt | Self::Ge)
+    fn example() -> Json {
+        json!({"threshold": 3000})
+    }
+
+    fn reword(error: ConfigError) -> ConfigError {
+        super::named(error)
     }
 }
 
@@ -212,63 +208,33 @@ pub struct Threshold {
     clear_threshold: f64,
     /// `minDuration` in µs.
     min_duration: i64,
-    /// `minDuration` as written, for the rule.
+    /// `minDuration` in ISO 8601, for the rule.
     min_duration_text: String,
     output_name: Sym,
     alerts: Keyed<AlertState>,
 }
 
-impl Threshold {
-    /// A threshold alert from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// A missing threshold, an unknown operator, a clear threshold on the wrong side, an
-    /// unreadable duration.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let op = ctx
-            .parameters
-            .get_str("operator")
-            .unwrap_or_else(|| "GT".into());
-        let operator = Operator::parse(&op).ok_or_else(|| {
-            ProcessorError::Config(format!(
-                "parameter `operator` is {op:?}: use one of {}",
-                OPERATORS.join(", ")
-            ))
-        })?;
-        let threshold = number_param(ctx, "threshold")?.ok_or_else(|| {
-            ProcessorError::Config(
-                "parameter `threshold` (a number) is required: the value the alert compares to"
-                    .into(),
-            )
-        })?;
-        let clear_threshold = number_param(ctx, "clearThreshold")?.unwrap_or(threshold);
-        if operator.upward() && clear_threshold > threshold {
-            return Err(ProcessorError::Config(format!(
-                "parameter `clearThreshold` is {clear_threshold}, above threshold {threshold}: with {} the alert clears when the value falls back, so give a clearThreshold at or below the threshold",
-                operator.text()
-            )));
-        }
-        if !operator.upward() && clear_threshold < threshold {
-            return Err(ProcessorError::Config(format!(
-                "parameter `clearThreshold` is {clear_threshold}, below threshold {threshold}: with {} the alert clears when the value rises back, so give a clearThreshold at or above the threshold",
-                operator.text()
-            )));
-        }
-        let (min_duration, min_duration_text) = duration_param(ctx, "minDuration")?
-            .map_or((0, "PT0S".to_owned()), |(d, text)| (micros(d), text));
+impl ProcessorKind for Threshold {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Raises an alert when a value crosses a threshold for at least a minimum duration, and clears it when the value comes back past a clear threshold (hysteresis).";
+    type Config = ThresholdConfig;
+
+    fn new(config: ThresholdConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
         Ok(Self {
-            common: Common::new(ctx, KIND)?,
-            operator,
-            threshold,
-            clear_threshold,
-            min_duration,
-            min_duration_text,
+            common: Common::new(&config.key, config.output_name.as_deref(), KIND, ctx.sink),
+            operator: config.operator,
+            threshold: config.threshold,
+            clear_threshold: config.clear_threshold(),
+            min_duration: engine::time::micros(config.min_duration.get()),
+            min_duration_text: config.min_duration.to_string(),
             output_name: Sym::new("alert"),
             alerts: Keyed::default(),
         })
     }
+}
 
+impl Threshold {
     /// The rule, in words: `power GT 3000 for PT10S, clears LE 2800`.
     fn rule(&self, name: Sym) -> String {
         let held = if self.min_duration > 0 {
@@ -387,6 +353,7 @@ impl Processor for Threshold {
                 data_kind: None,
                 ingested,
                 attributes: None,
+                id: None,
             };
             out.emit(self.alert(&last, key, x, "raised", since, None));
         }
@@ -409,7 +376,7 @@ mod tests {
     use crate::testing::{run, watermark};
 
     fn threshold(params: Json) -> Threshold {
-        Threshold::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+        Threshold::from_context(&ProcessorContext::for_test(&params, "sink")).unwrap()
     }
 
     fn states(out: &[Observation]) -> Vec<(i64, String, f64)> {
@@ -697,8 +664,10 @@ mod tests {
             ),
             (json!({"threshold": 1, "groupBy": "box"}), "`groupBy`"),
         ] {
-            match Threshold::new(&ProcessorContext::for_test(&params, "sink")) {
-                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+            match Threshold::from_context(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => {
+                    assert!(m.message.contains(needle), "{params}: {m}")
+                }
                 other => panic!("{params}: {other:?}"),
             }
         }

@@ -23,8 +23,10 @@
 //! | `window` | duration | none | when given, the window is the key's observations within this duration before the judged one, e.g. `PT10M` |
 //! | `limit` | number | 3 | an outlier has `|z| > limit` |
 //! | `emit` | string | `outliers` | `outliers`: an alert per outlier; `all`: every judged observation, its z-score as value |
-//! | `groupBy`, `observationName` | | | see [`super`] |
+//! | `observationName`, `groupBy`, `keyField` | | | see [`super`] |
 //! | `outputName` | string | `alert` (`zscore` with `emit` = `all`) | name of the results |
+//!
+//! ([`ZScoreConfig`] is the table as a type: its defaults are the ones above.)
 //!
 //! **Output.** Source = the input's, time = the observation's. An alert's value is the
 //! value that fired; with `emit` = `all` the value is the z-score (an infinite one is
@@ -35,44 +37,64 @@
 //! goes to the dead letters.
 
 use engine::Observation;
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
-use manifests::model::{Category, DataType, ParameterDefinition};
-use serde_json::{Value as Json, json};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
+use manifests::config::{Config, ConfigError};
+use manifests::model::Category;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
-use super::{Emit, Outliers, Verdict, common_parameters, num, number_param, trailing_parameters};
+use super::{Emit, KeyConfig, Outliers, TrailingConfig, Verdict, num, outliers_only};
 
 /// The processor type.
 pub const KIND: &str = "zscore";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Flags outliers: observations more than `limit` standard deviations from the mean of the preceding `count` observations of their key.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(ZScore::new(ctx)?)),
-    }
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<ZScore>());
+
+const fn three() -> f64 {
+    3.0
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    let mut p = trailing_parameters();
-    p.extend([
-        param(
-            "limit",
-            DataType::Number,
-            "An observation is an outlier when |z| exceeds this.",
-        )
-        .default_value(json!(3)),
-        Emit::parameter("emit every judged observation with its z-score as value."),
-    ]);
-    p.extend(common_parameters(
-        "Name of the results (default: alert; zscore when emit is all).",
-    ));
-    p
+/// The parameters of `zscore`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZScoreConfig {
+    /// The trailing window.
+    #[serde(flatten)]
+    pub trailing: TrailingConfig,
+    /// An observation is an outlier when |z| exceeds this.
+    #[serde(default = "three")]
+    pub limit: f64,
+    /// outliers: emit an alert for each outlier only; all: emit every judged observation
+    /// with its z-score as value.
+    #[serde(default = "outliers_only")]
+    pub emit: Emit,
+    /// What is read and what state is kept per.
+    #[serde(flatten)]
+    pub key: KeyConfig,
+    /// Name of the results (default: alert; zscore when emit is all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
+
+impl Config for ZScoreConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.trailing.check()?;
+        if self.limit <= 0.0 {
+            return Err(ConfigError::at(
+                "limit",
+                format!(
+                    "parameter `limit` is {}: give a positive number of standard deviations, e.g. 3",
+                    self.limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn reword(error: ConfigError) -> ConfigError {
+        super::named(error)
+    }
 }
 
 /// The running processor.
@@ -82,23 +104,24 @@ pub struct ZScore {
     outliers: Outliers,
 }
 
-impl ZScore {
-    /// A z-score detector from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// Counts that are not whole numbers, `minCount` below 2 or above `count`, a `window`
-    /// that is not a positive duration, a limit
-    /// that is not positive, an unknown `emit` or `groupBy`.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let outliers = Outliers::new(ctx, KIND)?;
-        let limit = number_param(ctx, "limit")?.unwrap_or(3.0);
-        if limit <= 0.0 {
-            return Err(ProcessorError::Config(format!(
-                "parameter `limit` is {limit}: give a positive number of standard deviations, e.g. 3"
-            )));
-        }
-        Ok(Self { limit, outliers })
+impl ProcessorKind for ZScore {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Flags outliers: observations more than `limit` standard deviations from the mean of the preceding `count` observations of their key.";
+    type Config = ZScoreConfig;
+
+    fn new(config: ZScoreConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        Ok(Self {
+            limit: config.limit,
+            outliers: Outliers::new(
+                &config.trailing,
+                config.emit,
+                &config.key,
+                config.output_name.as_deref(),
+                KIND,
+                ctx.sink,
+            )?,
+        })
     }
 }
 
@@ -170,10 +193,11 @@ mod tests {
     use super::*;
     use crate::detect::tests::{by_time, irregular, noisy, restored_gives_the_same, series};
     use crate::testing::run;
+    use serde_json::json;
     use statrs::statistics::Statistics;
 
     fn zscore(params: Json) -> ZScore {
-        ZScore::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+        ZScore::from_context(&ProcessorContext::for_test(&params, "sink")).unwrap()
     }
 
     /// Noise around 50 with spikes at 40 (+30) and 70 (−25).
@@ -381,8 +405,10 @@ mod tests {
             (json!({"window": "PT0S"}), "`window`"),
             (json!({"window": 10}), "`window`"),
         ] {
-            match ZScore::new(&ProcessorContext::for_test(&params, "sink")) {
-                Err(ProcessorError::Config(m)) => assert!(m.contains(needle), "{params}: {m}"),
+            match ZScore::from_context(&ProcessorContext::for_test(&params, "sink")) {
+                Err(ProcessorError::Config(m)) => {
+                    assert!(m.message.contains(needle), "{params}: {m}")
+                }
                 other => panic!("{params}: {other:?}"),
             }
         }

@@ -1,28 +1,29 @@
 //! `echo`: passes every observation through unchanged (the original FAR-EDGE echo processor).
 
 use engine::Observation;
-use engine::processor::{
-    Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
+use manifests::config::NoConfig;
 use manifests::model::Category;
 
 /// The processor type.
 pub const KIND: &str = "echo";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Preprocessor,
-        description: "Passes every observation through unchanged.",
-        parameters: Vec::new,
-        min_sources: 1,
-        factory: |_ctx: &ProcessorContext| Ok(Box::new(Echo)),
-    }
-}
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Echo>());
 
 /// The running processor.
 #[derive(Debug)]
 pub struct Echo;
+
+impl ProcessorKind for Echo {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Preprocessor;
+    const DESCRIPTION: &'static str = "Passes every observation through unchanged.";
+    type Config = NoConfig;
+
+    fn new(_config: NoConfig, _ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        Ok(Self)
+    }
+}
 
 impl Processor for Echo {
     fn process(

@@ -65,6 +65,8 @@
 //! | `restartWindow` | duration | `PT1M` | the window restarts are counted in |
 //! | `outputName` | string | the program's name | name of emitted observations that carry none |
 //!
+//! ([`ExternalConfig`] is the table as a type: its defaults are the ones above.)
+//!
 //! # Output
 //!
 //! Whatever the program emits: source, name, timestamp, value, data kind and attributes as
@@ -80,12 +82,12 @@ use std::time::{Duration, Instant};
 
 use engine::codec::{DecodeContext, decode_json, encode_live_data_set};
 use engine::external::ExternalProgram;
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::{Observation, Sym, Timestamp};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError};
+use manifests::model::Category;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
 #[cfg(test)]
@@ -101,7 +103,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RESTARTS: i64 = 5;
 
 /// The window restarts are counted in, by default.
-pub const DEFAULT_RESTART_WINDOW: &str = "PT1M";
+pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// The longest answer line read, in bytes; a longer one is malformed.
 pub const MAX_LINE: u64 = 16 * 1024 * 1024;
@@ -122,48 +124,75 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// itself before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Runs an external program allowed by the engine configuration, speaking JSON lines: batches, watermarks and the end of input go to it, the observations it answers are emitted.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(External::new(ctx)?)),
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<External>());
+
+const fn default_max_restarts() -> i64 {
+    DEFAULT_MAX_RESTARTS
+}
+
+const fn default_restart_window() -> manifests::config::Duration {
+    manifests::config::Duration(DEFAULT_RESTART_WINDOW)
+}
+
+/// The parameters of `external`. (`ExternalConfig` of the engine, a different thing, is
+/// what the engine's configuration allows.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// Name of the program to run, as allowed in the engine configuration
+    /// ([[external.programs]] in dda.toml); manifests cannot give commands.
+    pub program: String,
+    /// How long the program may take to answer one request; default: the program's
+    /// configured timeout, else PT10S.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<manifests::config::Duration>,
+    /// How many restarts (after a crash, a timeout or a malformed answer) are allowed
+    /// within restartWindow before the instance fails.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: i64,
+    /// The window restarts are counted in.
+    #[serde(default = "default_restart_window")]
+    pub restart_window: manifests::config::Duration,
+    /// Name of emitted observations that carry none; default: the program's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
+
+impl ExternalConfig {
+    /// `maxRestarts` as a count.
+    ///
+    /// # Errors
+    ///
+    /// A negative number.
+    pub fn max_restarts(&self) -> Result<usize, ConfigError> {
+        usize::try_from(self.max_restarts).map_err(|_| {
+            ConfigError::at(
+                "maxRestarts",
+                format!(
+                    "maxRestarts {}: must be 0 or more (0: fail at the first crash)",
+                    self.max_restarts
+                ),
+            )
+        })
     }
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    vec![
-        param(
-            "program",
-            DataType::String,
-            "Name of the program to run, as allowed in the engine configuration ([[external.programs]] in dda.toml); manifests cannot give commands.",
-        )
-        .required(),
-        param(
-            "timeout",
-            DataType::Duration,
-            "How long the program may take to answer one request; default: the program's configured timeout, else PT10S.",
-        ),
-        param(
-            "maxRestarts",
-            DataType::Integer,
-            "How many restarts (after a crash, a timeout or a malformed answer) are allowed within restartWindow before the instance fails.",
-        )
-        .default_value(json!(DEFAULT_MAX_RESTARTS)),
-        param(
-            "restartWindow",
-            DataType::Duration,
-            "The window restarts are counted in.",
-        )
-        .default_value(json!(DEFAULT_RESTART_WINDOW)),
-        param(
-            "outputName",
-            DataType::String,
-            "Name of emitted observations that carry none; default: the program's name.",
-        ),
-    ]
+/// A timeout that is no time at all.
+fn no_timeout() -> ConfigError {
+    ConfigError::at("timeout", "timeout: must be longer than zero, e.g. PT10S")
+}
+
+impl Config for ExternalConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.timeout.is_some_and(|t| t.get().is_zero()) {
+            return Err(no_timeout());
+        }
+        self.max_restarts().map(drop)
+    }
+
+    fn example() -> Json {
+        json!({"program": "scorer"})
+    }
 }
 
 /// A running program: its process, its input, and the lines a reader thread took from its
@@ -216,78 +245,67 @@ impl std::fmt::Debug for External {
     }
 }
 
-impl External {
-    /// A processor for the allowed program its `program` parameter names. The program starts
-    /// with the first request.
+impl ProcessorKind for External {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Runs an external program allowed by the engine configuration, speaking JSON lines: batches, watermarks and the end of input go to it, the observations it answers are emitted.";
+    type Config = ExternalConfig;
+
+    /// A processor for the allowed program its `program` parameter names. The program
+    /// starts with the first request.
     ///
     /// # Errors
     ///
     /// A program the engine configuration does not allow, or unusable parameters.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let p = &ctx.parameters;
-        let name = ctx.required_str("program")?;
-        let program = ctx.external.program(&name).ok_or_else(|| {
+    fn new(config: ExternalConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let name = &config.program;
+        let program = ctx.external.program(name).ok_or_else(|| {
             let names = ctx.external.names();
-            ProcessorError::Config(if names.is_empty() {
-                format!(
-                    "program {name:?}: the engine configuration allows no external programs; \
-                     add an [[external.programs]] entry named {name:?} to dda.toml \
-                     (dda run --config, dda serve --config)"
-                )
-            } else {
-                format!(
-                    "program {name:?} is not allowed by the engine configuration; allowed: {}",
-                    names.join(", ")
-                )
-            })
+            ProcessorError::config_at(
+                "program",
+                if names.is_empty() {
+                    format!(
+                        "program {name:?}: the engine configuration allows no external programs; \
+                         add an [[external.programs]] entry named {name:?} to dda.toml \
+                         (dda run --config, dda serve --config)"
+                    )
+                } else {
+                    format!(
+                        "program {name:?} is not allowed by the engine configuration; allowed: {}",
+                        names.join(", ")
+                    )
+                },
+            )
         })?;
         if program.argv.first().is_none_or(|a| a.is_empty()) {
-            return Err(ProcessorError::Config(format!(
-                "program {name:?}: its configured argv is empty"
-            )));
-        }
-        let duration = |key: &str, default: Option<Duration>| match p.get_str(key) {
-            Some(text) => manifests::parameters::parse_duration(&text)
-                .map(Some)
-                .map_err(|e| ProcessorError::Config(format!("{key}: {e}"))),
-            None => Ok(default),
-        };
-        let timeout = duration("timeout", Some(program.timeout.unwrap_or(DEFAULT_TIMEOUT)))?
-            .unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() {
-            return Err(ProcessorError::Config(
-                "timeout: must be longer than zero, e.g. PT10S".into(),
+            return Err(ProcessorError::config_at(
+                "program",
+                format!("program {name:?}: its configured argv is empty"),
             ));
         }
-        let restart_window = duration(
-            "restartWindow",
-            manifests::parameters::parse_duration(DEFAULT_RESTART_WINDOW).ok(),
-        )?
-        .unwrap_or(Duration::from_secs(60));
-        let max_restarts = match p.get("maxRestarts") {
-            None => DEFAULT_MAX_RESTARTS,
-            Some(_) => p.get_i64("maxRestarts").ok_or_else(|| {
-                ProcessorError::Config("maxRestarts: must be a whole number, e.g. 5".into())
-            })?,
-        };
-        let max_restarts = usize::try_from(max_restarts).map_err(|_| {
-            ProcessorError::Config(format!(
-                "maxRestarts {max_restarts}: must be 0 or more (0: fail at the first crash)"
-            ))
-        })?;
+        let timeout = config
+            .timeout
+            .map(manifests::config::Duration::get)
+            .or(program.timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(no_timeout().into());
+        }
         Ok(Self {
             id: ctx.id.clone(),
-            output_name: Sym::new(&p.get_str("outputName").unwrap_or_else(|| name.clone())),
+            output_name: Sym::new(config.output_name.as_deref().unwrap_or(name)),
             program: program.clone(),
             timeout,
-            max_restarts,
-            restart_window,
+            max_restarts: config.max_restarts()?,
+            restart_window: config.restart_window.get(),
             running: None,
             restarts: VecDeque::new(),
             not_before: None,
         })
     }
+}
 
+impl External {
     /// Starts the program (after the backoff, if any).
     fn start(&mut self) -> Result<(), String> {
         if let Some(t) = self.not_before.take() {
@@ -411,7 +429,7 @@ impl External {
         let recent = self.restarts.len();
         if recent > self.max_restarts {
             tracing::error!(processor = %self.id, program = %name, %reason, "external program keeps failing: giving up");
-            return Err(ProcessorError::Failed(format!(
+            return Err(ProcessorError::external(format!(
                 "{reason}; it failed {recent} times within {:?} (maxRestarts {}): giving up",
                 self.restart_window, self.max_restarts
             )));
@@ -486,7 +504,10 @@ impl Processor for External {
             Err(trouble) => {
                 let recovered = blocking(|| self.recover(trouble));
                 let reason = match &recovered {
-                    Ok(reason) | Err(ProcessorError::Failed(reason)) => reason.clone(),
+                    Ok(reason)
+                    | Err(ProcessorError::Failed {
+                        message: reason, ..
+                    }) => reason.clone(),
                     Err(e) => e.to_string(),
                 };
                 for o in input {

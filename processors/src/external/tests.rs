@@ -44,7 +44,7 @@ fn context(programs: Vec<ExternalProgram>, params: serde_json::Value) -> Process
 
 fn external(program: ExternalProgram, mut params: serde_json::Value) -> External {
     params["program"] = json!(program.name);
-    External::new(&context(vec![program], params)).unwrap()
+    External::from_context(&context(vec![program], params)).unwrap()
 }
 
 fn values(emitted: &[Observation]) -> Vec<f64> {
@@ -291,7 +291,9 @@ fn beyond_the_restart_budget_the_instance_fails() {
     let mut out = Output::new(&mut emitted, &mut rejected, Sym::new("sink"));
     let failed = p.process(&numbers(&[1.0]), &mut out);
     match failed {
-        Err(ProcessorError::Failed(reason)) => {
+        Err(ProcessorError::Failed {
+            message: reason, ..
+        }) => {
             assert!(
                 reason.contains("giving up") && reason.contains("quitter"),
                 "{reason}"
@@ -312,7 +314,7 @@ fn only_configured_programs_run_and_the_error_names_them() {
     let mut secret = script(dir.path(), "scorer", SCALER);
     secret.env.insert("API_KEY".into(), "s3cret-value".into());
     let other = script(dir.path(), "other", SCALER);
-    let err = External::new(&context(
+    let err = External::from_context(&context(
         vec![secret, other],
         json!({"program": "python3 -c 'import os'"}),
     ))
@@ -320,16 +322,17 @@ fn only_configured_programs_run_and_the_error_names_them() {
     let ProcessorError::Config(message) = err else {
         panic!("{err:?}")
     };
+    let message = message.message;
     assert!(message.contains("allowed: scorer, other"), "{message}");
     assert!(
         !message.contains("s3cret") && !message.contains(".py"),
         "neither env nor argv are shown: {message}"
     );
 
-    let none = External::new(&context(vec![], json!({"program": "scorer"}))).unwrap_err();
+    let none = External::from_context(&context(vec![], json!({"program": "scorer"}))).unwrap_err();
     assert!(none.to_string().contains("[[external.programs]]"), "{none}");
     assert!(matches!(
-        External::new(&context(vec![], json!({}))),
+        External::from_context(&context(vec![], json!({}))),
         Err(ProcessorError::Config(_))
     ));
 }
@@ -347,7 +350,7 @@ fn bad_parameters_are_configuration_errors() {
     ] {
         assert!(
             matches!(
-                External::new(&context(vec![program.clone()], params.clone())),
+                External::from_context(&context(vec![program.clone()], params.clone())),
                 Err(ProcessorError::Config(_))
             ),
             "{params}"
@@ -355,9 +358,10 @@ fn bad_parameters_are_configuration_errors() {
     }
     let mut configured = program;
     configured.timeout = Some(Duration::from_secs(3));
-    let p = External::new(&context(vec![configured.clone()], json!({"program": "p"}))).unwrap();
+    let p = External::from_context(&context(vec![configured.clone()], json!({"program": "p"})))
+        .unwrap();
     assert_eq!(p.timeout, Duration::from_secs(3), "the configured timeout");
-    let p = External::new(&context(
+    let p = External::from_context(&context(
         vec![configured],
         json!({"program": "p", "timeout": "PT1S"}),
     ))
@@ -497,7 +501,7 @@ fn a_program_that_cannot_start_counts_as_a_crash() {
     assert!(err.to_string().contains("cannot be started"), "{err}");
     missing.argv.clear();
     assert!(matches!(
-        External::new(&context(vec![missing], json!({"program": "missing"}))),
+        External::from_context(&context(vec![missing], json!({"program": "missing"}))),
         Err(ProcessorError::Config(_))
     ));
 }

@@ -5,92 +5,33 @@
 //! observation whose value is not a number cannot be compared: it goes to the dead letters.
 
 use engine::Observation;
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
+use manifests::config::Config;
+use manifests::model::Category;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+
+pub use crate::operator::Operator;
 
 /// The processor type.
 pub const KIND: &str = "filter";
 
-/// The comparison operators.
-pub const OPERATORS: &[&str] = &["EQ", "NE", "GT", "GE", "LT", "LE"];
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Filter>());
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Preprocessor,
-        description: "Keeps the observations whose value compares to a threshold (value OPERATOR threshold).",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Filter::new(ctx)?)),
-    }
+/// The parameters of `filter`, as the original FAR-EDGE filter's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The operator in the condition: EQ, NE, GT, GE, LT or LE.
+    pub operator: Operator,
+    /// The threshold in the condition.
+    pub threshold: f64,
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    vec![
-        param(
-            "operator",
-            DataType::String,
-            "The operator in the condition: EQ, NE, GT, GE, LT or LE.",
-        )
-        .required()
-        .one_of(OPERATORS),
-        param(
-            "threshold",
-            DataType::Number,
-            "The threshold in the condition.",
-        )
-        .required(),
-    ]
-}
-
-/// A comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operator {
-    /// Equal.
-    Eq,
-    /// Not equal.
-    Ne,
-    /// Greater than.
-    Gt,
-    /// Greater than or equal.
-    Ge,
-    /// Less than.
-    Lt,
-    /// Less than or equal.
-    Le,
-}
-
-impl Operator {
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "EQ" => Self::Eq,
-            "NE" => Self::Ne,
-            "GT" => Self::Gt,
-            "GE" => Self::Ge,
-            "LT" => Self::Lt,
-            "LE" => Self::Le,
-            _ => return None,
-        })
-    }
-
-    /// Whether `value OPERATOR threshold` holds.
-    #[must_use]
-    #[allow(
-        clippy::float_cmp,
-        reason = "EQ and NE are exact comparisons, as in the original"
-    )]
-    pub fn holds(self, value: f64, threshold: f64) -> bool {
-        match self {
-            Self::Eq => value == threshold,
-            Self::Ne => value != threshold,
-            Self::Gt => value > threshold,
-            Self::Ge => value >= threshold,
-            Self::Lt => value < threshold,
-            Self::Le => value <= threshold,
-        }
+impl Config for FilterConfig {
+    fn example() -> Json {
+        json!({"operator": "GE", "threshold": 38})
     }
 }
 
@@ -101,26 +42,17 @@ pub struct Filter {
     threshold: f64,
 }
 
-impl Filter {
-    /// A filter from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// A missing or unknown operator, or a missing threshold.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let op = ctx.required_str("operator")?;
-        let operator = Operator::parse(&op).ok_or_else(|| {
-            ProcessorError::Config(format!(
-                "operator {op:?}: use one of {}",
-                OPERATORS.join(", ")
-            ))
-        })?;
-        let threshold = ctx.parameters.get_f64("threshold").ok_or_else(|| {
-            ProcessorError::Config("parameter `threshold` (a number) is required".into())
-        })?;
+impl ProcessorKind for Filter {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Preprocessor;
+    const DESCRIPTION: &'static str =
+        "Keeps the observations whose value compares to a threshold (value OPERATOR threshold).";
+    type Config = FilterConfig;
+
+    fn new(config: FilterConfig, _ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
         Ok(Self {
-            operator,
-            threshold,
+            operator: config.operator,
+            threshold: config.threshold,
         })
     }
 }
@@ -149,7 +81,7 @@ mod tests {
     use serde_json::json;
 
     fn filter(op: &str, threshold: f64) -> Filter {
-        Filter::new(&ProcessorContext::for_test(
+        Filter::from_context(&ProcessorContext::for_test(
             &json!({"operator": op, "threshold": threshold}),
             "out",
         ))
@@ -177,7 +109,7 @@ mod tests {
     #[test]
     fn the_original_manifests_string_threshold_works() {
         // The original engine stored "38" for a float parameter.
-        let f = Filter::new(&ProcessorContext::for_test(
+        let f = Filter::from_context(&ProcessorContext::for_test(
             &json!({"operator": "GE", "threshold": "38"}),
             "out",
         ));
@@ -203,7 +135,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    Filter::new(&ProcessorContext::for_test(&params, "out")),
+                    Filter::from_context(&ProcessorContext::for_test(&params, "out")),
                     Err(ProcessorError::Config(_))
                 ),
                 "{params}"

@@ -10,46 +10,59 @@
 //!
 //! [evalexpr]: https://docs.rs/evalexpr
 
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::{Observation, Sym, Value};
 use evalexpr::error::EvalexprResultValue;
 use evalexpr::{Context, DefaultNumericTypes, EvalexprError, Node};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError};
+use manifests::model::Category;
 use rustc_hash::FxHashMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
 
 type EvalValue = evalexpr::Value<DefaultNumericTypes>;
 
 /// The processor type.
 pub const KIND: &str = "map";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Preprocessor,
-        description: "Computes a new value from each observation with an expression over value, name, source, dataKind and timestamp.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Map::new(ctx)?)),
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Map>());
+
+/// The parameters of `map`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MapConfig {
+    /// The expression computing the new value, e.g. `value * 1000`.
+    pub expression: String,
+    /// A new name for the observations (default: keep their names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl MapConfig {
+    /// The expression, parsed.
+    ///
+    /// # Errors
+    ///
+    /// An expression evalexpr cannot parse.
+    pub fn compile(&self) -> Result<Node<DefaultNumericTypes>, ConfigError> {
+        evalexpr::build_operator_tree::<DefaultNumericTypes>(&self.expression).map_err(|e| {
+            ConfigError::at(
+                "expression",
+                format!("expression {:?}: {e}", self.expression),
+            )
+        })
     }
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    vec![
-        param(
-            "expression",
-            DataType::String,
-            "The expression computing the new value, e.g. `value * 1000`.",
-        )
-        .required(),
-        param(
-            "name",
-            DataType::String,
-            "A new name for the observations (default: keep their names).",
-        ),
-    ]
+impl Config for MapConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.compile().map(drop)
+    }
+
+    fn example() -> Json {
+        json!({"expression": "value * 1000"})
+    }
 }
 
 /// The running processor.
@@ -61,23 +74,22 @@ pub struct Map {
     texts: FxHashMap<Sym, EvalValue>,
 }
 
-impl Map {
-    /// A map from its parameters.
-    ///
-    /// # Errors
-    ///
-    /// A missing or unparsable expression.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let text = ctx.required_str("expression")?;
-        let expression = evalexpr::build_operator_tree::<DefaultNumericTypes>(&text)
-            .map_err(|e| ProcessorError::Config(format!("expression {text:?}: {e}")))?;
+impl ProcessorKind for Map {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Preprocessor;
+    const DESCRIPTION: &'static str = "Computes a new value from each observation with an expression over value, name, source, dataKind and timestamp.";
+    type Config = MapConfig;
+
+    fn new(config: MapConfig, _ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
         Ok(Self {
-            expression,
-            name: ctx.parameters.get_str("name").map(|n| Sym::new(&n)),
+            expression: config.compile()?,
+            name: config.name.as_deref().map(Sym::new),
             texts: FxHashMap::default(),
         })
     }
+}
 
+impl Map {
     fn text(&mut self, s: Sym) {
         self.texts
             .entry(s)
@@ -209,7 +221,7 @@ mod tests {
     use serde_json::json;
 
     fn map(params: serde_json::Value) -> Map {
-        Map::new(&ProcessorContext::for_test(&params, "out")).unwrap()
+        Map::from_context(&ProcessorContext::for_test(&params, "out")).unwrap()
     }
 
     #[test]
@@ -260,7 +272,7 @@ mod tests {
 
     #[test]
     fn an_unparsable_expression_is_a_configuration_error() {
-        let r = Map::new(&ProcessorContext::for_test(
+        let r = Map::from_context(&ProcessorContext::for_test(
             &json!({"expression": "value * (2"}),
             "out",
         ));

@@ -34,7 +34,8 @@
 //!
 //! A manifest gives `features` and `outputs` as lists (the type check wants a list); a
 //! processor created without that check (tests, embedding code) also reads a
-//! comma-separated string, `"temperature, vibration, current"`.
+//! comma-separated string, `"temperature, vibration, current"`. ([`OnnxConfig`] is the
+//! table as a type: its defaults are the ones above.)
 //!
 //! # Output
 //!
@@ -70,15 +71,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::time::micros;
 use engine::{Observation, Sym, Value};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError, Duration};
+use manifests::model::Category;
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value as Json, json};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -87,61 +87,169 @@ use tract_onnx::tract_hir::internal::DimLike;
 /// The processor type.
 pub const KIND: &str = "onnx";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Runs an ONNX model on feature vectors assembled from the latest value of each feature per source; emits the model's outputs.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Onnx::new(ctx)?)),
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Onnx>());
+
+/// A list of names: a JSON list of strings, or (from code) comma-separated text. Written
+/// back as a list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Names(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bad = || {
+            serde::de::Error::custom(
+                "write a list of names, e.g. [\"temperature\", \"current\"], or \"temperature,current\"",
+            )
+        };
+        Ok(Self(match Json::deserialize(d)? {
+            Json::String(s) => s.split(',').map(|n| n.trim().to_owned()).collect(),
+            Json::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(|s| s.trim().to_owned()).ok_or_else(bad))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(bad()),
+        }))
     }
 }
 
-fn parameters() -> Vec<ParameterDefinition> {
-    vec![
-        param(
-            "model",
-            DataType::String,
-            "Path of the .onnx model file; a relative path is resolved against the working directory.",
-        )
-        .required(),
-        param(
-            "features",
-            DataType::Array,
-            "Observation names making the model's input vector, in input order, e.g. [\"temperature\", \"current\"].",
-        )
-        .required(),
-        param(
-            "outputName",
-            DataType::String,
-            "Name of the result when the model gives one number; with several, <outputName>_<i>.",
-        )
-        .default_value(json!("score")),
-        param(
-            "outputs",
-            DataType::Array,
-            "Names of the result columns, one per number the model gives (default: outputName, or outputName_0, outputName_1... when the model gives several).",
-        ),
-        param(
-            "groupBy",
-            DataType::String,
-            "source: one feature vector per source; all: one vector across sources.",
-        )
-        .default_value(json!("source"))
-        .one_of(&["source", "all"]),
-        param(
-            "maxAge",
-            DataType::Duration,
-            "A feature older than this relative to the newest feature of the vector is stale (default: never).",
-        ),
-        param(
-            "trigger",
-            DataType::String,
-            "any: run when any feature arrives once all are present; a feature name: run only when that feature arrives.",
-        )
-        .default_value(json!("any")),
-    ]
+impl JsonSchema for Names {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Names".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "array", "items": {"type": "string"}})
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
+impl Names {
+    /// Checks that the names are there, not empty and each given once.
+    fn check(&self, name: &str) -> Result<(), ConfigError> {
+        let list = &self.0;
+        if list.is_empty() || list.iter().any(String::is_empty) {
+            return Err(ConfigError::at(
+                name,
+                format!("param {name}: names must not be empty ({list:?})"),
+            ));
+        }
+        if let Some(twice) = list
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| list[..i].contains(n).then_some(n))
+        {
+            return Err(ConfigError::at(
+                name,
+                format!("param {name}: {twice:?} is listed twice; give each name once"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `groupBy`: what a feature vector is assembled from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Vectors {
+    /// One vector per source.
+    Source,
+    /// One vector across sources.
+    All,
+}
+
+const fn per_source() -> Vectors {
+    Vectors::Source
+}
+
+fn score() -> String {
+    "score".to_owned()
+}
+
+fn any() -> String {
+    ANY.to_owned()
+}
+
+/// `trigger`: run when any feature arrives.
+const ANY: &str = "any";
+
+/// The parameters of `onnx`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OnnxConfig {
+    /// Path of the .onnx model file; a relative path is resolved against the working
+    /// directory.
+    pub model: String,
+    /// Observation names making the model's input vector, in input order, e.g.
+    /// ["temperature", "current"].
+    pub features: Names,
+    /// Name of the result when the model gives one number; with several,
+    /// <outputName>_<i>.
+    #[serde(default = "score")]
+    pub output_name: String,
+    /// Names of the result columns, one per number the model gives (default: outputName,
+    /// or outputName_0, outputName_1... when the model gives several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Names>,
+    /// source: one feature vector per source; all: one vector across sources.
+    #[serde(default = "per_source")]
+    pub group_by: Vectors,
+    /// A feature older than this relative to the newest feature of the vector is stale
+    /// (default: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+    /// any: run when any feature arrives once all are present; a feature name: run only
+    /// when that feature arrives.
+    #[serde(default = "any")]
+    pub trigger: String,
+}
+
+impl OnnxConfig {
+    /// What starts a run.
+    ///
+    /// # Errors
+    ///
+    /// A trigger that is neither `any` nor a feature.
+    fn trigger(&self) -> Result<Trigger, ConfigError> {
+        let features = &self.features.0;
+        match self.trigger.as_str() {
+            ANY => Ok(Trigger::Any),
+            name => features
+                .iter()
+                .position(|f| f == name)
+                .map(Trigger::Feature)
+                .ok_or_else(|| {
+                    ConfigError::at(
+                        "trigger",
+                        format!(
+                            "param trigger: {name:?} is not one of the features ({}); use any or one of them",
+                            features.join(", ")
+                        ),
+                    )
+                }),
+        }
+    }
+}
+
+impl Config for OnnxConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.features.check("features")?;
+        if let Some(outputs) = &self.outputs {
+            outputs.check("outputs")?;
+        }
+        self.trigger().map(drop)
+    }
+
+    /// The small test model of this crate, by its absolute path (the example must load).
+    fn example() -> Json {
+        json!({
+            "model": concat!(env!("CARGO_MANIFEST_DIR"), "/src/onnx/testdata/mlp.onnx"),
+            "features": ["temperature", "vibration", "current"],
+        })
+    }
 }
 
 /// A loaded, optimised model ready to run one vector at a time.
@@ -169,7 +277,9 @@ impl Model {
     /// once on zeros to learn how many numbers it gives.
     fn load(path: &Path, features: usize) -> Result<Self, ProcessorError> {
         let shown = path.display();
-        let bad = |what: String| ProcessorError::Config(format!("param model: {shown}: {what}"));
+        let bad = |what: String| {
+            ProcessorError::config_at("model", format!("param model: {shown}: {what}"))
+        };
         let bytes = std::fs::read(path).map_err(|e| {
             let cwd = std::env::current_dir()
                 .map(|d| d.display().to_string())
@@ -302,98 +412,40 @@ pub struct Onnx {
     latest: FxHashMap<Option<Sym>, Vec<Option<Latest>>>,
 }
 
-/// Reads a list parameter: a JSON list of strings, or a comma-separated string.
-fn names(ctx: &ProcessorContext, name: &str) -> Result<Option<Vec<String>>, ProcessorError> {
-    let bad = || {
-        ProcessorError::Config(format!(
-            "param {name}: write a list of names, e.g. [\"temperature\", \"current\"], or \"temperature,current\""
-        ))
-    };
-    let list: Vec<String> = match ctx.parameters.get(name) {
-        None | Some(Json::Null) => return Ok(None),
-        Some(Json::String(s)) => s.split(',').map(|n| n.trim().to_owned()).collect(),
-        Some(Json::Array(items)) => items
-            .iter()
-            .map(|i| i.as_str().map(|s| s.trim().to_owned()).ok_or_else(bad))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(bad()),
-    };
-    if list.is_empty() || list.iter().any(String::is_empty) {
-        return Err(ProcessorError::Config(format!(
-            "param {name}: names must not be empty ({list:?})"
-        )));
-    }
-    if let Some(twice) = list
-        .iter()
-        .enumerate()
-        .find_map(|(i, n)| list[..i].contains(n).then_some(n))
-    {
-        return Err(ProcessorError::Config(format!(
-            "param {name}: {twice:?} is listed twice; give each name once"
-        )));
-    }
-    Ok(Some(list))
-}
+impl ProcessorKind for Onnx {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Runs an ONNX model on feature vectors assembled from the latest value of each feature per source; emits the model's outputs.";
+    type Config = OnnxConfig;
 
-impl Onnx {
-    /// The processor from its parameters: reads, checks and optimises the model.
+    /// The processor from its configuration: reads, checks and optimises the model.
     ///
     /// # Errors
     ///
-    /// [`ProcessorError::Config`]: a missing, unreadable or unusable model file, a model whose
-    /// input width differs from the number of features or whose output count differs from
-    /// `outputs`, missing or repeated feature names, an unknown `trigger`, `groupBy` or an
-    /// unreadable `maxAge`.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let p = &ctx.parameters;
-        let features = names(ctx, "features")?.ok_or_else(|| {
-            ProcessorError::Config(
-                "param features is required: the observation names making the model's input, in order".into(),
-            )
-        })?;
-        let path = PathBuf::from(ctx.required_str("model")?);
+    /// [`ProcessorError::Config`]: a missing, unreadable or unusable model file, a model
+    /// whose input width differs from the number of features or whose output count differs
+    /// from `outputs`.
+    fn new(config: OnnxConfig, _ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let features = &config.features.0;
+        let path = PathBuf::from(&config.model);
         let model = Model::load(&path, features.len())?;
-        let output_name = p.get_str("outputName").unwrap_or_else(|| "score".into());
-        let columns: Vec<Sym> = match names(ctx, "outputs")? {
-            Some(list) if list.len() != model.width => {
-                return Err(ProcessorError::Config(format!(
-                    "param outputs: names {} columns, but the model gives {} numbers per run; name each one",
-                    list.len(),
-                    model.width
-                )));
+        let output_name = &config.output_name;
+        let columns: Vec<Sym> = match &config.outputs {
+            Some(Names(list)) if list.len() != model.width => {
+                return Err(ProcessorError::config_at(
+                    "outputs",
+                    format!(
+                        "param outputs: names {} columns, but the model gives {} numbers per run; name each one",
+                        list.len(),
+                        model.width
+                    ),
+                ));
             }
-            Some(list) => list.iter().map(|n| Sym::new(n)).collect(),
-            None if model.width == 1 => vec![Sym::new(&output_name)],
+            Some(Names(list)) => list.iter().map(|n| Sym::new(n)).collect(),
+            None if model.width == 1 => vec![Sym::new(output_name)],
             None => (0..model.width)
                 .map(|i| Sym::new(&format!("{output_name}_{i}")))
                 .collect(),
-        };
-        let per_source = match p.get_str("groupBy").as_deref().unwrap_or("source") {
-            "source" => true,
-            "all" => false,
-            other => {
-                return Err(ProcessorError::Config(format!(
-                    "param groupBy: {other:?}: use source or all"
-                )));
-            }
-        };
-        let max_age = match p.get_str("maxAge") {
-            None => None,
-            Some(text) => Some(micros(
-                manifests::parameters::parse_duration(&text)
-                    .map_err(|e| ProcessorError::Config(format!("param maxAge: {e}")))?,
-            )),
-        };
-        let trigger = match p.get_str("trigger").as_deref().unwrap_or("any") {
-            "any" => Trigger::Any,
-            name => Trigger::Feature(features.iter().position(|f| f == name).ok_or_else(
-                || {
-                    ProcessorError::Config(format!(
-                        "param trigger: {name:?} is not one of the features ({}); use any or one of them",
-                        features.join(", ")
-                    ))
-                },
-            )?),
         };
         Ok(Self {
             model,
@@ -403,13 +455,15 @@ impl Onnx {
             ),
             features: features.iter().map(|n| Sym::new(n)).collect(),
             columns,
-            per_source,
-            max_age,
-            trigger,
+            per_source: config.group_by == Vectors::Source,
+            max_age: config.max_age.map(|d| micros(d.get())),
+            trigger: config.trigger()?,
             latest: FxHashMap::default(),
         })
     }
+}
 
+impl Onnx {
     /// The complete, fresh vector of `held`, if there is one.
     fn vector(&self, held: &[Option<Latest>]) -> Option<Vec<f64>> {
         let held: Vec<Latest> = held.iter().copied().collect::<Option<_>>()?;
@@ -494,6 +548,7 @@ impl Onnx {
                 data_kind: None,
                 ingested: o.ingested,
                 attributes: Some(Arc::clone(&attributes)),
+                id: None,
             });
         }
     }
@@ -539,18 +594,21 @@ impl Processor for Onnx {
             features: self.features.iter().map(ToString::to_string).collect(),
             groups,
         })
-        .map_err(|e| ProcessorError::Failed(format!("onnx: cannot write the state: {e}")))
+        .map_err(|e| {
+            ProcessorError::internal(format!("onnx: cannot write the state: {e}")).with_source(e)
+        })
     }
 
     fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
         if state.is_null() {
             return Ok(());
         }
-        let state: State = serde_json::from_value(state)
-            .map_err(|e| ProcessorError::Failed(format!("onnx: unreadable state: {e}")))?;
+        let state: State = serde_json::from_value(state).map_err(|e| {
+            ProcessorError::internal(format!("onnx: unreadable state: {e}")).with_source(e)
+        })?;
         let features: Vec<String> = self.features.iter().map(ToString::to_string).collect();
         if state.features != features {
-            return Err(ProcessorError::Failed(format!(
+            return Err(ProcessorError::internal(format!(
                 "onnx: the state holds features {:?}, this processor takes {features:?}",
                 state.features
             )));
@@ -558,8 +616,8 @@ impl Processor for Onnx {
         self.latest.clear();
         for g in state.groups {
             if g.latest.len() != features.len() {
-                return Err(ProcessorError::Failed(
-                    "onnx: the state's vectors do not match the features".into(),
+                return Err(ProcessorError::internal(
+                    "onnx: the state's vectors do not match the features",
                 ));
             }
             // A state written with groupBy: source restored with groupBy: all (or the

@@ -38,7 +38,7 @@ fn testdata(file: &str) -> String {
 }
 
 fn onnx(params: &Json) -> Result<Onnx, ProcessorError> {
-    Onnx::new(&ProcessorContext::for_test(params, "sink"))
+    Onnx::from_context(&ProcessorContext::for_test(params, "sink"))
 }
 
 fn mlp_processor(extra: &Json) -> Onnx {
@@ -188,7 +188,7 @@ fn several_output_columns_are_named_by_outputs_or_numbered() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, ProcessorError::Config(m) if m.contains("outputs") && m.contains("gives 2")),
+        matches!(&err, ProcessorError::Config(m) if m.message.contains("outputs") && m.message.contains("gives 2")),
         "{err}"
     );
 }
@@ -214,6 +214,7 @@ fn a_model_of_another_input_width_is_a_configuration_error() {
     let ProcessorError::Config(message) = err else {
         panic!("{err:?}")
     };
+    let message = message.message;
     assert!(message.contains("takes 3 values"), "{message}");
     assert!(message.contains("`features` names 2"), "{message}");
 }
@@ -223,7 +224,7 @@ fn a_missing_or_corrupt_model_file_is_a_configuration_error_naming_the_path() {
     let missing = testdata("no-such-model.onnx");
     let err = onnx(&json!({"model": missing, "features": ["t"]})).unwrap_err();
     assert!(
-        matches!(&err, ProcessorError::Config(m) if m.contains(&missing) && m.contains("cannot read")),
+        matches!(&err, ProcessorError::Config(m) if m.message.contains(&missing) && m.message.contains("cannot read")),
         "{err}"
     );
 
@@ -231,7 +232,7 @@ fn a_missing_or_corrupt_model_file_is_a_configuration_error_naming_the_path() {
     let corrupt = format!("{}/src/onnx/tests.rs", env!("CARGO_MANIFEST_DIR"));
     let err = onnx(&json!({"model": corrupt, "features": ["t"]})).unwrap_err();
     assert!(
-        matches!(&err, ProcessorError::Config(m) if m.contains(&corrupt) && m.contains("not a readable ONNX model")),
+        matches!(&err, ProcessorError::Config(m) if m.message.contains(&corrupt) && m.message.contains("not a readable ONNX model")),
         "{err}"
     );
 }

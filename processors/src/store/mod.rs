@@ -7,42 +7,38 @@
 //! DSM, not an in-process bus topic.
 
 use engine::Observation;
-use engine::processor::{
-    Output, Processor, ProcessorContext, ProcessorError, ProcessorRegistration,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
+use manifests::config::NoConfig;
 use manifests::model::Category;
 
 /// The processor type.
 pub const KIND: &str = "store";
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Storage,
-        description: "Persists every observation it reads into its sink DSM's database or file.",
-        parameters: Vec::new,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Store::new(ctx)?)),
-    }
-}
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Store>());
 
 /// The running processor.
 #[derive(Debug)]
 pub struct Store;
 
-impl Store {
+impl ProcessorKind for Store {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Storage;
+    const DESCRIPTION: &'static str =
+        "Persists every observation it reads into its sink DSM's database or file.";
+    type Config = NoConfig;
+
     /// Checks the sink.
     ///
     /// # Errors
     ///
     /// The sink is an in-process bus topic, or not registered.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+    fn new(_config: NoConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
         match &ctx.sink_protocol {
-            Some(p) if p.is_internal() => Err(ProcessorError::Config(format!(
+            Some(p) if p.is_internal() => Err(ProcessorError::config(format!(
                 "store writes to a database or file, but its sink `{}` is an in-process bus topic; give the sink DSM a storage interface (SQLite, File, MongoDB, PostgreSQL)",
                 ctx.sink
             ))),
-            None => Err(ProcessorError::Config(format!(
+            None => Err(ProcessorError::config(format!(
                 "its sink `{}` is not a registered data source",
                 ctx.sink
             ))),
@@ -67,19 +63,19 @@ impl Processor for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use manifests::Protocol;
+    use engine::Protocol;
     use serde_json::json;
 
     #[test]
     fn a_bus_sink_is_refused_and_a_database_sink_accepted() {
         let mut ctx = ProcessorContext::for_test(&json!({}), "results");
-        ctx.sink_protocol = Some(Protocol::Bus);
+        ctx.sink_protocol = Some(Protocol::parse("Bus"));
         assert!(
-            matches!(Store::new(&ctx), Err(ProcessorError::Config(m)) if m.contains("in-process bus"))
+            matches!(Store::from_context(&ctx), Err(ProcessorError::Config(m)) if m.message.contains("in-process bus"))
         );
-        ctx.sink_protocol = Some(Protocol::Sqlite);
-        assert!(Store::new(&ctx).is_ok());
+        ctx.sink_protocol = Some(Protocol::parse("SQLite"));
+        assert!(Store::from_context(&ctx).is_ok());
         ctx.sink_protocol = None;
-        assert!(Store::new(&ctx).is_err());
+        assert!(Store::from_context(&ctx).is_err());
     }
 }

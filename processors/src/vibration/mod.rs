@@ -64,7 +64,8 @@
 //!
 //! `features` and `bands` are declared as text, which is what a manifest (JSON or XML)
 //! gives. A processor built in code may also be given them as JSON lists
-//! (`["rms", "kurtosis"]`, `[[0, 100], [100, 500]]`).
+//! (`["rms", "kurtosis"]`, `[[0, 100], [100, 500]]`). ([`VibrationConfig`] is the table
+//! as a type: its defaults are the ones above.)
 //!
 //! # Output
 //!
@@ -95,15 +96,15 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use engine::processor::{
-    Output, ParameterDefinitionExt, Processor, ProcessorContext, ProcessorError,
-    ProcessorRegistration, param,
-};
+use engine::processor::{Output, Processor, ProcessorContext, ProcessorError, ProcessorKind};
 use engine::{Observation, Sym, Timestamp, Value};
-use manifests::model::{Category, DataType, ParameterDefinition};
+use manifests::config::{Config, ConfigError};
+use manifests::model::Category;
 use rustc_hash::FxHashMap;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value as Json, json};
 
 use crate::window::{GroupBy, Key};
@@ -118,37 +119,7 @@ pub const DEFAULT_BLOCK_SIZE: usize = 1024;
 /// would grow past what a processor should hold per key.
 pub const MAX_BLOCK_SIZE: usize = 1 << 22;
 
-engine::inventory::submit! {
-    ProcessorRegistration {
-        kind: KIND,
-        category: Category::Analytics,
-        description: "Vibration features per block of samples: RMS, peak, peak-to-peak, crest factor, kurtosis, mean, standard deviation and FFT band energies.",
-        parameters,
-        min_sources: 1,
-        factory: |ctx: &ProcessorContext| Ok(Box::new(Vibration::new(ctx)?)),
-    }
-}
-
-fn parameters() -> Vec<ParameterDefinition> {
-    vec![
-        param("blockSize", DataType::Integer, "Samples per block (at least 2).")
-            .default_value(json!(DEFAULT_BLOCK_SIZE)),
-        param("hop", DataType::Integer, "Samples from one block's start to the next, 1 to blockSize (default blockSize: blocks do not overlap)."),
-        param("features", DataType::String, "Comma-separated features: rms, peak, peakToPeak, crestFactor, kurtosis (Pearson's, 3 for a normal distribution), mean, stddev, bandEnergy, or all (default: all; bandEnergy when bands are given)."),
-        param("sampleRate", DataType::Number, "Samples per second in Hz; required for band energies."),
-        param("bands", DataType::String, "Frequency bands in Hz for band energies, e.g. 0-100,100-500 (lo inclusive, hi exclusive)."),
-        param("window", DataType::String, "Window applied to a block before the FFT: hann or none.")
-            .default_value(json!("hann"))
-            .one_of(&["hann", "none"]),
-        param("removeMean", DataType::Boolean, "Subtract the block's mean before the FFT.")
-            .default_value(json!(true)),
-        param("observationName", DataType::String, "Only observations with this name are used; others are ignored."),
-        param("groupBy", DataType::String, "What blocks are collected by: name+source (one per quantity and source), name (across sources) or source (across names).")
-            .default_value(json!("name+source"))
-            .one_of(&["name+source", "name", "source"]),
-        param("outputName", DataType::String, "Base name of the results, <base>.<feature> (default: the observations' name, or vibration when grouping by source)."),
-    ]
-}
+engine::inventory::submit!(engine::processor::ProcessorRegistration::of::<Vibration>());
 
 /// One feature of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -201,6 +172,184 @@ impl Feature {
 
     fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.name() == text)
+    }
+}
+
+/// A list parameter's items: comma-separated text (empty items left out) or a JSON list.
+fn items<E: serde::de::Error>(value: Json) -> Result<Vec<Json>, E> {
+    match value {
+        Json::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Json::String(t.to_owned()))
+            .collect()),
+        Json::Array(a) => Ok(a),
+        other => Err(E::custom(format!(
+            "expected comma-separated text or a list, found {other}"
+        ))),
+    }
+}
+
+/// `features`: the features to compute, in output order (`all` stands for every one).
+/// Written back as comma-separated text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Features(pub Vec<Feature>);
+
+impl Serialize for Features {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<&str> = self.0.iter().map(|f| f.name()).collect();
+        s.serialize_str(&names.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for Features {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut features = Vec::new();
+        for item in items::<D::Error>(Json::deserialize(d)?)? {
+            let text = item.as_str().unwrap_or_default();
+            if text == "all" {
+                features.extend(Feature::ALL);
+                continue;
+            }
+            let feature = Feature::parse(text).ok_or_else(|| {
+                let known: Vec<&str> = Feature::ALL.iter().map(|f| f.name()).collect();
+                serde::de::Error::custom(format!(
+                    "unknown feature {item}; use a comma-separated list of {} (or all)",
+                    known.join(", ")
+                ))
+            })?;
+            features.push(feature);
+        }
+        features.sort_unstable();
+        features.dedup();
+        Ok(Self(features))
+    }
+}
+
+/// `bands`: frequency bands `(lo, hi)` in Hz, as written (checked against the sample rate
+/// by [`VibrationConfig::settings`]). Written back as text, `0-100,100-500`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bands(pub Vec<(f64, f64)>);
+
+impl Serialize for Bands {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bands: Vec<String> = self.0.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect();
+        s.serialize_str(&bands.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bands {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        items::<D::Error>(Json::deserialize(d)?)?
+            .iter()
+            .map(|item| parse_band(item).map_err(serde::de::Error::custom))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// Text, as the schema of `features` and `bands` says.
+macro_rules! text_schema {
+    ($t:ty) => {
+        impl JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($t).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({"type": "string"})
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+        }
+    };
+}
+
+text_schema!(Features);
+text_schema!(Bands);
+
+/// `window`: the window applied to a block before the FFT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpectralWindow {
+    /// The periodic Hann window.
+    Hann,
+    /// No window (rectangular).
+    #[serde(rename = "none")]
+    Rectangular,
+}
+
+const fn default_block_size() -> i64 {
+    // DEFAULT_BLOCK_SIZE (1024) fits.
+    DEFAULT_BLOCK_SIZE as i64
+}
+
+const fn hann() -> SpectralWindow {
+    SpectralWindow::Hann
+}
+
+const fn yes() -> bool {
+    true
+}
+
+const fn by_name_and_source() -> GroupBy {
+    GroupBy::NameAndSource
+}
+
+/// What blocks are collected by: the groupings of [`GroupBy`] but `all`.
+fn block_groups(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "enum": ["name+source", "name", "source"]})
+}
+
+/// The parameters of `vibration`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VibrationConfig {
+    /// Samples per block (at least 2).
+    #[serde(default = "default_block_size")]
+    pub block_size: i64,
+    /// Samples from one block's start to the next, 1 to blockSize (default blockSize:
+    /// blocks do not overlap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<i64>,
+    /// Comma-separated features: rms, peak, peakToPeak, crestFactor, kurtosis (Pearson's, 3
+    /// for a normal distribution), mean, stddev, bandEnergy, or all (default: all;
+    /// bandEnergy when bands are given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    /// Samples per second in Hz; required for band energies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
+    /// Frequency bands in Hz for band energies, e.g. 0-100,100-500 (lo inclusive, hi
+    /// exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Bands>,
+    /// Window applied to a block before the FFT: hann or none.
+    #[serde(default = "hann")]
+    pub window: SpectralWindow,
+    /// Subtract the block's mean before the FFT.
+    #[serde(default = "yes")]
+    pub remove_mean: bool,
+    /// Only observations with this name are used; others are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation_name: Option<String>,
+    /// What blocks are collected by: name+source (one per quantity and source), name
+    /// (across sources) or source (across names).
+    #[serde(default = "by_name_and_source")]
+    #[schemars(schema_with = "block_groups")]
+    pub group_by: GroupBy,
+    /// Base name of the results, <base>.<feature> (default: the observations' name, or
+    /// vibration when grouping by source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+}
+
+impl Config for VibrationConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.settings().map(drop)
     }
 }
 
@@ -324,66 +473,12 @@ impl std::fmt::Debug for Vibration {
     }
 }
 
-fn config(message: String) -> ProcessorError {
-    ProcessorError::Config(message)
-}
-
-/// A list parameter given as comma-separated text or as a JSON list.
-fn items(value: &Json, name: &str) -> Result<Vec<Json>, ProcessorError> {
-    match value {
-        Json::String(s) => Ok(s
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| Json::String(t.to_owned()))
-            .collect()),
-        Json::Array(a) => Ok(a.clone()),
-        other => Err(config(format!(
-            "{name}: expected comma-separated text or a list, found {other}"
-        ))),
-    }
-}
-
-fn parse_features(value: Option<&Json>, bands_given: bool) -> Result<Vec<Feature>, ProcessorError> {
-    let Some(value) = value else {
-        return Ok(Feature::ALL
-            .into_iter()
-            .filter(|f| *f != Feature::BandEnergy || bands_given)
-            .collect());
-    };
-    let mut features = Vec::new();
-    for item in items(value, "features")? {
-        let text = item.as_str().unwrap_or_default();
-        if text == "all" {
-            features.extend(Feature::ALL);
-            continue;
-        }
-        let feature = Feature::parse(text).ok_or_else(|| {
-            let known: Vec<&str> = Feature::ALL.iter().map(|f| f.name()).collect();
-            config(format!(
-                "features: unknown feature {item}; use a comma-separated list of {} (or all)",
-                known.join(", ")
-            ))
-        })?;
-        features.push(feature);
-    }
-    if features.is_empty() {
-        return Err(config(
-            "features: the list is empty; name at least one feature, or leave it out for all"
-                .into(),
-        ));
-    }
-    features.sort_unstable();
-    features.dedup();
-    Ok(features)
-}
-
 /// One `lo-hi` band from text or a `[lo, hi]` list.
-fn parse_band(item: &Json) -> Result<(f64, f64), ProcessorError> {
+fn parse_band(item: &Json) -> Result<(f64, f64), String> {
     let bad = || {
-        config(format!(
-            "bands: {item} is not a band; write lo-hi in Hz (\"0-100,100-500\") or a list of [lo, hi] pairs"
-        ))
+        format!(
+            "{item} is not a band; write lo-hi in Hz (\"0-100,100-500\") or a list of [lo, hi] pairs"
+        )
     };
     let number = |v: &Json| -> Option<f64> {
         match v {
@@ -412,23 +507,24 @@ fn parse_band(item: &Json) -> Result<(f64, f64), ProcessorError> {
     Ok((lo, hi))
 }
 
-fn parse_bands(value: &Json, size: usize, rate: f64) -> Result<Vec<Band>, ProcessorError> {
+/// The bands with the FFT bins they sum, for blocks of `size` samples at `rate` Hz.
+fn bands_of(given: &[(f64, f64)], size: usize, rate: f64) -> Result<Vec<Band>, ConfigError> {
+    let bad = |message: String| ConfigError::at("bands", message);
     let nyquist = rate / 2.0;
     let mut bands = Vec::new();
-    for item in items(value, "bands")? {
-        let (low, high) = parse_band(&item)?;
+    for &(low, high) in given {
         if low < 0.0 {
-            return Err(config(format!(
+            return Err(bad(format!(
                 "bands: {low}-{high} Hz starts below 0 Hz; frequencies are not negative"
             )));
         }
         if low >= high {
-            return Err(config(format!(
+            return Err(bad(format!(
                 "bands: {low}-{high} Hz is empty; write the lower edge first (lo < hi)"
             )));
         }
         if low >= nyquist {
-            return Err(config(format!(
+            return Err(bad(format!(
                 "bands: {low}-{high} Hz starts at or above the Nyquist frequency {nyquist} Hz (sampleRate / 2), where the spectrum ends; lower it or raise sampleRate"
             )));
         }
@@ -449,117 +545,139 @@ fn parse_bands(value: &Json, size: usize, rate: f64) -> Result<Vec<Band>, Proces
         });
     }
     if bands.is_empty() {
-        return Err(config(
+        return Err(bad(
             "bands: no band given; write them as lo-hi in Hz, e.g. 0-100,100-500".into(),
         ));
     }
     Ok(bands)
 }
 
-impl Vibration {
-    /// A processor from its parameters.
+impl VibrationConfig {
+    /// The settings, checked.
     ///
     /// # Errors
     ///
-    /// A block size below 2, a hop outside 1 … blockSize, an unknown feature, window or
-    /// grouping, bands without a sample rate, or a band that is empty or beyond the
-    /// Nyquist frequency.
-    pub fn new(ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
-        let p = &ctx.parameters;
-        let size = match p.get("blockSize") {
-            None => DEFAULT_BLOCK_SIZE,
-            Some(v) => p
-                .get_i64("blockSize")
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (2..=MAX_BLOCK_SIZE).contains(n))
-                .ok_or_else(|| {
-                    config(format!(
-                        "blockSize {v}: use a whole number of samples from 2 to {MAX_BLOCK_SIZE}"
-                    ))
-                })?,
-        };
-        let hop = match p.get("hop") {
+    /// A block size below 2, a hop outside 1 … blockSize, bands without a sample rate, or a
+    /// band that is empty or beyond the Nyquist frequency, `bandEnergy` without bands or
+    /// bands without `bandEnergy`, an empty list of features, grouping by `all`.
+    fn settings(&self) -> Result<Settings, ConfigError> {
+        let size = usize::try_from(self.block_size)
+            .ok()
+            .filter(|n| (2..=MAX_BLOCK_SIZE).contains(n))
+            .ok_or_else(|| {
+                ConfigError::at(
+                    "blockSize",
+                    format!(
+                        "blockSize {}: use a whole number of samples from 2 to {MAX_BLOCK_SIZE}",
+                        self.block_size
+                    ),
+                )
+            })?;
+        let hop = match self.hop {
             None => size,
-            Some(v) => p
-                .get_i64("hop")
-                .and_then(|n| usize::try_from(n).ok())
+            Some(n) => usize::try_from(n)
+                .ok()
                 .filter(|n| (1..=size).contains(n))
                 .ok_or_else(|| {
-                    config(format!(
-                        "hop {v}: use a whole number of samples from 1 to blockSize ({size})"
-                    ))
+                    ConfigError::at(
+                        "hop",
+                        format!(
+                            "hop {n}: use a whole number of samples from 1 to blockSize ({size})"
+                        ),
+                    )
                 })?,
         };
-        let bands_value = p.get("bands").filter(|b| !b.is_null());
-        let features = parse_features(p.get("features"), bands_value.is_some())?;
+        let features = match &self.features {
+            None => Feature::ALL
+                .into_iter()
+                .filter(|f| *f != Feature::BandEnergy || self.bands.is_some())
+                .collect(),
+            Some(Features(list)) if list.is_empty() => {
+                return Err(ConfigError::at(
+                    "features",
+                    "features: the list is empty; name at least one feature, or leave it out for all",
+                ));
+            }
+            Some(Features(list)) => list.clone(),
+        };
         let wants_bands = features.contains(&Feature::BandEnergy);
-        let bands = match (bands_value, wants_bands) {
-            (Some(b), true) => {
-                let rate = match p.get("sampleRate") {
+        let bands = match (&self.bands, wants_bands) {
+            (Some(Bands(given)), true) => {
+                let rate = match self.sample_rate {
                     None => {
-                        return Err(config(
-                            "sampleRate is required for band energies: give the samples per second in Hz".into(),
+                        return Err(ConfigError::at(
+                            "sampleRate",
+                            "sampleRate is required for band energies: give the samples per second in Hz",
                         ));
                     }
-                    Some(v) => p
-                        .get_f64("sampleRate")
-                        .filter(|r| r.is_finite() && *r > 0.0)
-                        .ok_or_else(|| {
-                            config(format!(
-                                "sampleRate {v}: give the samples per second in Hz, a number above 0"
-                            ))
-                        })?,
+                    Some(r) if r.is_finite() && r > 0.0 => r,
+                    Some(r) => {
+                        return Err(ConfigError::at(
+                            "sampleRate",
+                            format!(
+                                "sampleRate {r}: give the samples per second in Hz, a number above 0"
+                            ),
+                        ));
+                    }
                 };
-                parse_bands(b, size, rate)?
+                bands_of(given, size, rate)?
             }
             (None, true) => {
-                return Err(config(
-                    "features: bandEnergy needs bands, e.g. bands = 0-100,100-500 (Hz), and sampleRate".into(),
+                return Err(ConfigError::at(
+                    "features",
+                    "features: bandEnergy needs bands, e.g. bands = 0-100,100-500 (Hz), and sampleRate",
                 ));
             }
             (Some(_), false) => {
-                return Err(config(
-                    "bands are given but features leaves out bandEnergy: add bandEnergy to features or remove bands".into(),
+                return Err(ConfigError::at(
+                    "bands",
+                    "bands are given but features leaves out bandEnergy: add bandEnergy to features or remove bands",
                 ));
             }
             (None, false) => Vec::new(),
         };
-        let hann = match p.get_str("window").as_deref().unwrap_or("hann") {
-            "hann" => true,
-            "none" => false,
-            other => {
-                return Err(config(format!("window {other:?}: use hann or none")));
-            }
-        };
-        let remove_mean = match p.get("removeMean") {
-            None => true,
-            Some(v) => p
-                .get_bool("removeMean")
-                .ok_or_else(|| config(format!("removeMean {v}: use true or false")))?,
-        };
-        let group = match p.get_str("groupBy").as_deref().unwrap_or("name+source") {
-            "name+source" => GroupBy::NameAndSource,
-            "name" => GroupBy::Name,
-            "source" => GroupBy::Source,
-            other => {
-                return Err(config(format!(
-                    "groupBy {other:?}: use name+source, name or source"
-                )));
-            }
-        };
-        let explicit = p.get_str("outputName");
-        let spectrum = wants_bands.then(|| Spectrum::new(size, hann, remove_mean));
-        Ok(Self {
-            settings: Settings {
+        if self.group_by == GroupBy::All {
+            return Err(ConfigError::at(
+                "groupBy",
+                "groupBy \"all\": use name+source, name or source",
+            ));
+        }
+        Ok(Settings {
+            size,
+            hop,
+            features,
+            bands,
+            group: self.group_by,
+            only: self.observation_name.as_deref().map(Sym::new),
+            output_name: Sym::new(self.output_name.as_deref().unwrap_or(KIND)),
+            name_output: self.output_name.is_none() && self.group_by != GroupBy::Source,
+        })
+    }
+}
+
+impl ProcessorKind for Vibration {
+    const KIND: &'static str = KIND;
+    const CATEGORY: Category = Category::Analytics;
+    const DESCRIPTION: &'static str = "Vibration features per block of samples: RMS, peak, peak-to-peak, crest factor, kurtosis, mean, standard deviation and FFT band energies.";
+    type Config = VibrationConfig;
+
+    /// A processor from its configuration; the FFT is planned once, here.
+    ///
+    /// # Errors
+    ///
+    /// As [`VibrationConfig::settings`].
+    fn new(config: VibrationConfig, ctx: &ProcessorContext) -> Result<Self, ProcessorError> {
+        let settings = config.settings()?;
+        let size = settings.size;
+        let spectrum = settings.features.contains(&Feature::BandEnergy).then(|| {
+            Spectrum::new(
                 size,
-                hop,
-                features,
-                bands,
-                group,
-                only: p.get_str("observationName").map(|n| Sym::new(&n)),
-                output_name: Sym::new(explicit.as_deref().unwrap_or(KIND)),
-                name_output: explicit.is_none() && group != GroupBy::Source,
-            },
+                config.window == SpectralWindow::Hann,
+                config.remove_mean,
+            )
+        });
+        Ok(Self {
+            settings,
             spectrum,
             blocks: FxHashMap::default(),
             incoming: Vec::new(),
@@ -568,7 +686,9 @@ impl Vibration {
             sink: ctx.sink,
         })
     }
+}
 
+impl Vibration {
     fn key(&self, o: &Observation) -> Key {
         let (name, source) = match self.settings.group {
             GroupBy::Name => (Some(o.name), None),
@@ -718,6 +838,7 @@ fn emit_features(
         data_kind: None,
         ingested: to.ingested,
         attributes: Some(Arc::new(attributes)),
+        id: None,
     };
     for &feature in &settings.features {
         let value = match feature {
@@ -826,6 +947,7 @@ impl Processor for Vibration {
                 data_kind: None,
                 ingested: 0,
                 attributes: Some(Arc::new(attributes)),
+                id: None,
             };
             out.reject(&o, reason);
         }
@@ -863,7 +985,7 @@ impl Processor for Vibration {
 
     fn restore(&mut self, state: Json) -> Result<(), ProcessorError> {
         let bad =
-            |what: &str| ProcessorError::Failed(format!("cannot restore {KIND} state: {what}"));
+            |what: &str| ProcessorError::internal(format!("cannot restore {KIND} state: {what}"));
         let sym = |v: Option<&Json>| v.and_then(Json::as_str).map(Sym::new);
         let mut blocks = FxHashMap::default();
         for b in state

@@ -14,7 +14,7 @@ use super::*;
 use crate::testing::run;
 
 fn vibration(params: Json) -> Vibration {
-    Vibration::new(&ProcessorContext::for_test(&params, "sink")).unwrap()
+    Vibration::from_context(&ProcessorContext::for_test(&params, "sink")).unwrap()
 }
 
 /// One observation per sample, named `acc` from `box-1`, 1 ms apart from `start_ms`.
@@ -598,16 +598,16 @@ fn bad_parameters_are_configuration_errors() {
         (json!({"groupBy": "all"}), "groupBy"),
         (json!({"removeMean": "maybe"}), "removeMean"),
     ] {
-        match Vibration::new(&ProcessorContext::for_test(&params, "sink")) {
+        match Vibration::from_context(&ProcessorContext::for_test(&params, "sink")) {
             Err(ProcessorError::Config(message)) => {
-                assert!(message.contains(says), "{params}: {message}");
+                assert!(message.message.contains(says), "{params}: {message}");
             }
             other => panic!("{params}: {other:?}"),
         }
     }
     // Any block size from 2 works, and so does a band reaching past the Nyquist frequency.
     assert!(
-        Vibration::new(&ProcessorContext::for_test(
+        Vibration::from_context(&ProcessorContext::for_test(
             &json!({"blockSize": 3, "bands": "0-10,10-60", "sampleRate": 100}),
             "sink"
         ))

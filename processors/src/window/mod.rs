@@ -2,7 +2,7 @@
 //! late, and how its state is saved.
 //!
 //! Every windowed processor (`average`, `median`, `trend`...) is one [`Accumulator`]
-//! behind [`Windows`], so they all take the same parameters:
+//! behind [`Windows`], so they all take the same parameters, [`WindowConfig`]:
 //!
 //! | parameter | meaning | default |
 //! |---|---|---|
@@ -14,20 +14,28 @@
 //! | `allowedLateness` | how long after its end a window still takes observations | `PT0S` |
 //! | `lateOutput` | DSM that receives late observations (else the dead letters) | — |
 //! | `time` | `event` (the observations' timestamps) or `processing` (the wall clock at arrival) | `event` |
+//! | `observationName` | only observations with this name are used | — |
 //! | `groupBy`, `keyField` | what results are keyed by: name and/or source, and an attribute | `name+source` |
 //! | `closed` | `left`, `[start, end)`, or `right`, `(start, end]` (metering's "interval ending") | `left` |
+//! | `outputName` | name of the results | the observations' name, or the processor type |
 //!
-//! The window types:
+//! (`moving-average` differs in its defaults: `count` windows of 10 sliding by 1, see
+//! [`WindowDefaults`].)
+//!
+//! The window types, one file each behind one trait (`OpenWindows`):
 //! - **tumbling**: back-to-back windows of length `window`, aligned to the epoch;
 //! - **hopping** (`sliding` with a `slide`): windows of length `window` starting every
 //!   `slide`, so an observation is in `window / slide` of them. They are computed from panes
-//!   of `gcd(window, slide)`: an observation updates one pane, a window merges its panes.
-//! - **sliding** without a `slide** (eKuiper's sliding window): one window per observation,
-//!   the `window` ending at it, `(t − window, t]`: a moving statistic over time.
+//!   of `gcd(window, slide)`: an observation updates one pane, a window merges its panes
+//!   (`time.rs`, tumbling windows too).
+//! - **sliding** without a `slide` (eKuiper's sliding window): one window per observation,
+//!   the `window` ending at it, `(t − window, t]`: a moving statistic over time
+//!   (`sliding.rs`).
 //! - **session**: observations of a key less than `gap` apart form one session, which ends
-//!   `gap` after its last observation (Flink's session window);
+//!   `gap` after its last observation (Flink's session window; `session.rs`);
 //! - **count**: `count` observations of a key in event-time order, a new window every
-//!   `countSlide` observations (`countSlide: 1` is a moving statistic over the last `count`).
+//!   `countSlide` observations (`countSlide: 1` is a moving statistic over the last `count`;
+//!   `count.rs`).
 //!
 //! Time: the watermark is the event time all inputs have reached (sources set it from
 //! their `outOfOrderness`). A window closes, and its result is emitted once, when the
@@ -46,43 +54,40 @@
 //! results as the same data sorted. Open windows, panes, sessions and buffered
 //! observations are part of the processor snapshot.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod count;
+mod session;
+mod sliding;
+mod time;
+
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use engine::processor::{Output, ParameterDefinitionExt, ProcessorContext, ProcessorError, param};
+use engine::processor::{Output, ProcessorError};
 use engine::time::micros;
 use engine::{Observation, Sym, Timestamp, Value};
-use manifests::model::{DataType, ParameterDefinition};
-use rustc_hash::FxHashMap;
+use manifests::config::{Config, ConfigError, Duration};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value as Json, json};
 
-/// What results are keyed by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What results (and the state of detection processors) are keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum GroupBy {
-    /// One result per observation name and source (default).
+    /// One per observation name and source: each quantity of each source (default).
+    #[serde(rename = "name+source")]
     NameAndSource,
-    /// One result per name, across sources.
+    /// One per name: each quantity across sources.
+    #[serde(rename = "name")]
     Name,
-    /// One result per source, across names.
+    /// One per source: each source across quantities.
+    #[serde(rename = "source")]
     Source,
-    /// One result per window.
+    /// One for everything.
+    #[serde(rename = "all")]
     All,
 }
 
 impl GroupBy {
-    /// The `groupBy` parameter's value, as written: `name+source`, `name`, `source`, `all`.
-    #[must_use]
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "name+source" => Self::NameAndSource,
-            "name" => Self::Name,
-            "source" => Self::Source,
-            "all" => Self::All,
-            _ => return None,
-        })
-    }
-
     /// The observation name and source that key `o`, as far as grouping uses them.
     #[must_use]
     pub fn parts(self, o: &Observation) -> (Option<Sym>, Option<Sym>) {
@@ -91,6 +96,38 @@ impl GroupBy {
             Self::Name => (Some(o.name), None),
             Self::Source => (None, Some(o.source)),
             Self::All => (None, None),
+        }
+    }
+}
+
+const fn by_name_and_source() -> GroupBy {
+    GroupBy::NameAndSource
+}
+
+/// What a processor reads and what its results and state are keyed by: the parameters the
+/// windowed and the detection kinds share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Only observations with this name are used; others are left to other processors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation_name: Option<String>,
+    /// What results and state are kept per: name+source (each quantity of each source),
+    /// name (each quantity across sources), source (each source across quantities), or all.
+    #[serde(default = "by_name_and_source")]
+    pub group_by: GroupBy,
+    /// An attribute whose value further keys the results (e.g. productType); it is copied
+    /// to the results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_field: Option<String>,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            observation_name: None,
+            group_by: by_name_and_source(),
+            key_field: None,
         }
     }
 }
@@ -105,16 +142,6 @@ pub fn field_key(field: Option<&str>, o: &Observation) -> Option<Sym> {
     })
 }
 
-/// The `keyField` parameter.
-#[must_use]
-pub fn key_field_parameter() -> ParameterDefinition {
-    param(
-        "keyField",
-        DataType::String,
-        "An attribute whose value further keys the results (e.g. productType); it is copied to the results.",
-    )
-}
-
 /// The key of one result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -124,6 +151,189 @@ pub struct Key {
     pub source: Option<Sym>,
     /// The value of the `keyField` attribute, when keying by one.
     pub field: Option<Sym>,
+}
+
+/// `windowType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowType {
+    /// Back-to-back windows of length `window`.
+    Tumbling,
+    /// Windows of length `window` starting every `slide`.
+    Hopping,
+    /// With a `slide`, as hopping; without, one window per observation, the `window`
+    /// ending at it.
+    Sliding,
+    /// Observations less than `gap` apart.
+    Session,
+    /// `count` observations, a new window every `countSlide`.
+    Count,
+}
+
+/// `time`: which clock windows follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeDomain {
+    /// The observations' timestamps and the watermark.
+    Event,
+    /// The wall clock when observations arrive.
+    Processing,
+}
+
+/// `closed`: which end of a time window is inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Closed {
+    /// `[start, end)`.
+    Left,
+    /// `(start, end]` (metering's "interval ending").
+    Right,
+}
+
+/// The window defaults of a windowed kind: `moving-average`'s differ from the others'.
+pub trait WindowDefaults: 'static {
+    /// `windowType`.
+    fn window_type() -> WindowType;
+    /// `count`.
+    fn count() -> i64;
+    /// `countSlide` (None: as `count`, windows do not overlap).
+    fn count_slide() -> Option<i64>;
+}
+
+/// Tumbling hour windows (count windows of 100 that do not overlap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tumbling;
+
+impl WindowDefaults for Tumbling {
+    fn window_type() -> WindowType {
+        WindowType::Tumbling
+    }
+
+    fn count() -> i64 {
+        100
+    }
+
+    fn count_slide() -> Option<i64> {
+        None
+    }
+}
+
+const fn an_hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+const fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+const fn no_time() -> Duration {
+    Duration::from_secs(0)
+}
+
+const fn event_time() -> TimeDomain {
+    TimeDomain::Event
+}
+
+const fn closed_left() -> Closed {
+    Closed::Left
+}
+
+/// The window parameters every windowed kind takes, with its kind's defaults `D`.
+///
+/// It flattens [`KeyConfig`], so it does not deny unknown fields itself:
+/// [`manifests::config::parse`] refuses unknown parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", bound = "")]
+#[schemars(bound = "D: WindowDefaults")]
+pub struct WindowConfig<D: WindowDefaults = Tumbling> {
+    /// tumbling, hopping, sliding (with a slide: as hopping; without: one window per
+    /// observation, the `window` ending at it), session or count.
+    #[serde(default = "D::window_type")]
+    pub window_type: WindowType,
+    /// Length of a tumbling, hopping or sliding window, e.g. PT1H, 1h, 15m, 500ms.
+    #[serde(default = "an_hour")]
+    pub window: Duration,
+    /// How far a hopping (or sliding) window advances, e.g. PT1S; must divide evenly into
+    /// whole microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide: Option<Duration>,
+    /// Session windows: the inactivity (event time) that ends a session.
+    #[serde(default = "five_minutes")]
+    pub gap: Duration,
+    /// Count windows: observations per window.
+    #[serde(default = "D::count")]
+    pub count: i64,
+    /// Count windows: observations between the starts of two windows (1 gives a moving
+    /// statistic over the last `count`; default: `count`, windows do not overlap).
+    #[serde(default = "D::count_slide", skip_serializing_if = "Option::is_none")]
+    pub count_slide: Option<i64>,
+    /// How long after its end (in event time) a window still accepts observations; it is
+    /// emitted once, after that.
+    #[serde(default = "no_time")]
+    pub allowed_lateness: Duration,
+    /// Id of a DSM that receives late observations (with a `late` attribute saying why);
+    /// without it they go to the dead letters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_output: Option<String>,
+    /// event: windows follow the observations' timestamps and the watermark; processing:
+    /// the wall clock when observations arrive.
+    #[serde(default = "event_time")]
+    pub time: TimeDomain,
+    /// What is read and how results are keyed.
+    #[serde(flatten)]
+    pub key: KeyConfig,
+    /// Which end of a time window is inclusive: left, [start, end); or right, (start, end].
+    #[serde(default = "closed_left")]
+    pub closed: Closed,
+    /// Name of the results (default: the observations' name, or the processor type when
+    /// not grouping by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_name: Option<String>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    defaults: PhantomData<fn() -> D>,
+}
+
+impl<D: WindowDefaults> Default for WindowConfig<D> {
+    fn default() -> Self {
+        Self {
+            window_type: D::window_type(),
+            window: an_hour(),
+            slide: None,
+            gap: five_minutes(),
+            count: D::count(),
+            count_slide: D::count_slide(),
+            allowed_lateness: no_time(),
+            late_output: None,
+            time: event_time(),
+            key: KeyConfig::default(),
+            closed: closed_left(),
+            output_name: None,
+            defaults: PhantomData,
+        }
+    }
+}
+
+impl<D: WindowDefaults> Config for WindowConfig<D> {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.shape().map(drop)
+    }
+}
+
+/// A kind's configuration that holds window parameters.
+pub trait Windowed {
+    /// The window settings, for processor `kind`.
+    ///
+    /// # Errors
+    ///
+    /// As [`WindowConfig::shape`].
+    fn window_settings(&self, kind: &'static str) -> Result<WindowSettings, ConfigError>;
+}
+
+impl<D: WindowDefaults> Windowed for WindowConfig<D> {
+    fn window_settings(&self, kind: &'static str) -> Result<WindowSettings, ConfigError> {
+        WindowSettings::new(self, kind)
+    }
 }
 
 /// The kinds of window.
@@ -158,94 +368,33 @@ pub enum Shape {
     },
 }
 
-/// Default window parameters of a processor kind (`moving-average` differs from `average`).
-#[derive(Clone, Copy, Debug)]
-pub struct Defaults {
-    /// `windowType`.
-    pub window_type: &'static str,
-    /// `count`.
-    pub count: u64,
-    /// `countSlide` (None: `count`).
-    pub count_slide: Option<u64>,
-}
-
-/// Tumbling hour windows.
-pub const TUMBLING: Defaults = Defaults {
-    window_type: "tumbling",
-    count: 100,
-    count_slide: None,
-};
-
-const WINDOW_TYPES: &[&str] = &["tumbling", "hopping", "sliding", "session", "count"];
-
-/// The window parameters every windowed processor takes (tumbling by default).
-pub fn parameters() -> Vec<ParameterDefinition> {
-    parameters_with(&TUMBLING)
-}
-
-/// The window parameters with the given defaults.
-pub fn parameters_with(d: &Defaults) -> Vec<ParameterDefinition> {
-    let mut count_slide = param(
-        "countSlide",
-        DataType::Integer,
-        "Count windows: observations between the starts of two windows (1 gives a moving statistic over the last `count`; default: `count`, windows do not overlap).",
-    );
-    if let Some(s) = d.count_slide {
-        count_slide = count_slide.default_value(json!(s));
-    }
-    vec![
-        param("windowType", DataType::String, "tumbling, hopping, sliding (with a slide: as hopping; without: one window per observation, the `window` ending at it), session or count.")
-            .default_value(json!(d.window_type))
-            .one_of(WINDOW_TYPES),
-        param("window", DataType::Duration, "Length of a tumbling, hopping or sliding window, e.g. PT1H, 1h, 15m, 500ms.").default_value(json!("PT1H")),
-        param("slide", DataType::Duration, "How far a hopping (or sliding) window advances, e.g. PT1S; must divide evenly into whole microseconds."),
-        param("gap", DataType::Duration, "Session windows: the inactivity (event time) that ends a session.").default_value(json!("PT5M")),
-        param("count", DataType::Integer, "Count windows: observations per window.").default_value(json!(d.count)),
-        count_slide,
-        param("allowedLateness", DataType::Duration, "How long after its end (in event time) a window still accepts observations; it is emitted once, after that.").default_value(json!("PT0S")),
-        param("lateOutput", DataType::String, "Id of a DSM that receives late observations (with a `late` attribute saying why); without it they go to the dead letters."),
-        param("time", DataType::String, "event: windows follow the observations' timestamps and the watermark; processing: the wall clock when observations arrive.")
-            .default_value(json!("event"))
-            .one_of(&["event", "processing"]),
-        param("observationName", DataType::String, "Only observations with this name are used; others are left to other processors."),
-        param("groupBy", DataType::String, "What results are keyed by: name+source (one per quantity and source), name (one per quantity across sources), source, or all.")
-            .default_value(json!("name+source"))
-            .one_of(&["name+source", "name", "source", "all"]),
-        key_field_parameter(),
-        param("closed", DataType::String, "Which end of a time window is inclusive: left, [start, end); or right, (start, end].")
-            .default_value(json!("left"))
-            .one_of(&["left", "right"]),
-        param("outputName", DataType::String, "Name of the results (default: the observations' name, or the processor type when not grouping by name)."),
-    ]
-}
-
-fn duration_param(ctx: &ProcessorContext, name: &str) -> Result<Option<i64>, ProcessorError> {
-    ctx.parameters
-        .get_str(name)
-        .map(|text| {
-            manifests::parameters::parse_duration(&text)
-                .map(micros)
-                .map_err(|e| ProcessorError::Config(format!("{name}: {e}")))
-        })
-        .transpose()
-}
-
 /// The longest window, slide or gap: a century (keeps window arithmetic far from overflow).
 const LONGEST: i64 = 100 * 366 * 86_400 * 1_000_000;
 
 /// The most windows one reading may be in (window / slide).
 const MOST_WINDOWS_PER_READING: i64 = 10_000;
 
-fn positive(name: &str, v: Option<i64>, default: i64) -> Result<i64, ProcessorError> {
-    match v {
-        None => Ok(default),
-        Some(v) if v > 0 && v <= LONGEST => Ok(v),
-        Some(v) if v > 0 => Err(ProcessorError::Config(format!(
-            "{name} is longer than a century; use a shorter one"
-        ))),
-        Some(_) => Err(ProcessorError::Config(format!(
-            "{name} must be longer than zero"
-        ))),
+/// `d` in µs, if it is positive and at most a century.
+fn positive(name: &str, d: Duration) -> Result<i64, ConfigError> {
+    match micros(d.get()) {
+        v if v > 0 && v <= LONGEST => Ok(v),
+        v if v > 0 => Err(ConfigError::at(
+            name,
+            format!("{name} is longer than a century; use a shorter one"),
+        )),
+        _ => Err(ConfigError::at(
+            name,
+            format!("{name} must be longer than zero"),
+        )),
+    }
+}
+
+/// `n` as a count of observations, if it is 1 or more.
+fn at_least_one(name: &str, n: i64) -> Result<usize, ConfigError> {
+    if n >= 1 {
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    } else {
+        Err(ConfigError::at(name, format!("{name} {n}: use 1 or more")))
     }
 }
 
@@ -253,7 +402,69 @@ const fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Window settings read from a processor's parameters.
+impl<D: WindowDefaults> WindowConfig<D> {
+    /// The kind of window these parameters describe.
+    ///
+    /// # Errors
+    ///
+    /// A window, slide or gap that is not positive or longer than a century, a hopping
+    /// window without a slide, a slide longer than the window or so short that a reading
+    /// would be in too many windows, a count below 1; each with what to write instead.
+    pub fn shape(&self) -> Result<Shape, ConfigError> {
+        let size = positive("window", self.window)?;
+        let time_shape = |slide: i64| -> Result<Shape, ConfigError> {
+            if slide <= 0 || slide > size {
+                return Err(ConfigError::at(
+                    "slide",
+                    format!(
+                        "slide {slide} µs: it must be longer than zero and no longer than the window ({size} µs)"
+                    ),
+                ));
+            }
+            if size / slide > MOST_WINDOWS_PER_READING {
+                return Err(ConfigError::at(
+                    "slide",
+                    format!(
+                        "slide {slide} µs: each reading would be in {} windows of {size} µs (at most {MOST_WINDOWS_PER_READING}); use a longer slide",
+                        size / slide
+                    ),
+                ));
+            }
+            Ok(Shape::Time {
+                size,
+                slide,
+                pane: gcd(size, slide),
+            })
+        };
+        let slide = self.slide.map(|s| micros(s.get()));
+        Ok(match self.window_type {
+            WindowType::Tumbling => time_shape(size)?,
+            WindowType::Hopping => time_shape(slide.ok_or_else(|| {
+                ConfigError::at(
+                    "slide",
+                    "a hopping window needs `slide`: how far it advances, e.g. PT1S",
+                )
+            })?)?,
+            WindowType::Sliding => match slide {
+                Some(s) => time_shape(s)?,
+                None => Shape::PerObservation { size },
+            },
+            WindowType::Session => Shape::Session {
+                gap: positive("gap", self.gap)?,
+            },
+            WindowType::Count => {
+                let size = at_least_one("count", self.count)?;
+                let slide = match self.count_slide {
+                    Some(n) => at_least_one("countSlide", n)?,
+                    None => size,
+                };
+                Shape::Count { size, slide }
+            }
+        })
+    }
+}
+
+/// Window settings read from a processor's configuration.
 #[derive(Clone, Debug)]
 pub struct WindowSettings {
     shape: Shape,
@@ -269,123 +480,28 @@ pub struct WindowSettings {
 }
 
 impl WindowSettings {
-    /// Reads the settings; `kind` names results when they are not named after their input.
+    /// The settings of `config`; `kind` names results when they are not named after their
+    /// input.
     ///
     /// # Errors
     ///
-    /// An unreadable duration, a missing slide, or an unknown `windowType`, `groupBy`,
-    /// `closed` or `time`, each with what to write instead.
-    pub fn new(
-        ctx: &ProcessorContext,
-        kind: &str,
-        defaults: &Defaults,
-    ) -> Result<Self, ProcessorError> {
-        let p = &ctx.parameters;
-        let size = positive("window", duration_param(ctx, "window")?, 3_600_000_000)?;
-        let slide = duration_param(ctx, "slide")?;
-        let window_type = p
-            .get_str("windowType")
-            .unwrap_or_else(|| defaults.window_type.to_owned());
-        let time_shape = |slide: i64| -> Result<Shape, ProcessorError> {
-            if slide <= 0 || slide > size {
-                return Err(ProcessorError::Config(format!(
-                    "slide {slide} µs: it must be longer than zero and no longer than the window ({size} µs)"
-                )));
-            }
-            if size / slide > MOST_WINDOWS_PER_READING {
-                return Err(ProcessorError::Config(format!(
-                    "slide {slide} µs: each reading would be in {} windows of {size} µs (at most {MOST_WINDOWS_PER_READING}); use a longer slide",
-                    size / slide
-                )));
-            }
-            Ok(Shape::Time {
-                size,
-                slide,
-                pane: gcd(size, slide),
-            })
-        };
-        let count = |name: &str, default: u64| -> Result<usize, ProcessorError> {
-            match p.get_i64(name) {
-                None if p.get(name).is_some() => Err(ProcessorError::Config(format!(
-                    "{name} must be a whole number"
-                ))),
-                None => Ok(usize::try_from(default).unwrap_or(usize::MAX)),
-                Some(n) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-                Some(n) => Err(ProcessorError::Config(format!("{name} {n}: use 1 or more"))),
-            }
-        };
-        let shape = match window_type.as_str() {
-            "tumbling" => time_shape(size)?,
-            "hopping" => time_shape(slide.ok_or_else(|| {
-                ProcessorError::Config(
-                    "a hopping window needs `slide`: how far it advances, e.g. PT1S".into(),
-                )
-            })?)?,
-            "sliding" => match slide {
-                Some(s) => time_shape(s)?,
-                None => Shape::PerObservation { size },
-            },
-            "session" => Shape::Session {
-                gap: positive("gap", duration_param(ctx, "gap")?, 300_000_000)?,
-            },
-            "count" => {
-                let size = count("count", defaults.count)?;
-                Shape::Count {
-                    size,
-                    slide: count("countSlide", defaults.count_slide.unwrap_or(size as u64))?,
-                }
-            }
-            other => {
-                return Err(ProcessorError::Config(format!(
-                    "windowType {other:?}: use one of {}",
-                    WINDOW_TYPES.join(", ")
-                )));
-            }
-        };
-        let group_text = p
-            .get_str("groupBy")
-            .unwrap_or_else(|| "name+source".to_owned());
-        let group = GroupBy::parse(&group_text).ok_or_else(|| {
-            ProcessorError::Config(format!(
-                "groupBy {group_text:?}: use name+source, name, source or all"
-            ))
-        })?;
-        let closed_right = match p.get_str("closed").as_deref().unwrap_or("left") {
-            "left" => false,
-            "right" => true,
-            other => {
-                return Err(ProcessorError::Config(format!(
-                    "closed {other:?}: use left or right"
-                )));
-            }
-        };
-        let processing_time = match p.get_str("time").as_deref().unwrap_or("event") {
-            "event" => false,
-            "processing" => true,
-            other => {
-                return Err(ProcessorError::Config(format!(
-                    "time {other:?}: use event or processing"
-                )));
-            }
-        };
-        let lateness = duration_param(ctx, "allowedLateness")?.unwrap_or(0);
-        if lateness < 0 {
-            return Err(ProcessorError::Config(
-                "allowedLateness must not be negative".into(),
-            ));
-        }
-        let explicit = p.get_str("outputName");
+    /// As [`WindowConfig::shape`].
+    pub fn new<D: WindowDefaults>(
+        config: &WindowConfig<D>,
+        kind: &'static str,
+    ) -> Result<Self, ConfigError> {
+        let group = config.key.group_by;
         Ok(Self {
-            shape,
-            closed_right,
-            lateness,
-            late_output: p.get_str("lateOutput").map(|d| Sym::new(&d)),
-            processing_time,
+            shape: config.shape()?,
+            closed_right: config.closed == Closed::Right,
+            lateness: micros(config.allowed_lateness.get()),
+            late_output: config.late_output.as_deref().map(Sym::new),
+            processing_time: config.time == TimeDomain::Processing,
             group,
-            key_field: p.get_str("keyField"),
-            only: p.get_str("observationName").map(|n| Sym::new(&n)),
-            output_name: Sym::new(explicit.as_deref().unwrap_or(kind)),
-            name_output: explicit.is_none()
+            key_field: config.key.key_field.clone(),
+            only: config.key.observation_name.as_deref().map(Sym::new),
+            output_name: Sym::new(config.output_name.as_deref().unwrap_or(kind)),
+            name_output: config.output_name.is_none()
                 && matches!(group, GroupBy::NameAndSource | GroupBy::Name),
         })
     }
@@ -413,16 +529,9 @@ impl WindowSettings {
 pub trait Accumulator:
     Clone + Send + std::fmt::Debug + Serialize + DeserializeOwned + 'static
 {
-    /// Options read once from the processor's parameters (e.g. a sample or population
+    /// Options read once from the processor's configuration (e.g. a sample or population
     /// estimator).
     type Options: Clone + Send + std::fmt::Debug + 'static;
-
-    /// The options, from the parameters.
-    ///
-    /// # Errors
-    ///
-    /// Unusable parameters.
-    fn options(ctx: &ProcessorContext) -> Result<Self::Options, ProcessorError>;
 
     /// An empty accumulator.
     fn new(options: &Self::Options) -> Self;
@@ -476,73 +585,8 @@ impl<A: Accumulator> Slot<A> {
     }
 }
 
-/// Time windows: panes per key, and the window ends still to emit.
-#[derive(Debug)]
-struct Panes<A> {
-    panes: FxHashMap<Key, BTreeMap<i64, Slot<A>>>,
-    due: BTreeSet<(i64, Key)>,
-}
-
-/// One window per observation: the observations still needed, and the ones to emit.
-#[derive(Debug, Default)]
-struct Points {
-    points: FxHashMap<Key, BTreeMap<(i64, u64), Observation>>,
-    due: BTreeSet<(i64, u64, Key)>,
-}
-
-#[derive(Clone, Debug)]
-struct Session<A> {
-    last: i64,
-    slot: Slot<A>,
-}
-
-/// Session windows: open sessions per key by start, their closing times, and the last
-/// observation of the sessions already emitted.
-#[derive(Debug)]
-struct Sessions<A> {
-    open: FxHashMap<Key, BTreeMap<i64, Session<A>>>,
-    due: BTreeSet<(i64, i64, Key)>,
-    emitted: FxHashMap<Key, i64>,
-}
-
-#[derive(Debug, Default)]
-struct Counted {
-    window: VecDeque<Observation>,
-    seen: u64,
-}
-
-/// Count windows: observations waiting for the watermark (to be taken in event-time
-/// order), and the last `count` of each key.
-#[derive(Debug, Default)]
-struct Counts {
-    pending: BTreeMap<(i64, u64), (Key, Observation)>,
-    keys: FxHashMap<Key, Counted>,
-}
-
-#[derive(Debug)]
-enum State<A> {
-    Time(Panes<A>),
-    PerObservation(Points),
-    Session(Sessions<A>),
-    Count(Counts),
-}
-
-/// Open windows of one processor and the machinery to close them.
-#[derive(Debug)]
-pub struct Windows<A: Accumulator> {
-    settings: WindowSettings,
-    options: A::Options,
-    state: State<A>,
-    /// The input watermark (event time), or the wall clock in processing time.
-    watermark: Timestamp,
-    /// Arrival order, to keep ties of equal timestamps stable.
-    seq: u64,
-    sink: Sym,
-    kind: &'static str,
-}
-
-/// A result about to be emitted.
-struct Result_<A> {
+/// A closed window about to be emitted.
+struct Closing<A> {
     key: Key,
     slot: Slot<A>,
     timestamp: i64,
@@ -551,71 +595,154 @@ struct Result_<A> {
     complete: bool,
 }
 
-impl<A: Accumulator> Windows<A> {
-    /// Windows for processor `kind` with the given parameters.
+/// What every window type reads: the settings, the accumulator's options and the
+/// processor's kind (for messages).
+#[derive(Debug)]
+struct Shared<A: Accumulator> {
+    settings: WindowSettings,
+    options: A::Options,
+    kind: &'static str,
+}
+
+/// One window type: its open windows, and how observations enter and windows close. Each
+/// type is a file of this module; [`Driver`] handles what they share (the watermark,
+/// lateness, keys, emission, the snapshot's frame).
+trait OpenWindows<A: Accumulator>: Send + std::fmt::Debug + 'static {
+    /// Adds `o` (of `key`, at event time `t` µs, the `seq`-th to arrive) to its windows,
+    /// with windows closed up to event time `horizon`; says why it is late, if it is. A
+    /// value the accumulator cannot use is rejected here.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the hot path: plain values, no struct to build per observation"
+    )]
+    fn add(
+        &mut self,
+        cx: &Shared<A>,
+        key: Key,
+        o: &Observation,
+        t: i64,
+        seq: u64,
+        horizon: i64,
+        out: &mut Output<'_>,
+    ) -> Option<String>;
+
+    /// Moves every window complete at `horizon` (event time less the allowed lateness;
+    /// `i64::MAX`: every window) to `closing`.
+    fn close(&mut self, cx: &Shared<A>, horizon: i64, closing: &mut Vec<Closing<A>>);
+
+    /// At the end of input, after every window was closed: what is left that is not a
+    /// complete window (partial count windows).
+    fn flush(&mut self, _cx: &Shared<A>, _closing: &mut Vec<Closing<A>>) {}
+
+    /// Writes the open windows into a snapshot.
     ///
     /// # Errors
     ///
-    /// Unusable window or accumulator parameters.
-    pub fn new(
-        ctx: &ProcessorContext,
-        kind: &'static str,
-        defaults: &Defaults,
-    ) -> Result<Self, ProcessorError> {
-        let settings = WindowSettings::new(ctx, kind, defaults)?;
-        let state = match settings.shape {
-            Shape::Time { .. } => State::Time(Panes {
-                panes: FxHashMap::default(),
-                due: BTreeSet::new(),
-            }),
-            Shape::PerObservation { .. } => State::PerObservation(Points::default()),
-            Shape::Session { .. } => State::Session(Sessions {
-                open: FxHashMap::default(),
-                due: BTreeSet::new(),
-                emitted: FxHashMap::default(),
-            }),
-            Shape::Count { .. } => State::Count(Counts::default()),
-        };
-        Ok(Self {
-            settings,
-            options: A::options(ctx)?,
-            state,
-            watermark: Timestamp::MIN,
-            seq: 0,
-            sink: ctx.sink,
-            kind,
-        })
-    }
+    /// An accumulator that cannot be written.
+    fn snapshot(&self, saved: &mut Saved) -> Result<(), ProcessorError>;
 
+    /// Replaces the open windows with those of a snapshot taken at `watermark`; `seq`
+    /// numbers restored observations.
+    ///
+    /// # Errors
+    ///
+    /// A snapshot of another shape.
+    fn restore(
+        &mut self,
+        cx: &Shared<A>,
+        state: &Json,
+        watermark: Timestamp,
+        seq: &mut u64,
+    ) -> Result<(), ProcessorError>;
+}
+
+/// A snapshot being written: what the window types fill in.
+#[derive(Default)]
+struct Saved {
+    /// Open windows (panes, sessions) with their accumulators.
+    windows: Vec<Json>,
+    /// Buffered observations.
+    observations: Vec<SavedObservation>,
+    /// Per-key records.
+    keys: Vec<Json>,
+    /// One window per observation: those at or after this time are not emitted yet.
+    first_due: Option<i64>,
+}
+
+impl Saved {
+    /// A key and its slot, as written in `windows`.
+    fn slot<A: Accumulator>(key: &Key, slot: &Slot<A>) -> Result<Json, ProcessorError> {
+        Ok(json!({
+            "key": SavedKey::from(key),
+            "dataKind": slot.data_kind.map(|k| k.text().to_string()),
+            "accumulator": serde_json::to_value(&slot.acc)
+                .map_err(|e| ProcessorError::internal(e.to_string()).with_source(e))?,
+        }))
+    }
+}
+
+/// Reading a snapshot back.
+fn bad(what: &str) -> ProcessorError {
+    ProcessorError::internal(format!("cannot restore window state: {what}"))
+}
+
+fn list<'a>(state: &'a Json, name: &str) -> Result<&'a Vec<Json>, ProcessorError> {
+    state
+        .get(name)
+        .and_then(Json::as_array)
+        .ok_or_else(|| bad(&format!("no {name}")))
+}
+
+fn int(j: &Json, name: &str) -> Result<i64, ProcessorError> {
+    j.get(name)
+        .and_then(Json::as_i64)
+        .ok_or_else(|| bad(&format!("no {name}")))
+}
+
+fn key_of(j: &Json) -> Result<Key, ProcessorError> {
+    serde_json::from_value::<SavedKey>(j.get("key").cloned().unwrap_or(Json::Null))
+        .map(Key::from)
+        .map_err(|e| bad(&e.to_string()).with_source(e))
+}
+
+fn slot_of<A: Accumulator>(j: &Json) -> Result<Slot<A>, ProcessorError> {
+    Ok(Slot {
+        acc: serde_json::from_value(j.get("accumulator").cloned().unwrap_or(Json::Null))
+            .map_err(|e| bad(&e.to_string()).with_source(e))?,
+        data_kind: j.get("dataKind").and_then(Json::as_str).map(Sym::new),
+        ingested: 0,
+    })
+}
+
+fn observation_of(j: &Json) -> Result<Observation, ProcessorError> {
+    serde_json::from_value::<SavedObservation>(j.clone())
+        .map(Observation::from)
+        .map_err(|e| bad(&e.to_string()).with_source(e))
+}
+
+/// The windows of one processor of window type `W`: what the types share, with the type's
+/// code statically dispatched, so that nothing is looked up per observation.
+#[derive(Debug)]
+struct Driver<A: Accumulator, W> {
+    shared: Shared<A>,
+    open: W,
+    /// The input watermark (event time), or the wall clock in processing time.
+    watermark: Timestamp,
+    /// Arrival order, to keep ties of equal timestamps stable.
+    seq: u64,
+    sink: Sym,
+}
+
+impl<A: Accumulator, W: OpenWindows<A>> Driver<A, W> {
     /// Event time up to which windows are closed: the watermark less the allowed lateness.
     fn horizon(&self) -> i64 {
         self.watermark
             .as_micros()
-            .saturating_sub(self.settings.lateness)
-    }
-
-    /// The watermark to pass downstream: the input's (the wall clock's in processing time)
-    /// held back by the allowed lateness, so that no result is late downstream.
-    #[must_use]
-    pub fn output_watermark(&self, input: Timestamp) -> Timestamp {
-        let w = if self.settings.processing_time {
-            self.watermark
-        } else {
-            input
-        };
-        Timestamp(w.as_micros().saturating_sub(self.settings.lateness))
-    }
-
-    /// How often the wall clock must be looked at: only in processing time.
-    #[must_use]
-    pub fn timer(&self) -> Option<std::time::Duration> {
-        self.settings
-            .processing_time
-            .then_some(std::time::Duration::from_millis(100))
+            .saturating_sub(self.shared.settings.lateness)
     }
 
     fn late(&self, o: &Observation, why: String, out: &mut Output<'_>) {
-        match self.settings.late_output {
+        match self.shared.settings.late_output {
             Some(dsm) => {
                 let mut late = o.clone();
                 let mut attributes = o.attributes.as_deref().cloned().unwrap_or_default();
@@ -627,143 +754,16 @@ impl<A: Accumulator> Windows<A> {
         }
     }
 
-    /// Adds observations to their windows; late and unusable ones are rejected.
-    pub fn add(&mut self, input: &[Observation], out: &mut Output<'_>) {
-        let now = self.settings.processing_time.then(Timestamp::now);
-        for o in input {
-            if self.settings.only.is_some_and(|n| n != o.name) {
-                continue;
-            }
-            match now {
-                Some(now) => {
-                    let mut o = o.clone();
-                    o.timestamp = now;
-                    self.add_one(&o, out);
-                }
-                None => self.add_one(o, out),
-            }
-        }
-    }
-
     fn add_one(&mut self, o: &Observation, out: &mut Output<'_>) {
-        let key = self.settings.key(o);
+        let key = self.shared.settings.key(o);
         let t = o.timestamp.as_micros();
         let horizon = self.horizon();
         self.seq += 1;
-        let seq = self.seq;
-        let late = match (&mut self.state, self.settings.shape) {
-            (State::Time(p), Shape::Time { size, slide, pane }) => {
-                let slot_t = t - i64::from(self.settings.closed_right);
-                let horizon = horizon.saturating_sub(i64::from(self.settings.closed_right));
-                let start = slot_t.div_euclid(pane) * pane;
-                let last_end = (start + size).div_euclid(slide) * slide;
-                if last_end - 1 <= horizon {
-                    Some(format!(
-                        "late: its last {} window, ending {}, was already emitted",
-                        self.kind,
-                        Timestamp(last_end + i64::from(self.settings.closed_right))
-                    ))
-                } else {
-                    let panes = p.panes.entry(key).or_default();
-                    let slot = panes.entry(start).or_insert_with(|| {
-                        due_windows(&mut p.due, key, start, self.settings.shape, horizon);
-                        Slot::new(&self.options)
-                    });
-                    if let Err(reason) = slot.add(o) {
-                        out.reject(o, format!("{}: {reason}", self.kind));
-                    }
-                    None
-                }
-            }
-            (State::PerObservation(p), _) => {
-                if t <= horizon {
-                    Some(format!(
-                        "late: event time has passed {}, where its {} window ends",
-                        o.timestamp, self.kind
-                    ))
-                } else if let Err(reason) = A::new(&self.options).add(o) {
-                    out.reject(o, format!("{}: {reason}", self.kind));
-                    None
-                } else {
-                    p.points.entry(key).or_default().insert((t, seq), o.clone());
-                    p.due.insert((t, seq, key));
-                    None
-                }
-            }
-            (State::Session(s), Shape::Session { gap }) => {
-                if t.saturating_add(gap - 1) <= horizon
-                    || s.emitted
-                        .get(&key)
-                        .is_some_and(|&e| t < e.saturating_add(gap))
-                {
-                    Some(format!(
-                        "late: the {} session it belongs to was already emitted",
-                        self.kind
-                    ))
-                } else {
-                    let mut merged = Session {
-                        last: t,
-                        slot: Slot::new(&self.options),
-                    };
-                    if let Err(reason) = merged.slot.add(o) {
-                        out.reject(o, format!("{}: {reason}", self.kind));
-                        return;
-                    }
-                    let mut start = t;
-                    let open = s.open.entry(key).or_default();
-                    let joined: Vec<i64> = open
-                        .range(..=t.saturating_add(gap - 1))
-                        .rev()
-                        .take_while(|(_, session)| session.last.saturating_add(gap) > t)
-                        .map(|(start, _)| *start)
-                        .collect();
-                    for old_start in joined {
-                        if let Some(old) = open.remove(&old_start) {
-                            s.due
-                                .remove(&(old.last.saturating_add(gap), old_start, key));
-                            merged.slot.merge(&old.slot);
-                            merged.last = merged.last.max(old.last);
-                            start = start.min(old_start);
-                        }
-                    }
-                    s.due.insert((merged.last.saturating_add(gap), start, key));
-                    open.insert(start, merged);
-                    None
-                }
-            }
-            (State::Count(c), _) => {
-                if t <= horizon {
-                    Some(format!(
-                        "late: event time has passed {}; its {} window was already counted",
-                        o.timestamp, self.kind
-                    ))
-                } else if let Err(reason) = A::new(&self.options).add(o) {
-                    out.reject(o, format!("{}: {reason}", self.kind));
-                    None
-                } else {
-                    c.pending.insert((t, seq), (key, o.clone()));
-                    None
-                }
-            }
-            _ => unreachable!("the state is made from the shape"),
-        };
-        if let Some(why) = late {
+        if let Some(why) = self
+            .open
+            .add(&self.shared, key, o, t, self.seq, horizon, out)
+        {
             self.late(o, why, out);
-        }
-    }
-
-    /// Emits every window complete at `watermark` (ignored in processing time, which
-    /// follows the wall clock instead).
-    pub fn advance(&mut self, watermark: Timestamp, out: &mut Output<'_>) {
-        if !self.settings.processing_time {
-            self.close_until(watermark, out);
-        }
-    }
-
-    /// The wall clock reached `now`: in processing time, closes what it completes.
-    pub fn tick(&mut self, now: Timestamp, out: &mut Output<'_>) {
-        if self.settings.processing_time {
-            self.close_until(now, out);
         }
     }
 
@@ -773,184 +773,20 @@ impl<A: Accumulator> Windows<A> {
         self.close(horizon, out);
     }
 
-    /// Emits every open window (end of input).
-    pub fn flush(&mut self, out: &mut Output<'_>) {
-        self.close(i64::MAX, out);
-        if let State::Count(c) = &mut self.state {
-            let mut partial: Vec<(Key, Counted)> = c
-                .keys
-                .drain()
-                .filter(|(_, k)| {
-                    let Shape::Count { size, slide } = self.settings.shape else {
-                        return false;
-                    };
-                    let seen = usize::try_from(k.seen).unwrap_or(usize::MAX);
-                    seen < size || (seen - size) % slide != 0
-                })
-                .collect();
-            partial.sort_by_key(|(key, _)| *key);
-            for (key, k) in partial {
-                if let Some(r) = Self::count_result(&self.options, key, &k.window, false) {
-                    self.emit(r, out);
-                }
-            }
-        }
-    }
-
     /// Closes everything complete at `horizon` (event time less the allowed lateness).
     fn close(&mut self, horizon: i64, out: &mut Output<'_>) {
-        let mut results = Vec::new();
-        match (&mut self.state, self.settings.shape) {
-            (State::Time(p), Shape::Time { size, slide, .. }) => {
-                let horizon = if horizon == i64::MAX {
-                    i64::MAX
-                } else {
-                    horizon.saturating_sub(i64::from(self.settings.closed_right))
-                };
-                while let Some(&(end, key)) = p.due.first() {
-                    if end - 1 > horizon {
-                        break;
-                    }
-                    p.due.pop_first();
-                    let Some(panes) = p.panes.get_mut(&key) else {
-                        continue;
-                    };
-                    let mut merged: Option<Slot<A>> = None;
-                    for (_, slot) in panes.range(end - size..end) {
-                        match &mut merged {
-                            Some(m) => m.merge(slot),
-                            None => merged = Some(slot.clone()),
-                        }
-                    }
-                    // Panes no later window of this key needs.
-                    let kept = panes.split_off(&(end + slide - size));
-                    *panes = kept;
-                    if panes.is_empty() {
-                        p.panes.remove(&key);
-                    }
-                    let shift = i64::from(self.settings.closed_right);
-                    if let Some(slot) = merged {
-                        results.push(Result_ {
-                            key,
-                            slot,
-                            timestamp: end + shift,
-                            start: end - size + shift,
-                            end: end + shift,
-                            complete: true,
-                        });
-                    }
-                }
-            }
-            (State::PerObservation(p), Shape::PerObservation { size }) => {
-                while let Some(&(t, _, key)) = p.due.first() {
-                    if t > horizon {
-                        break;
-                    }
-                    p.due.pop_first();
-                    let Some(points) = p.points.get_mut(&key) else {
-                        continue;
-                    };
-                    let mut slot = Slot::new(&self.options);
-                    for o in points
-                        .range((t - size + 1, 0)..=(t, u64::MAX))
-                        .map(|(_, o)| o)
-                    {
-                        // Checked when it arrived.
-                        let _ = slot.add(o);
-                    }
-                    let kept = points.split_off(&(t - size + 1, 0));
-                    *points = kept;
-                    if points.is_empty() {
-                        p.points.remove(&key);
-                    }
-                    results.push(Result_ {
-                        key,
-                        slot,
-                        timestamp: t,
-                        start: t - size,
-                        end: t,
-                        complete: true,
-                    });
-                }
-            }
-            (State::Session(s), Shape::Session { .. }) => {
-                while let Some(&(close, start, key)) = s.due.first() {
-                    if close - 1 > horizon {
-                        break;
-                    }
-                    s.due.pop_first();
-                    let Some(open) = s.open.get_mut(&key) else {
-                        continue;
-                    };
-                    let Some(session) = open.remove(&start) else {
-                        continue;
-                    };
-                    if open.is_empty() {
-                        s.open.remove(&key);
-                    }
-                    let emitted = s.emitted.entry(key).or_insert(session.last);
-                    *emitted = (*emitted).max(session.last);
-                    results.push(Result_ {
-                        key,
-                        slot: session.slot,
-                        timestamp: close,
-                        start,
-                        end: close,
-                        complete: true,
-                    });
-                }
-            }
-            (State::Count(c), Shape::Count { size, slide }) => {
-                while let Some(entry) = c.pending.first_entry() {
-                    if entry.key().0 > horizon {
-                        break;
-                    }
-                    let (key, o) = entry.remove();
-                    let k = c.keys.entry(key).or_default();
-                    k.window.push_back(o);
-                    if k.window.len() > size {
-                        k.window.pop_front();
-                    }
-                    k.seen += 1;
-                    let seen = usize::try_from(k.seen).unwrap_or(usize::MAX);
-                    if seen >= size && (seen - size) % slide == 0 {
-                        let window = k.window.clone();
-                        results.extend(Self::count_result(&self.options, key, &window, true));
-                    }
-                }
-            }
-            _ => unreachable!("the state is made from the shape"),
-        }
-        for r in results {
-            self.emit(r, out);
+        let mut closing = Vec::new();
+        self.open.close(&self.shared, horizon, &mut closing);
+        for c in closing {
+            self.emit(c, out);
         }
     }
 
-    fn count_result(
-        options: &A::Options,
-        key: Key,
-        window: &VecDeque<Observation>,
-        complete: bool,
-    ) -> Option<Result_<A>> {
-        let mut slot = Slot::new(options);
-        for o in window {
-            // Checked when it arrived.
-            let _ = slot.add(o);
-        }
-        Some(Result_ {
-            key,
-            slot,
-            timestamp: window.back()?.timestamp.as_micros(),
-            start: window.front()?.timestamp.as_micros(),
-            end: window.back()?.timestamp.as_micros(),
-            complete,
-        })
-    }
-
-    fn emit(&self, r: Result_<A>, out: &mut Output<'_>) {
+    fn emit(&self, r: Closing<A>, out: &mut Output<'_>) {
         if r.slot.acc.count() == 0 {
             return;
         }
+        let settings = &self.shared.settings;
         let mut attributes = Map::new();
         attributes.insert(
             "windowStart".into(),
@@ -964,22 +800,190 @@ impl<A: Accumulator> Windows<A> {
         if !r.complete {
             attributes.insert("complete".into(), Json::Bool(false));
         }
-        if let (Some(field), Some(value)) = (&self.settings.key_field, r.key.field) {
+        if let (Some(field), Some(value)) = (&settings.key_field, r.key.field) {
             attributes.insert(field.clone(), Json::String(value.text().to_string()));
         }
-        let value = r.slot.acc.result(&self.options, &mut attributes);
+        let value = r.slot.acc.result(&self.shared.options, &mut attributes);
         out.emit(Observation {
             source: r.key.source.unwrap_or(self.sink),
             name: match r.key.name {
-                Some(n) if self.settings.name_output => n,
-                _ => self.settings.output_name,
+                Some(n) if settings.name_output => n,
+                _ => settings.output_name,
             },
             timestamp: Timestamp(r.timestamp),
             value,
             data_kind: r.slot.data_kind,
             ingested: r.slot.ingested,
             attributes: Some(Arc::new(attributes)),
+            id: None,
         });
+    }
+}
+
+/// What [`Windows`] asks of the driver of its window type.
+trait Drive: Send + std::fmt::Debug {
+    fn add(&mut self, input: &[Observation], out: &mut Output<'_>);
+    fn advance(&mut self, watermark: Timestamp, out: &mut Output<'_>);
+    fn tick(&mut self, now: Timestamp, out: &mut Output<'_>);
+    fn flush(&mut self, out: &mut Output<'_>);
+    fn output_watermark(&self, input: Timestamp) -> Timestamp;
+    fn timer(&self) -> Option<std::time::Duration>;
+    fn snapshot(&self) -> Result<Json, ProcessorError>;
+    fn restore(&mut self, state: &Json) -> Result<(), ProcessorError>;
+}
+
+impl<A: Accumulator, W: OpenWindows<A>> Drive for Driver<A, W> {
+    fn add(&mut self, input: &[Observation], out: &mut Output<'_>) {
+        let now = self.shared.settings.processing_time.then(Timestamp::now);
+        for o in input {
+            if self.shared.settings.only.is_some_and(|n| n != o.name) {
+                continue;
+            }
+            match now {
+                Some(now) => {
+                    let mut o = o.clone();
+                    o.timestamp = now;
+                    self.add_one(&o, out);
+                }
+                None => self.add_one(o, out),
+            }
+        }
+    }
+
+    fn advance(&mut self, watermark: Timestamp, out: &mut Output<'_>) {
+        if !self.shared.settings.processing_time {
+            self.close_until(watermark, out);
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp, out: &mut Output<'_>) {
+        if self.shared.settings.processing_time {
+            self.close_until(now, out);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Output<'_>) {
+        self.close(i64::MAX, out);
+        let mut closing = Vec::new();
+        self.open.flush(&self.shared, &mut closing);
+        for c in closing {
+            self.emit(c, out);
+        }
+    }
+
+    fn output_watermark(&self, input: Timestamp) -> Timestamp {
+        let w = if self.shared.settings.processing_time {
+            self.watermark
+        } else {
+            input
+        };
+        Timestamp(w.as_micros().saturating_sub(self.shared.settings.lateness))
+    }
+
+    fn timer(&self) -> Option<std::time::Duration> {
+        self.shared
+            .settings
+            .processing_time
+            .then_some(std::time::Duration::from_millis(100))
+    }
+
+    fn snapshot(&self) -> Result<Json, ProcessorError> {
+        let mut saved = Saved::default();
+        self.open.snapshot(&mut saved)?;
+        Ok(json!({
+            "watermark": self.watermark.as_micros(),
+            "windows": saved.windows,
+            "observations": saved.observations,
+            "keys": saved.keys,
+            "firstDue": saved.first_due,
+        }))
+    }
+
+    fn restore(&mut self, state: &Json) -> Result<(), ProcessorError> {
+        self.watermark = Timestamp(int(state, "watermark")?);
+        self.open
+            .restore(&self.shared, state, self.watermark, &mut self.seq)
+    }
+}
+
+/// Open windows of one processor and the machinery to close them.
+///
+/// The driver of the configured window type, erased once: one dynamic call per batch, none
+/// per observation.
+#[derive(Debug)]
+pub struct Windows(Box<dyn Drive>);
+
+impl Windows {
+    /// Windows with `settings` for processor `kind`, whose accumulators take `options`;
+    /// results of keys that span sources are the `sink`'s.
+    #[must_use]
+    pub fn new<A: Accumulator>(
+        settings: WindowSettings,
+        options: A::Options,
+        kind: &'static str,
+        sink: Sym,
+    ) -> Self {
+        fn driver<A: Accumulator, W: OpenWindows<A>>(
+            shared: Shared<A>,
+            open: W,
+            sink: Sym,
+        ) -> Box<dyn Drive> {
+            Box::new(Driver {
+                shared,
+                open,
+                watermark: Timestamp::MIN,
+                seq: 0,
+                sink,
+            })
+        }
+        let shape = settings.shape;
+        let shared = Shared {
+            settings,
+            options,
+            kind,
+        };
+        Self(match shape {
+            Shape::Time { size, slide, pane } => {
+                driver(shared, time::Panes::<A>::new(size, slide, pane), sink)
+            }
+            Shape::PerObservation { size } => driver(shared, sliding::Points::new(size), sink),
+            Shape::Session { gap } => driver(shared, session::Sessions::<A>::new(gap), sink),
+            Shape::Count { size, slide } => driver(shared, count::Counts::new(size, slide), sink),
+        })
+    }
+
+    /// Adds observations to their windows; late and unusable ones are rejected.
+    pub fn add(&mut self, input: &[Observation], out: &mut Output<'_>) {
+        self.0.add(input, out);
+    }
+
+    /// Emits every window complete at `watermark` (ignored in processing time, which
+    /// follows the wall clock instead).
+    pub fn advance(&mut self, watermark: Timestamp, out: &mut Output<'_>) {
+        self.0.advance(watermark, out);
+    }
+
+    /// The wall clock reached `now`: in processing time, closes what it completes.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Output<'_>) {
+        self.0.tick(now, out);
+    }
+
+    /// Emits every open window (end of input).
+    pub fn flush(&mut self, out: &mut Output<'_>) {
+        self.0.flush(out);
+    }
+
+    /// The watermark to pass downstream: the input's (the wall clock's in processing time)
+    /// held back by the allowed lateness, so that no result is late downstream.
+    #[must_use]
+    pub fn output_watermark(&self, input: Timestamp) -> Timestamp {
+        self.0.output_watermark(input)
+    }
+
+    /// How often the wall clock must be looked at: only in processing time.
+    #[must_use]
+    pub fn timer(&self) -> Option<std::time::Duration> {
+        self.0.timer()
     }
 
     /// Everything open, for a checkpoint.
@@ -988,68 +992,7 @@ impl<A: Accumulator> Windows<A> {
     ///
     /// An accumulator that cannot be written.
     pub fn snapshot(&self) -> Result<Json, ProcessorError> {
-        let failed = |e: serde_json::Error| ProcessorError::Failed(e.to_string());
-        let slot = |key: &Key, slot: &Slot<A>| -> Result<Json, ProcessorError> {
-            Ok(json!({
-                "key": SavedKey::from(key),
-                "dataKind": slot.data_kind.map(|k| k.text().to_string()),
-                "accumulator": serde_json::to_value(&slot.acc).map_err(failed)?,
-            }))
-        };
-        let mut windows = Vec::new();
-        let mut observations = Vec::new();
-        let mut emitted = Vec::new();
-        // One window per observation: those at or after this time are not emitted yet.
-        let mut first_due = None;
-        match &self.state {
-            State::Time(p) => {
-                for (key, panes) in &p.panes {
-                    for (start, s) in panes {
-                        let mut w = slot(key, s)?;
-                        w["start"] = json!(start);
-                        windows.push(w);
-                    }
-                }
-            }
-            State::PerObservation(p) => {
-                for o in p.points.values().flat_map(BTreeMap::values) {
-                    observations.push(SavedObservation::from(o));
-                }
-                first_due = p.due.first().map(|(t, _, _)| *t);
-            }
-            State::Session(s) => {
-                for (key, open) in &s.open {
-                    for (start, session) in open {
-                        let mut w = slot(key, &session.slot)?;
-                        w["start"] = json!(start);
-                        w["last"] = json!(session.last);
-                        windows.push(w);
-                    }
-                }
-                for (key, last) in &s.emitted {
-                    emitted.push(json!({"key": SavedKey::from(key), "last": last}));
-                }
-            }
-            State::Count(c) => {
-                for (_, o) in c.pending.values() {
-                    observations.push(SavedObservation::from(o));
-                }
-                for (key, k) in &c.keys {
-                    emitted.push(json!({
-                        "key": SavedKey::from(key),
-                        "seen": k.seen,
-                        "window": k.window.iter().map(SavedObservation::from).collect::<Vec<_>>(),
-                    }));
-                }
-            }
-        }
-        Ok(json!({
-            "watermark": self.watermark.as_micros(),
-            "windows": windows,
-            "observations": observations,
-            "keys": emitted,
-            "firstDue": first_due,
-        }))
+        self.0.snapshot()
     }
 
     /// Restores a snapshot taken by a processor with the same window parameters.
@@ -1058,137 +1001,7 @@ impl<A: Accumulator> Windows<A> {
     ///
     /// A snapshot of another shape.
     pub fn restore(&mut self, state: &Json) -> Result<(), ProcessorError> {
-        let bad =
-            |what: &str| ProcessorError::Failed(format!("cannot restore window state: {what}"));
-        let list = |name: &str| -> Result<&Vec<Json>, ProcessorError> {
-            state
-                .get(name)
-                .and_then(Json::as_array)
-                .ok_or_else(|| bad(&format!("no {name}")))
-        };
-        let int = |j: &Json, name: &str| -> Result<i64, ProcessorError> {
-            j.get(name)
-                .and_then(Json::as_i64)
-                .ok_or_else(|| bad(&format!("no {name}")))
-        };
-        let key_of = |j: &Json| -> Result<Key, ProcessorError> {
-            serde_json::from_value::<SavedKey>(j.get("key").cloned().unwrap_or(Json::Null))
-                .map(Key::from)
-                .map_err(|e| bad(&e.to_string()))
-        };
-        let slot_of = |j: &Json| -> Result<Slot<A>, ProcessorError> {
-            Ok(Slot {
-                acc: serde_json::from_value(j.get("accumulator").cloned().unwrap_or(Json::Null))
-                    .map_err(|e| bad(&e.to_string()))?,
-                data_kind: j.get("dataKind").and_then(Json::as_str).map(Sym::new),
-                ingested: 0,
-            })
-        };
-        let observation_of = |j: &Json| -> Result<Observation, ProcessorError> {
-            serde_json::from_value::<SavedObservation>(j.clone())
-                .map(Observation::from)
-                .map_err(|e| bad(&e.to_string()))
-        };
-        self.watermark = Timestamp(int(state, "watermark")?);
-        let settings = self.settings.clone();
-        match (&mut self.state, settings.shape) {
-            (State::Time(p), Shape::Time { .. }) => {
-                p.panes.clear();
-                p.due.clear();
-                let horizon = self
-                    .watermark
-                    .as_micros()
-                    .saturating_sub(settings.lateness)
-                    .saturating_sub(i64::from(settings.closed_right));
-                for w in list("windows")? {
-                    let key = key_of(w)?;
-                    let start = int(w, "start")?;
-                    due_windows(&mut p.due, key, start, settings.shape, horizon);
-                    p.panes.entry(key).or_default().insert(start, slot_of(w)?);
-                }
-            }
-            (State::PerObservation(p), _) => {
-                *p = Points::default();
-                let first_due = state
-                    .get("firstDue")
-                    .and_then(Json::as_i64)
-                    .unwrap_or(i64::MAX);
-                for j in list("observations")? {
-                    let o = observation_of(j)?;
-                    let key = settings.key(&o);
-                    self.seq += 1;
-                    let t = o.timestamp.as_micros();
-                    if t >= first_due {
-                        p.due.insert((t, self.seq, key));
-                    }
-                    p.points.entry(key).or_default().insert((t, self.seq), o);
-                }
-            }
-            (State::Session(s), Shape::Session { gap }) => {
-                s.open.clear();
-                s.due.clear();
-                s.emitted.clear();
-                for w in list("windows")? {
-                    let key = key_of(w)?;
-                    let start = int(w, "start")?;
-                    let last = int(w, "last")?;
-                    s.due.insert((last.saturating_add(gap), start, key));
-                    s.open.entry(key).or_default().insert(
-                        start,
-                        Session {
-                            last,
-                            slot: slot_of(w)?,
-                        },
-                    );
-                }
-                for k in list("keys")? {
-                    s.emitted.insert(key_of(k)?, int(k, "last")?);
-                }
-            }
-            (State::Count(c), _) => {
-                *c = Counts::default();
-                for j in list("observations")? {
-                    let o = observation_of(j)?;
-                    self.seq += 1;
-                    c.pending
-                        .insert((o.timestamp.as_micros(), self.seq), (settings.key(&o), o));
-                }
-                for k in list("keys")? {
-                    let window = k
-                        .get("window")
-                        .and_then(Json::as_array)
-                        .ok_or_else(|| bad("no window"))?
-                        .iter()
-                        .map(observation_of)
-                        .collect::<Result<_, _>>()?;
-                    c.keys.insert(
-                        key_of(k)?,
-                        Counted {
-                            window,
-                            seen: k.get("seen").and_then(Json::as_u64).unwrap_or(0),
-                        },
-                    );
-                }
-            }
-            _ => unreachable!("the state is made from the shape"),
-        }
-        Ok(())
-    }
-}
-
-/// Files the ends of the time windows a new pane starting at `start` (slot time) belongs to,
-/// except those already complete at `horizon`.
-fn due_windows(due: &mut BTreeSet<(i64, Key)>, key: Key, start: i64, shape: Shape, horizon: i64) {
-    let Shape::Time { size, slide, pane } = shape else {
-        return;
-    };
-    let last_end = (start + size).div_euclid(slide) * slide;
-    let mut end = (start + pane + slide - 1).div_euclid(slide) * slide;
-    while end <= last_end {
-        if end - 1 > horizon {
-            due.insert((end, key));
-        }
-        end += slide;
+        self.0.restore(state)
     }
 }
 
@@ -1246,6 +1059,8 @@ struct SavedObservation {
     kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attributes: Option<Map<String, Json>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
 }
 
 impl From<&Observation> for SavedObservation {
@@ -1262,6 +1077,7 @@ impl From<&Observation> for SavedObservation {
             },
             kind: o.data_kind.map(|k| k.text().to_string()),
             attributes: o.attributes.as_deref().cloned(),
+            id: o.id.as_deref().cloned(),
         }
     }
 }
@@ -1281,6 +1097,7 @@ impl From<SavedObservation> for Observation {
             data_kind: s.kind.as_deref().map(Sym::new),
             ingested: 0,
             attributes: s.attributes.map(Arc::new),
+            id: s.id.map(Arc::new),
         }
     }
 }

@@ -643,7 +643,9 @@ mod any_order {
         ) {
             let bound = 3 * S;
             let mut params = params(shape);
-            params["percentiles"] = json!("25,50,90");
+            if kind == "percentile" {
+                params["percentiles"] = json!("25,50,90");
+            }
             let batches = scatter(&readings, seed, bound);
             let mut sorted_input: Vec<Observation> = batches.iter().flat_map(|(b, _)| b.clone()).collect();
             sorted_input.sort_by_key(|o| o.timestamp);

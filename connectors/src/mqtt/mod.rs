@@ -1,0 +1,624 @@
+//! `MQTT`: topics on an MQTT broker (rumqttc), as source and sink.
+//!
+//! Configured by the paper's Table 1 parameters — `host`, `port`, `username`, `password`,
+//! `topic` — and optional ones:
+//!
+//! The parameters, their types, defaults and meaning are the fields of [`MqttConfig`] (listed
+//! by `dda connectors`, tabled in docs/connectors.md).
+//!
+//! A source subscribes to `topic` (wildcards `+` and `#` allowed); every message is decoded
+//! in the data kind's format and acknowledged only once the engine has accepted it, so with
+//! QoS 1 and a persistent session nothing is lost while the engine or the broker restarts.
+//! A sink publishes every observation to `topic` (`{source}` and `{name}` in it are replaced
+//! by the observation's source and name), and at its end waits until the broker has
+//! acknowledged everything it sent. Passwords are given as `${env:NAME}` or `${file:PATH}`.
+//! Connection failures (an unreachable broker, a wrong password) are retried with backoff and
+//! shown in the status of the instances using the data source.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::codec::{Format, encode};
+use engine::connector::{
+    Backoff, Connector, ConnectorError, ConnectorRegistration, EventClock, Sink, SinkContext,
+    Source, SourceContext,
+};
+use engine::registry::DataSource;
+use manifests::config::{Config, ConfigError, Duration as Span, Secret};
+use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+use rumqttc::{Packet as Packet4, QoS, Transport};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+engine::inventory::submit!(ConnectorRegistration::source_and_sink::<Mqtt>());
+
+fn default_host() -> String {
+    "localhost".into()
+}
+
+const fn default_port() -> u16 {
+    1883
+}
+
+const fn default_qos() -> u8 {
+    1
+}
+
+const fn default_keep_alive() -> Span {
+    Span::from_secs(30)
+}
+
+/// The MQTT protocol version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Version {
+    /// MQTT 3.1.1.
+    #[default]
+    #[serde(rename = "3.1.1", alias = "3", alias = "4", alias = "311")]
+    V4,
+    /// MQTT 5.
+    #[serde(rename = "5", alias = "5.0")]
+    V5,
+}
+
+/// The data source parameters of an MQTT topic (the paper's Table 1, and more).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MqttConfig {
+    /// The host where the MQTT broker runs.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// The port where the MQTT broker listens.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The username to connect with; may be a `${env:NAME}` or `${file:PATH}` reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password to connect with, as `${env:NAME}` or `${file:PATH}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// The MQTT topic: a source subscribes to it (wildcards `+` and `#` allowed); a sink
+    /// publishes to it (`{source}` and `{name}` are replaced by the observation's).
+    pub topic: String,
+    /// The quality of service: 0 (at most once) or 1 (at least once).
+    #[serde(default = "default_qos")]
+    #[schemars(extend("enum" = [0, 1]))]
+    pub qos: u8,
+    /// The protocol version: `3.1.1` or `5`.
+    #[serde(default)]
+    pub version: Version,
+    /// The session's client id (default `dda-<dsm id>-source` / `-sink`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Start a new session at each connection (default: a persistent session, so that
+    /// nothing is lost while the engine or the broker restarts).
+    #[serde(default)]
+    pub clean_session: bool,
+    /// The keep-alive interval (at least 5 s).
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Span,
+    /// Connect with TLS (needs `caFile`).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM CA certificates for TLS (the system's web roots are not used: give one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Sink: publish retained messages.
+    #[serde(default)]
+    pub retain: bool,
+    /// Source: how far event time trails the newest timestamp received.
+    #[serde(default)]
+    pub out_of_orderness: Span,
+}
+
+impl Config for MqttConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.topic.is_empty() {
+            return Err(ConfigError::at(
+                "topic",
+                "the parameter `topic` is required",
+            ));
+        }
+        if self.qos > 1 {
+            return Err(ConfigError::at(
+                "qos",
+                format!("qos {}: use 0 or 1", self.qos),
+            ));
+        }
+        if self.tls && self.ca_file.is_none() {
+            return Err(ConfigError::at(
+                "caFile",
+                "tls needs `caFile`, the broker's CA certificate (PEM)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn example() -> serde_json::Value {
+        serde_json::json!({"topic": "dda/example"})
+    }
+}
+
+impl MqttConfig {
+    fn qos(&self) -> QoS {
+        if self.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        }
+    }
+
+    fn qos5(&self) -> rumqttc::v5::mqttbytes::QoS {
+        if self.qos == 0 {
+            rumqttc::v5::mqttbytes::QoS::AtMostOnce
+        } else {
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce
+        }
+    }
+
+    fn keep_alive(&self) -> Duration {
+        self.keep_alive.get().max(Duration::from_secs(5))
+    }
+
+    fn transport(&self, dsm: &DataSource) -> Result<Transport, ConnectorError> {
+        if !self.tls {
+            return Ok(Transport::Tcp);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = match &self.ca_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?,
+            None => {
+                return Err(ConnectorError::config(
+                    dsm,
+                    "tls needs `caFile`, the broker's CA certificate (PEM)",
+                ));
+            }
+        };
+        Ok(Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth: None,
+        }))
+    }
+}
+
+/// A data source on an MQTT topic.
+#[derive(Debug)]
+pub struct Mqtt {
+    config: Arc<MqttConfig>,
+}
+
+impl Connector for Mqtt {
+    const PROTOCOL: &'static str = "MQTT";
+    const ALIASES: &'static [&'static str] = &["mqtts"];
+    const DESCRIPTION: &'static str = "MQTT 3.1.1 and 5 topics: subscribe (wildcards), publish; QoS 0/1, persistent sessions, TLS";
+    type Config = MqttConfig;
+
+    fn new(config: MqttConfig, _dsm: &DataSource) -> Result<Self, ConnectorError> {
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+
+    fn place(&self) -> String {
+        format!(
+            "MQTT {}:{} topic {}",
+            self.config.host, self.config.port, self.config.topic
+        )
+    }
+}
+
+/// A connection of either protocol version.
+enum Connection {
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
+}
+
+/// What the event loop reported.
+enum Incoming {
+    Connected { session_present: bool },
+    Message(Box<Message>),
+    Acked,
+    Other,
+}
+
+/// A received message, kept for its acknowledgement.
+enum Message {
+    V4(rumqttc::Publish),
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
+}
+
+impl Message {
+    fn payload(&self) -> &Bytes {
+        match self {
+            Self::V4(p) => &p.payload,
+            Self::V5(p) => &p.payload,
+        }
+    }
+}
+
+fn describe(e: impl std::fmt::Display, cfg: &MqttConfig) -> String {
+    let text = e.to_string();
+    let advice = if text.contains("NotAuthorized")
+        || text.contains("BadUserNamePassword")
+        || text.contains("BadUsernamePassword")
+    {
+        " (check username and password)"
+    } else if text.contains("refused") || text.contains("Refused") {
+        " (is the broker running?)"
+    } else {
+        ""
+    };
+    format!("MQTT broker {}:{}: {text}{advice}", cfg.host, cfg.port)
+}
+
+impl Connection {
+    fn open(dsm: &DataSource, cfg: &MqttConfig, role: &str) -> Result<Self, ConnectorError> {
+        let client_id = cfg
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("dda-{}-{role}", dsm.id));
+        let username = cfg
+            .username
+            .as_deref()
+            .map(manifests::secret::resolve_value)
+            .transpose()
+            .map_err(|e| ConnectorError::config(dsm, format!("username: {e}")))?;
+        let password = cfg
+            .password
+            .as_ref()
+            .map(Secret::resolve)
+            .transpose()
+            .map_err(|e| ConnectorError::config(dsm, format!("password: {e}")))?;
+        let transport = cfg.transport(dsm)?;
+        Ok(match cfg.version {
+            Version::V4 => {
+                let mut o = rumqttc::MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+                o.set_keep_alive(cfg.keep_alive())
+                    .set_clean_session(cfg.clean_session)
+                    .set_manual_acks(true)
+                    .set_transport(transport);
+                if let Some(u) = username {
+                    o.set_credentials(u, password.unwrap_or_default());
+                }
+                let (c, l) = rumqttc::AsyncClient::new(o, 1024);
+                Self::V4(c, Box::new(l))
+            }
+            Version::V5 => {
+                let mut o = rumqttc::v5::MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+                o.set_keep_alive(cfg.keep_alive())
+                    .set_clean_start(cfg.clean_session)
+                    .set_manual_acks(true)
+                    .set_transport(transport);
+                if !cfg.clean_session {
+                    // Keep the session a day while disconnected.
+                    o.set_session_expiry_interval(Some(86_400));
+                }
+                if let Some(u) = username {
+                    o.set_credentials(u, password.unwrap_or_default());
+                }
+                let (c, l) = rumqttc::v5::AsyncClient::new(o, 1024);
+                Self::V5(c, Box::new(l))
+            }
+        })
+    }
+
+    async fn poll(&mut self) -> Result<Incoming, String> {
+        match self {
+            Self::V4(_, l) => match l.poll().await.map_err(|e| e.to_string())? {
+                rumqttc::Event::Incoming(Packet4::ConnAck(a)) => Ok(Incoming::Connected {
+                    session_present: a.session_present,
+                }),
+                rumqttc::Event::Incoming(Packet4::Publish(p)) => {
+                    Ok(Incoming::Message(Box::new(Message::V4(p))))
+                }
+                rumqttc::Event::Incoming(Packet4::PubAck(_)) => Ok(Incoming::Acked),
+                _ => Ok(Incoming::Other),
+            },
+            Self::V5(_, l) => match l.poll().await.map_err(|e| e.to_string())? {
+                rumqttc::v5::Event::Incoming(Packet5::ConnAck(a)) => Ok(Incoming::Connected {
+                    session_present: a.session_present,
+                }),
+                rumqttc::v5::Event::Incoming(Packet5::Publish(p)) => {
+                    Ok(Incoming::Message(Box::new(Message::V5(p))))
+                }
+                rumqttc::v5::Event::Incoming(Packet5::PubAck(_)) => Ok(Incoming::Acked),
+                _ => Ok(Incoming::Other),
+            },
+        }
+    }
+
+    fn client(&self) -> Client {
+        match self {
+            Self::V4(c, _) => Client::V4(c.clone()),
+            Self::V5(c, _) => Client::V5(c.clone()),
+        }
+    }
+}
+
+/// The request side of a connection, usable from another task than its event loop.
+#[derive(Clone)]
+enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+impl Client {
+    async fn subscribe(&self, topic: &str, cfg: &MqttConfig) -> Result<(), String> {
+        match self {
+            Self::V4(c) => c
+                .subscribe(topic, cfg.qos())
+                .await
+                .map_err(|e| e.to_string()),
+            Self::V5(c) => c
+                .subscribe(topic, cfg.qos5())
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Subscribes without waiting (from the task that drains the request channel).
+    fn try_subscribe(&self, topic: &str, cfg: &MqttConfig) -> Result<(), String> {
+        match self {
+            Self::V4(c) => c.try_subscribe(topic, cfg.qos()).map_err(|e| e.to_string()),
+            Self::V5(c) => c
+                .try_subscribe(topic, cfg.qos5())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        cfg: &MqttConfig,
+    ) -> Result<(), String> {
+        match self {
+            Self::V4(c) => c
+                .publish(topic, cfg.qos(), cfg.retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::V5(c) => c
+                .publish(topic, cfg.qos5(), cfg.retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn ack(&self, m: &Message) -> Result<(), String> {
+        match (self, m) {
+            (Self::V4(c), Message::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (Self::V5(c), Message::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn disconnect(&self) {
+        match self {
+            Self::V4(c) => {
+                let _ = c.disconnect().await;
+            }
+            Self::V5(c) => {
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+}
+
+/// Messages taken into one batch, at most.
+const MAX_MESSAGES: usize = 512;
+
+/// What the event loop hands the source.
+enum Delivered {
+    Message(Box<Message>),
+    Connected,
+    Failed(String),
+}
+
+/// Drives a source's connection: keeps it alive (pings, reconnection with backoff,
+/// subscribing again when the broker lost the session) and hands messages over. It never
+/// waits on the engine but to hand a message over; with QoS 1 the broker sends only so many
+/// unacknowledged messages, so the hand-over channel never fills up.
+async fn drive(
+    mut conn: Connection,
+    client: Client,
+    cfg: Arc<MqttConfig>,
+    dsm: Arc<DataSource>,
+    tx: tokio::sync::mpsc::Sender<Delivered>,
+    closing: Arc<AtomicBool>,
+) {
+    let topic = cfg.topic.clone();
+    let mut backoff = Backoff::default();
+    let mut first = true;
+    // A subscription to send again: the request channel is drained by this very task, so
+    // it is queued without waiting, and retried at the next event while the queue is full.
+    let mut resubscribe = false;
+    loop {
+        if resubscribe && client.try_subscribe(&topic, &cfg).is_ok() {
+            resubscribe = false;
+        }
+        let delivered = match conn.poll().await {
+            Ok(Incoming::Connected { session_present }) => {
+                backoff.reset();
+                tracing::info!(dsm = %dsm.id, host = %cfg.host, port = cfg.port, session_present, "connected to the MQTT broker");
+                resubscribe |= !session_present && !first;
+                first = false;
+                Delivered::Connected
+            }
+            Ok(Incoming::Message(m)) => Delivered::Message(m),
+            Ok(Incoming::Acked | Incoming::Other) => continue,
+            // The source disconnected on purpose.
+            Err(_) if closing.load(Ordering::Relaxed) => return,
+            Err(e) => {
+                let message = describe(&e, &cfg);
+                tracing::warn!(dsm = %dsm.id, error = %message, "MQTT connection failed; retrying");
+                if tx.send(Delivered::Failed(message)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(backoff.delay()).await;
+                continue;
+            }
+        };
+        if tx.send(delivered).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Source for Mqtt {
+    async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
+        let cfg = self.config.clone();
+        let topic = cfg.topic.clone();
+        let conn = Connection::open(&ctx.dsm, &cfg, "source")?;
+        let client = conn.client();
+        // Subscribe once up front; the driver subscribes again after any connection that
+        // lost the session.
+        client
+            .subscribe(&topic, &cfg)
+            .await
+            .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4 * MAX_MESSAGES);
+        let closing = Arc::new(AtomicBool::new(false));
+        let driver = tokio::spawn(drive(
+            conn,
+            client.clone(),
+            cfg.clone(),
+            ctx.dsm.clone(),
+            tx,
+            closing.clone(),
+        ));
+        let mut clock = EventClock::new(cfg.out_of_orderness.get());
+        let mut messages = Vec::with_capacity(MAX_MESSAGES);
+        loop {
+            let first = tokio::select! {
+                d = rx.recv() => d,
+                () = ctx.cancel.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            // What has arrived already goes in one batch.
+            let mut next = Some(first);
+            while let Some(d) = next.take() {
+                match d {
+                    Delivered::Message(m) => messages.push(m),
+                    Delivered::Connected => ctx.metrics.connected(),
+                    Delivered::Failed(e) => ctx.metrics.failed(e),
+                }
+                if messages.len() < MAX_MESSAGES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let mut batch = Vec::with_capacity(messages.len());
+            for m in &messages {
+                let _ = ctx.decode(m.payload(), &mut batch).await;
+            }
+            ctx.publish_timed(batch, &mut clock).await;
+            // Accepted by the engine (or dead-lettered): now acknowledged.
+            for m in messages.drain(..) {
+                if let Err(e) = client.ack(&m).await {
+                    tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
+                }
+            }
+        }
+        // Unacknowledged messages stay with the broker, for the session's next connection.
+        closing.store(true, Ordering::Relaxed);
+        drop(rx);
+        client.disconnect().await;
+        end_driver(driver).await;
+        Ok(())
+    }
+}
+
+impl Sink for Mqtt {
+    async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
+        let cfg = self.config.clone();
+        let topic = cfg.topic.clone();
+        let format = Format::of(&ctx.dsm);
+        let mut conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
+        let client = conn.client();
+        // The event loop runs beside the writer: it sends, resends after reconnecting, and
+        // counts acknowledgements.
+        let acked = Arc::new(AtomicU64::new(0));
+        let closing = Arc::new(AtomicBool::new(false));
+        let (metrics, dsm, counted, loop_cfg, closed) = (
+            ctx.metrics.clone(),
+            ctx.dsm.clone(),
+            acked.clone(),
+            cfg.clone(),
+            closing.clone(),
+        );
+        let driver = tokio::spawn(async move {
+            let mut backoff = Backoff::default();
+            loop {
+                match conn.poll().await {
+                    Ok(Incoming::Connected { .. }) => {
+                        backoff.reset();
+                        metrics.connected();
+                    }
+                    Ok(Incoming::Acked) => {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    // The sink disconnected on purpose.
+                    Err(_) if closed.load(Ordering::Relaxed) => return,
+                    Err(e) => {
+                        let message = describe(&e, &loop_cfg);
+                        tracing::warn!(dsm = %dsm.id, error = %message, "MQTT connection failed; retrying");
+                        metrics.failed(&message);
+                        tokio::time::sleep(backoff.delay()).await;
+                    }
+                }
+            }
+        });
+        let mut sent: u64 = 0;
+        while let Some(batch) = ctx.next().await {
+            for o in batch.iter() {
+                let t = topic
+                    .replace("{source}", &o.source.text())
+                    .replace("{name}", &o.name.text());
+                client
+                    .publish(t, encode(o, format), &cfg)
+                    .await
+                    .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
+                sent += 1;
+            }
+            ctx.metrics.add(batch.len());
+        }
+        // Everything accepted has been handed to the event loop: wait for the broker's
+        // acknowledgements (QoS 1) before ending.
+        if cfg.qos > 0 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while acked.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let missing = sent.saturating_sub(acked.load(Ordering::Relaxed));
+            if missing > 0 {
+                let message = format!(
+                    "the broker did not acknowledge {missing} message(s) within 30 s of the sink ending: they may not have reached it"
+                );
+                tracing::error!(dsm = %ctx.dsm.id, missing, "{message}");
+                ctx.metrics.failed(&message);
+            }
+        }
+        closing.store(true, Ordering::Relaxed);
+        client.disconnect().await;
+        end_driver(driver).await;
+        Ok(())
+    }
+}
+
+/// Lets a connection's driver finish sending what is queued (the DISCONNECT last), for up
+/// to 2 s, then stops it.
+async fn end_driver(driver: tokio::task::JoinHandle<()>) {
+    let aborter = driver.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), driver)
+        .await
+        .is_err()
+    {
+        aborter.abort();
+    }
+}

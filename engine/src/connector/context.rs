@@ -1,0 +1,451 @@
+//! What a running connector is given: its data source, the bus behind a context, counters
+//! and link status, event time, backoff between reconnections, and the resources the
+//! engine owns for connectors ([`Shared`]).
+//!
+//! A source publishes batches and watermarks; a sink pulls batches until its input ends,
+//! and the engine drains everything already accepted before a sink is told it ended.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::{Envelope, Message, Publisher, Subscriber};
+use crate::dead_letter::DeadLetters;
+use crate::observation::{Batch, Observation};
+use crate::registry::DataSource;
+use crate::time::Timestamp;
+
+/// How fast simulated and replayed time runs against the wall clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// As fast as the pipeline takes it.
+    Max,
+    /// This many times real time (1.0 is real time).
+    Factor(f64),
+}
+
+impl Speed {
+    /// Parses `max`, or a positive factor such as `3600`.
+    ///
+    /// # Errors
+    ///
+    /// Anything else.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("max") {
+            return Ok(Self::Max);
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => Ok(Self::Factor(f)),
+            _ => Err(format!(
+                "speed {text:?}: write a positive factor such as 3600, or max"
+            )),
+        }
+    }
+}
+
+/// Whether a connector reaches its system, and the last error if not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkStatus {
+    /// Connected (or, for connectors without connections, working).
+    pub connected: bool,
+    /// The last error, while not connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counters and link status of one connector.
+#[derive(Debug, Default)]
+pub struct ConnectorMetrics {
+    /// Observations brought in (source) or written out (sink).
+    pub observations: AtomicU64,
+    /// Payloads or observations that went to the dead letters.
+    pub rejected: AtomicU64,
+    link: std::sync::Mutex<LinkStatus>,
+}
+
+impl ConnectorMetrics {
+    /// Records that the connector reaches its system.
+    pub fn connected(&self) {
+        *self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = LinkStatus {
+            connected: true,
+            error: None,
+        };
+    }
+
+    /// Records that the connector cannot reach its system (it keeps trying).
+    pub fn failed(&self, error: impl std::fmt::Display) {
+        *self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = LinkStatus {
+            connected: false,
+            error: Some(error.to_string()),
+        };
+    }
+
+    /// The link status.
+    #[must_use]
+    pub fn link(&self) -> LinkStatus {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds to the observation count.
+    pub fn add(&self, n: usize) {
+        self.observations.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The observation count.
+    #[must_use]
+    pub fn observations(&self) -> u64 {
+        self.observations.load(Ordering::Relaxed)
+    }
+}
+
+/// What a source connector runs with.
+pub struct SourceContext {
+    /// The data source.
+    pub dsm: Arc<DataSource>,
+    /// Publishes onto the DSM's topic.
+    pub publisher: Publisher,
+    /// Cancelled when the source should stop.
+    pub cancel: CancellationToken,
+    /// How fast simulated time runs.
+    pub speed: Speed,
+    /// Counters.
+    pub metrics: Arc<ConnectorMetrics>,
+    /// Where unreadable payloads go.
+    pub dead_letters: DeadLetters,
+    /// What the engine owns for connectors.
+    pub shared: Shared,
+}
+
+/// A source's event time: the watermark trails the newest timestamp seen by the allowed
+/// out-of-orderness, and by one microsecond more, so that further observations stamped
+/// with the newest timestamp (another quantity of the same reading) are not late.
+#[derive(Clone, Copy, Debug)]
+pub struct EventClock {
+    newest: Timestamp,
+    out_of_orderness: std::time::Duration,
+    sent: Timestamp,
+}
+
+impl EventClock {
+    /// A clock allowing observations up to `out_of_orderness` older than the newest.
+    #[must_use]
+    pub fn new(out_of_orderness: std::time::Duration) -> Self {
+        Self {
+            newest: Timestamp::MIN,
+            out_of_orderness,
+            sent: Timestamp::MIN,
+        }
+    }
+
+    /// Takes note of a batch's timestamps.
+    pub fn observe(&mut self, batch: &[Observation]) {
+        self.newest = batch
+            .iter()
+            .map(|o| o.timestamp)
+            .fold(self.newest, Timestamp::max);
+    }
+
+    /// The watermark now.
+    #[must_use]
+    pub fn watermark(&self) -> Timestamp {
+        if self.newest == Timestamp::MIN {
+            return Timestamp::MIN;
+        }
+        Timestamp(self.newest.as_micros().saturating_sub(1)).minus(self.out_of_orderness)
+    }
+
+    /// The watermark, when it has advanced since it was last taken.
+    pub fn advance(&mut self) -> Option<Timestamp> {
+        let w = self.watermark();
+        (w > self.sent).then(|| {
+            self.sent = w;
+            w
+        })
+    }
+}
+
+impl SourceContext {
+    /// Reads a payload in the source's format and publishes it with the event time it
+    /// advances to; a payload that does not match goes to the dead letters. Returns once
+    /// subscribers have accepted it.
+    ///
+    /// # Errors
+    ///
+    /// The payload does not match the format (it went to the dead letters).
+    pub async fn ingest(
+        &self,
+        payload: &[u8],
+        clock: &mut EventClock,
+    ) -> Result<usize, crate::codec::DecodeError> {
+        let mut batch = Vec::new();
+        let n = self.decode(payload, &mut batch).await?;
+        self.publish_timed(batch, clock).await;
+        Ok(n)
+    }
+
+    /// Reads a payload in the source's format onto `batch`; a payload that does not match
+    /// goes to the dead letters (and nothing is appended).
+    ///
+    /// # Errors
+    ///
+    /// The payload does not match the format.
+    pub async fn decode(
+        &self,
+        payload: &[u8],
+        batch: &mut Vec<Observation>,
+    ) -> Result<usize, crate::codec::DecodeError> {
+        let decoded = crate::codec::decode(
+            payload,
+            crate::codec::Format::of(&self.dsm),
+            &self.dsm.decode_context(),
+            batch,
+        );
+        if let Err(e) = &decoded {
+            self.unreadable(e.message(), &String::from_utf8_lossy(payload))
+                .await;
+        }
+        decoded
+    }
+
+    /// Publishes a batch and counts it.
+    pub async fn publish(&self, batch: Vec<Observation>) {
+        self.metrics.add(batch.len());
+        self.publisher.send(batch.into()).await;
+    }
+
+    /// Publishes a batch, then the watermark when the batch advanced it.
+    pub async fn publish_timed(&self, batch: Vec<Observation>, clock: &mut EventClock) {
+        if batch.is_empty() {
+            return;
+        }
+        clock.observe(&batch);
+        self.publish(batch).await;
+        if let Some(w) = clock.advance() {
+            self.watermark(w).await;
+        }
+    }
+
+    /// Declares event time.
+    pub async fn watermark(&self, t: Timestamp) {
+        self.publisher.watermark(t).await;
+    }
+
+    /// Sends an unreadable payload to the dead letters.
+    pub async fn unreadable(&self, reason: &str, payload: &str) {
+        self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+        let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
+        self.dead_letters
+            .unreadable(self.dsm.id, &place, reason, payload)
+            .await;
+    }
+}
+
+/// What a sink connector runs with.
+pub struct SinkContext {
+    /// The data source written.
+    pub dsm: Arc<DataSource>,
+    /// Counters.
+    pub metrics: Arc<ConnectorMetrics>,
+    /// Where observations that cannot be written go.
+    pub dead_letters: DeadLetters,
+    /// What the engine owns for connectors.
+    pub shared: Shared,
+    subscriber: Option<Subscriber>,
+    input: mpsc::Receiver<Envelope>,
+    stop: CancellationToken,
+}
+
+impl SinkContext {
+    pub(crate) fn new(
+        dsm: Arc<DataSource>,
+        metrics: Arc<ConnectorMetrics>,
+        dead_letters: DeadLetters,
+        shared: Shared,
+        subscriber: Subscriber,
+        input: mpsc::Receiver<Envelope>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            dsm,
+            metrics,
+            dead_letters,
+            shared,
+            subscriber: Some(subscriber),
+            input,
+            stop,
+        }
+    }
+
+    /// The next batch to write; `None` once the sink has been released and everything
+    /// accepted before has been returned.
+    pub async fn next(&mut self) -> Option<Batch> {
+        loop {
+            let envelope = if self.subscriber.is_some() {
+                tokio::select! {
+                    biased;
+                    e = self.input.recv() => e,
+                    () = self.stop.cancelled() => {
+                        self.drain_mode();
+                        continue;
+                    }
+                }
+            } else {
+                self.input.recv().await
+            };
+            match envelope?.message {
+                Message::Data(batch) => return Some(batch),
+                Message::Watermark(_) | Message::Join | Message::Leave => {}
+            }
+        }
+    }
+
+    fn drain_mode(&mut self) {
+        if let Some(mut s) = self.subscriber.take() {
+            s.unsubscribe_all();
+        }
+        self.input.close();
+    }
+
+    /// Sends observations that cannot be written to the dead letters.
+    pub async fn reject(&self, rejected: Vec<crate::processor::Rejected>) {
+        self.metrics
+            .rejected
+            .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
+        self.dead_letters.rejected(&place, rejected).await;
+    }
+}
+
+/// Exponential backoff between reconnection attempts, with jitter: 100 ms, doubling, at
+/// most 30 s by default.
+#[derive(Debug)]
+pub struct Backoff {
+    next: std::time::Duration,
+    min: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(30),
+        )
+    }
+}
+
+impl Backoff {
+    /// Backoff from `min`, doubling up to `max`.
+    #[must_use]
+    pub fn new(min: std::time::Duration, max: std::time::Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max,
+        }
+    }
+
+    /// After a success: start again from the minimum.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// The next delay (grows).
+    pub fn delay(&mut self) -> std::time::Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Up to 25 % jitter, so that many clients do not retry in step.
+        let nanos = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos(),
+        );
+        base + base.mul_f64((nanos % 250) as f64 / 1000.0)
+    }
+
+    /// Waits the next delay; false if cancelled first.
+    pub async fn wait(&mut self, cancel: &CancellationToken) -> bool {
+        let d = self.delay();
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = cancel.cancelled() => false,
+        }
+    }
+}
+
+/// What an engine owns on behalf of its connectors: resources several data sources share
+/// (one HTTP listener for every ingest endpoint on its address), and the tasks that serve
+/// them. Tasks spawned here are tracked by the engine and are cancelled and awaited when it
+/// shuts down; nothing a connector starts outlives its engine.
+#[derive(Clone, Default)]
+pub struct Shared {
+    resources: Arc<std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The engine's one `T` (created on first use): state a protocol shares between its
+    /// data sources.
+    #[must_use]
+    pub fn resource<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut all = self
+            .resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = all
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        entry
+            .clone()
+            .downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("resources are kept by their own type"))
+    }
+
+    /// Spawns a task the engine owns: it is awaited when the engine shuts down, and should
+    /// end when [`Shared::shutdown`] is cancelled.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(task)
+    }
+
+    /// Cancelled when the engine shuts down.
+    #[must_use]
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Cancels [`Shared::shutdown`] and waits for every task spawned here.
+    pub async fn close(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

@@ -1,0 +1,322 @@
+//! The engine: a bus, a device registry, the connectors the registry calls for, and the
+//! analytics instances, with their lifecycle.
+//!
+//! Connectors run on demand: a source connector runs while some running instance reads its
+//! DSM, the DSM is registered, its protocol is external, and no processor of this engine
+//! writes it (then the data is already on the bus); a sink connector runs while some
+//! running instance writes its DSM. Registering a DSM starts what now should run;
+//! deregistering stops it — instances reading it keep running and report that they wait.
+//!
+//! Starting an instance goes sinks first: sink connectors, then processors from the last
+//! wave to the first, then source connectors. Stopping goes the other way and drains: the
+//! sources stop, then each wave of processors processes everything it accepted, flushes and
+//! leaves, then the sinks write what they hold. Lifecycle operations on one instance are
+//! serialized; a processor that fails fails its instance only.
+
+mod lifecycle;
+mod live;
+mod supervision;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, RwLock, Weak};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Bus;
+use crate::connector::{ConnectorError, ConnectorMetrics, Protocol, Shared, Speed};
+use crate::dead_letter::DeadLetters;
+use crate::external::ExternalConfig;
+use crate::instance::{Control, Failure, ProcessorMetrics, State};
+use crate::plan::Plan;
+use crate::processor::ProcessorError;
+use crate::registry::{DataSource, DeviceRegistry};
+use crate::symbol::Sym;
+
+/// The DSM id dead letters go to unless configured otherwise.
+pub const DEAD_LETTER_DSM: &str = "dda-dead-letters";
+
+/// How long a shutdown waits for the engine's tasks to end once everything is stopped.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stop waits for a source connector to end before aborting it.
+const SOURCE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How fast simulated time runs.
+    pub speed: Speed,
+    /// Room in each subscriber's channel, in messages.
+    pub bus_capacity: usize,
+    /// The dead-letter DSM (its sink connector writes them; File by default).
+    pub dead_letters: DataSource,
+    /// How many recent observations to keep per registered DSM, for live views (0: none).
+    pub recent: usize,
+    /// The programs `external` processors may run (none by default); handed to every
+    /// processor's factory in [`ProcessorContext::external`].
+    pub external: ExternalConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let mut params = manifests::ResolvedParameters::default();
+        params.insert("path", Json::String("dda-output/dead-letters.jsonl".into()));
+        Self {
+            speed: Speed::Factor(1.0),
+            bus_capacity: Bus::DEFAULT_CAPACITY,
+            dead_letters: DataSource::new(DEAD_LETTER_DSM, Protocol::parse("File"), params),
+            recent: 0,
+            external: ExternalConfig::default(),
+        }
+    }
+}
+
+/// Why an engine operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// No instance with this id.
+    #[error("no analytics instance `{0}`")]
+    NotFound(String),
+    /// An instance with this id exists already.
+    #[error("analytics instance `{0}` exists already")]
+    Exists(String),
+    /// The operation is not allowed in the instance's state.
+    #[error("cannot {verb} analytics instance `{id}`: it is {state}")]
+    IllegalTransition {
+        /// The instance.
+        id: String,
+        /// What was asked.
+        verb: &'static str,
+        /// Its state.
+        state: State,
+    },
+    /// The instance could not start.
+    #[error("analytics instance `{id}` cannot start: {reason}")]
+    StartFailed {
+        /// The instance.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The DSM is written by a running instance and cannot be deregistered.
+    #[error("data source `{dsm}` is written by running analytics instance `{instance}`")]
+    InUse {
+        /// The DSM.
+        dsm: String,
+        /// The instance.
+        instance: String,
+    },
+    /// A DSM's parameters do not suit its connector.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+}
+
+struct RunningSource {
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+struct RunningSink {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Connectors {
+    /// Running instances reading each DSM.
+    source_wants: HashMap<Sym, usize>,
+    sources: HashMap<Sym, RunningSource>,
+    /// Sources that ended by themselves (a replayed file): not restarted until re-registered.
+    finished: Vec<Sym>,
+    /// Running instances writing each DSM.
+    sink_wants: HashMap<Sym, usize>,
+    sinks: HashMap<Sym, RunningSink>,
+    /// Counters of every source connector ever started, by DSM (they add up over restarts).
+    read: HashMap<Sym, Arc<ConnectorMetrics>>,
+    /// Counters of every sink connector ever started, by DSM.
+    written: HashMap<Sym, Arc<ConnectorMetrics>>,
+}
+
+struct Running {
+    controls: Vec<watch::Sender<Control>>,
+    tasks: Vec<Option<JoinHandle<Result<(), ProcessorError>>>>,
+    sources: Vec<Sym>,
+    sinks: Vec<Sym>,
+    watcher: JoinHandle<()>,
+}
+
+/// An instance: its plan (fixed for its life) and its lifecycle, behind an async lock so
+/// that lifecycle operations on one instance are serialized.
+struct Slot {
+    plan: Arc<Plan>,
+    instance: Mutex<Instance>,
+}
+
+struct Instance {
+    plan: Arc<Plan>,
+    state: State,
+    failure: Option<Failure>,
+    metrics: Vec<Arc<ProcessorMetrics>>,
+    running: Option<Running>,
+}
+
+/// The most recent observations of one DSM, kept by a lossy subscriber.
+struct Recorder {
+    buffer: Arc<StdMutex<std::collections::VecDeque<crate::observation::Observation>>>,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    recorders: StdMutex<HashMap<Sym, Recorder>>,
+    bus: Bus,
+    registry: DeviceRegistry,
+    connectors: StdMutex<Connectors>,
+    instances: RwLock<IndexMap<String, Arc<Slot>>>,
+    dead_letters: DeadLetters,
+    tracker: TaskTracker,
+    /// What connectors share and the tasks serving it (closed last on shutdown).
+    shared: Shared,
+    this: Weak<Inner>,
+}
+
+/// The engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Engine {
+    /// Starts an engine: the bus, the registry (holding only the dead-letter DSM), and the
+    /// dead-letter sink.
+    ///
+    /// # Errors
+    ///
+    /// The dead-letter DSM's connector rejects its configuration.
+    pub async fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let bus = Bus::new(config.bus_capacity);
+        let dead_topic = config.dead_letters.id;
+        let dead_letters = DeadLetters::new(bus.publisher(dead_topic).await);
+        let inner = Arc::new_cyclic(|this| Inner {
+            config,
+            recorders: StdMutex::default(),
+            bus,
+            registry: DeviceRegistry::default(),
+            connectors: StdMutex::default(),
+            instances: RwLock::default(),
+            dead_letters,
+            tracker: TaskTracker::new(),
+            shared: Shared::default(),
+            this: this.clone(),
+        });
+        let engine = Self { inner };
+        engine.register(engine.inner.config.dead_letters.clone())?;
+        engine.acquire_sink(dead_topic)?;
+        Ok(engine)
+    }
+
+    /// The bus (for taps and tests).
+    #[must_use]
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The device registry.
+    #[must_use]
+    pub fn registry(&self) -> &DeviceRegistry {
+        &self.inner.registry
+    }
+
+    /// The dead letters.
+    #[must_use]
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.inner.dead_letters
+    }
+
+    /// Stops every running or paused instance, writers before their readers, then the
+    /// dead-letter sink. The engine cannot be used afterwards.
+    pub async fn shutdown(&self) {
+        let plans: Vec<Arc<Plan>> = self.slots().iter().map(|s| s.plan.clone()).collect();
+        let mut order: Vec<(usize, String)> = plans
+            .iter()
+            .map(|p| (depth(p, &plans), p.id.clone()))
+            .collect();
+        order.sort();
+        for (_, id) in order {
+            match self.stop(&id).await {
+                Ok(()) | Err(EngineError::IllegalTransition { .. }) => {}
+                Err(e) => tracing::warn!(instance = %id, error = %e, "stop failed"),
+            }
+        }
+        self.inner.dead_letters.leave().await;
+        self.release_sink(self.inner.config.dead_letters.id).await;
+        let sources: Vec<RunningSource> = lock(&self.inner.connectors)
+            .sources
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in sources {
+            s.cancel.cancel();
+        }
+        for (_, r) in lock(&self.inner.recorders).drain() {
+            r.task.abort();
+        }
+        // Every task the engine started ends with it: wait for them (sources finishing
+        // their last batch, sinks their last write), then for what connectors share
+        // (listeners).
+        self.inner.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.inner.tracker.len(),
+                "tasks still running {SHUTDOWN_TIMEOUT:?} after the engine shut down"
+            );
+        }
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.inner.shared.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "connector tasks still running {SHUTDOWN_TIMEOUT:?} after the engine shut down"
+            );
+        }
+    }
+}
+
+/// How many other plans feed `plan`'s inputs, transitively: stop order (writers first).
+fn depth(plan: &Plan, plans: &[Arc<Plan>]) -> usize {
+    let mut depth = 0;
+    let mut frontier = plan.inputs();
+    let mut seen = vec![plan.id.clone()];
+    while !frontier.is_empty() {
+        let writers: Vec<&Arc<Plan>> = plans
+            .iter()
+            .filter(|p| !seen.contains(&p.id) && p.outputs().iter().any(|o| frontier.contains(o)))
+            .collect();
+        if writers.is_empty() {
+            break;
+        }
+        depth += 1;
+        frontier = writers.iter().flat_map(|p| p.inputs()).collect();
+        seen.extend(writers.iter().map(|p| p.id.clone()));
+    }
+    depth
+}

@@ -1,0 +1,292 @@
+//! Supervision of connectors: the device registry decides which source and sink
+//! connectors run. A source runs while some running instance reads its data source, the
+//! data source is registered, its protocol is external and no processor of this engine
+//! writes it; a sink runs while some running instance writes it. Registering a data source
+//! starts what now should run; deregistering stops it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, RunningSink, RunningSource, Slot, lock};
+use crate::connector::{ConnectorMetrics, SinkContext, SourceContext};
+use crate::instance::State;
+use crate::registry::DataSource;
+use crate::symbol::Sym;
+
+impl Engine {
+    /// Registers (or updates) a data source and starts the connectors it now calls for.
+    ///
+    /// # Errors
+    ///
+    /// Its parameters do not suit its protocol's connector.
+    pub fn register(&self, source: DataSource) -> Result<(), EngineError> {
+        let prepared = match source.protocol.registration() {
+            Some(r) => r.prepare(&source)?,
+            None => None,
+        };
+        let id = source.id;
+        let replaced = self.inner.registry.register(source, prepared);
+        self.record(id);
+        {
+            let mut c = lock(&self.inner.connectors);
+            c.finished.retain(|f| *f != id);
+            if replaced.is_some()
+                && let Some(running) = c.sources.remove(&id)
+            {
+                // New parameters: restart the source with them.
+                running.cancel.cancel();
+            }
+        }
+        self.reconcile_source(id);
+        Ok(())
+    }
+
+    /// Deregisters a data source: its source connector stops; instances reading it keep
+    /// running and wait for it.
+    ///
+    /// # Errors
+    ///
+    /// A running instance writes it.
+    pub async fn deregister(&self, id: &str) -> Result<(), EngineError> {
+        let sym = Sym::new(id);
+        if let Some(instance) = self.running_writer_of(sym).await {
+            return Err(EngineError::InUse {
+                dsm: id.to_owned(),
+                instance,
+            });
+        }
+        self.inner.registry.deregister(sym);
+        if let Some(r) = lock(&self.inner.recorders).remove(&sym) {
+            r.task.abort();
+        }
+        self.reconcile_source(sym);
+        Ok(())
+    }
+
+    pub(super) async fn running_writer_of(&self, dsm: Sym) -> Option<String> {
+        for slot in self.slots() {
+            if slot.plan.outputs().contains(&dsm)
+                && slot.instance.lock().await.state != State::Stopped
+            {
+                return Some(slot.plan.id.clone());
+            }
+        }
+        None
+    }
+
+    pub(super) fn slots(&self) -> Vec<Arc<Slot>> {
+        self.inner
+            .instances
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether some instance of this engine has a processor writing `dsm`: then its data is
+    /// on the bus already, and no source connector reads it from outside.
+    pub(super) fn written_locally(&self, dsm: Sym) -> bool {
+        self.inner
+            .instances
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|slot| slot.plan.outputs().contains(&dsm))
+    }
+
+    /// Starts or stops `dsm`'s source connector to match what should run.
+    pub(super) fn reconcile_source(&self, dsm: Sym) {
+        let registered = self.inner.registry.connector(dsm);
+        let written = self.written_locally(dsm);
+        let mut c = lock(&self.inner.connectors);
+        let wanted = c.source_wants.get(&dsm).copied().unwrap_or(0) > 0;
+        let readable = registered
+            .as_ref()
+            .and_then(|(_, p)| p.as_ref())
+            .filter(|p| p.reads());
+        let should_run = wanted && !written && readable.is_some() && !c.finished.contains(&dsm);
+        let running = c.sources.get(&dsm).is_some_and(|s| !s.handle.is_finished());
+        if should_run && !running {
+            let Some((ds, Some(connector))) = registered else {
+                return;
+            };
+            let cancel = CancellationToken::new();
+            let metrics = c.read.entry(dsm).or_default().clone();
+            let inner = self.inner.clone();
+            let cancel2 = cancel.clone();
+            let handle = self.inner.tracker.spawn(async move {
+                let publisher = inner.bus.publisher(dsm).await;
+                let ctx = SourceContext {
+                    dsm: ds,
+                    publisher: publisher.clone(),
+                    cancel: cancel2.clone(),
+                    speed: inner.config.speed,
+                    metrics,
+                    dead_letters: inner.dead_letters.clone(),
+                    shared: inner.shared.clone(),
+                };
+                let result = match connector.read(ctx) {
+                    Some(run) => run.await,
+                    None => Ok(()),
+                };
+                publisher.leave().await;
+                match result {
+                    Ok(()) if !cancel2.is_cancelled() => {
+                        tracing::info!(dsm = %dsm, "source finished");
+                        lock(&inner.connectors).finished.push(dsm);
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::error!(dsm = %dsm, error = %e, "source failed");
+                        // From another task: failing the readers may wait for this one.
+                        if let Some(engine) = inner.this.upgrade() {
+                            let engine = Engine { inner: engine };
+                            inner.tracker.spawn(async move {
+                                engine.fail_readers(dsm, &e.to_string()).await
+                            });
+                        }
+                    }
+                }
+            });
+            c.sources.insert(dsm, RunningSource { cancel, handle });
+        } else if !should_run && let Some(s) = c.sources.remove(&dsm) {
+            s.cancel.cancel();
+        }
+    }
+
+    /// Counts one more running instance reading each of `sources`.
+    pub(super) fn want_sources(&self, sources: &[Sym]) {
+        let mut c = lock(&self.inner.connectors);
+        for s in sources {
+            *c.source_wants.entry(*s).or_insert(0) += 1;
+        }
+    }
+
+    /// Counts one running instance less reading each of `sources`; cancels the source
+    /// connectors nobody reads any more and returns their tasks, to wait for.
+    pub(super) fn release_sources(&self, sources: &[Sym]) -> Vec<JoinHandle<()>> {
+        let mut ending = Vec::new();
+        let mut c = lock(&self.inner.connectors);
+        for s in sources {
+            let wants = c.source_wants.entry(*s).or_insert(1);
+            *wants -= 1;
+            if *wants == 0 {
+                c.source_wants.remove(s);
+                if let Some(src) = c.sources.remove(s) {
+                    src.cancel.cancel();
+                    ending.push(src.handle);
+                }
+            }
+        }
+        ending
+    }
+
+    // --- sinks ------------------------------------------------------------------------
+
+    pub(super) fn acquire_sink(&self, dsm: Sym) -> Result<(), EngineError> {
+        let mut c = lock(&self.inner.connectors);
+        *c.sink_wants.entry(dsm).or_insert(0) += 1;
+        if c.sinks.contains_key(&dsm) {
+            return Ok(());
+        }
+        let Some((ds, Some(connector))) = self.inner.registry.connector(dsm) else {
+            return Ok(());
+        };
+        if !connector.writes() {
+            return Ok(());
+        }
+        let (mut subscriber, rx) = self.inner.bus.subscriber();
+        subscriber.subscribe(&self.inner.bus, dsm);
+        let stop = CancellationToken::new();
+        let metrics = c.written.entry(dsm).or_default().clone();
+        let ctx = SinkContext::new(
+            ds,
+            metrics.clone(),
+            self.inner.dead_letters.clone(),
+            self.inner.shared.clone(),
+            subscriber,
+            rx,
+            stop.clone(),
+        );
+        let Some(sink) = connector.write(ctx) else {
+            return Ok(());
+        };
+        let inner = self.inner.clone();
+        let handle = self.inner.tracker.spawn(async move {
+            if let Err(e) = sink.await {
+                tracing::error!(dsm = %dsm, error = %e, "sink failed");
+                // Failing the writers releases this sink and waits for this very task: do it
+                // from another task, once this one has ended.
+                if let Some(engine) = inner.this.upgrade() {
+                    let engine = Engine { inner: engine };
+                    inner
+                        .tracker
+                        .spawn(async move { engine.fail_writers(dsm, &e.to_string()).await });
+                }
+            }
+        });
+        c.sinks.insert(dsm, RunningSink { stop, handle });
+        Ok(())
+    }
+
+    /// Releases a sink; the last release drains it and waits until it has written
+    /// everything it accepted.
+    pub(super) async fn release_sink(&self, dsm: Sym) {
+        let finishing = {
+            let mut c = lock(&self.inner.connectors);
+            let wants = c.sink_wants.entry(dsm).or_insert(1);
+            *wants -= 1;
+            if *wants == 0 {
+                c.sink_wants.remove(&dsm);
+                c.sinks.remove(&dsm)
+            } else {
+                None
+            }
+        };
+        if let Some(s) = finishing {
+            s.stop.cancel();
+            let _ = s.handle.await;
+        }
+    }
+
+    /// Where a registered data source's data is, for people: its connector's place, or its
+    /// protocol's name when it has no connector.
+    #[must_use]
+    pub fn place(&self, dsm: Sym) -> Option<String> {
+        let (source, connector) = self.inner.registry.connector(dsm)?;
+        Some(connector.map_or_else(|| source.protocol.to_string(), |c| c.place().to_owned()))
+    }
+
+    /// Observations each sink connector has written since the engine started, by DSM.
+    #[must_use]
+    pub fn written(&self) -> Vec<(Sym, u64)> {
+        Self::totals(&lock(&self.inner.connectors).written)
+    }
+
+    /// Observations each source connector has read since the engine started, by DSM.
+    #[must_use]
+    pub fn read(&self) -> Vec<(Sym, u64)> {
+        Self::totals(&lock(&self.inner.connectors).read)
+    }
+
+    pub(super) fn totals(metrics: &HashMap<Sym, Arc<ConnectorMetrics>>) -> Vec<(Sym, u64)> {
+        let mut out: Vec<(Sym, u64)> = metrics
+            .iter()
+            .map(|(d, m)| (*d, m.observations()))
+            .collect();
+        out.sort_by_key(|(d, _)| d.to_string());
+        out
+    }
+
+    /// Whether every source connector that was started has ended by itself (finite inputs
+    /// exhausted), and at least one was started.
+    #[must_use]
+    pub fn sources_exhausted(&self) -> bool {
+        let c = lock(&self.inner.connectors);
+        !c.finished.is_empty() && c.sources.values().all(|s| s.handle.is_finished())
+    }
+}

@@ -668,7 +668,7 @@ async fn live_data_recent_observations_and_a_stream() {
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
-        .write_all(b"GET /api/v1/data-source-manifests/dsm-ib1-meter/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .write_all(b"GET /api/v1/data-source-manifests/dsm-ib1-meter/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         .await
         .unwrap();
     let mut seen = String::new();

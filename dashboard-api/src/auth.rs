@@ -68,7 +68,11 @@ pub async fn authorize(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|h| {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(str::trim);
     let Some(token) = presented.and_then(|p| find(&service.tokens, p)) else {
         let mut r = ApiError::new(

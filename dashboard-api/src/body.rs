@@ -18,6 +18,29 @@ use crate::error::ApiError;
 use crate::problem::Problem;
 use crate::service::ServiceError;
 
+/// Refuses a request whose `Content-Length` is over [`crate::error::MAX_BODY_BYTES`] before
+/// its body is read (a body sent without a length is cut off at the limit as it is read).
+pub async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let length = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > crate::error::MAX_BODY_BYTES as u64) {
+        // The body is not read: the connection is not reused.
+        let mut r = StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+        return r;
+    }
+    next.run(request).await
+}
+
 /// The syntax of a request body, from its `Content-Type` (JSON when absent).
 ///
 /// # Errors

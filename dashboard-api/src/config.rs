@@ -7,6 +7,9 @@
 //! speed = "1"                   # simulated time per wall-clock time, for simulators
 //! recent = 100                  # recent observations kept per data source, for live views
 //!
+//! allowed_hosts = ["edge-7.plant.example"]  # Host names clients use, besides IP addresses and localhost
+//! allowed_origins = ["https://dashboard.plant.example"]  # web pages that may change things
+//!
 //! [[tokens]]                    # with tokens, every route but health needs one
 //! name = "dashboard"
 //! role = "viewer"               # viewer: read; operator: also lifecycle; admin: everything
@@ -22,12 +25,14 @@
 //! ```
 //!
 //! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_TLS_CERT`,
-//! `DDA_TLS_KEY`.
+//! `DDA_TLS_KEY`, `DDA_ALLOWED_HOSTS` and `DDA_ALLOWED_ORIGINS` (comma-separated).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::origin::WebPolicy;
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -97,6 +102,14 @@ pub struct ServerConfig {
     /// HTTPS.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Host names clients may use to reach the server, besides IP addresses and
+    /// `localhost` (`*`: any); other names are refused, against DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://host[:port]`) of web pages that may change things (`*`: any);
+    /// a browser request from any other page is refused.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// The programs `external` processors may run (`dda run --config` reads this table too).
     #[serde(default)]
     pub external: engine::external::ExternalConfig,
@@ -127,6 +140,8 @@ impl Default for ServerConfig {
             recent: default_recent(),
             tokens: Vec::new(),
             tls: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
             external: engine::external::ExternalConfig::default(),
         }
     }
@@ -204,6 +219,19 @@ impl ServerConfig {
                 .parse()
                 .map_err(|e| invalid("DDA_RECENT", format!("{v:?}: {e}")))?;
         }
+        let list = |v: String| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        if let Some(v) = var("DDA_ALLOWED_HOSTS") {
+            self.allowed_hosts = list(v);
+        }
+        if let Some(v) = var("DDA_ALLOWED_ORIGINS") {
+            self.allowed_origins = list(v);
+        }
         match (var("DDA_TLS_CERT"), var("DDA_TLS_KEY")) {
             (Some(cert), Some(key)) => {
                 self.tls = Some(TlsConfig {
@@ -238,6 +266,25 @@ impl ServerConfig {
             path: "speed".into(),
             message,
         })?;
+        for o in &self.allowed_origins {
+            let rest = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"));
+            let well_formed = o == "*"
+                || rest.is_some_and(|r| {
+                    let r = r.strip_suffix('/').unwrap_or(r);
+                    !r.is_empty() && !r.contains(['/', '?', '#'])
+                });
+            if !well_formed {
+                return Err(ConfigError::Invalid {
+                    path: "allowed_origins".into(),
+                    message: format!(
+                        "{o:?} is not an origin: write scheme://host[:port], such as \
+                         https://dashboard.plant.example, without a path"
+                    ),
+                });
+            }
+        }
         for t in &self.tokens {
             if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid {
@@ -247,6 +294,23 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl From<&ServerConfig> for WebPolicy {
+    fn from(config: &ServerConfig) -> Self {
+        Self {
+            allowed_hosts: config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            allowed_origins: config
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
     }
 }
 

@@ -5,15 +5,20 @@
 //! | 400 | `MALFORMED` | the body is not JSON/XML, or a query parameter is unusable |
 //! | 401 | `UNAUTHORIZED` | a token is needed and missing or unknown |
 //! | 403 | `FORBIDDEN` | the token's role does not allow this |
-//! | 404 | `NOT_FOUND` | no such entity or instance |
+//! | 403 | `HOST_NOT_ALLOWED`, `CROSS_ORIGIN` | a request a web page could have forged ([`crate::origin`]) |
+//! | 404 | `NOT_FOUND` | no such entity, instance or route |
+//! | 405 | `METHOD_NOT_ALLOWED` | the route exists, not with this method (`Allow` lists those it has) |
 //! | 406 | `NOT_ACCEPTABLE` | the `Accept` header asks for a format the route cannot give |
 //! | 409 | `ALREADY_EXISTS`, `REFERENCED`, `ILLEGAL_TRANSITION`, `IN_USE` | the request conflicts with the current state |
+//! | 413 | `PAYLOAD_TOO_LARGE` | the body is larger than the server accepts |
 //! | 415 | `UNSUPPORTED_MEDIA_TYPE` | the body is neither JSON nor XML |
 //! | 422 | `INVALID` | the document is well-formed but invalid (every diagnostic in `details`) |
 //! | 422 | `START_FAILED` | an instance cannot start (its processors or connectors refuse their configuration) |
 //! | 503 | `STORAGE` | the store cannot be read or written |
 //!
-//! Bad input never produces a 500.
+//! Bad input never produces a 500. The refusals the HTTP layer makes itself (a body over the
+//! limit, a path segment that is not valid percent-encoded UTF-8, a method the route lacks)
+//! are given the same shape by [`json_errors`].
 //!
 //! Both shapes — this one and the original FAR-EDGE engine's `{"error": "CODE"}`
 //! ([`CompatError`]) — are built from a [`ServiceError`] by its variant and fields: a
@@ -21,7 +26,8 @@
 //! text is ever read back.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use engine::State;
 use serde::Serialize;
@@ -156,6 +162,52 @@ impl IntoResponse for ApiError {
         (self.status, Json(self.body)).into_response()
     }
 }
+
+/// Gives an error response that is not JSON — the HTTP layer's own refusals, in plain text
+/// or empty — the documented body, keeping its status and headers (`Allow`,
+/// `WWW-Authenticate`) and its text as the message.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json") || v.contains("xml"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // The HTTP layer's refusals are a line of text; more is not a refusal of its own.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_uppercase().replace([' ', '-'], "_");
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this route does not take this method; the Allow header lists those it takes".to_owned()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "the body is larger than the server accepts ({MAX_BODY_BYTES} bytes); split it, \
+             or send models one by one"
+        ),
+        _ if text.is_empty() => reason.to_owned(),
+        _ => text,
+    };
+    let body = serde_json::to_vec(&ErrorBody {
+        code,
+        message,
+        details: Vec::new(),
+    })
+    .unwrap_or_default();
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The largest request body the server reads, in bytes (axum's default limit).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The original FAR-EDGE engine's error body: `{"error": "CODE"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]

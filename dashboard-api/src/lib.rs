@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod origin;
 pub mod problem;
 pub mod repository;
 pub mod routes;
@@ -38,13 +39,21 @@ use axum::Router;
 pub use config::ServerConfig;
 pub use service::Service;
 
-/// The application: every route, with authentication, over `service`.
+/// The application: every route, with authentication, over `service`; requests a web page
+/// could forge are refused first ([`origin`]).
 pub fn app(service: Arc<Service>) -> Router {
     routes::router()
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             auth::authorize,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            origin::guard,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body::refuse_oversized))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(service)
 }
 
@@ -205,7 +214,7 @@ mod tests {
                 }
             };
             stream
-                .write_all(b"GET /api/v1/data-source-manifests/dsm/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+                .write_all(b"GET /api/v1/data-source-manifests/dsm/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
                 .await
                 .unwrap();
             let (head, _) = read_until(&mut stream, |s| s.contains("\r\n\r\n")).await;

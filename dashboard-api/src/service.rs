@@ -38,6 +38,8 @@ pub struct Service {
     locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The configured API tokens.
     pub tokens: Vec<TokenConfig>,
+    /// The hosts and origins the server answers to.
+    pub web: crate::origin::WebPolicy,
     /// When the server started.
     pub started: Instant,
     /// Cancelled when the server stops: every live view ends then.
@@ -124,6 +126,7 @@ impl Service {
             store,
             locks: StdMutex::default(),
             tokens: config.tokens.clone(),
+            web: config.into(),
             started: Instant::now(),
             stopping: CancellationToken::new(),
         });

@@ -323,6 +323,31 @@ impl<'b> Checker<'b> {
     }
 }
 
+/// The longest id an entity may have.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why `id` is not a safe id, if it is not: ids appear in URL paths, file names, MQTT
+/// topics and SQL rows, so they are kept to letters, digits and `.` `_` `-` `:` `~`.
+#[must_use]
+pub fn unsafe_id(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("is empty")
+    } else if id.len() > MAX_ID_LEN {
+        Some("is too long")
+    } else if id == "." || id == ".." {
+        Some("is a path step")
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'~'))
+    {
+        Some(
+            "holds a character that is not allowed (a space, `/`, `\\`, a control character or another)",
+        )
+    } else {
+        None
+    }
+}
+
 /// Phase two over a loaded bundle: adds diagnostics to it and returns the model.
 ///
 /// An entity defined twice with the same content (a JSON and an XML rendition of one
@@ -338,6 +363,27 @@ pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
             let Some(id) = loaded.entity.id() else {
                 continue;
             };
+            let id_pointer = |file: &crate::bundle::SourceFile| {
+                let field = if file.node_at(&format!("{}/_id", loaded.pointer)).is_some() {
+                    "/_id"
+                } else {
+                    "/id"
+                };
+                format!("{}{field}", loaded.pointer)
+            };
+            if let Some(why) = unsafe_id(id) {
+                let file = &bundle.files[loaded.file];
+                let d = Diagnostic::error(
+                    "id-format",
+                    format!("{} id {id:?} {why}", loaded.entity.kind()),
+                )
+                .with_hint(format!(
+                    "an id is 1 to {MAX_ID_LEN} letters, digits and `.` `_` `-` `:` `~`, and \
+                     not `.` or `..`, so that it is safe in URLs, file names and topics; \
+                     rename it"
+                ));
+                diags.push(file.place(d, &id_pointer(file)));
+            }
             let by_id = index.by_kind.entry(loaded.entity.kind()).or_default();
             if let Some(first) = by_id.get(id) {
                 if first.entity == loaded.entity {
@@ -358,12 +404,7 @@ pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
                     first_file.path.display()
                 ));
                 let file = &bundle.files[loaded.file];
-                let id_pointer = if file.node_at(&format!("{}/_id", loaded.pointer)).is_some() {
-                    "/_id"
-                } else {
-                    "/id"
-                };
-                diags.push(file.place(d, &format!("{}{id_pointer}", loaded.pointer)));
+                diags.push(file.place(d, &id_pointer(file)));
             } else {
                 by_id.insert(id, loaded);
             }

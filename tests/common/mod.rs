@@ -185,14 +185,23 @@ pub struct Process {
 
 impl Process {
     pub async fn start(data_dir: &Path, port: u16, cwd: &Path) -> Self {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-            ])
+        Self::start_with(data_dir, port, cwd, None).await
+    }
+
+    /// With a configuration file (`dda serve --config`).
+    pub async fn start_with(data_dir: &Path, port: u16, cwd: &Path, config: Option<&Path>) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dda"));
+        command.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .current_dir(cwd)
             .env("DDA_SPEED", "3600")
             .stdout(std::process::Stdio::null())

@@ -1,0 +1,343 @@
+//! `dda serve` against what a web page can make a browser send (forged `Origin`, `Sec-Fetch-Site`
+//! and rebound `Host` headers), with and without tokens; error bodies of the HTTP layer's own
+//! refusals; ids.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+mod common;
+
+use common::{Http, Process, Reply, example, free_port};
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn data_kind(id: &str) -> Value {
+    let mut dk = example("data-kinds").remove(0);
+    dk["id"] = Value::String(id.to_owned());
+    dk
+}
+
+async fn post_with(http: &Http, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    http.request(
+        Method::POST,
+        path,
+        Some(("application/json", serde_json::to_vec(body).unwrap())),
+        headers,
+    )
+    .await
+}
+
+fn assert_refused(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["details"].is_array());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_a_web_page_can_neither_drive_nor_read_a_local_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Process::start(&dir.path().join("data"), port, dir.path()).await;
+    let http = &server.http;
+    let evil = [("origin", "http://evil.example")];
+
+    // A form-like cross-origin POST: no usable content type, an attacker's Origin.
+    let r = http
+        .request(
+            Method::POST,
+            "/api/v1/data-kinds",
+            Some(("", serde_json::to_vec(&data_kind("dk-csrf")).unwrap())),
+            &evil,
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "CROSS_ORIGIN");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_origins")
+    );
+    let r = post_with(http, "/api/v1/data-kinds", &data_kind("dk-csrf"), &evil).await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "CROSS_ORIGIN");
+    assert_eq!(
+        http.get("/api/v1/data-kinds/dk-csrf").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing was created"
+    );
+    // Bodiless lifecycle calls, a delete, a sandboxed frame, and a browser that says only
+    // Sec-Fetch-Site.
+    for (method, path, headers) in [
+        (
+            Method::POST,
+            "/api/v1/analytics-instances/am-ib1-edge/start",
+            &evil[..],
+        ),
+        (Method::DELETE, "/api/v1/data-kinds/dk-x", &evil[..]),
+        (
+            Method::POST,
+            "/api/v1/data-kinds",
+            &[("origin", "null")][..],
+        ),
+        (
+            Method::POST,
+            "/api/v1/data-kinds",
+            &[("sec-fetch-site", "cross-site")][..],
+        ),
+        // Another port of the same machine is another origin.
+        (
+            Method::POST,
+            "/api/v1/data-kinds",
+            &[("origin", "http://127.0.0.1:1")][..],
+        ),
+    ] {
+        let r = http.request(method, path, None, headers).await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "CROSS_ORIGIN");
+    }
+
+    // DNS rebinding: a name of the attacker's that now resolves to 127.0.0.1. Reads are
+    // refused too, or the page could read the answers.
+    let rebound = format!("rebind.evil.example:{port}");
+    for path in ["/api/v1/data-kinds", "/metrics", "/api/v1/openapi.json"] {
+        let r = http
+            .request(Method::GET, path, None, &[("host", &rebound)])
+            .await;
+        assert_refused(&r, StatusCode::FORBIDDEN, "HOST_NOT_ALLOWED");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("allowed_hosts")
+        );
+    }
+
+    // What is not a forgery still works: programs send no Origin; the server's own pages
+    // send its origin; IP addresses and localhost are the server's names.
+    let r = post_with(http, "/api/v1/data-kinds", &data_kind("dk-program"), &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let own = format!("http://127.0.0.1:{port}");
+    let r = post_with(
+        http,
+        "/api/v1/data-kinds",
+        &data_kind("dk-own-page"),
+        &[("origin", &own), ("sec-fetch-site", "same-origin")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let localhost = format!("localhost:{port}");
+    let r = http
+        .request(
+            Method::GET,
+            "/api/v1/data-kinds/dk-program",
+            None,
+            &[("host", &localhost)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // A cross-origin read is answered (the browser keeps it from the page: no CORS).
+    let r = http
+        .request(Method::GET, "/api/v1/data-kinds/dk-program", None, &evil)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_a_forged_origin_is_refused_even_with_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "admin-token-for-the-test";
+    let config = dir.path().join("dda.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "allowed_hosts = [\"edge-7.plant.example\"]\n\
+             allowed_origins = [\"https://dashboard.plant.example\"]\n\
+             [[tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            dashboard_api::config::sha256_hex(admin)
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let server =
+        Process::start_with(&dir.path().join("data"), port, dir.path(), Some(&config)).await;
+    let http = server.http.with_token(admin);
+
+    let r = post_with(
+        &http,
+        "/api/v1/data-kinds",
+        &data_kind("dk-forged"),
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "CROSS_ORIGIN");
+    let r = http
+        .request(
+            Method::GET,
+            "/api/v1/data-kinds",
+            None,
+            &[("host", "evil.example")],
+        )
+        .await;
+    assert_refused(&r, StatusCode::FORBIDDEN, "HOST_NOT_ALLOWED");
+
+    // The configured web application and host name are let through, with the token.
+    let r = post_with(
+        &http,
+        "/api/v1/data-kinds",
+        &data_kind("dk-dashboard"),
+        &[
+            ("origin", "https://dashboard.plant.example"),
+            ("host", "edge-7.plant.example"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // ... and not without it.
+    let r = server
+        .http
+        .request(
+            Method::POST,
+            "/api/v1/data-kinds",
+            Some((
+                "application/json",
+                serde_json::to_vec(&data_kind("dk-no-token")).unwrap(),
+            )),
+            &[("origin", "https://dashboard.plant.example")],
+        )
+        .await;
+    assert_refused(&r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    // The scheme of `Authorization` is case-insensitive.
+    let bearer = format!("bearer {admin}");
+    let r = server
+        .http
+        .request(
+            Method::GET,
+            "/api/v1/data-kinds/dk-dashboard",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_layers_own_refusals_have_the_documented_error_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Process::start(&dir.path().join("data"), port, dir.path()).await;
+    let http = &server.http;
+
+    // A body over the limit: refused on its Content-Length, before it is read (so over a
+    // raw connection: a client still sending would see the connection close).
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/data-kinds HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        dashboard_api::error::MAX_BODY_BYTES + 1
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The answer: its head, then as many bytes as its Content-Length says.
+    let mut answer = Vec::new();
+    let complete = |a: &[u8]| {
+        let text = String::from_utf8_lossy(a).to_ascii_lowercase();
+        text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            head.lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .is_some_and(|n| body.len() >= n)
+        })
+    };
+    while !complete(&answer) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the server answers within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before the answer was complete: {answer:?}");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("2097152"),
+        "{body}"
+    );
+    // A path segment that is not percent-encoded UTF-8.
+    let r = http.get("/api/v1/data-kinds/%FF%FE").await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(
+        r.json()["details"],
+        Value::Array(Vec::new()),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["code"].is_string());
+    // A method the route lacks keeps its Allow header.
+    let r = http.delete("/health").await;
+    assert_refused(&r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+    assert!(r.header("allow").unwrap().contains("GET"));
+    assert!(r.json()["message"].as_str().unwrap().contains("Allow"));
+    // No route.
+    assert_refused(
+        &http.get("/api/v1/no-such-thing").await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_kept_to_a_safe_character_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Process::start(&dir.path().join("data"), port, dir.path()).await;
+    let http = &server.http;
+    for id in [
+        "../etc",
+        "a/b",
+        "a\\b",
+        "nul\u{0}id",
+        "with space",
+        "..",
+        "",
+    ] {
+        let r = http.post("/api/v1/data-kinds", &data_kind(id)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{id:?}: {}",
+            r.text()
+        );
+        let body = r.json();
+        let detail = body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["message"].as_str().unwrap().contains("id"))
+            .unwrap_or_else(|| panic!("{id:?}: {body}"))
+            .clone();
+        assert_eq!(detail["pointer"], "/id", "{id:?}: {body}");
+    }
+    for id in [
+        "dk-1",
+        "urn:plant:dk.1",
+        "14358864-c768-4bc2-bdb3-19aa88d482e1",
+        "a_b~c",
+    ] {
+        let r = http.post("/api/v1/data-kinds", &data_kind(id)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{id:?}: {}", r.text());
+    }
+}

@@ -53,7 +53,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// How long to run (wall clock), e.g. 20s, 5m, PT1H.
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         duration: Option<std::time::Duration>,
         /// Simulated time per wall-clock time: a factor such as 3600 (an hour a second), or max.
         #[arg(long, default_value = "1", value_parser = parse_speed)]
@@ -81,7 +81,7 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         rate: u64,
         /// How long the null-rate case runs.
-        #[arg(long = "for", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        #[arg(long = "for", value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
         duration: std::time::Duration,
         /// Worker threads; 1 runs everything on one core (SQLite writes excepted).
         #[arg(long, default_value_t = 1)]
@@ -193,8 +193,22 @@ pub enum SchemaFormat {
     Xsd,
 }
 
+/// A `--for` value: `20s`, `5m`, `PT1H`; a bare number is refused with the unit it lacks.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    manifests::parameters::parse_duration(text)
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "{t:?}: a duration cannot be negative; give one such as 20s"
+        ));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "{t:?} has no unit: write {t}s (seconds), {t}m (minutes) or {t}h (hours), or \
+             an ISO 8601 duration such as PT{t}S"
+        ));
+    }
+    manifests::parameters::parse_duration(t)
+        .map_err(|_| format!("{t:?} is not a duration: write one such as 20s, 5m, 1h30m or PT1H"))
 }
 
 fn parse_speed(text: &str) -> Result<engine::connector::Speed, String> {
@@ -211,8 +225,47 @@ fn init_logging() {
         .init();
 }
 
+/// The command line, or exit with clap's message — with a "did you mean" for a mistyped
+/// flag that clap's own similarity misses (a transposition such as `--fro`).
+fn parse_cli() -> Cli {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let mut e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    if e.kind() == ErrorKind::UnknownArgument
+        && e.get(ContextKind::SuggestedArg).is_none()
+        && let Some(ContextValue::String(wrong)) = e.get(ContextKind::InvalidArg)
+        && let Some(wrong) = wrong.strip_prefix("--").map(str::to_owned)
+    {
+        let command = Cli::command();
+        let sub = std::env::args()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .and_then(|name| command.find_subcommand(&name).cloned());
+        let longs: Vec<String> = sub
+            .as_ref()
+            .unwrap_or(&command)
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect();
+        // One edit away (a letter missing, added, changed or two swapped).
+        if let Some(best) = longs
+            .iter()
+            .find(|l| l.len() >= 3 && strsim::damerau_levenshtein(&wrong, l) == 1)
+        {
+            e.insert(
+                ContextKind::SuggestedArg,
+                ContextValue::String(format!("--{best}")),
+            );
+        }
+    }
+    e.exit()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     init_logging();
     let result = match cli.command {
         Command::Run {

@@ -830,3 +830,47 @@ fn observations_keep_their_ids_through_processors_that_pass_them_on() {
         "filter and echo keep the ids: {out}"
     );
 }
+
+#[test]
+fn run_ends_quietly_when_its_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "max", "--for", "2s", "--quiet"])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption/json"))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `dda run … | head -1` once head has exited.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn mistyped_flags_and_durations_get_a_fix_not_parser_jargon() {
+    let bundle = "examples/power-consumption/json";
+    for (args, wanted) in [
+        (&["run", bundle, "--for", "5"][..], "write 5s (seconds)"),
+        (&["run", bundle, "--for", "-5s"][..], "cannot be negative"),
+        (&["run", bundle, "--for", "soon"][..], "such as 20s"),
+        (
+            &["run", bundle, "--fro", "5s"][..],
+            "a similar argument exists: '--for'",
+        ),
+        (
+            &["run", bundle, "--speeed", "5"][..],
+            "a similar argument exists: '--speed'",
+        ),
+        (&["bench", "--for", "10"][..], "write 10s (seconds)"),
+    ] {
+        let o = dda(args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(wanted), "{args:?}: {stderr}");
+        assert!(!stderr.contains("friendly"), "{args:?}: {stderr}");
+    }
+}

@@ -357,3 +357,62 @@ async fn with_a_certificate_the_api_speaks_https_only() {
         "plain HTTP is not served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Process::start(&data, free_port(), dir.path()).await;
+    let http = server.http.clone();
+    load_models(&http, dir.path()).await;
+    let am = example("analytics-manifests")
+        .into_iter()
+        .find(|a| a["id"] == "am-ib1-edge")
+        .unwrap();
+    assert_eq!(
+        http.post("/api/v1/analytics-instances", &am).await.status,
+        StatusCode::CREATED
+    );
+    let r = http
+        .post_empty("/api/v1/analytics-instances/am-ib1-edge/start")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let second_port = free_port();
+    let second = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{second_port}")])
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+                .unwrap()
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second server gives up at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another dda serve")
+            && stderr.contains(&format!("(process {})", server.child.id()))
+            && stderr.contains("--data-dir"),
+        "{stderr}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", second_port)).is_err(),
+        "the second server never listened"
+    );
+    // The first one runs on, its instance too.
+    assert_eq!(state(&http, "am-ib1-edge").await, "RUNNING");
+    let before = received(&http, "am-ib1-edge").await;
+    eventually(
+        15,
+        "the first server's instance still receiving",
+        || async { received(&http, "am-ib1-edge").await > before },
+    )
+    .await;
+}

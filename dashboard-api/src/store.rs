@@ -22,10 +22,50 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Takes `<dir>/dda.lock` (an advisory lock the system releases when the process ends, even
+/// by SIGKILL) and writes this process's id in it.
+fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = dir.join("dda.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+    if let Err(e) = file.try_lock() {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        let holder = match pid.trim() {
+            "" => String::new(),
+            pid => format!(" (process {pid})"),
+        };
+        return Err(StoreError(match e {
+            std::fs::TryLockError::WouldBlock => format!(
+                "the data directory {} is in use by another dda serve{holder}; stop it, or \
+                 give this server a data directory of its own (--data-dir)",
+                dir.display()
+            ),
+            std::fs::TryLockError::Error(e) => {
+                format!("cannot lock {}: {e}", path.display())
+            }
+        }));
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    written.map_err(|e| StoreError(format!("cannot write {}: {e}", path.display())))?;
+    Ok(file)
+}
+
 /// The database.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// `<data dir>/dda.lock`, locked while the store is open: one server per data directory.
+    _lock: Arc<std::fs::File>,
 }
 
 impl std::fmt::Debug for Store {
@@ -55,6 +95,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        let lock = lock(dir)?;
         let conn = Connection::open(dir.join("dda.sqlite"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -68,6 +109,7 @@ impl Store {
         )?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            _lock: Arc::new(lock),
         })
     }
 

@@ -140,7 +140,7 @@ async fn run_model(
     if live {
         draw(&statuses, drawn);
     }
-    summary(&engine, &statuses, &last, &sinks, started.elapsed());
+    summary(&engine, &statuses, &last, &sinks, started.elapsed())?;
     Ok(if statuses.iter().any(|s| s.failure.is_some()) {
         ExitCode::from(1)
     } else {
@@ -204,14 +204,17 @@ fn summary(
     running: &[InstanceStatus],
     sources: &[DataSource],
     elapsed: Duration,
-) {
-    println!(
+) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "ran {} analytics instance(s) for {}:",
         statuses.len(),
         fmt_duration(elapsed)
     );
     for s in statuses {
-        println!("  {}", line(s));
+        let _ = writeln!(out, "  {}", line(s));
     }
     let inputs: Vec<String> = engine
         .read()
@@ -219,7 +222,7 @@ fn summary(
         .map(|(dsm, n)| format!("{dsm} ({})", group(n)))
         .collect();
     if !inputs.is_empty() {
-        println!("inputs read: {}", inputs.join(", "));
+        let _ = writeln!(out, "inputs read: {}", inputs.join(", "));
     }
     let written = engine.written();
     let mut results = Vec::new();
@@ -233,11 +236,11 @@ fn summary(
         results.push(format!("  {dsm}: {} observations → {place}", group(count)));
     }
     if results.is_empty() {
-        println!("no results were stored");
+        let _ = writeln!(out, "no results were stored");
     } else {
-        println!("results:");
+        let _ = writeln!(out, "results:");
         for r in results {
-            println!("{r}");
+            let _ = writeln!(out, "{r}");
         }
     }
     let problems: Vec<String> = running
@@ -253,13 +256,14 @@ fn summary(
         .into_iter()
         .collect();
     if !problems.is_empty() {
-        println!("connectors that could not reach their systems:");
+        let _ = writeln!(out, "connectors that could not reach their systems:");
         for p in problems {
-            println!("{p}");
+            let _ = writeln!(out, "{p}");
         }
     }
     let dead = engine.dead_letters().count();
-    println!(
+    let _ = writeln!(
+        out,
         "dead letters: {}{}",
         group(dead),
         if dead > 0 {
@@ -268,6 +272,8 @@ fn summary(
             ""
         }
     );
+    // A reader that stopped reading (`| head -1`) is not an error.
+    crate::cmd::emit(&out)
 }
 
 /// 1234567 → "1,234,567".

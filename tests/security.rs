@@ -341,3 +341,35 @@ async fn ids_are_kept_to_a_safe_character_set() {
         assert_eq!(r.status, StatusCode::CREATED, "{id:?}: {}", r.text());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_answers_at_once_even_before_its_first_observation() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Process::start(&dir.path().join("data"), port, dir.path()).await;
+    common::load_models(&server.http, dir.path()).await;
+    // Nothing runs: no observation will come.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /api/v1/data-source-manifests/dsm-ib1-meter/stream HTTP/1.1\r\n\
+              Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !String::from_utf8_lossy(&head).contains("\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut chunk))
+            .await
+            .expect("the response head comes within 2 s, before any event")
+            .unwrap();
+        assert!(n > 0, "closed");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+}

@@ -107,7 +107,12 @@ pub async fn stream_data(
             .collect();
         futures_util::stream::iter(events)
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    // Sent at once, so that the client has the response head (and knows the stream is
+    // open) before the first observation, however long that takes.
+    let opening = futures_util::stream::once(async {
+        Ok(Event::default().comment("stream open; observations follow as they arrive"))
+    });
+    Ok(Sse::new(opening.chain(events)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 /// The live data routes.

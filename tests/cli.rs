@@ -874,3 +874,54 @@ fn mistyped_flags_and_durations_get_a_fix_not_parser_jargon() {
         assert!(!stderr.contains("friendly"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_type_error_in_one_field_hides_no_other_error_of_its_document() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    for entry in walk(&root.join("examples/power-consumption/json")) {
+        let to = bundle.join(
+            entry
+                .strip_prefix(root.join("examples/power-consumption/json"))
+                .unwrap(),
+        );
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, to).unwrap();
+    }
+    // One document, two mistakes: a name that is a number, a reference to nothing.
+    let dsm = bundle.join("data-source-manifests/cloud-edge-results.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dsm).unwrap()).unwrap();
+    doc["name"] = serde_json::json!(5);
+    doc["dataSourceDefinitionReferenceID"] = serde_json::json!("dsd-nope");
+    std::fs::write(&dsm, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+
+    let o = dda(&["validate", bundle.to_str().unwrap()]);
+    let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("error[wrong-type]"), "{out}");
+    assert!(
+        out.contains("no data source definition with id `dsd-nope`"),
+        "{out}"
+    );
+    // The manifest is still known to those that refer to it.
+    assert!(
+        !out.contains("no data source manifest with id `dsm-cloud-edge-results`"),
+        "{out}"
+    );
+    assert!(out.contains("2 errors"), "{out}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

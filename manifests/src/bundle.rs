@@ -340,7 +340,8 @@ impl Bundle {
         first
     }
 
-    /// Reads the entities of a checked document; entities with structural errors are left out.
+    /// Reads the entities of a checked document. An entity with structural errors is read
+    /// without the members at fault, when it can be ([`salvage`]), and is otherwise left out.
     fn extract(&mut self, file: usize, kind: DocumentKind, diags: &[Diagnostic]) {
         let Some(root) = &self.files[file].root else {
             return;
@@ -369,12 +370,22 @@ impl Bundle {
         };
         let mut new = Vec::new();
         for (k, pointer) in found {
-            if broken(&pointer) {
-                continue;
-            }
             let Some(node) = self.files[file].node_at(&pointer) else {
                 continue;
             };
+            if broken(&pointer) {
+                // Its errors are reported; read what is left of it, so that the checks of
+                // the next phase (its references, who refers to it) still run rather than
+                // being hidden by one wrong field.
+                if let Some(entity) = salvage(k, node.to_json(), &pointer, diags) {
+                    new.push(LoadedEntity {
+                        file,
+                        pointer,
+                        entity,
+                    });
+                }
+                continue;
+            }
             match Entity::from_json(k, node.to_json()) {
                 Ok(entity) => new.push(LoadedEntity {
                     file,
@@ -797,4 +808,36 @@ fn one_of_message(schema_path: &str, many: bool) -> (String, String) {
 #[must_use]
 pub fn count(diags: &[Diagnostic], severity: Severity) -> usize {
     diags.iter().filter(|d| d.severity == severity).count()
+}
+
+/// An entity read without the members its errors point at (a value of the wrong type, say),
+/// when what is left can be read; `None` when an error is about the entity as a whole (a
+/// missing field) or what is left is still unreadable.
+fn salvage(
+    kind: EntityKind,
+    mut json: serde_json::Value,
+    entity: &str,
+    diags: &[Diagnostic],
+) -> Option<Entity> {
+    let under = format!("{entity}/");
+    for d in diags.iter().filter(|d| d.is_error()) {
+        if d.pointer == entity {
+            return None;
+        }
+        let Some(inner) = d.pointer.strip_prefix(&under) else {
+            continue;
+        };
+        let (parent, last) = match inner.rsplit_once('/') {
+            Some((parent, last)) => (format!("/{parent}"), last),
+            None => (String::new(), inner),
+        };
+        let key = last.replace("~1", "/").replace("~0", "~");
+        match json.pointer_mut(&parent) {
+            Some(serde_json::Value::Object(members)) => {
+                members.remove(&key);
+            }
+            _ => return None,
+        }
+    }
+    Entity::from_json(kind, json).ok()
 }

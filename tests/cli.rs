@@ -925,3 +925,78 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_second_stop_request_exits_at_once_when_a_drain_cannot_finish() {
+    // Every result goes to a PostgreSQL nothing listens for (port 1): the drain cannot
+    // finish, and a second SIGTERM must end the run anyway.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    let source = root.join("examples/power-consumption/json");
+    for entry in walk(&source) {
+        let to = bundle.join(entry.strip_prefix(&source).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, to).unwrap();
+    }
+    let edit = |file: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let path = bundle.join(file);
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        change(&mut doc);
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    };
+    edit("data-interfaces/sqlite-database.json", &|d| {
+        d["communicationProtocol"] = serde_json::json!("PostgreSQL");
+        d["parameters"]["parameter"] = serde_json::json!([]);
+    });
+    for dsm in [
+        "ib1-edge-database",
+        "ib2-edge-database",
+        "ib3-edge-database",
+        "cloud-edge-results",
+        "cloud-global-results",
+    ] {
+        edit(&format!("data-source-manifests/{dsm}.json"), &|d| {
+            d["dataSourceDefinitionInterfaceParameters"]["parameter"] =
+                serde_json::json!([{"key": "port", "value": 1}]);
+        });
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "3600", "--quiet"])
+        .arg(&bundle)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two simulated hours: results are waiting for the unreachable sinks.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let term = || {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    term();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    term();
+    let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let o = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the second SIGTERM ends the run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("terminated: stopping and draining"), "{err}");
+    assert!(
+        err.contains("terminated again: exiting without draining"),
+        "{err}"
+    );
+}

@@ -134,8 +134,19 @@ async fn run_model(
             break "every instance failed";
         }
     };
-    eprintln!("{reason}: stopping and draining");
-    engine.shutdown().await;
+    eprintln!("{reason}: stopping and draining (Ctrl-C or SIGTERM again exits at once)");
+    // A drain can wait on a system that does not answer: a second request to stop is the
+    // user's way out, and is obeyed at once.
+    tokio::select! {
+        () = engine.shutdown() => {}
+        signal = crate::cmd::stop_signal() => {
+            eprintln!(
+                "{signal} again: exiting without draining; what was not yet written (see the \
+                 warnings above) is not delivered"
+            );
+            std::process::exit(if signal == "interrupted" { 130 } else { 143 });
+        }
+    }
     let statuses = statuses(&engine, &ids).await;
     if live {
         draw(&statuses, drawn);

@@ -721,8 +721,15 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
             {
                 out.push(
                     file.place(
-                        Diagnostic::error("bad-id", "an id must be text without spaces")
-                            .with_hint("use a UUID or a name-like id such as dsm-box-1-power"),
+                        Diagnostic::error(
+                            "bad-id",
+                            "an id is letters, digits and `.` `_` `-` `:` `~`, not starting with \
+                             a dot (no spaces, slashes, backslashes or control characters)",
+                        )
+                        .with_hint(
+                            "use a UUID or a name-like id such as dsm-box-1-power: ids appear in \
+                             URLs, file names and topics",
+                        ),
                         &pointer,
                     ),
                 );

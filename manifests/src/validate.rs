@@ -323,31 +323,6 @@ impl<'b> Checker<'b> {
     }
 }
 
-/// The longest id an entity may have.
-pub const MAX_ID_LEN: usize = 128;
-
-/// Why `id` is not a safe id, if it is not: ids appear in URL paths, file names, MQTT
-/// topics and SQL rows, so they are kept to letters, digits and `.` `_` `-` `:` `~`.
-#[must_use]
-pub fn unsafe_id(id: &str) -> Option<&'static str> {
-    if id.is_empty() {
-        Some("is empty")
-    } else if id.len() > MAX_ID_LEN {
-        Some("is too long")
-    } else if id == "." || id == ".." {
-        Some("is a path step")
-    } else if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'~'))
-    {
-        Some(
-            "holds a character that is not allowed (a space, `/`, `\\`, a control character or another)",
-        )
-    } else {
-        None
-    }
-}
-
 /// Phase two over a loaded bundle: adds diagnostics to it and returns the model.
 ///
 /// An entity defined twice with the same content (a JSON and an XML rendition of one
@@ -371,19 +346,6 @@ pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
                 };
                 format!("{}{field}", loaded.pointer)
             };
-            if let Some(why) = unsafe_id(id) {
-                let file = &bundle.files[loaded.file];
-                let d = Diagnostic::error(
-                    "id-format",
-                    format!("{} id {id:?} {why}", loaded.entity.kind()),
-                )
-                .with_hint(format!(
-                    "an id is 1 to {MAX_ID_LEN} letters, digits and `.` `_` `-` `:` `~`, and \
-                     not `.` or `..`, so that it is safe in URLs, file names and topics; \
-                     rename it"
-                ));
-                diags.push(file.place(d, &id_pointer(file)));
-            }
             let by_id = index.by_kind.entry(loaded.entity.kind()).or_default();
             if let Some(first) = by_id.get(id) {
                 if first.entity == loaded.entity {

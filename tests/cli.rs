@@ -609,20 +609,25 @@ fn connectors_lists_every_protocol_with_its_parameters() {
 #[test]
 fn listings_end_quietly_when_their_reader_goes_away() {
     for command in ["processors", "connectors"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dda"))
-            .arg(command)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // As `dda processors | head` once head has exited: nobody reads the pipe any more,
-        // so every write fails with a broken pipe.
-        drop(child.stdout.take());
-        let o = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(0), "{command}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+        let mut dda = Command::new(env!("CARGO_BIN_EXE_dda"));
+        dda.arg(command);
+        ends_quietly_on_a_closed_pipe(&mut dda);
     }
+}
+
+/// Runs `command` with nobody reading its output — as `dda processors | head` once head has
+/// exited: every write fails with a broken pipe — and checks that it ends well, unpanicked.
+fn ends_quietly_on_a_closed_pipe(command: &mut Command) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{command:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{command:?}: {stderr}");
 }
 
 #[test]
@@ -833,21 +838,13 @@ fn observations_keep_their_ids_through_processors_that_pass_them_on() {
 
 #[test]
 fn run_ends_quietly_when_its_reader_goes_away() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dda"))
-        .args(["run", "--speed", "max", "--for", "2s", "--quiet"])
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption/json"))
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // `dda run … | head -1` once head has exited.
-    drop(child.stdout.take());
-    let o = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut dda = Command::new(env!("CARGO_BIN_EXE_dda"));
+    dda.args(["run", "--speed", "max", "--for", "2s", "--quiet"])
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption/json"))
+        .current_dir(dir.path());
+    ends_quietly_on_a_closed_pipe(&mut dda);
 }
 
 #[test]
@@ -877,18 +874,8 @@ fn mistyped_flags_and_durations_get_a_fix_not_parser_jargon() {
 
 #[test]
 fn a_type_error_in_one_field_hides_no_other_error_of_its_document() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("b");
-    for entry in walk(&root.join("examples/power-consumption/json")) {
-        let to = bundle.join(
-            entry
-                .strip_prefix(root.join("examples/power-consumption/json"))
-                .unwrap(),
-        );
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, to).unwrap();
-    }
+    let bundle = copy_of_the_example(dir.path());
     // One document, two mistakes: a name that is a number, a reference to nothing.
     let dsm = bundle.join("data-source-manifests/cloud-edge-results.json");
     let mut doc: serde_json::Value =
@@ -913,32 +900,36 @@ fn a_type_error_in_one_field_hides_no_other_error_of_its_document() {
     assert!(out.contains("2 errors"), "{out}");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
+/// A copy of the pilot line's JSON bundle in `dir`/b, to change.
+fn copy_of_the_example(dir: &std::path::Path) -> PathBuf {
+    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
         }
+        files
     }
-    files
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption/json");
+    let bundle = dir.join("b");
+    for entry in walk(&source) {
+        let to = bundle.join(entry.strip_prefix(&source).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, to).unwrap();
+    }
+    bundle
 }
 
 #[test]
 fn a_second_stop_request_exits_at_once_when_a_drain_cannot_finish() {
     // Every result goes to a PostgreSQL nothing listens for (port 1): the drain cannot
     // finish, and a second SIGTERM must end the run anyway.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("b");
-    let source = root.join("examples/power-consumption/json");
-    for entry in walk(&source) {
-        let to = bundle.join(entry.strip_prefix(&source).unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, to).unwrap();
-    }
+    let bundle = copy_of_the_example(dir.path());
     let edit = |file: &str, change: &dyn Fn(&mut serde_json::Value)| {
         let path = bundle.join(file);
         let mut doc: serde_json::Value =

@@ -369,7 +369,7 @@ async fn xml_in_and_out() {
 async fn plain_text_secrets_are_stored_but_never_returned() {
     let server = in_process(|_| {}).await;
     let http = &server.http;
-    load_models(http, server.dir.path()).await;
+    load_models(http, &server.dir.path().join("data")).await;
     let dsm = json!({"id": "dsm-secret", "dataSourceDefinitionReferenceID": "dsd-ib-meter-over-mqtt",
         "dataSourceDefinitionInterfaceParameters": {"parameter": [
             {"key": "topic", "value": "a/b"}, {"key": "password", "value": "hunter2"}, {"key": "username", "value": "u"}]}});
@@ -426,7 +426,7 @@ async fn pilot_line_instance(http: &Http, out: &std::path::Path) -> String {
 async fn instances_go_through_their_lifecycle_and_refuse_every_illegal_transition() {
     let server = in_process(|c| c.speed = "3600".into()).await;
     let http = &server.http;
-    let id = pilot_line_instance(http, server.dir.path()).await;
+    let id = pilot_line_instance(http, &server.dir.path().join("data")).await;
     let base = format!("/api/v1/analytics-instances/{id}");
     let state = |r: common::Reply| r.json()["state"].as_str().unwrap().to_owned();
     let conflict = |r: common::Reply, verb: &str| {
@@ -545,7 +545,7 @@ async fn instances_go_through_their_lifecycle_and_refuse_every_illegal_transitio
 async fn invalid_analytics_manifests_are_refused_with_every_problem() {
     let server = in_process(|_| {}).await;
     let http = &server.http;
-    load_models(http, server.dir.path()).await;
+    load_models(http, &server.dir.path().join("data")).await;
     let mut am = example("analytics-manifests")
         .into_iter()
         .find(|a| a["id"] == "am-ib2-edge")
@@ -599,7 +599,7 @@ async fn invalid_analytics_manifests_are_refused_with_every_problem() {
 async fn simultaneous_starts_give_one_success_and_one_conflict() {
     let server = in_process(|c| c.speed = "1".into()).await;
     let http = &server.http;
-    let id = pilot_line_instance(http, server.dir.path()).await;
+    let id = pilot_line_instance(http, &server.dir.path().join("data")).await;
     for _ in 0..5 {
         let path = format!("/api/v1/analytics-instances/{id}/start");
         let (a, b) = tokio::join!(http.post_empty(&path), http.post_empty(&path));
@@ -624,7 +624,7 @@ async fn simultaneous_starts_give_one_success_and_one_conflict() {
 async fn live_data_recent_observations_and_a_stream() {
     let server = in_process(|c| c.speed = "3600".into()).await;
     let http = &server.http;
-    let id = pilot_line_instance(http, server.dir.path()).await;
+    let id = pilot_line_instance(http, &server.dir.path().join("data")).await;
     assert_eq!(
         http.post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
             .await
@@ -690,7 +690,7 @@ async fn live_data_recent_observations_and_a_stream() {
 async fn operations_health_metrics_processors_validation_and_openapi() {
     let server = in_process(|c| c.speed = "3600".into()).await;
     let http = &server.http;
-    let id = pilot_line_instance(http, server.dir.path()).await;
+    let id = pilot_line_instance(http, &server.dir.path().join("data")).await;
     http.post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
         .await;
     let h = http.get("/health").await.json();
@@ -906,7 +906,7 @@ async fn tokens_and_roles_guard_every_route_but_health() {
         StatusCode::CREATED
     );
     // Lifecycle: operators yes, viewers no.
-    let id = pilot_line_instance(&a, server.dir.path()).await;
+    let id = pilot_line_instance(&a, &server.dir.path().join("data")).await;
     assert_eq!(
         v.post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
             .await

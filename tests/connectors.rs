@@ -146,6 +146,7 @@ fn model(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> manifests::Model {
         &mut b,
         &manifests::Options {
             catalogue: Some(catalogue),
+            reach: None,
         },
     );
     // The tests feed bus data sources themselves, as a processor would.
@@ -593,6 +594,190 @@ mod mqtt {
             "what was published while stopped arrives"
         );
         rig.engine.shutdown().await;
+    }
+
+    /// The number in a `dda run` summary line `  <dsm>: 12,345 observations → ...`.
+    fn summary_count(summary: &str, dsm: &str) -> Option<u64> {
+        summary
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{dsm}: ")))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.replace(',', "").parse().ok())
+    }
+
+    #[test]
+    fn dda_run_delivers_every_message_through_two_broker_restarts_and_counts_only_acknowledged_ones()
+     {
+        let Some(mut broker) = services::mosquitto(false) else {
+            return;
+        };
+        let port = broker.port;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let subscriber = runtime.block_on(async {
+            let s = client(port, &format!("test-subscriber-{}", unique()), false);
+            s.subscribe("plant/readings").await;
+            s
+        });
+        // 1,000 readings a second, for 14 s, each published at QoS 1.
+        let bundle = json!({"kind": "Bundle",
+            "dataInterfaces": {"dataInterface": [
+                {"id": "di-sim", "communicationProtocol": "Simulator"},
+                {"id": "di-mqtt", "communicationProtocol": "MQTT"}]},
+            "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
+            "dataSourceDefinitions": {"dataSourceDefinition": [
+                {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
+                {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"}]},
+            "dataSourceManifests": {"dataSourceManifest": [
+                {"id": "sim", "dataSourceDefinitionReferenceID": "dsd-sim",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                     {"key": "interval", "value": "PT0.001S"}, {"key": "start", "value": "2026-01-01T00:00:00Z"}]}},
+                {"id": "out", "dataSourceDefinitionReferenceID": "dsd-mqtt",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                     {"key": "host", "value": "127.0.0.1"}, {"key": "port", "value": port},
+                     {"key": "topic", "value": "plant/readings"},
+                     {"key": "clientId", "value": format!("dda-{}-sink", unique())}]}}]},
+            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+                {"id": "apd-echo", "processorType": "echo"}]},
+            "analyticsManifests": {"analyticsManifest": [{"id": "publish", "analyticsProcessors": {"apm": [
+                {"id": "p", "analyticsProcessorDefinitionReferenceID": "apd-echo",
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "sim"}]},
+                 "dataSink": {"dataSourceManifestReferenceID": "out"}}]}}]},
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = services::write(dir.path(), "bundle.json", &bundle.to_string());
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(["run", "--for", "14s", "--speed", "1", "--quiet"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Down twice, for a second and for two, while the run publishes.
+        std::thread::sleep(Duration::from_secs(3));
+        broker.restart(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(3));
+        broker.restart(Duration::from_secs(2));
+        let o = run.wait_with_output().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+        let produced = out
+            .lines()
+            .find_map(|l| l.strip_prefix("inputs read: sim ("))
+            .and_then(|r| r.trim_end_matches(')').replace(',', "").parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no input count: {out}"));
+        let delivered = out
+            .split_once("results:")
+            .and_then(|(_, r)| summary_count(r, "out"))
+            .unwrap_or_else(|| panic!("no result count: {out}"));
+        assert!(produced > 5_000, "{out}");
+        assert_eq!(delivered, produced, "every reading acknowledged: {out}");
+        assert!(!out.contains("NOT delivered"), "{out}");
+        // The subscriber (a persistent session) gets each of them, some more than once.
+        runtime.block_on(common::eventually(
+            60,
+            "every message at the subscriber",
+            || async { keys(&decode(&subscriber.received())).len() as u64 >= produced },
+        ));
+        let received = decode(&subscriber.received());
+        assert_eq!(keys(&received).len() as u64, delivered);
+        eprintln!(
+            "{delivered} delivered, {} received ({} more than once)",
+            received.len(),
+            received.len() as u64 - delivered
+        );
+    }
+
+    #[test]
+    fn dda_run_counts_what_a_broker_that_went_away_never_acknowledged_as_undelivered() {
+        let Some(mut broker) = services::mosquitto(false) else {
+            return;
+        };
+        let port = broker.port;
+        let bundle = json!({"kind": "Bundle",
+            "dataInterfaces": {"dataInterface": [
+                {"id": "di-sim", "communicationProtocol": "Simulator"},
+                {"id": "di-mqtt", "communicationProtocol": "MQTT"}]},
+            "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
+            "dataSourceDefinitions": {"dataSourceDefinition": [
+                {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
+                {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"}]},
+            "dataSourceManifests": {"dataSourceManifest": [
+                {"id": "sim", "dataSourceDefinitionReferenceID": "dsd-sim",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "interval", "value": "PT0.01S"}]}},
+                {"id": "out", "dataSourceDefinitionReferenceID": "dsd-mqtt",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                     {"key": "host", "value": "127.0.0.1"}, {"key": "port", "value": port},
+                     {"key": "topic", "value": "plant/gone"},
+                     {"key": "clientId", "value": format!("dda-{}-sink", unique())}]}}]},
+            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+                {"id": "apd-echo", "processorType": "echo"}]},
+            "analyticsManifests": {"analyticsManifest": [{"id": "publish", "analyticsProcessors": {"apm": [
+                {"id": "p", "analyticsProcessorDefinitionReferenceID": "apd-echo",
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "sim"}]},
+                 "dataSink": {"dataSourceManifestReferenceID": "out"}}]}}]},
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = services::write(dir.path(), "bundle.json", &bundle.to_string());
+        let config = services::write(dir.path(), "dda.toml", "stop_timeout = \"2s\"\n");
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(["run", "--for", "5s", "--speed", "1", "--quiet", "--config"])
+            .arg(&config)
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The broker goes away for good after 2 s: the last 3 s of readings cannot arrive.
+        std::thread::sleep(Duration::from_secs(2));
+        broker.stop();
+        let started = std::time::Instant::now();
+        let o = run.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "the run ends at its time and the stop deadline: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "undelivered results fail the run: {out}"
+        );
+        let produced = out
+            .lines()
+            .find_map(|l| l.strip_prefix("inputs read: sim ("))
+            .and_then(|r| r.trim_end_matches(')').replace(',', "").parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no input count: {out}"));
+        let (results, undelivered) = out
+            .split_once("NOT delivered")
+            .unwrap_or_else(|| panic!("{out}"));
+        let delivered = results
+            .split_once("results:")
+            .and_then(|(_, r)| summary_count(r, "out"))
+            .unwrap_or(0);
+        let undelivered = summary_count(undelivered, "out").unwrap_or_else(|| panic!("{out}"));
+        assert!(undelivered > 100, "{out}");
+        assert_eq!(
+            delivered + undelivered,
+            produced,
+            "every reading is accounted for: {out}"
+        );
+        let dead =
+            std::fs::read_to_string(dir.path().join("dda-output/dead-letters.jsonl")).unwrap();
+        assert_eq!(
+            dead.lines()
+                .filter(|l| l.contains("not delivered to out"))
+                .count() as u64,
+            undelivered,
+            "each undelivered reading is a dead letter"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

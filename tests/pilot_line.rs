@@ -369,6 +369,7 @@ mod over_mqtt {
             &[bundle(dir.path(), &tag)],
             &manifests::Options {
                 catalogue: Some(catalogue),
+                reach: None,
             },
         )
         .unwrap();

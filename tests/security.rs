@@ -347,7 +347,7 @@ async fn a_live_stream_answers_at_once_even_before_its_first_observation() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = Process::start(&dir.path().join("data"), port, dir.path()).await;
-    common::load_models(&server.http, dir.path()).await;
+    common::load_models(&server.http, &dir.path().join("data")).await;
     // Nothing runs: no observation will come.
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -372,4 +372,162 @@ async fn a_live_stream_answers_at_once_even_before_its_first_observation() {
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-type: text/event-stream"), "{head}");
+}
+
+/// Creates, for a protocol, a data interface, a definition, a DSM with `parameters` and an
+/// instance writing box 1's readings to it; returns the DSM's creation reply.
+async fn sink_of(http: &Http, protocol: &str, id: &str, parameters: Value) -> Reply {
+    for (route, doc) in [
+        (
+            "data-interfaces",
+            serde_json::json!({"id": format!("di-{id}"), "communicationProtocol": protocol}),
+        ),
+        (
+            "data-source-definitions",
+            serde_json::json!({"id": format!("dsd-{id}"), "dataInterfaceReferenceID": format!("di-{id}"),
+                "dataKindReferenceIDs": {"dataKindReferenceID": ["dk-total-real-power"]}}),
+        ),
+    ] {
+        let r = http.post(&format!("/api/v1/{route}"), &doc).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+    }
+    http.post(
+        "/api/v1/data-source-manifests",
+        &serde_json::json!({"id": id, "dataSourceDefinitionReferenceID": format!("dsd-{id}"),
+            "dataSourceDefinitionInterfaceParameters": {"parameter": parameters}}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_secret_of_every_connector_is_masked_in_every_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let server = Process::start(&data, port, dir.path()).await;
+    let http = server.http.clone();
+    common::load_models(&http, &data).await;
+    let connectors = http.get("/api/v1/connectors").await.json();
+    let mut secrets = Vec::new();
+    for c in connectors["connectors"].as_array().unwrap() {
+        let protocol = c["protocol"].as_str().unwrap();
+        let params = c["parameters"]["parameter"].as_array().unwrap();
+        for p in params.iter().filter(|p| p["secret"] == true) {
+            let name = p["name"].as_str().unwrap();
+            let secret = format!("pw-{}-{name}-Zq8", protocol.to_lowercase());
+            // A connection string holds the password among what may be shown.
+            let value = match (protocol, name) {
+                ("PostgreSQL", "uri") => format!("postgresql://dda:{secret}@127.0.0.1:1/plant"),
+                ("MongoDB", "uri") => format!("mongodb://dda:{secret}@127.0.0.1:1/plant"),
+                ("HTTP", "url") => format!("http://127.0.0.1:1/hook?key={secret}"),
+                _ => secret.clone(),
+            };
+            let mut given = vec![serde_json::json!({"key": name, "value": value})];
+            for required in params.iter().filter(|r| r["required"] == true) {
+                given.push(serde_json::json!({"key": required["name"], "value": "plant/x"}));
+            }
+            if protocol != "PostgreSQL" && protocol != "MongoDB" || name != "uri" {
+                given.push(serde_json::json!({"key": "port", "value": 1}));
+            }
+            let id = format!("dsm-{}-{name}", protocol.to_lowercase());
+            let r = sink_of(&http, protocol, &id, Value::Array(given)).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{id}: {}", r.text());
+            assert!(
+                !r.text().contains(&secret),
+                "the creation reply: {}",
+                r.text()
+            );
+            let am = serde_json::json!({"id": format!("am-{id}"), "analyticsProcessors": {"apm": [
+                {"id": "apm-store", "analyticsProcessorDefinitionReferenceID": "apd-store",
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "dsm-ib1-meter"}]},
+                 "dataSink": {"dataSourceManifestReferenceID": id}}]}});
+            let r = http.post("/api/v1/analytics-instances", &am).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+            let r = http
+                .post_empty(&format!("/api/v1/analytics-instances/am-{id}/start"))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            secrets.push((protocol.to_owned(), name.to_owned(), id, secret));
+        }
+    }
+    let protocols: std::collections::BTreeSet<&str> =
+        secrets.iter().map(|(p, ..)| p.as_str()).collect();
+    for expected in ["HTTP", "MQTT", "MongoDB", "PostgreSQL"] {
+        assert!(
+            protocols.contains(expected),
+            "{expected} has secrets: {protocols:?}"
+        );
+    }
+    // Let the sinks try, fail and report.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let xml = [("accept", "application/xml")];
+    let mut shown = Vec::new();
+    for (_, _, id, _) in &secrets {
+        for path in [
+            format!("/api/v1/data-source-manifests/{id}"),
+            format!("/api/v1/analytics-instances/am-{id}"),
+            format!("/api/v1/analytics-instances/am-{id}/specification"),
+            format!("/api/v1/analytics-instances/am-{id}/state"),
+            format!("/api/v1/analytics-instances/am-{id}/metrics"),
+            format!("/api/analytics-instances/am-{id}"),
+        ] {
+            shown.push((path.clone(), http.get(&path).await.text()));
+            let r = http.request(Method::GET, &path, None, &xml).await;
+            shown.push((format!("{path} (XML)"), r.text()));
+        }
+    }
+    for path in [
+        "/api/v1/data-source-manifests",
+        "/api/v1/analytics-instances",
+        "/metrics",
+        "/api/v1/data-source-manifests/dda-dead-letters/data",
+    ] {
+        shown.push((path.to_owned(), http.get(path).await.text()));
+        let r = http.request(Method::GET, path, None, &xml).await;
+        shown.push((format!("{path} (XML)"), r.text()));
+    }
+    // The dead letters' live stream, for a moment.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /api/v1/data-source-manifests/dda-dead-letters/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut chunk = vec![0; 1 << 16];
+    let mut sse = String::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        sse.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    shown.push(("the dead letters' stream".to_owned(), sse));
+    for (protocol, name, _, secret) in &secrets {
+        for (path, text) in &shown {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{protocol} `{name}` shown by {path}: {text}"
+            );
+        }
+    }
+    // A connection string's sink is named by where it points, not by the defaults.
+    let status = http
+        .get("/api/v1/analytics-instances/am-dsm-postgresql-uri")
+        .await
+        .json();
+    let error = status["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == "sink")
+        .and_then(|c| c["error"].as_str())
+        .unwrap_or_default();
+    assert!(error.contains("127.0.0.1:1/plant"), "{status}");
+    let masked = http
+        .get("/api/v1/data-source-manifests/dsm-postgresql-uri")
+        .await
+        .text();
+    assert!(masked.contains("********"), "{masked}");
 }

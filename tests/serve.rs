@@ -44,7 +44,7 @@ async fn after_sigkill_instances_come_back_running_paused_or_stopped_as_they_wer
     let port = free_port();
     let server = Process::start(&data, port, dir.path()).await;
     let http = server.http.clone();
-    load_models(&http, dir.path()).await;
+    load_models(&http, &data).await;
     for am in example("analytics-manifests")
         .into_iter()
         .filter(|a| a["id"] != "am-global")
@@ -106,7 +106,7 @@ async fn after_sigkill_instances_come_back_running_paused_or_stopped_as_they_wer
     .await;
     // Results reach the edge database of the running box.
     eventually(20, "stored hourly averages", || async {
-        let path = dir.path().join("ib1-edge.sqlite");
+        let path = data.join("ib1-edge.sqlite");
         rusqlite::Connection::open(path)
             .and_then(|c| {
                 c.query_row("SELECT COUNT(*) FROM hourly_averages", [], |r| {
@@ -364,7 +364,7 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start_and_touches
     let data = dir.path().join("data");
     let server = Process::start(&data, free_port(), dir.path()).await;
     let http = server.http.clone();
-    load_models(&http, dir.path()).await;
+    load_models(&http, &data).await;
     let am = example("analytics-manifests")
         .into_iter()
         .find(|a| a["id"] == "am-ib1-edge")
@@ -415,4 +415,171 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start_and_touches
         || async { received(&http, "am-ib1-edge").await > before },
     )
     .await;
+}
+
+/// Posts, for each protocol, a data interface, a data source definition and a DSM pointing at
+/// a port nothing listens on, and an instance storing box 1's hourly averages there.
+async fn instances_writing_to_unreachable_systems(http: &Http) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (protocol, extra) in [
+        ("PostgreSQL", json!([])),
+        ("MongoDB", json!([])),
+        ("Kafka", json!([{"key": "topic", "value": "averages"}])),
+        ("MQTT", json!([{"key": "topic", "value": "averages"}])),
+    ] {
+        let p = protocol.to_lowercase();
+        let post = |route: &'static str, doc: Value| async move {
+            let r = http.post(&format!("/api/v1/{route}"), &doc).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+        };
+        post(
+            "data-interfaces",
+            json!({"id": format!("di-{p}"), "name": p, "communicationProtocol": protocol}),
+        )
+        .await;
+        post(
+            "data-source-definitions",
+            json!({"id": format!("dsd-{p}"), "name": p, "dataInterfaceReferenceID": format!("di-{p}"),
+                   "dataKindReferenceIDs": {"dataKindReferenceID": ["dk-total-real-power", "dk-total-real-energy"]}}),
+        )
+        .await;
+        let mut parameters = vec![json!({"key": "port", "value": free_port()})];
+        parameters.extend(extra.as_array().unwrap().iter().cloned());
+        post(
+            "data-source-manifests",
+            json!({"id": format!("dsm-{p}"), "name": p, "dataSourceDefinitionReferenceID": format!("dsd-{p}"),
+                   "dataSourceDefinitionInterfaceParameters": {"parameter": parameters}}),
+        )
+        .await;
+        let id = format!("am-into-{p}");
+        post(
+            "analytics-instances",
+            json!({"id": id, "name": p, "analyticsProcessors": {"apm": [
+                {"id": "apm-hourly", "analyticsProcessorDefinitionReferenceID": "apd-average",
+                 "parameters": {"parameter": [{"key": "window", "value": "PT1H"}, {"key": "observationName", "value": "TotalRealPower"}]},
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "dsm-ib1-meter"}]},
+                 "dataSink": {"dataSourceManifestReferenceID": format!("dsm-{p}-hourly")}},
+                {"id": "apm-store", "analyticsProcessorDefinitionReferenceID": "apd-store",
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": format!("dsm-{p}-hourly")}]},
+                 "dataSink": {"dataSourceManifestReferenceID": format!("dsm-{p}")}}
+            ]}}),
+        )
+        .await;
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_on_unreachable_systems_hold_up_no_call_and_a_stop_reports_what_it_could_not_deliver()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dda.toml");
+    std::fs::write(&config, "stop_timeout = \"2s\"\n").unwrap();
+    let data = dir.path().join("data");
+    let server = Process::start_with(&data, free_port(), dir.path(), Some(&config)).await;
+    let http = server.http.clone();
+    load_models(&http, &data).await;
+    // Each instance's hourly averages go to a data bus DSM of its own.
+    for p in ["postgresql", "mongodb", "kafka", "mqtt"] {
+        let mut hourly = example("data-source-manifests")
+            .into_iter()
+            .find(|d| d["id"] == "dsm-ib1-hourly")
+            .unwrap();
+        hourly["id"] = json!(format!("dsm-{p}-hourly"));
+        assert_eq!(
+            http.post("/api/v1/data-source-manifests", &hourly)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    let stuck = instances_writing_to_unreachable_systems(&http).await;
+    let healthy = example("analytics-manifests")
+        .into_iter()
+        .find(|a| a["id"] == "am-ib2-edge")
+        .unwrap();
+    assert_eq!(
+        http.post("/api/v1/analytics-instances", &healthy)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    for id in &stuck {
+        let r = http
+            .post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{id}: {}", r.text());
+    }
+    // At 3600× an hour passes every second: averages pile up for the sinks that cannot write.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Every call about something else answers at once, while each stuck sink retries.
+    for round in 0..2 {
+        let on = |verb: &str| format!("/api/v1/analytics-instances/am-ib2-edge/{verb}");
+        within_2s(&format!("start ({round})"), http.post_empty(&on("start"))).await;
+        within_2s("health", http.get("/health")).await;
+        within_2s("metrics", http.get("/metrics")).await;
+        within_2s("the list", http.get("/api/v1/analytics-instances")).await;
+        for id in &stuck {
+            let path = format!("/api/v1/analytics-instances/{id}/state");
+            within_2s(&format!("the status of {id}"), http.get(&path)).await;
+        }
+        within_2s(&format!("stop ({round})"), http.post_empty(&on("stop"))).await;
+    }
+
+    // Stopping a stuck instance takes the stop deadline (2 s) and a grace period, not
+    // forever; what its sink could not deliver is counted, and is in the dead letters.
+    let dead_before = dead_letters(&http).await;
+    for id in &stuck {
+        let r = tokio::time::timeout(
+            Duration::from_secs(8),
+            http.post_empty(&format!("/api/v1/analytics-instances/{id}/stop")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("stopping {id} took more than 8 s"));
+        assert_eq!(r.status, StatusCode::OK, "{id}: {}", r.text());
+    }
+    for id in &stuck {
+        let doc = http
+            .get(&format!("/api/v1/analytics-instances/{id}"))
+            .await
+            .json();
+        assert_eq!(doc["state"], "STOPPED", "{id}: {doc}");
+    }
+    let metrics = http.get("/metrics").await.text();
+    for p in ["postgresql", "mongodb", "kafka", "mqtt"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "dda_connector_undelivered_total{{dsm=\"dsm-{p}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no undelivered count for dsm-{p}:\n{metrics}"));
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n > 0, "{line}");
+    }
+    assert!(dead_letters(&http).await > dead_before);
+    // A stuck instance starts again at once.
+    let path = format!("/api/v1/analytics-instances/{}/start", stuck[0]);
+    within_2s("starting a stuck instance again", http.post_empty(&path)).await;
+}
+
+/// Awaits `call`, which must answer with a success within 2 s.
+async fn within_2s(what: &str, call: impl Future<Output = common::Reply>) {
+    let r = tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not answer within 2 s"));
+    assert!(r.status.is_success(), "{what}: {} {}", r.status, r.text());
+}
+
+async fn dead_letters(http: &Http) -> u64 {
+    let metrics = http.get("/metrics").await.text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dda_dead_letters_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
 }

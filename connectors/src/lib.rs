@@ -209,6 +209,7 @@ mod tests {
                     &mut bundle,
                     &manifests::Options {
                         catalogue: Some(engine_catalogue),
+                        reach: None,
                     },
                 );
                 assert!(

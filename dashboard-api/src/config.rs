@@ -6,9 +6,15 @@
 //! data_dir = "dda-data"         # the model repository and instance state (SQLite)
 //! speed = "1"                   # simulated time per wall-clock time, for simulators
 //! recent = 100                  # recent observations kept per data source, for live views
+//! stop_timeout = "10s"          # a stop drains within this; then sinks still retrying give up
 //!
 //! allowed_hosts = ["edge-7.plant.example"]  # Host names clients use, besides IP addresses and localhost
 //! allowed_origins = ["https://dashboard.plant.example"]  # web pages that may change things
+//! allowed_paths = ["/srv/plant-exports"]   # files manifests may name, besides the data directory
+//!
+//! [secrets]                     # where ${file:...} and ${env:...} in secret parameters may point
+//! files = ["/run/secrets"]      # default: /run/secrets and <data_dir>/secrets
+//! env_prefixes = ["DDA_SECRET_"] # default: DDA_SECRET_
 //!
 //! [[tokens]]                    # with tokens, every route but health needs one
 //! name = "dashboard"
@@ -24,7 +30,7 @@
 //! argv = ["python3", "examples/external-python/scorer.py"]  # no shell, ever
 //! ```
 //!
-//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_TLS_CERT`,
+//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_STOP_TIMEOUT`, `DDA_TLS_CERT`,
 //! `DDA_TLS_KEY`, `DDA_ALLOWED_HOSTS` and `DDA_ALLOWED_ORIGINS` (comma-separated).
 
 use std::net::SocketAddr;
@@ -96,6 +102,11 @@ pub struct ServerConfig {
     /// Recent observations kept per data source.
     #[serde(default = "default_recent")]
     pub recent: usize,
+    /// How long stopping an instance may take (sources stop, processors drain, sinks write
+    /// what they hold); past it, sinks still retrying a remote system give up and what they
+    /// hold goes to the dead letters, counted undelivered. `dda run --config` uses it too.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: manifests::config::Duration,
     /// API tokens; none means no authentication (loopback only is then advisable).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
@@ -110,9 +121,45 @@ pub struct ServerConfig {
     /// a browser request from any other page is refused.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Folders besides the data directory that file parameters of manifests may name
+    /// (sinks' files and databases, replayed files, certificates, models).
+    #[serde(default)]
+    pub allowed_paths: Vec<PathBuf>,
+    /// Where secret references of manifests may point.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     /// The programs `external` processors may run (`dda run --config` reads this table too).
     #[serde(default)]
     pub external: engine::external::ExternalConfig,
+}
+
+/// Where `${file:PATH}` and `${env:NAME}` references in secret parameters may point.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Folders secret files may be read from; a relative one is inside the data directory.
+    #[serde(default = "default_secret_files")]
+    pub files: Vec<PathBuf>,
+    /// Prefixes of the environment variables secrets may be read from.
+    #[serde(default = "default_secret_env_prefixes")]
+    pub env_prefixes: Vec<String>,
+}
+
+fn default_secret_files() -> Vec<PathBuf> {
+    vec![PathBuf::from("/run/secrets"), PathBuf::from("secrets")]
+}
+
+fn default_secret_env_prefixes() -> Vec<String> {
+    vec!["DDA_SECRET_".to_owned()]
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            files: default_secret_files(),
+            env_prefixes: default_secret_env_prefixes(),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -131,6 +178,10 @@ const fn default_recent() -> usize {
     100
 }
 
+fn default_stop_timeout() -> manifests::config::Duration {
+    engine::EngineConfig::DEFAULT_STOP_TIMEOUT.into()
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -138,10 +189,13 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             speed: default_speed(),
             recent: default_recent(),
+            stop_timeout: default_stop_timeout(),
             tokens: Vec::new(),
             tls: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            allowed_paths: Vec::new(),
+            secrets: SecretsConfig::default(),
             external: engine::external::ExternalConfig::default(),
         }
     }
@@ -219,6 +273,11 @@ impl ServerConfig {
                 .parse()
                 .map_err(|e| invalid("DDA_RECENT", format!("{v:?}: {e}")))?;
         }
+        if let Some(v) = var("DDA_STOP_TIMEOUT") {
+            self.stop_timeout = manifests::parameters::parse_duration(&v)
+                .map(manifests::config::Duration)
+                .map_err(|e| invalid("DDA_STOP_TIMEOUT", e))?;
+        }
         let list = |v: String| -> Vec<String> {
             v.split(',')
                 .map(str::trim)
@@ -248,6 +307,23 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// What manifests sent to this server may reach: files inside the data directory or the
+    /// allowed paths, secrets in the configured folders and variables.
+    #[must_use]
+    pub fn reach(&self) -> manifests::reach::Reach {
+        let base = std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        manifests::reach::Reach {
+            roots: self
+                .allowed_paths
+                .iter()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+            secret_files: self.secrets.files.iter().map(|p| base.join(p)).collect(),
+            secret_env_prefixes: self.secrets.env_prefixes.clone(),
+            base,
+        }
     }
 
     /// Checks values the types do not.

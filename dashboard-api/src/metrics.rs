@@ -7,6 +7,8 @@
 //!   processor spends on a batch;
 //! - `dda_bus_queued_messages{topic}`: messages waiting in subscribers' channels;
 //! - `dda_connector_observations_total{dsm, direction}`: read by sources, written by sinks;
+//! - `dda_connector_undelivered_total{dsm}`: observations a sink accepted and could not
+//!   deliver (given up at a stop deadline; in the dead letters);
 //! - `dda_connector_connected{dsm, role}`: 1 while a running instance's connector reaches its
 //!   system, 0 while it cannot (its status says why);
 //! - `dda_dead_letters_total`, `dda_uptime_seconds`.
@@ -144,6 +146,17 @@ pub async fn render(s: &Service) -> String {
                 label(&dsm.to_string())
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_connector_undelivered_total Observations a sink connector accepted and could not deliver (they are in the dead letters).\n# TYPE dda_connector_undelivered_total counter"
+    );
+    for (dsm, n) in s.engine.undelivered() {
+        let _ = writeln!(
+            out,
+            "dda_connector_undelivered_total{{dsm=\"{}\"}} {n}",
+            label(&dsm.to_string())
+        );
     }
     let _ = writeln!(
         out,

@@ -93,6 +93,8 @@ pub struct Repository {
     entries: RwLock<IndexMap<(EntityKind, String), Entity>>,
     model: RwLock<Arc<Model>>,
     store: Store,
+    /// What the manifests may reach (paths, secret references); `None`: anything.
+    reach: Option<manifests::reach::Reach>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -110,7 +112,10 @@ impl Repository {
     /// # Errors
     ///
     /// The store cannot be read.
-    pub async fn load(store: Store) -> Result<Self, StoreError> {
+    pub async fn load(
+        store: Store,
+        reach: Option<manifests::reach::Reach>,
+    ) -> Result<Self, StoreError> {
         let mut entries = IndexMap::new();
         for (schema, id, doc) in store.entities().await? {
             let Some(kind) = EntityKind::from_name(&schema) else {
@@ -130,6 +135,7 @@ impl Repository {
             entries: RwLock::new(entries),
             model: RwLock::new(Arc::new(Model::default())),
             store,
+            reach,
         };
         let (bundle, model) = repo.validate_all(None, None);
         for d in bundle.diagnostics.iter().filter(|d| d.is_error()) {
@@ -189,6 +195,7 @@ impl Repository {
             &mut bundle,
             &manifests::Options {
                 catalogue: Some(catalogue),
+                reach: self.reach.as_ref(),
             },
         );
         (bundle, model)
@@ -431,7 +438,7 @@ mod tests {
     async fn repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        (dir, Repository::load(store).await.unwrap())
+        (dir, Repository::load(store, None).await.unwrap())
     }
 
     #[tokio::test]

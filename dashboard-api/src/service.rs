@@ -44,6 +44,8 @@ pub struct Service {
     pub started: Instant,
     /// Cancelled when the server stops: every live view ends then.
     stopping: CancellationToken,
+    /// Where relative file paths of data sources resolve: the data directory.
+    base: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Service {
@@ -102,11 +104,12 @@ impl Service {
         let kinds = processors::catalogue().len() + connectors::catalogue().len();
         tracing::debug!(kinds, "catalogue");
         let store = Store::open(&config.data_dir)?;
-        let repository = Repository::load(store.clone()).await?;
+        let repository = Repository::load(store.clone(), Some(config.reach())).await?;
         let mut engine_config = EngineConfig {
             speed: engine::connector::Speed::parse(&config.speed).map_err(StartError::Config)?,
             recent: config.recent,
             external: config.external.clone(),
+            stop_timeout: config.stop_timeout.get(),
             ..EngineConfig::default()
         };
         engine_config.dead_letters.parameters.insert(
@@ -129,6 +132,7 @@ impl Service {
             web: config.into(),
             started: Instant::now(),
             stopping: CancellationToken::new(),
+            base: config.reach().base,
         });
         service.recover().await?;
         Ok(service)
@@ -175,7 +179,8 @@ impl Service {
     /// Registers, updates and deregisters data sources to match `model`.
     async fn sync_registry(&self, model: &Model) {
         for id in model.data_source_manifests.keys() {
-            let Some(source) = DataSource::from_model(model, id) else {
+            let Some(source) = DataSource::from_model(model, id).map(|s| s.within(&self.base))
+            else {
                 continue;
             };
             if self.engine.registry().get(source.id).as_deref() != Some(&source)

@@ -94,6 +94,21 @@ impl DeadLetters {
         self.publisher.send(vec![letter].into()).await;
     }
 
+    /// Sends payloads (as they were encoded for a remote system) that could not be
+    /// delivered.
+    pub async fn payloads(&self, source: Sym, place: &Json, reason: &str, payloads: Vec<String>) {
+        if payloads.is_empty() {
+            return;
+        }
+        self.count
+            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        let letters: Vec<Observation> = payloads
+            .into_iter()
+            .map(|p| Self::letter(source, place, reason, Json::String(p)))
+            .collect();
+        self.publisher.send(letters.into()).await;
+    }
+
     /// Stops publishing dead letters.
     pub async fn leave(&self) {
         self.publisher.leave().await;

@@ -222,6 +222,9 @@ pub struct ConnectorStatus {
     /// Connected, and the last error when not.
     #[serde(flatten)]
     pub link: crate::connector::LinkStatus,
+    /// Sink: observations accepted and not delivered (given up at a stop deadline; in the
+    /// dead letters), since the engine started.
+    pub undelivered: u64,
 }
 
 impl InstanceStatus {

@@ -38,6 +38,9 @@ pub struct DataSource {
     pub data_kinds: Vec<DataKindInfo>,
     /// The edge gateway it is registered to.
     pub edge_gateway: Option<String>,
+    /// Where relative file paths in its parameters resolve (a server's data directory);
+    /// `None`: the working directory.
+    pub base: Option<Arc<std::path::Path>>,
 }
 
 impl DataSource {
@@ -62,7 +65,27 @@ impl DataSource {
                 })
                 .collect(),
             edge_gateway: dsm.edge_gateway_reference_id.clone(),
+            base: None,
         })
+    }
+
+    /// The same data source, its relative file paths resolving inside `base`.
+    #[must_use]
+    pub fn within(mut self, base: &std::path::Path) -> Self {
+        self.base = Some(Arc::from(base));
+        self
+    }
+
+    /// A file path of its parameters, as the connector opens it: inside [`DataSource::base`]
+    /// when relative.
+    #[must_use]
+    pub fn path(&self, path: &str) -> String {
+        match &self.base {
+            Some(base) if std::path::Path::new(path).is_relative() => {
+                base.join(path).to_string_lossy().into_owned()
+            }
+            _ => path.to_owned(),
+        }
     }
 
     /// A data source with no model behind it (built-in DSMs, tests).
@@ -75,6 +98,7 @@ impl DataSource {
             parameters,
             data_kinds: Vec::new(),
             edge_gateway: None,
+            base: None,
         }
     }
 

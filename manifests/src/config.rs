@@ -131,6 +131,7 @@ fn definitions_of(schema: &Json) -> Vec<ParameterDefinition> {
                     .get("unit")
                     .and_then(Json::as_str)
                     .map(str::to_owned),
+                file: shape.file,
             }
         })
         .collect()
@@ -155,6 +156,7 @@ fn unwrap_lines(doc: &str) -> String {
 struct Shape {
     data_type: DataType,
     secret: bool,
+    file: Option<crate::model::FileUse>,
     allowed: Vec<Json>,
 }
 
@@ -184,6 +186,13 @@ impl Shape {
         Self {
             data_type,
             secret: formats.contains(&"secret"),
+            file: if formats.contains(&"path") {
+                Some(crate::model::FileUse::Written)
+            } else if formats.contains(&"input-file") {
+                Some(crate::model::FileUse::Read)
+            } else {
+                None
+            },
             allowed,
         }
     }

@@ -30,6 +30,7 @@ pub mod mapping;
 pub mod model;
 pub mod node;
 pub mod parameters;
+pub mod reach;
 pub mod schema;
 pub mod secret;
 pub mod suggest;

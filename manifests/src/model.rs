@@ -36,6 +36,20 @@ pub struct ParameterDefinition {
     /// Unit of the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// The value names a file, and what is done with it: known from the engine's
+    /// catalogue (a `path` or `input-file` format in a configuration's schema), never
+    /// read from or written to documents.
+    #[serde(skip)]
+    pub file: Option<FileUse>,
+}
+
+/// What a file parameter's file is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileUse {
+    /// Written (created when missing): a sink's file or database.
+    Written,
+    /// Read, so it must exist: a replayed file, a certificate, a model.
+    Read,
 }
 
 impl ParameterDefinition {

@@ -114,6 +114,9 @@ pub trait Catalogue {
 pub struct Options<'a> {
     /// The processor catalogue, when known.
     pub catalogue: Option<&'a dyn Catalogue>,
+    /// A server's limits on paths and secret references ([`crate::reach`]); none for a
+    /// local bundle.
+    pub reach: Option<&'a crate::reach::Reach>,
 }
 
 impl std::fmt::Debug for Options<'_> {
@@ -604,8 +607,17 @@ fn check_dsm(
     });
     let values = &dsm.data_source_definition_interface_parameters.parameter;
     let base = "/dataSourceDefinitionInterfaceParameters";
-    let resolution = parameters::resolve(defs.as_deref(), values, &owner);
+    let mut resolution = parameters::resolve(defs.as_deref(), values, &owner);
     c.parameter_issues(loaded, base, &resolution);
+    check_reach(
+        c,
+        loaded,
+        base,
+        values,
+        defs.as_deref(),
+        &mut resolution,
+        options,
+    );
     if let (Some(catalogue), Some(spec)) = (options.catalogue, connector)
         && resolution
             .issues
@@ -623,6 +635,100 @@ fn check_dsm(
         .data_source_manifests
         .entry(dsm.id.clone())
         .or_insert_with(|| dsm.clone());
+}
+
+/// Checks what parameters reach outside the manifests: secret references only in secret
+/// parameters (and, on a server, only to allowed files and variables); files read must
+/// exist; on a server, files only inside its allowed folders, a relative path being taken
+/// inside its data directory (the resolved path replaces the value in the model).
+fn check_reach(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    base: &str,
+    values: &[crate::model::ParameterValue],
+    defs: Option<&[ParameterDefinition]>,
+    resolution: &mut parameters::Resolution,
+    options: &Options<'_>,
+) {
+    use crate::model::FileUse;
+    let Some(defs) = defs else { return };
+    let pointer = |name: &str| {
+        values.iter().position(|v| v.key == name).map_or_else(
+            || base.to_owned(),
+            |i| format!("{base}/parameter/{i}/value"),
+        )
+    };
+    for def in defs {
+        let Some(text) = resolution
+            .parameters
+            .get(&def.name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        if let Some(Ok(reference)) = crate::secret::SecretRef::parse(&text) {
+            let refused = if def.is_secret() {
+                options.reach.and_then(|r| r.secret(&reference).err())
+            } else {
+                Some(format!(
+                    "parameter `{}` is not a secret: `${{env:...}}` and `${{file:...}}` are resolved only in secret parameters",
+                    def.name
+                ))
+            };
+            if let Some(message) = refused {
+                let d = Diagnostic::error("reference-not-allowed", message).with_hint(
+                    "give the value itself, or a reference in a secret parameter to a file or variable the server allows (docs/security.md)",
+                );
+                c.report(loaded, &pointer(&def.name), d);
+                // Never passed on, even where the error does not stop the model being
+                // used (stored manifests loaded at start).
+                resolution
+                    .parameters
+                    .insert(def.name.clone(), serde_json::Value::Null);
+            }
+            continue;
+        }
+        let Some(usage) = def.file else { continue };
+        let path = match options.reach {
+            Some(reach) => match reach.path(&text) {
+                Ok(p) => p,
+                Err(message) => {
+                    let d = Diagnostic::error("path-not-allowed", message).with_hint(
+                        "use a path inside the data directory (a relative path is taken there), or allow the folder in dda.toml (`allowed_paths`)",
+                    );
+                    c.report(loaded, &pointer(&def.name), d);
+                    resolution
+                        .parameters
+                        .insert(def.name.clone(), serde_json::Value::Null);
+                    continue;
+                }
+            },
+            None => std::path::PathBuf::from(&text),
+        };
+        if usage == FileUse::Read && !path.is_file() {
+            let place = match options.reach {
+                Some(reach) => format!(
+                    "a relative path is read from the data directory, {}",
+                    reach.base.display()
+                ),
+                None => format!(
+                    "a relative path is read from the working directory, {}",
+                    std::env::current_dir()
+                        .map_or_else(|_| "?".to_owned(), |d| d.display().to_string())
+                ),
+            };
+            let d = Diagnostic::error("missing-file", format!("cannot read {text}: no such file"))
+                .with_hint(place);
+            c.report(loaded, &pointer(&def.name), d);
+        }
+        if options.reach.is_some() {
+            resolution.parameters.insert(
+                def.name.clone(),
+                serde_json::Value::String(path.to_string_lossy().into_owned()),
+            );
+        }
+    }
 }
 
 /// Reports what a kind's own check found, at the value of the parameter at fault when it
@@ -793,8 +899,17 @@ fn check_apm(
     );
     let owner = format!("processor `{}`", apd.processor_type);
     let values = &apm.parameters.parameter;
-    let resolution = parameters::resolve(defs.as_deref(), values, &owner);
+    let mut resolution = parameters::resolve(defs.as_deref(), values, &owner);
     c.parameter_issues(loaded, &format!("{base}/parameters"), &resolution);
+    check_reach(
+        c,
+        loaded,
+        &format!("{base}/parameters"),
+        values,
+        defs.as_deref(),
+        &mut resolution,
+        options,
+    );
     if let (Some(catalogue), Some(_)) = (options.catalogue, spec)
         && resolution
             .issues

@@ -88,6 +88,7 @@ mod tests {
             &mut bundle,
             &manifests::Options {
                 catalogue: Some(registry),
+                reach: None,
             },
         );
         assert!(bundle.diagnostics.is_empty(), "{:#?}", bundle.diagnostics);
@@ -254,6 +255,7 @@ mod tests {
             &mut bundle,
             &manifests::Options {
                 catalogue: Some(engine::Catalogue::get()),
+                reach: None,
             },
         );
         // The plant's protocol is no connector's: the only diagnostic expected says so.

@@ -303,6 +303,7 @@ pub(crate) fn validated(doc: &Json, file: &str) -> anyhow::Result<manifests::Mod
         &mut b,
         &manifests::Options {
             catalogue: Some(catalogue),
+            reach: None,
         },
     );
     if let Some(d) = b.diagnostics.iter().find(|d| d.is_error()) {

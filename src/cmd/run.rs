@@ -42,6 +42,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         &options.paths,
         &manifests::Options {
             catalogue: Some(catalogue),
+            reach: None,
         },
     )?;
     if bundle.has_errors() {
@@ -59,26 +60,35 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     if model.analytics_manifests.is_empty() {
         bail!("the bundle holds no analytics manifest: nothing to run");
     }
-    // The same file as `dda serve --config`; the server's own settings do not apply here.
-    let external = match &options.config {
-        Some(path) => dashboard_api::ServerConfig::load(Some(path))?.external,
-        None => engine::external::ExternalConfig::default(),
+    // The same file as `dda serve --config`; of the server's settings only `[external]`
+    // and `stop_timeout` apply here.
+    let (external, stop_timeout) = match &options.config {
+        Some(path) => {
+            let c = dashboard_api::ServerConfig::load(Some(path))?;
+            (c.external, c.stop_timeout.get())
+        }
+        None => (
+            engine::external::ExternalConfig::default(),
+            EngineConfig::DEFAULT_STOP_TIMEOUT,
+        ),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_model(&model, &options, external))
+    runtime.block_on(run_model(&model, &options, external, stop_timeout))
 }
 
 async fn run_model(
     model: &manifests::Model,
     options: &RunOptions,
     external: engine::external::ExternalConfig,
+    stop_timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(EngineConfig {
         speed: options.speed,
         external,
+        stop_timeout,
         ..EngineConfig::default()
     })
     .await?;
@@ -152,11 +162,14 @@ async fn run_model(
         draw(&statuses, drawn);
     }
     summary(&engine, &statuses, &last, &sinks, started.elapsed())?;
-    Ok(if statuses.iter().any(|s| s.failure.is_some()) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    // Results not delivered are a failure of the run, as a failed instance is.
+    Ok(
+        if statuses.iter().any(|s| s.failure.is_some()) || !engine.undelivered().is_empty() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 async fn statuses(engine: &Engine, ids: &[String]) -> Vec<InstanceStatus> {
@@ -252,6 +265,17 @@ fn summary(
         let _ = writeln!(out, "results:");
         for r in results {
             let _ = writeln!(out, "{r}");
+        }
+    }
+    let undelivered = engine.undelivered();
+    if !undelivered.is_empty() {
+        let _ = writeln!(
+            out,
+            "NOT delivered (not acknowledged by their systems when the sinks gave up; in the dead letters):"
+        );
+        for (dsm, n) in undelivered {
+            let place = engine.place(dsm).unwrap_or_default();
+            let _ = writeln!(out, "  {dsm}: {} observations → {place}", group(n));
         }
     }
     let problems: Vec<String> = running

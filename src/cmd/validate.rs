@@ -29,6 +29,7 @@ pub fn run(paths: &[PathBuf], format: Format, color: Color) -> anyhow::Result<Ex
         paths,
         &manifests::Options {
             catalogue: Some(catalogue),
+            reach: None,
         },
     )?;
     let errors = count(&bundle.diagnostics, Severity::Error);

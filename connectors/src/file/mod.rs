@@ -38,6 +38,7 @@ pub struct FileConfig {
     /// The file: written (appended) by a sink, default `dda-output/<dsm id>.jsonl`; read
     /// once by a source (required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "path"))]
     pub path: Option<String>,
     /// How a source reads the file: `jsonl` or `csv` (default: by its extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,10 +62,12 @@ impl Connector for File {
     type Config = FileConfig;
 
     fn new(config: FileConfig, dsm: &DataSource) -> Result<Self, ConnectorError> {
-        let path = config
-            .path
-            .clone()
-            .unwrap_or_else(|| format!("dda-output/{}.jsonl", dsm.id));
+        let path = dsm.path(
+            &config
+                .path
+                .clone()
+                .unwrap_or_else(|| format!("dda-output/{}.jsonl", dsm.id)),
+        );
         Ok(Self { config, path })
     }
 

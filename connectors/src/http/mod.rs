@@ -92,6 +92,7 @@ pub struct HttpConfig {
     pub retries: u32,
     /// Sink: PEM CA certificates to trust for `https` besides the web's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "input-file"))]
     pub ca_file: Option<String>,
 }
 
@@ -429,10 +430,10 @@ fn client(cfg: &HttpConfig, dsm: &DataSource) -> Result<HttpsClient, ConnectorEr
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &cfg.ca_file {
+    if let Some(path) = cfg.ca_file.as_deref().map(|p| dsm.path(p)) {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let certs = CertificateDer::pem_file_iter(path)
+        let certs = CertificateDer::pem_file_iter(&path)
             .map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?;
         for cert in certs {
             let cert =
@@ -554,6 +555,14 @@ async fn post(
     }
 }
 
+/// Why a batch was not delivered to a webhook.
+enum Failure {
+    /// Refused, or retried as many times as allowed: the batch is rejected.
+    Refused(String),
+    /// Given up at the stop deadline: the batch is undelivered.
+    GivenUp(String),
+}
+
 impl Sink for Http {
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
@@ -572,26 +581,41 @@ impl Sink for Http {
             let mut attempts = 0;
             let failure = loop {
                 attempts += 1;
-                match post(&client, &uri, token.as_deref(), &body, kind, timeout).await {
+                let Some(answer) = ctx
+                    .attempt(post(&client, &uri, token.as_deref(), &body, kind, timeout))
+                    .await
+                else {
+                    break Some(Failure::GivenUp(format!(
+                        "webhook {place}: given up while posting"
+                    )));
+                };
+                match answer {
                     Attempt::Done => break None,
-                    Attempt::Refused(why) => break Some(format!("webhook {place} {why}")),
+                    Attempt::Refused(why) => {
+                        break Some(Failure::Refused(format!("webhook {place} {why}")));
+                    }
                     Attempt::Retry(why) => {
                         let message = format!("webhook {place}: {why}");
                         ctx.metrics.failed(&message);
                         if attempts > cfg.retries {
-                            break Some(format!("{message} (gave up after {attempts} attempts)"));
+                            break Some(Failure::Refused(format!(
+                                "{message} (gave up after {attempts} attempts)"
+                            )));
                         }
                         tracing::warn!(dsm = %ctx.dsm.id, error = %message, "retrying");
-                        tokio::time::sleep(backoff.delay()).await;
+                        if !ctx.retry_after(&mut backoff).await {
+                            break Some(Failure::GivenUp(message));
+                        }
                     }
                 }
             };
             match failure {
+                Some(Failure::GivenUp(why)) => ctx.undelivered(&batch, &why).await,
                 None => {
                     ctx.metrics.connected();
                     ctx.metrics.add(batch.len());
                 }
-                Some(reason) => {
+                Some(Failure::Refused(reason)) => {
                     tracing::error!(dsm = %ctx.dsm.id, error = %reason, "batch sent to the dead letters");
                     ctx.metrics.failed(&reason);
                     ctx.reject(

@@ -384,17 +384,30 @@ impl Sink for Kafka {
         while let Some(batch) = ctx.next().await {
             let mut which: Vec<usize> = (0..batch.len()).collect();
             let mut attempt = 1;
-            loop {
-                let failed = deliver(&producer, cfg.topic(), format, &batch, &which).await;
+            // How many of the batch were not delivered (dead-lettered).
+            let lost = loop {
+                let Some(failed) = ctx
+                    .attempt(deliver(&producer, cfg.topic(), format, &batch, &which))
+                    .await
+                else {
+                    let pending: Vec<_> = which.iter().map(|&i| batch[i].clone()).collect();
+                    ctx.undelivered(
+                        &pending,
+                        "given up while waiting for the broker's acknowledgement",
+                    )
+                    .await;
+                    break pending.len();
+                };
                 let Some((_, why)) = failed.first() else {
                     backoff.reset();
                     ctx.metrics.connected();
-                    break;
+                    break 0;
                 };
                 let message = describe(why, cfg);
                 ctx.metrics.failed(&message);
                 if attempt == DELIVERY_ATTEMPTS {
                     tracing::error!(dsm = %ctx.dsm.id, error = %message, undelivered = failed.len(), "messages not delivered after {DELIVERY_ATTEMPTS} attempts; sent to the dead letters");
+                    let lost = failed.len();
                     let rejected = failed
                         .into_iter()
                         .map(|(i, why)| Rejected {
@@ -403,7 +416,7 @@ impl Sink for Kafka {
                         })
                         .collect();
                     ctx.reject(rejected).await;
-                    break;
+                    break lost;
                 }
                 tracing::warn!(dsm = %ctx.dsm.id, error = %message, undelivered = failed.len(), attempt, "delivery failed; sending again");
                 // The producer may be stuck on what failed (an idempotent producer whose
@@ -414,11 +427,15 @@ impl Sink for Kafka {
                     Ok(p) => producer = p,
                     Err(e) => ctx.metrics.failed(describe(e, cfg)),
                 }
-                tokio::time::sleep(backoff.delay()).await;
                 which = failed.into_iter().map(|(i, _)| i).collect();
+                if !ctx.retry_after(&mut backoff).await {
+                    let pending: Vec<_> = which.iter().map(|&i| batch[i].clone()).collect();
+                    ctx.undelivered(&pending, &message).await;
+                    break pending.len();
+                }
                 attempt += 1;
-            }
-            ctx.metrics.add(batch.len());
+            };
+            ctx.metrics.add(batch.len() - lost);
         }
         Ok(())
     }

@@ -76,7 +76,8 @@ pub struct MongoConfig {
     /// The server's port, when no `uri`.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// The user, when no `uri`; may be a `${env:NAME}` or `${file:PATH}` reference.
+    /// The user, when no `uri`, as it is: references are resolved only in secret
+    /// parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// The password, when no `uri`, as `${env:NAME}` or `${file:PATH}`.
@@ -128,15 +129,13 @@ impl MongoConfig {
             return resolve("uri", uri);
         }
         let credentials = match (&self.username, &self.password) {
-            (Some(u), p) => {
-                let user = manifests::secret::resolve_value(u)
-                    .map_err(|e| ConnectorError::config(dsm, format!("username: {e}")))?;
+            (Some(user), p) => {
                 let password = p
                     .as_ref()
                     .map(|p| resolve("password", p))
                     .transpose()?
                     .unwrap_or_default();
-                format!("{}:{}@", encode(&user), encode(&password))
+                format!("{}:{}@", encode(user), encode(&password))
             }
             _ => String::new(),
         };
@@ -148,10 +147,15 @@ impl MongoConfig {
 
     /// Where, for messages (no credentials).
     fn place(&self) -> String {
-        format!(
-            "MongoDB {}:{} {}.{}",
-            self.host, self.port, self.database, self.collection
-        )
+        let hosts = match &self.uri {
+            None => format!("{}:{}", self.host, self.port),
+            Some(uri) => uri
+                .resolve()
+                .ok()
+                .and_then(|u| uri_hosts(&u))
+                .unwrap_or_else(|| "(connection string)".to_owned()),
+        };
+        format!("MongoDB {hosts} {}.{}", self.database, self.collection)
     }
 }
 
@@ -199,6 +203,15 @@ async fn collection(
             ConnectorError::config(dsm, format!("{}: {}", cfg.place(), redact(&e.to_string())))
         })?;
     Ok(client.database(&cfg.database).collection(&cfg.collection))
+}
+
+/// The hosts of a connection string (`mongodb://user:pw@a:1,b:2/db?x=y` → `a:1,b:2`), never
+/// its credentials.
+fn uri_hosts(uri: &str) -> Option<String> {
+    let (_, rest) = uri.split_once("://")?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let hosts = rest.split(['/', '?']).next()?;
+    (!hosts.is_empty()).then(|| hosts.to_owned())
 }
 
 /// Error texts of the driver may quote the connection string: keep credentials out.
@@ -326,23 +339,38 @@ impl Sink for Mongo {
         let mut backoff = Backoff::default();
         while let Some(batch) = ctx.next().await {
             if !prepared {
-                prepared = ready(&coll, cfg).await.is_ok();
+                prepared = ctx
+                    .attempt(ready(&coll, cfg))
+                    .await
+                    .is_some_and(|r| r.is_ok());
             }
             let docs: Vec<Document> = batch.iter().map(|o| document(o, &dsm)).collect();
+            // Until written, refused, or given up at the stop deadline.
             let refusals = loop {
-                match coll.insert_many(docs.clone()).ordered(false).await {
-                    Ok(_) => break Vec::new(),
+                let Some(inserted) = ctx
+                    .attempt(coll.insert_many(docs.clone()).ordered(false))
+                    .await
+                else {
+                    ctx.undelivered(&batch, "given up while writing").await;
+                    break None;
+                };
+                match inserted {
+                    Ok(_) => break Some(Vec::new()),
                     Err(e) => match refused(&e) {
-                        Some(refusals) => break refusals,
+                        Some(refusals) => break Some(refusals),
                         None => {
                             let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
                             tracing::warn!(dsm = %ctx.dsm.id, error = %message, "insert failed; retrying");
                             ctx.metrics.failed(&message);
-                            tokio::time::sleep(backoff.delay()).await;
+                            if !ctx.retry_after(&mut backoff).await {
+                                ctx.undelivered(&batch, &message).await;
+                                break None;
+                            }
                         }
                     },
                 }
             };
+            let Some(refusals) = refusals else { continue };
             backoff.reset();
             ctx.metrics.connected();
             ctx.metrics.add(batch.len() - refusals.len());
@@ -552,6 +580,10 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_messages() {
+        assert_eq!(
+            uri_hosts("mongodb://user:p@ss@db1:27017,db2:27018/plant?authSource=admin").as_deref(),
+            Some("db1:27017,db2:27018")
+        );
         assert_eq!(
             redact("error for mongodb://user:pw@host:27017: timeout"),
             "error for mongodb://********@host:27017: timeout"

@@ -72,7 +72,8 @@ pub struct MqttConfig {
     /// The port where the MQTT broker listens.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// The username to connect with; may be a `${env:NAME}` or `${file:PATH}` reference.
+    /// The username to connect with, as it is: references are resolved only in secret
+    /// parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// The password to connect with, as `${env:NAME}` or `${file:PATH}`.
@@ -103,6 +104,7 @@ pub struct MqttConfig {
     pub tls: bool,
     /// PEM CA certificates for TLS (the system's web roots are not used: give one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "input-file"))]
     pub ca_file: Option<String>,
     /// Sink: publish retained messages.
     #[serde(default)]
@@ -167,7 +169,7 @@ impl MqttConfig {
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = match &self.ca_file {
-            Some(path) => std::fs::read(path)
+            Some(path) => std::fs::read(dsm.path(path))
                 .map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?,
             None => {
                 return Err(ConnectorError::config(
@@ -218,9 +220,13 @@ enum Connection {
 
 /// What the event loop reported.
 enum Incoming {
-    Connected { session_present: bool },
+    Connected {
+        session_present: bool,
+    },
     Message(Box<Message>),
     Acked,
+    /// A publish was written to the connection.
+    Sent,
     Other,
 }
 
@@ -260,12 +266,7 @@ impl Connection {
             .client_id
             .clone()
             .unwrap_or_else(|| format!("dda-{}-{role}", dsm.id));
-        let username = cfg
-            .username
-            .as_deref()
-            .map(manifests::secret::resolve_value)
-            .transpose()
-            .map_err(|e| ConnectorError::config(dsm, format!("username: {e}")))?;
+        let username = cfg.username.clone();
         let password = cfg
             .password
             .as_ref()
@@ -315,6 +316,7 @@ impl Connection {
                     Ok(Incoming::Message(Box::new(Message::V4(p))))
                 }
                 rumqttc::Event::Incoming(Packet4::PubAck(_)) => Ok(Incoming::Acked),
+                rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(_)) => Ok(Incoming::Sent),
                 _ => Ok(Incoming::Other),
             },
             Self::V5(_, l) => match l.poll().await.map_err(|e| e.to_string())? {
@@ -325,6 +327,7 @@ impl Connection {
                     Ok(Incoming::Message(Box::new(Message::V5(p))))
                 }
                 rumqttc::v5::Event::Incoming(Packet5::PubAck(_)) => Ok(Incoming::Acked),
+                rumqttc::v5::Event::Outgoing(rumqttc::Outgoing::Publish(_)) => Ok(Incoming::Sent),
                 _ => Ok(Incoming::Other),
             },
         }
@@ -395,6 +398,18 @@ impl Client {
         }
     }
 
+    /// Asks for a clean DISCONNECT without waiting.
+    fn try_disconnect(&self) {
+        match self {
+            Self::V4(c) => {
+                let _ = c.try_disconnect();
+            }
+            Self::V5(c) => {
+                let _ = c.try_disconnect();
+            }
+        }
+    }
+
     async fn disconnect(&self) {
         match self {
             Self::V4(c) => {
@@ -448,7 +463,7 @@ async fn drive(
                 Delivered::Connected
             }
             Ok(Incoming::Message(m)) => Delivered::Message(m),
-            Ok(Incoming::Acked | Incoming::Other) => continue,
+            Ok(Incoming::Acked | Incoming::Sent | Incoming::Other) => continue,
             // The source disconnected on purpose.
             Err(_) if closing.load(Ordering::Relaxed) => return,
             Err(e) => {
@@ -533,80 +548,262 @@ impl Source for Mqtt {
     }
 }
 
+/// A request the sink handed to its event loop, held back by the sink between connections
+/// (so that it decides what is sent again, rather than the event loop, which drops its
+/// resend queue when the broker has no session for it).
+trait Held: Sized {
+    /// The publish's packet id and duplicate flag, when it is a publish.
+    fn publish_ids(&mut self) -> Option<(&mut u16, &mut bool)>;
+    /// The payload of a publish, as text.
+    fn payload_text(&self) -> Option<String>;
+}
+
+impl Held for rumqttc::Request {
+    fn publish_ids(&mut self) -> Option<(&mut u16, &mut bool)> {
+        match self {
+            Self::Publish(p) => Some((&mut p.pkid, &mut p.dup)),
+            _ => None,
+        }
+    }
+
+    fn payload_text(&self) -> Option<String> {
+        match self {
+            Self::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl Held for rumqttc::v5::Request {
+    fn publish_ids(&mut self) -> Option<(&mut u16, &mut bool)> {
+        match self {
+            Self::Publish(p) => Some((&mut p.pkid, &mut p.dup)),
+            _ => None,
+        }
+    }
+
+    fn payload_text(&self) -> Option<String> {
+        match self {
+            Self::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// Publishes a sink sent and the broker has not acknowledged, taken from the event loop
+/// when the connection failed.
+enum Unacked {
+    V4(Vec<rumqttc::Request>),
+    V5(Vec<rumqttc::v5::Request>),
+}
+
+impl Unacked {
+    fn len(&self) -> usize {
+        match self {
+            Self::V4(v) => v.len(),
+            Self::V5(v) => v.len(),
+        }
+    }
+
+    fn payloads(self) -> Vec<String> {
+        fn texts<R: Held>(v: Vec<R>) -> Vec<String> {
+            v.iter().filter_map(Held::payload_text).collect()
+        }
+        match self {
+            Self::V4(v) => texts(v),
+            Self::V5(v) => texts(v),
+        }
+    }
+}
+
+/// Moves the publishes of `pending` (the event loop's resend queue) to `held`.
+fn hold<R: Held>(pending: &mut std::collections::VecDeque<R>, held: &mut Vec<R>) {
+    held.extend(
+        pending
+            .drain(..)
+            .filter_map(|mut r| r.publish_ids().is_some().then_some(r)),
+    );
+}
+
+/// Puts `held` at the head of the event loop's queue, to be sent first on the new
+/// connection: as duplicates with their packet ids when the broker kept the session, as new
+/// publishes otherwise.
+fn resend<R: Held>(
+    pending: &mut std::collections::VecDeque<R>,
+    held: &mut Vec<R>,
+    session_present: bool,
+) {
+    for mut r in held.drain(..).rev() {
+        if let Some((pkid, dup)) = r.publish_ids() {
+            if session_present {
+                *dup = true;
+            } else {
+                (*pkid, *dup) = (0, false);
+            }
+        }
+        pending.push_front(r);
+    }
+}
+
+impl Connection {
+    fn unacked(&self) -> Unacked {
+        match self {
+            Self::V4(..) => Unacked::V4(Vec::new()),
+            Self::V5(..) => Unacked::V5(Vec::new()),
+        }
+    }
+
+    /// After a connection failure: takes what the event loop would send again.
+    fn hold(&mut self, held: &mut Unacked) {
+        match (self, held) {
+            (Self::V4(_, l), Unacked::V4(h)) => hold(&mut l.pending, h),
+            (Self::V5(_, l), Unacked::V5(h)) => hold(&mut l.pending, h),
+            _ => {}
+        }
+    }
+
+    /// On a new connection: sends `held` first.
+    fn resend(&mut self, held: &mut Unacked, session_present: bool) {
+        match (self, held) {
+            (Self::V4(_, l), Unacked::V4(h)) => resend(&mut l.pending, h, session_present),
+            (Self::V5(_, l), Unacked::V5(h)) => resend(&mut l.pending, h, session_present),
+            _ => {}
+        }
+    }
+
+    /// At the end: everything not acknowledged — held, in flight, or still queued.
+    fn into_unacked(mut self, mut held: Unacked) -> Unacked {
+        match &mut self {
+            Self::V4(_, l) => l.clean(),
+            Self::V5(_, l) => l.clean(),
+        }
+        self.hold(&mut held);
+        held
+    }
+}
+
+/// Drives a sink's connection: keeps it alive, counts what the broker acknowledged (QoS 1)
+/// or what was written (QoS 0) as delivered, and sends again after a reconnection what was
+/// not acknowledged — whether or not the broker kept the session. Ends when `stop` is
+/// cancelled, or once the sink disconnected; returns what was never acknowledged.
+async fn drive_sink(
+    mut conn: Connection,
+    cfg: Arc<MqttConfig>,
+    dsm: Arc<DataSource>,
+    metrics: Arc<engine::connector::ConnectorMetrics>,
+    delivered: Arc<AtomicU64>,
+    closing: Arc<AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Unacked {
+    let mut held = conn.unacked();
+    let mut backoff = Backoff::default();
+    loop {
+        let polled = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            polled = conn.poll() => polled,
+        };
+        match polled {
+            Ok(Incoming::Connected { session_present }) => {
+                backoff.reset();
+                metrics.connected();
+                if held.len() > 0 {
+                    tracing::info!(dsm = %dsm.id, messages = held.len(), session_present, "sending again what the broker had not acknowledged");
+                }
+                conn.resend(&mut held, session_present);
+            }
+            Ok(Incoming::Acked) if cfg.qos > 0 => {
+                delivered.fetch_add(1, Ordering::Relaxed);
+                metrics.add(1);
+            }
+            Ok(Incoming::Sent) if cfg.qos == 0 => {
+                delivered.fetch_add(1, Ordering::Relaxed);
+                metrics.add(1);
+            }
+            Ok(_) => {}
+            // The sink disconnected on purpose.
+            Err(_) if closing.load(Ordering::Relaxed) => break,
+            Err(e) => {
+                conn.hold(&mut held);
+                let message = describe(&e, &cfg);
+                tracing::warn!(dsm = %dsm.id, error = %message, unacknowledged = held.len(), "MQTT connection failed; retrying");
+                metrics.failed(&message);
+                if !backoff.wait(&stop).await {
+                    break;
+                }
+            }
+        }
+    }
+    conn.into_unacked(held)
+}
+
 impl Sink for Mqtt {
+    /// Publishes every observation; counts it delivered only once the broker acknowledged
+    /// it (QoS 1) or it was written to the connection (QoS 0); sends again, after a
+    /// reconnection, whatever was not acknowledged. At the end it waits for the
+    /// acknowledgements until the engine gives it up (the stop deadline); what is still
+    /// unacknowledged then goes to the dead letters, counted undelivered.
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = self.config.clone();
         let topic = cfg.topic.clone();
         let format = Format::of(&ctx.dsm);
-        let mut conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
+        let conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
         let client = conn.client();
-        // The event loop runs beside the writer: it sends, resends after reconnecting, and
-        // counts acknowledgements.
-        let acked = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
         let closing = Arc::new(AtomicBool::new(false));
-        let (metrics, dsm, counted, loop_cfg, closed) = (
-            ctx.metrics.clone(),
-            ctx.dsm.clone(),
-            acked.clone(),
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut driver = tokio::spawn(drive_sink(
+            conn,
             cfg.clone(),
+            ctx.dsm.clone(),
+            ctx.metrics.clone(),
+            delivered.clone(),
             closing.clone(),
-        );
-        let driver = tokio::spawn(async move {
-            let mut backoff = Backoff::default();
-            loop {
-                match conn.poll().await {
-                    Ok(Incoming::Connected { .. }) => {
-                        backoff.reset();
-                        metrics.connected();
-                    }
-                    Ok(Incoming::Acked) => {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    // The sink disconnected on purpose.
-                    Err(_) if closed.load(Ordering::Relaxed) => return,
-                    Err(e) => {
-                        let message = describe(&e, &loop_cfg);
-                        tracing::warn!(dsm = %dsm.id, error = %message, "MQTT connection failed; retrying");
-                        metrics.failed(&message);
-                        tokio::time::sleep(backoff.delay()).await;
-                    }
-                }
-            }
-        });
+            stop.clone(),
+        ));
         let mut sent: u64 = 0;
-        while let Some(batch) = ctx.next().await {
-            for o in batch.iter() {
+        'input: while let Some(batch) = ctx.next().await {
+            for (n, o) in batch.iter().enumerate() {
                 let t = topic
                     .replace("{source}", &o.source.text())
                     .replace("{name}", &o.name.text());
-                client
-                    .publish(t, encode(o, format), &cfg)
+                match ctx
+                    .attempt(client.publish(t, encode(o, format), &cfg))
                     .await
-                    .map_err(|e| ConnectorError::io(&ctx.dsm, e))?;
-                sent += 1;
-            }
-            ctx.metrics.add(batch.len());
-        }
-        // Everything accepted has been handed to the event loop: wait for the broker's
-        // acknowledgements (QoS 1) before ending.
-        if cfg.qos > 0 {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while acked.load(Ordering::Relaxed) < sent && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let missing = sent.saturating_sub(acked.load(Ordering::Relaxed));
-            if missing > 0 {
-                let message = format!(
-                    "the broker did not acknowledge {missing} message(s) within 30 s of the sink ending: they may not have reached it"
-                );
-                tracing::error!(dsm = %ctx.dsm.id, missing, "{message}");
-                ctx.metrics.failed(&message);
+                {
+                    Some(Ok(())) => sent += 1,
+                    Some(Err(e)) => {
+                        ctx.undelivered(&batch[n..], &e).await;
+                        break 'input;
+                    }
+                    None => {
+                        ctx.undelivered(&batch[n..], "given up while the broker was unreachable")
+                            .await;
+                        break 'input;
+                    }
+                }
             }
         }
-        closing.store(true, Ordering::Relaxed);
-        client.disconnect().await;
-        end_driver(driver).await;
+        // Wait for the acknowledgements of everything sent, until given up.
+        while delivered.load(Ordering::Relaxed) < sent && !ctx.given_up() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                () = ctx.giving_up() => {}
+            }
+        }
+        if delivered.load(Ordering::Relaxed) >= sent {
+            // Everything acknowledged: a clean DISCONNECT, for up to a second.
+            closing.store(true, Ordering::Relaxed);
+            client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut driver).await;
+        }
+        stop.cancel();
+        let unacked = driver.await.map(Unacked::payloads).unwrap_or_default();
+        ctx.undelivered_payloads(
+            unacked,
+            "the broker had not acknowledged it when the sink was given up",
+        )
+        .await;
         Ok(())
     }
 }

@@ -73,7 +73,8 @@ pub struct PostgresConfig {
     /// The table, optionally `schema.table`; created when missing.
     #[serde(default = "default_table")]
     pub table: String,
-    /// The user (default `postgres`); may be a `${env:NAME}` or `${file:PATH}` reference.
+    /// The user (default `postgres`), as it is: references are resolved only in secret
+    /// parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// The password, as `${env:NAME}` or `${file:PATH}`.
@@ -122,16 +123,12 @@ impl PostgresConfig {
                 .parse()
                 .map_err(|_| ConnectorError::config(dsm, "uri: not a PostgreSQL connection string (postgresql://user@host:port/db or host=... dbname=...)"));
         }
-        let user = match &self.username {
-            Some(u) => manifests::secret::resolve_value(u)
-                .map_err(|e| ConnectorError::config(dsm, format!("username: {e}")))?,
-            None => "postgres".to_owned(),
-        };
+        let user = self.username.as_deref().unwrap_or("postgres");
         let mut c = tokio_postgres::Config::new();
         c.host(&self.host)
             .port(self.port)
             .dbname(&self.database)
-            .user(&user)
+            .user(user)
             .application_name("dda")
             .connect_timeout(Duration::from_secs(5));
         if let Some(p) = &self.password {
@@ -142,10 +139,15 @@ impl PostgresConfig {
 
     /// Where, for messages (no credentials).
     fn place(&self) -> String {
-        format!(
-            "PostgreSQL {}:{}/{} table {}",
-            self.host, self.port, self.database, self.table
-        )
+        let target = match &self.uri {
+            None => format!("{}:{}/{}", self.host, self.port, self.database),
+            Some(uri) => uri
+                .resolve()
+                .ok()
+                .and_then(|u| u.parse::<tokio_postgres::Config>().ok())
+                .map_or_else(|| "(connection string)".to_owned(), |c| target_of(&c)),
+        };
+        format!("PostgreSQL {target} table {}", self.table)
     }
 }
 
@@ -169,6 +171,19 @@ impl Connector for Postgres {
     fn place(&self) -> String {
         self.config.place()
     }
+}
+
+/// `host:port/database` of a parsed connection string (never its credentials).
+fn target_of(c: &tokio_postgres::Config) -> String {
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let db = c.get_dbname().or(c.get_user()).unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
 }
 
 async fn connect(
@@ -308,31 +323,48 @@ impl Sink for Postgres {
         let mut client: Option<Client> = None;
         let mut backoff = Backoff::default();
         // Connect up front, so that the status says at once whether the server is there.
-        match connect(&config, &table, &ctx.shared).await {
-            Ok(c) => {
+        match ctx.attempt(connect(&config, &table, &ctx.shared)).await {
+            Some(Ok(c)) => {
                 ctx.metrics.connected();
                 client = Some(c);
             }
-            Err(e) => ctx.metrics.failed(format!("{}: {e}", cfg.place())),
+            Some(Err(e)) => ctx.metrics.failed(format!("{}: {e}", cfg.place())),
+            None => {}
         }
         while let Some(batch) = ctx.next().await {
             let columns = Columns::of(&batch, 0);
             let batch_id = uuid::Uuid::new_v4().to_string();
+            // Until written, refused, or given up at the stop deadline.
+            let mut last_error = String::new();
             loop {
+                if !last_error.is_empty() && !ctx.retry_after(&mut backoff).await {
+                    ctx.undelivered(&batch, &last_error).await;
+                    break;
+                }
                 let c = match client.take() {
                     Some(c) if !c.is_closed() => c,
-                    _ => match connect(&config, &table, &ctx.shared).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let message = format!("{}: {e}", cfg.place());
-                            tracing::warn!(dsm = %ctx.dsm.id, error = %message, "cannot connect; retrying");
-                            ctx.metrics.failed(&message);
-                            tokio::time::sleep(backoff.delay()).await;
+                    _ => match ctx.attempt(connect(&config, &table, &ctx.shared)).await {
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => {
+                            last_error = format!("{}: {e}", cfg.place());
+                            tracing::warn!(dsm = %ctx.dsm.id, error = %last_error, "cannot connect; retrying");
+                            ctx.metrics.failed(&last_error);
                             continue;
+                        }
+                        None => {
+                            ctx.undelivered(&batch, "given up while connecting").await;
+                            break;
                         }
                     },
                 };
-                match write(&c, &statement, &dsm, &batch_id, &columns).await {
+                let Some(written) = ctx
+                    .attempt(write(&c, &statement, &dsm, &batch_id, &columns))
+                    .await
+                else {
+                    ctx.undelivered(&batch, "given up while writing").await;
+                    break;
+                };
+                match written {
                     Ok(_) => {
                         client = Some(c);
                         backoff.reset();
@@ -357,6 +389,7 @@ impl Sink for Postgres {
                             }
                         }
                         if c.is_closed() {
+                            last_error = format!("{}: the connection broke", cfg.place());
                             continue;
                         }
                         tracing::warn!(dsm = %ctx.dsm.id, refused = refused.len(), "observations refused by the server sent to the dead letters");
@@ -366,13 +399,12 @@ impl Sink for Postgres {
                         break;
                     }
                     Err(e) => {
-                        let message = format!("{}: {e}", cfg.place());
-                        tracing::warn!(dsm = %ctx.dsm.id, error = %message, "write failed; retrying the batch");
-                        ctx.metrics.failed(&message);
+                        last_error = format!("{}: {e}", cfg.place());
+                        tracing::warn!(dsm = %ctx.dsm.id, error = %last_error, "write failed; retrying the batch");
+                        ctx.metrics.failed(&last_error);
                         if !c.is_closed() {
                             client = Some(c);
                         }
-                        tokio::time::sleep(backoff.delay()).await;
                     }
                 }
             }

@@ -81,6 +81,7 @@ pub struct SimulatorConfig {
     pub readings: Option<u64>,
     /// Replay: the JSON-lines or CSV file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "input-file"))]
     pub file: Option<String>,
     /// Replay: `jsonl` or `csv` (default: by the file's extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,7 +230,8 @@ impl Connector for Simulator {
     const DESCRIPTION: &'static str = "Simulated readings (seedable random walks and friends) or replay of a JSON-lines / CSV file";
     type Config = SimulatorConfig;
 
-    fn new(config: SimulatorConfig, _dsm: &DataSource) -> Result<Self, ConnectorError> {
+    fn new(mut config: SimulatorConfig, dsm: &DataSource) -> Result<Self, ConnectorError> {
+        config.file = config.file.map(|f| dsm.path(&f));
         Ok(Self { config })
     }
 

@@ -64,6 +64,7 @@ const fn default_poll_interval() -> Span {
 pub struct SqliteConfig {
     /// The database file (created, with its folder, when missing).
     #[serde(default = "default_path")]
+    #[schemars(extend("format" = "path"))]
     pub path: String,
     /// The table: letters, digits and `_`, not first a digit.
     #[serde(default = "default_table")]
@@ -106,7 +107,8 @@ impl Connector for Sqlite {
     const DESCRIPTION: &'static str = "An embedded SQLite database file: one row per observation";
     type Config = SqliteConfig;
 
-    fn new(config: SqliteConfig, _dsm: &DataSource) -> Result<Self, ConnectorError> {
+    fn new(mut config: SqliteConfig, dsm: &DataSource) -> Result<Self, ConnectorError> {
+        config.path = dsm.path(&config.path);
         Ok(Self { config })
     }
 

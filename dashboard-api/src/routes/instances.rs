@@ -95,6 +95,9 @@ pub struct ConnectorDoc {
     /// The last error, while it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A sink's observations accepted and not delivered since the engine started: given
+    /// up when a stop could not write them in time; they are in the dead letters.
+    pub undelivered: u64,
 }
 
 impl From<engine::instance::ConnectorStatus> for ConnectorDoc {
@@ -104,6 +107,7 @@ impl From<engine::instance::ConnectorStatus> for ConnectorDoc {
             role: c.role.to_owned(),
             connected: c.link.connected,
             error: c.link.error,
+            undelivered: c.undelivered,
         }
     }
 }

@@ -66,6 +66,13 @@ pub struct ConnectorMetrics {
     pub observations: AtomicU64,
     /// Payloads or observations that went to the dead letters.
     pub rejected: AtomicU64,
+    /// Sink: observations taken from the bus to write (delivered, rejected, undelivered or
+    /// still on their way).
+    accepted: AtomicU64,
+    /// Sink: observations accepted but never acknowledged by the remote system: the sink
+    /// was given up at the stop deadline, or ended with them unsent. Those whose content
+    /// was still at hand went to the dead letters too.
+    undelivered: AtomicU64,
     link: std::sync::Mutex<LinkStatus>,
 }
 
@@ -110,6 +117,25 @@ impl ConnectorMetrics {
     #[must_use]
     pub fn observations(&self) -> u64 {
         self.observations.load(Ordering::Relaxed)
+    }
+
+    /// Sink: observations not delivered (see the field).
+    #[must_use]
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+
+    /// Sink: observations accepted and neither delivered, rejected nor counted undelivered:
+    /// in flight while the sink runs; lost when it was aborted.
+    #[must_use]
+    pub fn unaccounted(&self) -> u64 {
+        let done = self.observations() + self.rejected.load(Ordering::Relaxed) + self.undelivered();
+        self.accepted.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    /// Counts `n` more observations undelivered.
+    pub fn add_undelivered(&self, n: u64) {
+        self.undelivered.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -248,7 +274,7 @@ impl SourceContext {
     /// Sends an unreadable payload to the dead letters.
     pub async fn unreadable(&self, reason: &str, payload: &str) {
         self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-        let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
+        let place = connector_place(&self.dsm);
         self.dead_letters
             .unreadable(self.dsm.id, &place, reason, payload)
             .await;
@@ -268,6 +294,15 @@ pub struct SinkContext {
     subscriber: Option<Subscriber>,
     input: mpsc::Receiver<Envelope>,
     stop: CancellationToken,
+    give_up: CancellationToken,
+}
+
+/// How the engine ends a sink: `stop` asks it to write what it accepted and end; `give_up`,
+/// once the stop deadline has passed, tells it to stop trying (see [`SinkContext::given_up`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SinkControl {
+    pub stop: CancellationToken,
+    pub give_up: CancellationToken,
 }
 
 impl SinkContext {
@@ -276,9 +311,8 @@ impl SinkContext {
         metrics: Arc<ConnectorMetrics>,
         dead_letters: DeadLetters,
         shared: Shared,
-        subscriber: Subscriber,
-        input: mpsc::Receiver<Envelope>,
-        stop: CancellationToken,
+        (subscriber, input): (Subscriber, mpsc::Receiver<Envelope>),
+        control: SinkControl,
     ) -> Self {
         Self {
             dsm,
@@ -287,29 +321,111 @@ impl SinkContext {
             shared,
             subscriber: Some(subscriber),
             input,
-            stop,
+            stop: control.stop,
+            give_up: control.give_up,
         }
+    }
+
+    /// Whether the engine has given up on this sink: it was asked to stop and did not end
+    /// within the stop deadline. A sink retrying a remote that does not answer then hands
+    /// what it holds to [`SinkContext::undelivered`] and calls [`SinkContext::next`], which
+    /// sends the rest of its input to the dead letters and returns `None`.
+    #[must_use]
+    pub fn given_up(&self) -> bool {
+        self.give_up.is_cancelled()
+    }
+
+    /// Resolves when the engine gives up on this sink (see [`SinkContext::given_up`]).
+    pub async fn giving_up(&self) {
+        self.give_up.cancelled().await;
+    }
+
+    /// Runs one attempt at the remote system; `None` when the engine gave up on the sink
+    /// first (the attempt is dropped).
+    pub async fn attempt<F: IntoFuture>(&self, attempt: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            () = self.give_up.cancelled() => None,
+            out = attempt.into_future() => Some(out),
+        }
+    }
+
+    /// Waits `backoff`'s next delay before a retry; false when the engine gave up on the
+    /// sink first.
+    pub async fn retry_after(&self, backoff: &mut Backoff) -> bool {
+        backoff.wait(&self.give_up).await
+    }
+
+    /// Observations accepted and not delivered: counted, and sent to the dead letters with
+    /// `why`.
+    pub async fn undelivered(&self, observations: &[Observation], why: &str) {
+        undelivered(
+            &self.metrics,
+            &self.dead_letters,
+            &self.dsm,
+            observations,
+            why,
+        )
+        .await;
+    }
+
+    /// Messages accepted and not delivered, as encoded for the remote: counted, and sent to
+    /// the dead letters with `why` (each with its text).
+    pub async fn undelivered_payloads(&self, payloads: Vec<String>, why: &str) {
+        if payloads.is_empty() {
+            return;
+        }
+        self.metrics.add_undelivered(payloads.len() as u64);
+        tracing::error!(dsm = %self.dsm.id, undelivered = payloads.len(), reason = %why, "messages not delivered; sent to the dead letters");
+        let reason = format!("not delivered to {}: {why}", self.dsm.id);
+        let place = connector_place(&self.dsm);
+        self.dead_letters
+            .payloads(self.dsm.id, &place, &reason, payloads)
+            .await;
     }
 
     /// The next batch to write; `None` once the sink has been released and everything
     /// accepted before has been returned.
+    ///
+    /// Once the engine has given up on the sink, the rest of the input goes to the dead
+    /// letters as undelivered and this returns `None`.
     pub async fn next(&mut self) -> Option<Batch> {
         loop {
-            let envelope = if self.subscriber.is_some() {
-                tokio::select! {
-                    biased;
-                    e = self.input.recv() => e,
-                    () = self.stop.cancelled() => {
-                        self.drain_mode();
-                        continue;
-                    }
+            if self.give_up.is_cancelled() {
+                self.divert_rest().await;
+                return None;
+            }
+            let envelope = tokio::select! {
+                biased;
+                () = self.give_up.cancelled() => continue,
+                () = self.stop.cancelled(), if self.subscriber.is_some() => {
+                    self.drain_mode();
+                    continue;
                 }
-            } else {
-                self.input.recv().await
+                e = self.input.recv() => e,
             };
             match envelope?.message {
-                Message::Data(batch) => return Some(batch),
+                Message::Data(batch) => {
+                    self.metrics
+                        .accepted
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return Some(batch);
+                }
                 Message::Watermark(_) | Message::Join | Message::Leave => {}
+            }
+        }
+    }
+
+    /// Sends everything still on the way to this sink to the dead letters as undelivered.
+    async fn divert_rest(&mut self) {
+        self.drain_mode();
+        while let Some(e) = self.input.recv().await {
+            if let Message::Data(batch) = e.message {
+                self.metrics
+                    .accepted
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.undelivered(&batch, "the sink was given up at the stop deadline")
+                    .await;
             }
         }
     }
@@ -326,8 +442,74 @@ impl SinkContext {
         self.metrics
             .rejected
             .fetch_add(rejected.len() as u64, Ordering::Relaxed);
-        let place = json!({"connector": self.dsm.protocol.name(), "dsm": self.dsm.id.to_string()});
+        let place = connector_place(&self.dsm);
         self.dead_letters.rejected(&place, rejected).await;
+    }
+}
+
+/// Where a connector's dead letters come from.
+fn connector_place(dsm: &DataSource) -> serde_json::Value {
+    json!({"connector": dsm.protocol.name(), "dsm": dsm.id.to_string()})
+}
+
+/// Counts `observations` undelivered and sends them to the dead letters with `why`.
+async fn undelivered(
+    metrics: &ConnectorMetrics,
+    dead_letters: &DeadLetters,
+    dsm: &DataSource,
+    observations: &[Observation],
+    why: &str,
+) {
+    if observations.is_empty() {
+        return;
+    }
+    metrics.add_undelivered(observations.len() as u64);
+    tracing::error!(dsm = %dsm.id, undelivered = observations.len(), reason = %why, "observations not delivered; sent to the dead letters");
+    let reason = format!("not delivered to {}: {why}", dsm.id);
+    let place = connector_place(dsm);
+    let rejected = observations
+        .iter()
+        .map(|o| crate::processor::Rejected {
+            observation: o.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    dead_letters.rejected(&place, rejected).await;
+}
+
+impl Drop for SinkContext {
+    /// A sink that ended (or was aborted) with input still on its way: that input goes to
+    /// the dead letters as undelivered, from a task of the engine's, so that nothing
+    /// accepted vanishes and its publishers are not left waiting.
+    fn drop(&mut self) {
+        self.drain_mode();
+        if self.input.is_empty() && self.input.is_closed() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (_, closed) = mpsc::channel(1);
+        let mut rest = std::mem::replace(&mut self.input, closed);
+        let (metrics, dead_letters, dsm) = (
+            self.metrics.clone(),
+            self.dead_letters.clone(),
+            self.dsm.clone(),
+        );
+        self.shared.tasks.spawn_on(
+            async move {
+                while let Some(e) = rest.recv().await {
+                    if let Message::Data(batch) = e.message {
+                        metrics
+                            .accepted
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        undelivered(&metrics, &dead_letters, &dsm, &batch, "its sink had ended")
+                            .await;
+                    }
+                }
+            },
+            &runtime,
+        );
     }
 }
 

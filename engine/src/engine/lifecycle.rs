@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{Engine, EngineError, Instance, Running, SOURCE_STOP_TIMEOUT, Slot, lock};
+use super::{Engine, EngineError, GIVE_UP_GRACE, Instance, Running, Slot, View, lock};
 use crate::bus::WatermarkTracker;
 use crate::connector::place;
 use crate::instance::{Control, Failure, InstanceStatus, ProcessorMetrics, State, Transition};
@@ -45,10 +45,12 @@ impl Engine {
                 plan: plan.clone(),
                 instance: Mutex::new(Instance {
                     plan,
+                    running: None,
+                }),
+                view: std::sync::Mutex::new(View {
                     state: State::Stopped,
                     failure: None,
                     metrics,
-                    running: None,
                 }),
             }),
         );
@@ -73,11 +75,12 @@ impl Engine {
     pub async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let slot = self.instance(id)?;
         let guard = slot.instance.lock().await;
-        if matches!(guard.state, State::Running | State::Paused) {
+        let state = slot.state();
+        if matches!(state, State::Running | State::Paused) {
             return Err(EngineError::IllegalTransition {
                 id: id.to_owned(),
                 verb: "remove",
-                state: guard.state,
+                state,
             });
         }
         drop(guard);
@@ -120,21 +123,20 @@ impl Engine {
         Ok(self.instance(id)?.plan.clone())
     }
 
-    /// The status of instance `id`.
+    /// The status of instance `id`. It never waits for a lifecycle operation in progress
+    /// (it shows the state before it).
     ///
     /// # Errors
     ///
     /// Unknown instance.
     pub async fn status(&self, id: &str) -> Result<InstanceStatus, EngineError> {
         let slot = self.instance(id)?;
-        let i = slot.instance.lock().await;
-        Ok(self.status_of(&i))
+        Ok(self.status_of(&slot.plan, &slot.view()))
     }
 
-    pub(super) fn status_of(&self, i: &Instance) -> InstanceStatus {
+    pub(super) fn status_of(&self, plan: &Plan, i: &View) -> InstanceStatus {
         let waiting_for = if matches!(i.state, State::Running | State::Paused) {
-            i.plan
-                .inputs()
+            plan.inputs()
                 .into_iter()
                 .filter(|d| self.inner.registry.get(*d).is_none() && !self.written_locally(*d))
                 .map(|d| d.to_string())
@@ -143,20 +145,19 @@ impl Engine {
             Vec::new()
         };
         InstanceStatus {
-            id: i.plan.id.clone(),
-            name: i.plan.name.clone(),
+            id: plan.id.clone(),
+            name: plan.name.clone(),
             state: i.state,
             failure: i.failure.clone(),
             waiting_for,
-            processors: i
-                .plan
+            processors: plan
                 .processors
                 .iter()
                 .zip(&i.metrics)
                 .map(|(p, m)| m.snapshot(&p.id, p.registration.kind))
                 .collect(),
             connectors: if matches!(i.state, State::Running | State::Paused | State::Failed) {
-                self.connector_statuses(&i.plan)
+                self.connector_statuses(plan)
             } else {
                 Vec::new()
             },
@@ -176,6 +177,7 @@ impl Engine {
                         dsm: dsm.to_string(),
                         role,
                         link: m.link(),
+                        undelivered: m.undelivered(),
                     });
                 }
             }
@@ -203,11 +205,12 @@ impl Engine {
         for id in ids {
             let slot = self.instance(id)?;
             let mut guard = slot.instance.lock().await;
-            if Transition::Start.apply(guard.state).is_none() {
+            let state = slot.state();
+            if Transition::Start.apply(state).is_none() {
                 return Err(EngineError::IllegalTransition {
                     id: id.clone(),
                     verb: "start",
-                    state: guard.state,
+                    state,
                 });
             }
             self.wire(&mut guard, &slot).await?;
@@ -256,12 +259,12 @@ impl Engine {
         for (n, s) in sinks.iter().enumerate() {
             if let Err(e) = self.acquire_sink(*s) {
                 for done in &sinks[..n] {
-                    self.release_sink(*done).await;
+                    self.release_sink(*done, self.deadline()).await;
                 }
                 return Err(fail(e.to_string()));
             }
         }
-        i.metrics = plan
+        let metrics: Vec<Arc<ProcessorMetrics>> = plan
             .processors
             .iter()
             .map(|_| Arc::new(ProcessorMetrics::default()))
@@ -296,7 +299,7 @@ impl Engine {
                     publisher,
                     side,
                     control: control_rx,
-                    metrics: i.metrics[n].clone(),
+                    metrics: metrics[n].clone(),
                     dead_letters: self.inner.dead_letters.clone(),
                     place: place(&plan.id, &p.id),
                     sink: p.sink,
@@ -333,13 +336,21 @@ impl Engine {
             sinks,
             watcher,
         });
-        i.state = State::Running;
-        i.failure = None;
+        handle.show(|v| {
+            *v = View {
+                state: State::Running,
+                failure: None,
+                metrics,
+            }
+        });
         tracing::info!(instance = %plan.id, "started");
         Ok(())
     }
 
-    /// Stops instance `id`, draining it: nothing it accepted is lost.
+    /// Stops instance `id`, draining it: nothing it accepted is lost. It takes at most the
+    /// stop deadline ([`super::EngineConfig::stop_timeout`]) and a few seconds' grace: sinks
+    /// still retrying a remote system then are given up, and what they hold goes to the
+    /// dead letters, counted as undelivered (see [`Engine::undelivered`]).
     ///
     /// # Errors
     ///
@@ -347,22 +358,29 @@ impl Engine {
     pub async fn stop(&self, id: &str) -> Result<(), EngineError> {
         let slot = self.instance(id)?;
         let mut i = slot.instance.lock().await;
-        if Transition::Stop.apply(i.state).is_none() {
+        let state = slot.state();
+        if Transition::Stop.apply(state).is_none() {
             return Err(EngineError::IllegalTransition {
                 id: id.to_owned(),
                 verb: "stop",
-                state: i.state,
+                state,
             });
         }
         if let Some(running) = i.running.take() {
             self.drain(&i.plan, running).await;
         }
-        i.state = State::Stopped;
+        slot.show(|v| v.state = State::Stopped);
         tracing::info!(instance = %id, "stopped");
         Ok(())
     }
 
+    /// When a stop starting now must be over.
+    pub(super) fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.inner.config.stop_timeout
+    }
+
     pub(super) async fn drain(&self, plan: &Plan, mut running: Running) {
+        let deadline = self.deadline();
         running.watcher.abort();
         // Let paused processors consume, so that sources are not stuck sending to them.
         for c in &running.controls {
@@ -371,11 +389,15 @@ impl Engine {
         // 1. Sources: stop those no other running instance reads, and wait for them.
         for h in self.release_sources(&running.sources) {
             let abort = h.abort_handle();
-            if tokio::time::timeout(SOURCE_STOP_TIMEOUT, h).await.is_err() {
+            if tokio::time::timeout_at(deadline, h).await.is_err() {
+                tracing::warn!(instance = %plan.id, "a source did not stop by the stop deadline; aborted");
                 abort.abort();
             }
         }
-        // 2. Processors, wave by wave: each drains what it accepted, flushes, and leaves.
+        // 2. Processors, wave by wave: each drains what it accepted, flushes, and leaves. One
+        // still busy at the deadline is usually waiting on a sink that cannot write: the
+        // instance's sinks are given up, so that their input flows to the dead letters.
+        let mut late = false;
         for wave in &plan.waves {
             for &n in wave {
                 if let Some(c) = running.controls.get(n) {
@@ -383,29 +405,45 @@ impl Engine {
                 }
             }
             for &n in wave {
-                if let Some(task) = running.tasks.get_mut(n).and_then(Option::take) {
-                    match task.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!(instance = %plan.id, processor = %plan.processors[n].id, error = %e, "failed while draining")
+                let Some(mut task) = running.tasks.get_mut(n).and_then(Option::take) else {
+                    continue;
+                };
+                let ended = match tokio::time::timeout_at(deadline, &mut task).await {
+                    Ok(ended) => Some(ended),
+                    Err(_) => {
+                        if !late {
+                            late = true;
+                            self.give_up_sinks(&running.sinks);
                         }
-                        Err(e) => {
-                            tracing::warn!(instance = %plan.id, processor = %plan.processors[n].id, error = %e, "ended abnormally while draining")
-                        }
+                        tokio::time::timeout(GIVE_UP_GRACE, &mut task).await.ok()
+                    }
+                };
+                let processor = &plan.processors[n].id;
+                match ended {
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        tracing::warn!(instance = %plan.id, processor = %processor, error = %e, "failed while draining")
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(instance = %plan.id, processor = %processor, error = %e, "ended abnormally while draining")
+                    }
+                    None => {
+                        task.abort();
+                        tracing::error!(instance = %plan.id, processor = %processor, "still draining past the stop deadline; aborted (what it held is lost)");
                     }
                 }
             }
         }
-        // 3. Sinks write what they hold.
+        // 3. Sinks write what they hold, until the deadline.
         for s in running.sinks {
-            self.release_sink(s).await;
+            self.release_sink(s, deadline).await;
         }
     }
 
     /// Marks an instance FAILED: its processors are aborted, its connectors released.
     pub(super) async fn fail(&self, slot: &Arc<Slot>, at: String, reason: String) {
         let mut i = slot.instance.lock().await;
-        if !matches!(i.state, State::Running | State::Paused) {
+        if !matches!(slot.state(), State::Running | State::Paused) {
             return;
         }
         tracing::error!(instance = %i.plan.id, at = %at, reason = %reason, "analytics instance failed");
@@ -415,12 +453,15 @@ impl Engine {
             }
             // Cancelled; they end on their own (the engine's tracker owns them).
             drop(self.release_sources(&running.sources));
+            let deadline = self.deadline();
             for s in running.sinks {
-                self.release_sink(s).await;
+                self.release_sink(s, deadline).await;
             }
         }
-        i.state = State::Failed;
-        i.failure = Some(Failure { at, reason });
+        slot.show(|v| {
+            v.state = State::Failed;
+            v.failure = Some(Failure { at, reason });
+        });
     }
 
     pub(super) async fn fail_matching(
@@ -470,12 +511,13 @@ impl Engine {
         control: Control,
     ) -> Result<(), EngineError> {
         let slot = self.instance(id)?;
-        let mut i = slot.instance.lock().await;
-        let Some(next) = t.apply(i.state) else {
+        let i = slot.instance.lock().await;
+        let state = slot.state();
+        let Some(next) = t.apply(state) else {
             return Err(EngineError::IllegalTransition {
                 id: id.to_owned(),
                 verb: t.verb(),
-                state: i.state,
+                state,
             });
         };
         if let Some(r) = &i.running {
@@ -483,7 +525,7 @@ impl Engine {
                 let _ = c.send(control);
             }
         }
-        i.state = next;
+        slot.show(|v| v.state = next);
         tracing::info!(instance = %id, state = %next, "state changed");
         Ok(())
     }

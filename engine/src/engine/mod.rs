@@ -44,8 +44,9 @@ pub const DEAD_LETTER_DSM: &str = "dda-dead-letters";
 /// How long a shutdown waits for the engine's tasks to end once everything is stopped.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a stop waits for a source connector to end before aborting it.
-const SOURCE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sink connector, or a processor, is given after the stop deadline to end
+/// once told to give up, before it is aborted.
+const GIVE_UP_GRACE: Duration = Duration::from_secs(2);
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -61,6 +62,15 @@ pub struct EngineConfig {
     /// The programs `external` processors may run (none by default); handed to every
     /// processor's factory in [`ProcessorContext::external`].
     pub external: ExternalConfig,
+    /// How long stopping an instance may take: sources stop, processors drain and sinks
+    /// write what they hold within it. Past it, sinks still retrying a remote system are
+    /// given up, and what they hold goes to the dead letters, counted as undelivered.
+    pub stop_timeout: Duration,
+}
+
+impl EngineConfig {
+    /// The stop deadline unless configured otherwise.
+    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for EngineConfig {
@@ -73,6 +83,7 @@ impl Default for EngineConfig {
             dead_letters: DataSource::new(DEAD_LETTER_DSM, Protocol::parse("File"), params),
             recent: 0,
             external: ExternalConfig::default(),
+            stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
         }
     }
 }
@@ -123,7 +134,7 @@ struct RunningSource {
 }
 
 struct RunningSink {
-    stop: CancellationToken,
+    control: crate::connector::context::SinkControl,
     handle: JoinHandle<()>,
 }
 
@@ -151,19 +162,40 @@ struct Running {
     watcher: JoinHandle<()>,
 }
 
-/// An instance: its plan (fixed for its life) and its lifecycle, behind an async lock so
-/// that lifecycle operations on one instance are serialized.
+/// An instance: its plan (fixed for its life), its lifecycle behind an async lock so that
+/// lifecycle operations on one instance are serialized, and what it shows — its state,
+/// failure and counters — behind a lock of its own, never held across an await: reading a
+/// status never waits for a lifecycle operation (a stop waiting on a sink, say).
 struct Slot {
     plan: Arc<Plan>,
     instance: Mutex<Instance>,
+    view: StdMutex<View>,
+}
+
+impl Slot {
+    fn view(&self) -> View {
+        lock(&self.view).clone()
+    }
+
+    fn state(&self) -> State {
+        lock(&self.view).state
+    }
+
+    fn show(&self, change: impl FnOnce(&mut View)) {
+        change(&mut lock(&self.view));
+    }
 }
 
 struct Instance {
     plan: Arc<Plan>,
+    running: Option<Running>,
+}
+
+#[derive(Clone)]
+struct View {
     state: State,
     failure: Option<Failure>,
     metrics: Vec<Arc<ProcessorMetrics>>,
-    running: Option<Running>,
 }
 
 /// The most recent observations of one DSM, kept by a lossy subscriber.
@@ -265,7 +297,8 @@ impl Engine {
             }
         }
         self.inner.dead_letters.leave().await;
-        self.release_sink(self.inner.config.dead_letters.id).await;
+        self.release_sink(self.inner.config.dead_letters.id, self.deadline())
+            .await;
         let sources: Vec<RunningSource> = lock(&self.inner.connectors)
             .sources
             .drain()

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, EngineError, RunningSink, RunningSource, Slot, lock};
+use super::{Engine, EngineError, GIVE_UP_GRACE, RunningSink, RunningSource, Slot, lock};
+use crate::connector::context::SinkControl;
 use crate::connector::{ConnectorMetrics, SinkContext, SourceContext};
 use crate::instance::State;
 use crate::registry::DataSource;
@@ -68,9 +69,7 @@ impl Engine {
 
     pub(super) async fn running_writer_of(&self, dsm: Sym) -> Option<String> {
         for slot in self.slots() {
-            if slot.plan.outputs().contains(&dsm)
-                && slot.instance.lock().await.state != State::Stopped
-            {
+            if slot.plan.outputs().contains(&dsm) && slot.state() != State::Stopped {
                 return Some(slot.plan.id.clone());
             }
         }
@@ -201,16 +200,15 @@ impl Engine {
         }
         let (mut subscriber, rx) = self.inner.bus.subscriber();
         subscriber.subscribe(&self.inner.bus, dsm);
-        let stop = CancellationToken::new();
+        let control = SinkControl::default();
         let metrics = c.written.entry(dsm).or_default().clone();
         let ctx = SinkContext::new(
             ds,
             metrics.clone(),
             self.inner.dead_letters.clone(),
             self.inner.shared.clone(),
-            subscriber,
-            rx,
-            stop.clone(),
+            (subscriber, rx),
+            control.clone(),
         );
         let Some(sink) = connector.write(ctx) else {
             return Ok(());
@@ -229,13 +227,15 @@ impl Engine {
                 }
             }
         });
-        c.sinks.insert(dsm, RunningSink { stop, handle });
+        c.sinks.insert(dsm, RunningSink { control, handle });
         Ok(())
     }
 
     /// Releases a sink; the last release drains it and waits until it has written
-    /// everything it accepted.
-    pub(super) async fn release_sink(&self, dsm: Sym) {
+    /// everything it accepted, or until `deadline`: then the sink is given up (what it
+    /// holds goes to the dead letters, counted undelivered) and, if it still does not end
+    /// within a grace period, aborted (what it held is counted undelivered).
+    pub(super) async fn release_sink(&self, dsm: Sym, deadline: tokio::time::Instant) {
         let finishing = {
             let mut c = lock(&self.inner.connectors);
             let wants = c.sink_wants.entry(dsm).or_insert(1);
@@ -247,9 +247,56 @@ impl Engine {
                 None
             }
         };
-        if let Some(s) = finishing {
-            s.stop.cancel();
+        let Some(mut s) = finishing else { return };
+        s.control.stop.cancel();
+        if tokio::time::timeout_at(deadline, &mut s.handle)
+            .await
+            .is_ok()
+        {
+            return self.account(dsm);
+        }
+        tracing::warn!(dsm = %dsm, "the sink did not write what it holds by the stop deadline; giving it up");
+        s.control.give_up.cancel();
+        if tokio::time::timeout(GIVE_UP_GRACE, &mut s.handle)
+            .await
+            .is_err()
+        {
+            s.handle.abort();
             let _ = s.handle.await;
+            tracing::error!(dsm = %dsm, "the sink did not end when given up; aborted");
+        }
+        self.account(dsm);
+    }
+
+    /// Gives up, at once, the sinks among `dsms` that only the instance being stopped
+    /// writes (a sink others still write keeps going).
+    pub(super) fn give_up_sinks(&self, dsms: &[Sym]) {
+        let c = lock(&self.inner.connectors);
+        for dsm in dsms {
+            if c.sink_wants.get(dsm) == Some(&1)
+                && let Some(s) = c.sinks.get(dsm)
+            {
+                tracing::warn!(dsm = %dsm, "the instance did not drain by the stop deadline; giving its sink up");
+                s.control.stop.cancel();
+                s.control.give_up.cancel();
+            }
+        }
+    }
+
+    /// Once a sink has ended, and unless another has started for its DSM since: what it
+    /// accepted and neither delivered, rejected nor counted undelivered (it was aborted
+    /// mid-write) is counted undelivered.
+    fn account(&self, dsm: Sym) {
+        let c = lock(&self.inner.connectors);
+        if c.sinks.contains_key(&dsm) {
+            return;
+        }
+        if let Some(m) = c.written.get(&dsm) {
+            let lost = m.unaccounted();
+            if lost > 0 {
+                tracing::error!(dsm = %dsm, lost, "observations the sink had accepted were lost when it ended");
+                m.add_undelivered(lost);
+            }
         }
     }
 
@@ -264,20 +311,38 @@ impl Engine {
     /// Observations each sink connector has written since the engine started, by DSM.
     #[must_use]
     pub fn written(&self) -> Vec<(Sym, u64)> {
-        Self::totals(&lock(&self.inner.connectors).written)
+        Self::totals(
+            &lock(&self.inner.connectors).written,
+            ConnectorMetrics::observations,
+        )
+    }
+
+    /// Observations each sink connector accepted and did not deliver since the engine
+    /// started, by DSM (only those with some).
+    #[must_use]
+    pub fn undelivered(&self) -> Vec<(Sym, u64)> {
+        let mut out = Self::totals(
+            &lock(&self.inner.connectors).written,
+            ConnectorMetrics::undelivered,
+        );
+        out.retain(|(_, n)| *n > 0);
+        out
     }
 
     /// Observations each source connector has read since the engine started, by DSM.
     #[must_use]
     pub fn read(&self) -> Vec<(Sym, u64)> {
-        Self::totals(&lock(&self.inner.connectors).read)
+        Self::totals(
+            &lock(&self.inner.connectors).read,
+            ConnectorMetrics::observations,
+        )
     }
 
-    pub(super) fn totals(metrics: &HashMap<Sym, Arc<ConnectorMetrics>>) -> Vec<(Sym, u64)> {
-        let mut out: Vec<(Sym, u64)> = metrics
-            .iter()
-            .map(|(d, m)| (*d, m.observations()))
-            .collect();
+    pub(super) fn totals(
+        metrics: &HashMap<Sym, Arc<ConnectorMetrics>>,
+        count: fn(&ConnectorMetrics) -> u64,
+    ) -> Vec<(Sym, u64)> {
+        let mut out: Vec<(Sym, u64)> = metrics.iter().map(|(d, m)| (*d, count(m))).collect();
         out.sort_by_key(|(d, _)| d.to_string());
         out
     }

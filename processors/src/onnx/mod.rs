@@ -181,7 +181,8 @@ const ANY: &str = "any";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OnnxConfig {
     /// Path of the .onnx model file; a relative path is resolved against the working
-    /// directory.
+    /// directory (under `dda serve`, inside its data directory).
+    #[schemars(extend("format" = "input-file"))]
     pub model: String,
     /// Observation names making the model's input vector, in input order, e.g.
     /// ["temperature", "current"].

@@ -366,6 +366,32 @@ async fn xml_in_and_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_asked_for_in_a_type_it_does_not_come_in_is_refused_not_answered_in_json() {
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    let get = |path: &'static str, accept: &'static str| async move {
+        http.request(Method::GET, path, None, &[("accept", accept)])
+            .await
+    };
+    for path in [
+        "/api/v1/analytics-instances",
+        "/api/v1/connectors",
+        "/metrics",
+    ] {
+        let r = get(path, "application/xml").await;
+        assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{path}: {}", r.text());
+        assert_eq!(r.json()["code"], "NOT_ACCEPTABLE");
+        assert!(r.json()["message"].as_str().unwrap().contains("ask for"));
+        // With a fallback, the type the route has.
+        let r = get(path, "application/xml, */*;q=0.1").await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+    }
+    let r = get("/api/v1/data-kinds", "application/xml").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.header("content-type").unwrap().contains("xml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_text_secrets_are_stored_but_never_returned() {
     let server = in_process(|_| {}).await;
     let http = &server.http;

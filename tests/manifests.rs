@@ -219,7 +219,7 @@ fn json_and_xml_renditions_read_into_identical_entities() {
             .map(|e| {
                 (
                     (e.entity.kind(), e.entity.id().unwrap().to_owned()),
-                    e.entity.clone(),
+                    (*e.entity).clone(),
                 )
             })
             .collect()

@@ -226,6 +226,26 @@ fn the_pilot_line_stores_exactly_the_hourly_averages_of_a_replayed_data_set() {
         expected_global,
         "global hourly averages across the boxes"
     );
+    // Stamped on the hour, as the edge results they average: they join by timestamp.
+    let conn = rusqlite::Connection::open(&cloud).unwrap();
+    let unmatched: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM global_hourly_averages g WHERE NOT EXISTS \
+             (SELECT 1 FROM edge_hourly_averages e WHERE e.timestamp = g.timestamp AND e.name = g.name)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unmatched, 0, "every global average joins its edge averages");
+    let (stamp, end): (String, String) = conn
+        .query_row(
+            "SELECT timestamp, json_extract(attributes, '$.windowEnd') FROM global_hourly_averages LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(stamp.ends_with(":00:00.000Z"), "{stamp}");
+    assert_eq!(stamp, end);
 }
 
 /// The MQTT variant of the example: each box publishes its readings on its MQTT topic; the

@@ -531,3 +531,138 @@ async fn every_secret_of_every_connector_is_masked_in_every_response() {
         .text();
     assert!(masked.contains("********"), "{masked}");
 }
+
+/// The `code` of each problem of a 422 reply.
+fn problems(r: &Reply) -> Vec<String> {
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    r.json()["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_sent_to_a_server_reach_only_its_data_directory_and_allowed_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let exports = dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let config = dir.path().join("dda.toml");
+    std::fs::write(
+        &config,
+        format!("allowed_paths = [{:?}]\n", exports.to_str().unwrap()),
+    )
+    .unwrap();
+    let server = Process::start_with(&data, free_port(), dir.path(), Some(&config)).await;
+    let http = server.http.clone();
+    common::load_models(&http, &data).await;
+    let roots = format!("{}, {}", data.display(), exports.display());
+    // Files outside the data directory and the allowed folder: refused, naming both.
+    for (n, (protocol, key, value)) in [
+        ("File", "path", "/tmp/x.jsonl".to_owned()),
+        ("SQLite", "path", "../../../tmp/x.sqlite".to_owned()),
+        ("Simulator", "file", "/etc/shadow".to_owned()),
+        (
+            "SQLite",
+            "path",
+            format!("{}/../x.sqlite", exports.display()),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut params = vec![serde_json::json!({"key": key, "value": value})];
+        if protocol == "Simulator" {
+            params.push(serde_json::json!({"key": "mode", "value": "replay"}));
+        }
+        let r = sink_of(
+            &http,
+            protocol,
+            &format!("dsm-out-{n}"),
+            Value::Array(params),
+        )
+        .await;
+        let found = problems(&r);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("path-not-allowed") && m.contains(&roots)),
+            "{value}: {found:?}"
+        );
+    }
+    // Inside them: accepted, a relative path taken inside the data directory.
+    let r = sink_of(
+        &http,
+        "File",
+        "dsm-in-data",
+        serde_json::json!([{"key": "path", "value": "results/out.jsonl"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let allowed = exports.join("out.sqlite");
+    let r = sink_of(
+        &http,
+        "SQLite",
+        "dsm-in-exports",
+        serde_json::json!([{"key": "path", "value": allowed.to_str().unwrap()}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let am = serde_json::json!({"id": "am-relative", "analyticsProcessors": {"apm": [
+        {"id": "apm-store", "analyticsProcessorDefinitionReferenceID": "apd-store",
+         "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "dsm-ib1-meter"}]},
+         "dataSink": {"dataSourceManifestReferenceID": "dsm-in-data"}}]}});
+    assert_eq!(
+        http.post("/api/v1/analytics-instances", &am).await.status,
+        StatusCode::CREATED
+    );
+    let r = http
+        .post_empty("/api/v1/analytics-instances/am-relative/start")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let written = data.join("results/out.jsonl");
+    common::eventually(20, "results in the data directory", || async {
+        std::fs::metadata(&written).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    assert!(!dir.path().join("results").exists());
+
+    // References: only in secret parameters, and only to allowed files and variables.
+    for (n, (key, value, expected)) in [
+        ("username", "${file:/etc/hostname}", "is not a secret"),
+        ("topic", "${env:HOME}", "is not a secret"),
+        (
+            "password",
+            "${file:/etc/shadow}",
+            "outside the folders secrets may be read from",
+        ),
+        ("password", "${env:HOME}", "names starting with DDA_SECRET_"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut params = vec![serde_json::json!({"key": key, "value": value})];
+        if key != "topic" {
+            params.push(serde_json::json!({"key": "topic", "value": "plant/x"}));
+        }
+        let r = sink_of(&http, "MQTT", &format!("dsm-ref-{n}"), Value::Array(params)).await;
+        let found = problems(&r);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("reference-not-allowed") && m.contains(expected)),
+            "{key} = {value}: {found:?}"
+        );
+    }
+    let r = sink_of(
+        &http,
+        "MQTT",
+        "dsm-ref-ok",
+        serde_json::json!([{"key": "topic", "value": "plant/x"},
+            {"key": "password", "value": "${env:DDA_SECRET_MQTT}"}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}

@@ -583,3 +583,102 @@ async fn dead_letters(http: &Http) -> u64 {
         .parse()
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_under_dda_serve_reads_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Process::start(&data, free_port(), dir.path()).await;
+    let http = server.http.clone();
+    load_models(&http, &data).await;
+    let ingest = free_port();
+    let post = |route: &'static str, doc: Value| {
+        let http = http.clone();
+        async move {
+            let r = http.post(&format!("/api/v1/{route}"), &doc).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+        }
+    };
+    for (id, protocol) in [("http", "HTTP"), ("file", "File")] {
+        post(
+            "data-interfaces",
+            json!({"id": format!("di-{id}"), "communicationProtocol": protocol}),
+        )
+        .await;
+        post(
+            "data-source-definitions",
+            json!({"id": format!("dsd-{id}"), "dataInterfaceReferenceID": format!("di-{id}"),
+                   "dataKindReferenceIDs": {"dataKindReferenceID": ["dk-total-real-power"]}}),
+        )
+        .await;
+    }
+    post(
+        "data-source-manifests",
+        json!({"id": "dsm-http", "dataSourceDefinitionReferenceID": "dsd-http",
+               "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "port", "value": ingest}]}}),
+    )
+    .await;
+    for (id, path) in [
+        ("dsm-ingested", "ingested.jsonl"),
+        ("dsm-dead-copy", "copies/dead.jsonl"),
+    ] {
+        post(
+            "data-source-manifests",
+            json!({"id": id, "dataSourceDefinitionReferenceID": "dsd-file",
+                   "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "path", "value": path}]}}),
+        )
+        .await;
+    }
+    for (am, from, to) in [
+        ("am-ingest", "dsm-http", "dsm-ingested"),
+        ("am-dead-letters", "dda-dead-letters", "dsm-dead-copy"),
+    ] {
+        post(
+            "analytics-instances",
+            json!({"id": am, "analyticsProcessors": {"apm": [
+                {"id": "apm-store", "analyticsProcessorDefinitionReferenceID": "apd-store",
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
+                 "dataSink": {"dataSourceManifestReferenceID": to}}]}}),
+        )
+        .await;
+        let r = http
+            .post_empty(&format!("/api/v1/analytics-instances/{am}/start"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{am}: {}", r.text());
+    }
+    // A payload the ingest endpoint cannot read becomes a dead letter.
+    let endpoint = Http::new(&format!("http://127.0.0.1:{ingest}"));
+    let mut refused = None;
+    for _ in 0..50 {
+        let r = endpoint
+            .request(
+                hyper::Method::POST,
+                "/ingest/dsm-http",
+                Some(("application/json", b"{not json".to_vec())),
+                &[],
+            )
+            .await;
+        if r.status != StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some(r.status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, Some(StatusCode::BAD_REQUEST));
+    let copy = data.join("copies/dead.jsonl");
+    eventually(20, "the dead letter read by an instance", || async {
+        std::fs::read_to_string(&copy)
+            .is_ok_and(|t| t.contains("dead-letter") && t.contains("{not json"))
+    })
+    .await;
+    // The dead letters were read from the bus, not from their file a second time.
+    let status = http
+        .get("/api/v1/analytics-instances/am-dead-letters")
+        .await
+        .json();
+    assert_eq!(status["state"], "RUNNING", "{status}");
+    assert!(
+        status["waitingFor"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
+}

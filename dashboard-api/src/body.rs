@@ -72,16 +72,7 @@ pub fn wants_xml(headers: &HeaderMap) -> bool {
         return false;
     };
     let mut best: Option<(f32, bool)> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let q = parts
-            .find_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-            })
-            .unwrap_or(1.0);
+    for (media, q) in ranges(accept) {
         let xml = match media.as_str() {
             "application/xml" | "text/xml" => true,
             "application/json" | "*/*" | "application/*" => false,
@@ -92,6 +83,77 @@ pub fn wants_xml(headers: &HeaderMap) -> bool {
         }
     }
     best.is_some_and(|(_, xml)| xml)
+}
+
+/// The media ranges of an `Accept` header, lowercase, with their quality (1 unless given).
+fn ranges(accept: &str) -> impl Iterator<Item = (String, f32)> + '_ {
+    accept.split(',').map(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        (media, q)
+    })
+}
+
+/// Whether an `Accept` header takes `content_type` (parameters such as `charset` aside).
+fn accepts(accept: &str, content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let kind = essence.split('/').next().unwrap_or_default();
+    ranges(accept).any(|(media, q)| {
+        q > 0.0
+            && (media == "*/*"
+                || media == essence
+                || media.strip_suffix("/*").is_some_and(|k| k == kind))
+    })
+}
+
+/// Refuses, with 406, a successful response of a media type the request's `Accept` does
+/// not take (a list asked for in XML where only JSON exists), rather than answering in a
+/// type the client did not ask for. Error responses are JSON whatever was asked.
+pub async fn refuse_unacceptable(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let accept = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(request).await;
+    let (Some(accept), true) = (accept, response.status().is_success()) else {
+        return response;
+    };
+    let Some(content_type) = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return response;
+    };
+    if accepts(&accept, &content_type) {
+        return response;
+    }
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "NOT_ACCEPTABLE",
+        format!(
+            "this route answers {essence} only, which `Accept: {accept}` does not take: ask for {essence} (or */*)"
+        ),
+    )
+    .into_response()
 }
 
 /// Reads a body holding one entity of `kind` into the JSON shape of the models.
@@ -259,6 +321,14 @@ mod tests {
             "application/xml;q=0.5, application/json"
         )));
         assert!(wants_xml(&headers(ACCEPT, "text/html, application/xml")));
+        assert!(accepts("application/xml, */*;q=0.1", "application/json"));
+        assert!(accepts("application/*", "application/json; charset=utf-8"));
+        assert!(accepts("text/event-stream", "text/event-stream"));
+        assert!(!accepts("application/xml", "application/json"));
+        assert!(!accepts(
+            "application/json;q=0, application/xml",
+            "application/json"
+        ));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn app(service: Arc<Service>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body::refuse_oversized))
+        .layer(axum::middleware::from_fn(body::refuse_unacceptable))
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(service)
 }

@@ -90,7 +90,7 @@ pub struct Checked {
 /// The repository.
 #[derive(Debug)]
 pub struct Repository {
-    entries: RwLock<IndexMap<(EntityKind, String), Entity>>,
+    entries: RwLock<IndexMap<(EntityKind, String), Arc<Entity>>>,
     model: RwLock<Arc<Model>>,
     store: Store,
     /// What the manifests may reach (paths, secret references); `None`: anything.
@@ -124,7 +124,7 @@ impl Repository {
             };
             match Entity::from_json(kind, doc) {
                 Ok(entity) => {
-                    entries.insert((kind, id), entity);
+                    entries.insert((kind, id), Arc::new(entity));
                 }
                 Err(e) => {
                     tracing::warn!(kind = %schema, id = %id, error = %e, "ignoring an unreadable stored entity")
@@ -154,7 +154,9 @@ impl Repository {
     /// Entity `id` of `kind`.
     #[must_use]
     pub fn get(&self, kind: EntityKind, id: &str) -> Option<Entity> {
-        read(&self.entries).get(&(kind, id.to_owned())).cloned()
+        read(&self.entries)
+            .get(&(kind, id.to_owned()))
+            .map(|e| (**e).clone())
     }
 
     /// Every entity of `kind`, in creation order.
@@ -163,7 +165,7 @@ impl Repository {
         read(&self.entries)
             .iter()
             .filter(|((k, _), _)| *k == kind)
-            .map(|(_, e)| e.clone())
+            .map(|(_, e)| (**e).clone())
             .collect()
     }
 
@@ -183,12 +185,8 @@ impl Repository {
                 continue;
             }
             let path = PathBuf::from(format!("repository/{}/{id}.json", kind.info().folder));
-            bundle.add_document(
-                path,
-                entity.to_json().to_string(),
-                Syntax::Json,
-                Some(*kind),
-            );
+            // Checked when stored: only the cross-entity checks run again.
+            bundle.add_entity(path, entity.clone());
         }
         let catalogue = engine::Catalogue::get();
         let model = manifests::validate::validate(
@@ -240,7 +238,7 @@ impl Repository {
             .entities
             .iter()
             .find(|e| bundle.files[e.file].path.as_os_str() == CANDIDATE)
-            .map(|e| e.entity.clone())
+            .map(|e| (*e.entity).clone())
             .ok_or(RepositoryError::Empty { kind })?;
         let warnings = bundle
             .diagnostics
@@ -281,7 +279,7 @@ impl Repository {
         self.store
             .put_entity(kind.info().schema, &id, &entity.to_json())
             .await?;
-        write(&self.entries).insert((kind, id), entity.clone());
+        write(&self.entries).insert((kind, id), Arc::new(entity.clone()));
         *write(&self.model) = Arc::new(checked.model);
         Ok(entity)
     }

@@ -171,8 +171,9 @@ pub struct LoadedEntity {
     pub file: usize,
     /// JSON pointer of the entity within its document (`""` for a one-entity document).
     pub pointer: String,
-    /// The entity.
-    pub entity: Entity,
+    /// The entity (shared: a repository hands its stored entities to validation without
+    /// copying them).
+    pub entity: std::sync::Arc<Entity>,
 }
 
 /// Why documents could not be read at all (as opposed to being invalid).
@@ -340,6 +341,28 @@ impl Bundle {
         first
     }
 
+    /// Adds an entity read and checked before (a repository's stored entity): it takes part
+    /// in the cross-entity checks — references, ids — without being written out and parsed
+    /// again. Its file has no text: diagnostics about it name its path and pointer only.
+    pub fn add_entity(&mut self, path: PathBuf, entity: std::sync::Arc<Entity>) -> usize {
+        let index = self.files.len();
+        self.files.push(SourceFile {
+            path,
+            syntax: Syntax::Json,
+            text: String::new(),
+            lines: LineIndex::new(""),
+            root: None,
+            kind: Some(DocumentKind::Entity(entity.kind())),
+            masked: Vec::new(),
+        });
+        self.entities.push(LoadedEntity {
+            file: index,
+            pointer: String::new(),
+            entity,
+        });
+        index
+    }
+
     /// Reads the entities of a checked document. An entity with structural errors is read
     /// without the members at fault, when it can be ([`salvage`]), and is otherwise left out.
     fn extract(&mut self, file: usize, kind: DocumentKind, diags: &[Diagnostic]) {
@@ -381,7 +404,7 @@ impl Bundle {
                     new.push(LoadedEntity {
                         file,
                         pointer,
-                        entity,
+                        entity: entity.into(),
                     });
                 }
                 continue;
@@ -390,7 +413,7 @@ impl Bundle {
                 Ok(entity) => new.push(LoadedEntity {
                     file,
                     pointer,
-                    entity,
+                    entity: entity.into(),
                 }),
                 Err(e) => {
                     let d = Diagnostic::error(

@@ -45,6 +45,10 @@ pub use kind::{Entity, EntityKind};
 pub use parameters::ResolvedParameters;
 pub use validate::{Catalogue, ConnectorSpec, Model, Options, ProcessorSpec};
 
+/// The engine's own data source of dead letters: every model knows it (analytics manifests
+/// may read it), and no manifest may declare it.
+pub const DEAD_LETTER_DSM: &str = "dda-dead-letters";
+
 /// Loads `paths` and validates them (both phases).
 ///
 /// # Errors

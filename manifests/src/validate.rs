@@ -208,7 +208,7 @@ impl Model {
 pub fn assign_ids(bundle: &mut Bundle) {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6464_612d_616d_4000_8000_6d61_6e69_6673);
     for loaded in &mut bundle.entities {
-        if let Entity::AnalyticsManifest(am) = &mut loaded.entity {
+        if let Entity::AnalyticsManifest(am) = std::sync::Arc::make_mut(&mut loaded.entity) {
             if am.id.is_empty() {
                 let canonical =
                     serde_json::to_vec(&Entity::AnalyticsManifest(am.clone()).to_json())
@@ -269,6 +269,10 @@ impl<'b> Checker<'b> {
     ) -> Option<&'b LoadedEntity> {
         if let Some(found) = self.index.get(kind, id) {
             return Some(found);
+        }
+        if kind == EntityKind::DataSourceManifest && id == crate::DEAD_LETTER_DSM {
+            // The engine's own: known everywhere, declared nowhere.
+            return None;
         }
         let mut hint = closest(id, self.index.ids(kind)).map(|c| format!("did you mean `{c}`?"));
         if hint.is_none() {
@@ -398,7 +402,7 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
         for r in loaded.entity.references() {
             c.reference(loaded, &r.pointer, r.kind, r.id);
         }
-        match &loaded.entity {
+        match &*loaded.entity {
             Entity::DataInterface(di) => {
                 check_di(c, loaded, di, options);
                 model
@@ -571,19 +575,28 @@ fn check_dsm(
     options: &Options<'_>,
     model: &mut Model,
 ) {
+    if dsm.id == crate::DEAD_LETTER_DSM {
+        let d = Diagnostic::error(
+            "reserved-id",
+            format!("`{}` is the engine's own data source of dead letters", dsm.id),
+        )
+        .with_hint("give this data source manifest another id; analytics manifests read the dead letters by this id without declaring it");
+        c.report(loaded, "/id", d);
+        return;
+    }
     let di = c
         .index
         .get(
             EntityKind::DataSourceDefinition,
             &dsm.data_source_definition_reference_id,
         )
-        .and_then(|e| match &e.entity {
+        .and_then(|e| match &*e.entity {
             Entity::DataSourceDefinition(d) => c
                 .index
                 .get(EntityKind::DataInterface, &d.data_interface_reference_id),
             _ => None,
         })
-        .and_then(|e| match &e.entity {
+        .and_then(|e| match &*e.entity {
             Entity::DataInterface(di) => Some(di),
             _ => None,
         });
@@ -871,7 +884,7 @@ fn check_apm(
             EntityKind::AnalyticsProcessorDefinition,
             &apm.analytics_processor_definition_reference_id,
         )
-        .and_then(|e| match &e.entity {
+        .and_then(|e| match &*e.entity {
             Entity::AnalyticsProcessorDefinition(d) => Some(d),
             _ => None,
         });
@@ -1065,7 +1078,7 @@ fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model, options: &Options<'_
         .collect();
     let bundle = c.bundle;
     for loaded in &bundle.entities {
-        let (apms, prefix): (Vec<&AnalyticsProcessorManifest>, bool) = match &loaded.entity {
+        let (apms, prefix): (Vec<&AnalyticsProcessorManifest>, bool) = match &*loaded.entity {
             Entity::AnalyticsManifest(am) => (am.apms().iter().collect(), true),
             Entity::AnalyticsProcessorManifest(apm) => (vec![apm], false),
             _ => continue,

@@ -39,7 +39,7 @@ use crate::registry::{DataSource, DeviceRegistry};
 use crate::symbol::Sym;
 
 /// The DSM id dead letters go to unless configured otherwise.
-pub const DEAD_LETTER_DSM: &str = "dda-dead-letters";
+pub const DEAD_LETTER_DSM: &str = manifests::DEAD_LETTER_DSM;
 
 /// How long a shutdown waits for the engine's tasks to end once everything is stopped.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -86,15 +86,18 @@ impl Engine {
             .collect()
     }
 
-    /// Whether some instance of this engine has a processor writing `dsm`: then its data is
-    /// on the bus already, and no source connector reads it from outside.
+    /// Whether some instance of this engine has a processor writing `dsm`, or it is the dead
+    /// letters' DSM: then its data is on the bus already, and no source connector reads it
+    /// from outside.
     pub(super) fn written_locally(&self, dsm: Sym) -> bool {
-        self.inner
-            .instances
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .any(|slot| slot.plan.outputs().contains(&dsm))
+        dsm == self.inner.dead_letters.topic()
+            || self
+                .inner
+                .instances
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .any(|slot| slot.plan.outputs().contains(&dsm))
     }
 
     /// Starts or stops `dsm`'s source connector to match what should run.

@@ -241,6 +241,33 @@ fn tumbling_windows() {
     );
 }
 
+#[test]
+fn tumbling_windows_closed_on_the_right_include_their_end_and_are_stamped_with_it() {
+    // Readings on the minute belong to the minute they end ("interval ending").
+    let input = readings(400);
+    let size = 60 * S;
+    let mut expected = Expected::new();
+    for (source, points) in series(&input) {
+        let mut by_end: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for (t, v) in points {
+            by_end
+                .entry(((t - 1).div_euclid(size) + 1) * size)
+                .or_default()
+                .push(v);
+        }
+        for (end, values) in by_end {
+            expected.insert((end, source.clone()), (mean(&values), values.len()));
+        }
+    }
+    all_ways(
+        "tumbling, closed right",
+        "average",
+        &json!({"window": "PT1M", "closed": "right"}),
+        &input,
+        &expected,
+    );
+}
+
 /// Windows of `size` ending at every multiple of `slide`, by brute force.
 fn hopping_expected(input: &[Observation], size: i64, slide: i64) -> Expected {
     let mut expected = Expected::new();

@@ -77,7 +77,7 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
             return Some(format!(
                 "late: its last {} window, ending {}, was already emitted",
                 cx.kind,
-                Timestamp(last_end + closed_right)
+                Timestamp(last_end)
             ));
         }
         let shape = (self.size, self.slide, self.pane);
@@ -93,6 +93,8 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
     }
 
     fn close(&mut self, cx: &Shared<A>, horizon: i64, closing: &mut Vec<Closing<A>>) {
+        // Closed on the right, the windows are kept as [start, end) of the times less 1 µs:
+        // that is (start, end] of the times, stamped `end` like a left-closed window.
         let shift = i64::from(cx.settings.closed_right);
         let horizon = if horizon == i64::MAX {
             i64::MAX
@@ -125,9 +127,9 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
                 closing.push(Closing {
                     key,
                     slot,
-                    timestamp: end + shift,
-                    start: end - size + shift,
-                    end: end + shift,
+                    timestamp: end,
+                    start: end - size,
+                    end,
                     complete: true,
                 });
             }

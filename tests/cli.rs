@@ -366,7 +366,12 @@ fn run_from_another_directory_says_where_a_relative_input_path_was_looked_for() 
         out.contains("cannot read examples/mass-customization/orders.jsonl"),
         "{out}"
     );
-    let cwd = dir.path().canonicalize().unwrap();
+    says_where_relative_paths_are_read(&out, dir.path());
+}
+
+/// That `out` says a relative path is read from the working directory, `dir`.
+fn says_where_relative_paths_are_read(out: &str, dir: &std::path::Path) {
+    let cwd = dir.canonicalize().unwrap();
     assert!(
         out.contains(&format!(
             "a relative path is read from the working directory, {}",
@@ -374,6 +379,16 @@ fn run_from_another_directory_says_where_a_relative_input_path_was_looked_for() 
         )),
         "{out}"
     );
+}
+
+/// `dda ARGS` run in `dir`.
+fn dda_in(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
 }
 
 /// The observations of a JSON-lines file sink, one LiveDataSet per line.
@@ -531,6 +546,49 @@ fn run_averages_the_mass_customization_examples_assembly_times_per_variant() {
         "every order in one batch run"
     );
     assert!(!results(&dir, "long-assemblies.jsonl").is_empty());
+}
+
+#[test]
+fn validate_finds_a_replay_file_that_does_not_exist_and_a_reference_in_a_parameter_that_is_no_secret()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = serde_json::json!({"kind": "Bundle",
+        "dataInterfaces": {"dataInterface": [
+            {"id": "di-sim", "communicationProtocol": "Simulator"},
+            {"id": "di-mqtt", "communicationProtocol": "MQTT"}]},
+        "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
+        "dataSourceDefinitions": {"dataSourceDefinition": [
+            {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
+            {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"}]},
+        "dataSourceManifests": {"dataSourceManifest": [
+            {"id": "replayed", "dataSourceDefinitionReferenceID": "dsd-sim",
+             "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                 {"key": "mode", "value": "replay"}, {"key": "file", "value": "readings/missing.csv"}]}},
+            {"id": "out", "dataSourceDefinitionReferenceID": "dsd-mqtt",
+             "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                 {"key": "topic", "value": "t"}, {"key": "username", "value": "${env:USER}"}]}}]},
+    });
+    let path = dir.path().join("bundle.json");
+    std::fs::write(&path, bundle.to_string()).unwrap();
+    let o = dda_in(dir.path(), &["validate".as_ref(), path.as_os_str()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("error[missing-file]: cannot read readings/missing.csv: no such file"),
+        "{out}"
+    );
+    says_where_relative_paths_are_read(&out, dir.path());
+    assert!(
+        out.contains("error[reference-not-allowed]: parameter `username` is not a secret"),
+        "{out}"
+    );
+    // Once the file is there, it is only the reference.
+    std::fs::create_dir_all(dir.path().join("readings")).unwrap();
+    std::fs::write(dir.path().join("readings/missing.csv"), "timestamp,value\n").unwrap();
+    let o = dda_in(dir.path(), &["validate".as_ref(), path.as_os_str()]);
+    let out = stdout(&o);
+    assert!(!out.contains("missing-file"), "{out}");
+    assert!(out.contains("reference-not-allowed"), "{out}");
 }
 
 #[test]

@@ -596,6 +596,59 @@ mod mqtt {
         rig.engine.shutdown().await;
     }
 
+    /// A bundle publishing simulated readings, every `interval`, to `topic` on the broker at
+    /// `port` (QoS 1).
+    fn publishing_bundle(port: u16, topic: &str, interval: &str) -> Json {
+        json!({"kind": "Bundle",
+            "dataInterfaces": {"dataInterface": [
+                {"id": "di-sim", "communicationProtocol": "Simulator"},
+                {"id": "di-mqtt", "communicationProtocol": "MQTT"}]},
+            "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
+            "dataSourceDefinitions": {"dataSourceDefinition": [
+                {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
+                {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"}]},
+            "dataSourceManifests": {"dataSourceManifest": [
+                {"id": "sim", "dataSourceDefinitionReferenceID": "dsd-sim",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                     {"key": "interval", "value": interval}, {"key": "start", "value": "2026-01-01T00:00:00Z"}]}},
+                {"id": "out", "dataSourceDefinitionReferenceID": "dsd-mqtt",
+                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                     {"key": "host", "value": "127.0.0.1"}, {"key": "port", "value": port},
+                     {"key": "topic", "value": topic},
+                     {"key": "clientId", "value": format!("dda-{}-sink", unique())}]}}]},
+            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
+                {"id": "apd-echo", "processorType": "echo"}]},
+            "analyticsManifests": {"analyticsManifest": [{"id": "publish", "analyticsProcessors": {"apm": [
+                {"id": "p", "analyticsProcessorDefinitionReferenceID": "apd-echo",
+                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "sim"}]},
+                 "dataSink": {"dataSourceManifestReferenceID": "out"}}]}}]},
+        })
+    }
+
+    /// `dda run --speed 1 --quiet ARGS BUNDLE` in `dir`, started.
+    fn spawn_run(dir: &std::path::Path, bundle: &Json, args: &[&str]) -> std::process::Child {
+        let path = services::write(dir, "bundle.json", &bundle.to_string());
+        std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(["run", "--speed", "1", "--quiet"])
+            .args(args)
+            .arg(&path)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// How many readings a `dda run` summary says the simulator produced.
+    fn produced(summary: &str) -> u64 {
+        summary
+            .lines()
+            .find_map(|l| l.strip_prefix("inputs read: sim ("))
+            .and_then(|r| r.trim_end_matches(')').replace(',', "").parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no input count: {summary}"))
+    }
+
     /// The number in a `dda run` summary line `  <dsm>: 12,345 observations → ...`.
     fn summary_count(summary: &str, dsm: &str) -> Option<u64> {
         summary
@@ -619,41 +672,9 @@ mod mqtt {
             s
         });
         // 1,000 readings a second, for 14 s, each published at QoS 1.
-        let bundle = json!({"kind": "Bundle",
-            "dataInterfaces": {"dataInterface": [
-                {"id": "di-sim", "communicationProtocol": "Simulator"},
-                {"id": "di-mqtt", "communicationProtocol": "MQTT"}]},
-            "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
-            "dataSourceDefinitions": {"dataSourceDefinition": [
-                {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
-                {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"}]},
-            "dataSourceManifests": {"dataSourceManifest": [
-                {"id": "sim", "dataSourceDefinitionReferenceID": "dsd-sim",
-                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
-                     {"key": "interval", "value": "PT0.001S"}, {"key": "start", "value": "2026-01-01T00:00:00Z"}]}},
-                {"id": "out", "dataSourceDefinitionReferenceID": "dsd-mqtt",
-                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
-                     {"key": "host", "value": "127.0.0.1"}, {"key": "port", "value": port},
-                     {"key": "topic", "value": "plant/readings"},
-                     {"key": "clientId", "value": format!("dda-{}-sink", unique())}]}}]},
-            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
-                {"id": "apd-echo", "processorType": "echo"}]},
-            "analyticsManifests": {"analyticsManifest": [{"id": "publish", "analyticsProcessors": {"apm": [
-                {"id": "p", "analyticsProcessorDefinitionReferenceID": "apd-echo",
-                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "sim"}]},
-                 "dataSink": {"dataSourceManifestReferenceID": "out"}}]}}]},
-        });
         let dir = tempfile::tempdir().unwrap();
-        let path = services::write(dir.path(), "bundle.json", &bundle.to_string());
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
-            .args(["run", "--for", "14s", "--speed", "1", "--quiet"])
-            .arg(&path)
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let bundle = publishing_bundle(port, "plant/readings", "PT0.001S");
+        let run = spawn_run(dir.path(), &bundle, &["--for", "14s"]);
         // Down twice, for a second and for two, while the run publishes.
         std::thread::sleep(Duration::from_secs(3));
         broker.restart(Duration::from_secs(1));
@@ -665,11 +686,7 @@ mod mqtt {
             String::from_utf8_lossy(&o.stderr),
         );
         assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
-        let produced = out
-            .lines()
-            .find_map(|l| l.strip_prefix("inputs read: sim ("))
-            .and_then(|r| r.trim_end_matches(')').replace(',', "").parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no input count: {out}"));
+        let produced = produced(&out);
         let delivered = out
             .split_once("results:")
             .and_then(|(_, r)| summary_count(r, "out"))
@@ -698,42 +715,11 @@ mod mqtt {
             return;
         };
         let port = broker.port;
-        let bundle = json!({"kind": "Bundle",
-            "dataInterfaces": {"dataInterface": [
-                {"id": "di-sim", "communicationProtocol": "Simulator"},
-                {"id": "di-mqtt", "communicationProtocol": "MQTT"}]},
-            "dataKinds": {"dataKind": [{"id": "dk", "name": "x", "quantityKind": "x"}]},
-            "dataSourceDefinitions": {"dataSourceDefinition": [
-                {"id": "dsd-sim", "dataInterfaceReferenceID": "di-sim", "dataKindReferenceID": "dk"},
-                {"id": "dsd-mqtt", "dataInterfaceReferenceID": "di-mqtt", "dataKindReferenceID": "dk"}]},
-            "dataSourceManifests": {"dataSourceManifest": [
-                {"id": "sim", "dataSourceDefinitionReferenceID": "dsd-sim",
-                 "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "interval", "value": "PT0.01S"}]}},
-                {"id": "out", "dataSourceDefinitionReferenceID": "dsd-mqtt",
-                 "dataSourceDefinitionInterfaceParameters": {"parameter": [
-                     {"key": "host", "value": "127.0.0.1"}, {"key": "port", "value": port},
-                     {"key": "topic", "value": "plant/gone"},
-                     {"key": "clientId", "value": format!("dda-{}-sink", unique())}]}}]},
-            "analyticsProcessorDefinitions": {"analyticsProcessorDefinition": [
-                {"id": "apd-echo", "processorType": "echo"}]},
-            "analyticsManifests": {"analyticsManifest": [{"id": "publish", "analyticsProcessors": {"apm": [
-                {"id": "p", "analyticsProcessorDefinitionReferenceID": "apd-echo",
-                 "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "sim"}]},
-                 "dataSink": {"dataSourceManifestReferenceID": "out"}}]}}]},
-        });
         let dir = tempfile::tempdir().unwrap();
-        let path = services::write(dir.path(), "bundle.json", &bundle.to_string());
+        let bundle = publishing_bundle(port, "plant/gone", "PT0.01S");
         let config = services::write(dir.path(), "dda.toml", "stop_timeout = \"2s\"\n");
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
-            .args(["run", "--for", "5s", "--speed", "1", "--quiet", "--config"])
-            .arg(&config)
-            .arg(&path)
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let config = config.to_str().unwrap();
+        let run = spawn_run(dir.path(), &bundle, &["--for", "5s", "--config", config]);
         // The broker goes away for good after 2 s: the last 3 s of readings cannot arrive.
         std::thread::sleep(Duration::from_secs(2));
         broker.stop();
@@ -750,11 +736,7 @@ mod mqtt {
             Some(1),
             "undelivered results fail the run: {out}"
         );
-        let produced = out
-            .lines()
-            .find_map(|l| l.strip_prefix("inputs read: sim ("))
-            .and_then(|r| r.trim_end_matches(')').replace(',', "").parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no input count: {out}"));
+        let produced = produced(&out);
         let (results, undelivered) = out
             .split_once("NOT delivered")
             .unwrap_or_else(|| panic!("{out}"));

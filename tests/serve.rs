@@ -432,6 +432,13 @@ async fn instances_writing_to_unreachable_systems(http: &Http) -> Vec<String> {
             let r = http.post(&format!("/api/v1/{route}"), &doc).await;
             assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
         };
+        // The hourly averages go to a data bus DSM of the instance's own.
+        let mut hourly = example("data-source-manifests")
+            .into_iter()
+            .find(|d| d["id"] == "dsm-ib1-hourly")
+            .unwrap();
+        hourly["id"] = json!(format!("dsm-{p}-hourly"));
+        post("data-source-manifests", hourly).await;
         post(
             "data-interfaces",
             json!({"id": format!("di-{p}"), "name": p, "communicationProtocol": protocol}),
@@ -480,20 +487,6 @@ async fn sinks_on_unreachable_systems_hold_up_no_call_and_a_stop_reports_what_it
     let server = Process::start_with(&data, free_port(), dir.path(), Some(&config)).await;
     let http = server.http.clone();
     load_models(&http, &data).await;
-    // Each instance's hourly averages go to a data bus DSM of its own.
-    for p in ["postgresql", "mongodb", "kafka", "mqtt"] {
-        let mut hourly = example("data-source-manifests")
-            .into_iter()
-            .find(|d| d["id"] == "dsm-ib1-hourly")
-            .unwrap();
-        hourly["id"] = json!(format!("dsm-{p}-hourly"));
-        assert_eq!(
-            http.post("/api/v1/data-source-manifests", &hourly)
-                .await
-                .status,
-            StatusCode::CREATED
-        );
-    }
     let stuck = instances_writing_to_unreachable_systems(&http).await;
     let healthy = example("analytics-manifests")
         .into_iter()
@@ -681,4 +674,63 @@ async fn an_instance_under_dda_serve_reads_the_dead_letters() {
         status["waitingFor"].as_array().unwrap().is_empty(),
         "{status}"
     );
+}
+
+/// Sends `signal` (`-TERM`) to a server.
+fn signal(server: &Process, signal: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([signal, &server.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Waits up to `limit` for the server to exit; its exit code and how long it took.
+fn exit_within(server: &mut Process, limit: Duration) -> (Option<i32>, Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return (status.code(), started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("dda serve did not exit within {limit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_draining_into_an_unreachable_database_stops_by_its_deadline_or_at_a_second_signal()
+ {
+    for (stop_timeout, signals, code, limit) in [
+        // One SIGTERM: the drain gives the stuck sink up at the deadline.
+        ("2s", 1, Some(0), Duration::from_secs(9)),
+        // A long deadline, and a second SIGTERM: out at once.
+        ("60s", 2, Some(143), Duration::from_secs(3)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("dda.toml");
+        std::fs::write(&config, format!("stop_timeout = {stop_timeout:?}\n")).unwrap();
+        let data = dir.path().join("data");
+        let mut server = Process::start_with(&data, free_port(), dir.path(), Some(&config)).await;
+        let http = server.http.clone();
+        load_models(&http, &data).await;
+        let stuck = instances_writing_to_unreachable_systems(&http).await;
+        let r = http
+            .post_empty(&format!("/api/v1/analytics-instances/{}/start", stuck[0]))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // Hourly averages wait for the PostgreSQL nothing listens for.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        signal(&server, "-TERM");
+        if signals == 2 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            signal(&server, "-TERM");
+        }
+        let (exited, took) = exit_within(&mut server, limit);
+        assert_eq!(
+            exited, code,
+            "stop_timeout {stop_timeout}, {signals} signal(s), {took:?}"
+        );
+    }
 }

@@ -34,11 +34,33 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(dashboard_api::serve(cfg, async {
-        let signal = crate::cmd::stop_signal().await;
-        eprintln!("dda: {signal}: draining every instance");
-    }))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(async {
+        let (first, asked) = tokio::sync::oneshot::channel::<()>();
+        let serving = dashboard_api::serve(cfg, async {
+            let signal = crate::cmd::stop_signal().await;
+            eprintln!(
+                "dda: {signal}: draining every instance (Ctrl-C or SIGTERM again exits at once)"
+            );
+            let _ = first.send(());
+        });
+        // A drain can wait on systems that do not answer (for the stop deadline): a second
+        // request to stop is obeyed at once.
+        let again = async {
+            if asked.await.is_err() {
+                return std::future::pending().await;
+            }
+            crate::cmd::stop_signal().await
+        };
+        tokio::select! {
+            served = serving => served.map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from),
+            signal = again => {
+                eprintln!(
+                    "dda: {signal} again: exiting without draining; what sinks had not written is not delivered"
+                );
+                std::process::exit(if signal == "interrupted" { 130 } else { 143 });
+            }
+        }
+    })
 }
 
 /// Prints a new random token and the `[[tokens]]` entry to configure for it.

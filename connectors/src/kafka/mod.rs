@@ -374,10 +374,11 @@ impl Sink for Kafka {
         let cfg = &self.config;
         let mut producer =
             producer(cfg).map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, cfg)))?;
-        match ensure_topic(cfg).await {
-            Ok(()) => ctx.metrics.connected(),
+        match ctx.attempt(ensure_topic(cfg)).await {
+            Some(Ok(())) => ctx.metrics.connected(),
             // The producer retries on its own; say why data may not flow yet.
-            Err(e) => ctx.metrics.failed(describe(&e, cfg)),
+            Some(Err(e)) => ctx.metrics.failed(describe(&e, cfg)),
+            None => {}
         }
         let format = Format::of(&ctx.dsm);
         let mut backoff = Backoff::default();

@@ -558,37 +558,29 @@ trait Held: Sized {
     fn payload_text(&self) -> Option<String>;
 }
 
-impl Held for rumqttc::Request {
-    fn publish_ids(&mut self) -> Option<(&mut u16, &mut bool)> {
-        match self {
-            Self::Publish(p) => Some((&mut p.pkid, &mut p.dup)),
-            _ => None,
-        }
-    }
+/// The same for both protocol versions' requests.
+macro_rules! held {
+    ($request:ty) => {
+        impl Held for $request {
+            fn publish_ids(&mut self) -> Option<(&mut u16, &mut bool)> {
+                match self {
+                    Self::Publish(p) => Some((&mut p.pkid, &mut p.dup)),
+                    _ => None,
+                }
+            }
 
-    fn payload_text(&self) -> Option<String> {
-        match self {
-            Self::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
-            _ => None,
+            fn payload_text(&self) -> Option<String> {
+                match self {
+                    Self::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Held for rumqttc::v5::Request {
-    fn publish_ids(&mut self) -> Option<(&mut u16, &mut bool)> {
-        match self {
-            Self::Publish(p) => Some((&mut p.pkid, &mut p.dup)),
-            _ => None,
-        }
-    }
-
-    fn payload_text(&self) -> Option<String> {
-        match self {
-            Self::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
-            _ => None,
-        }
-    }
-}
+held!(rumqttc::Request);
+held!(rumqttc::v5::Request);
 
 /// Publishes a sink sent and the broker has not acknowledged, taken from the event loop
 /// when the connection failed.

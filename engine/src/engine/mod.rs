@@ -281,19 +281,33 @@ impl Engine {
         &self.inner.dead_letters
     }
 
-    /// Stops every running or paused instance, writers before their readers, then the
-    /// dead-letter sink. The engine cannot be used afterwards.
+    /// Stops every running or paused instance, writers before their readers (instances at
+    /// one depth together, so that a shutdown takes a stop deadline per depth, not per
+    /// instance), then the dead-letter sink. The engine cannot be used afterwards.
     pub async fn shutdown(&self) {
         let plans: Vec<Arc<Plan>> = self.slots().iter().map(|s| s.plan.clone()).collect();
-        let mut order: Vec<(usize, String)> = plans
-            .iter()
-            .map(|p| (depth(p, &plans), p.id.clone()))
-            .collect();
-        order.sort();
-        for (_, id) in order {
-            match self.stop(&id).await {
-                Ok(()) | Err(EngineError::IllegalTransition { .. }) => {}
-                Err(e) => tracing::warn!(instance = %id, error = %e, "stop failed"),
+        let mut by_depth: std::collections::BTreeMap<usize, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for p in &plans {
+            by_depth
+                .entry(depth(p, &plans))
+                .or_default()
+                .push(p.id.clone());
+        }
+        for ids in by_depth.into_values() {
+            let mut stopping = tokio::task::JoinSet::new();
+            for id in ids {
+                let engine = self.clone();
+                stopping.spawn(async move { (engine.stop(&id).await, id) });
+            }
+            while let Some(stopped) = stopping.join_next().await {
+                match stopped {
+                    Ok((Ok(()) | Err(EngineError::IllegalTransition { .. }), _)) => {}
+                    Ok((Err(e), id)) => {
+                        tracing::warn!(instance = %id, error = %e, "stop failed");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "a stop ended abnormally"),
+                }
             }
         }
         self.inner.dead_letters.leave().await;

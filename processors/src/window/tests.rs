@@ -218,40 +218,18 @@ fn all_ways(label: &str, kind: &str, params: &Json, input: &[Observation], expec
     );
 }
 
-#[test]
-fn tumbling_windows() {
+/// Tumbling minutes, closed on the left `[start, end)` or on the right `(start, end]`,
+/// against their means by brute force; both are stamped with their end.
+fn tumbling(closed_right: bool) {
     let input = readings(400);
     let size = 60 * S;
-    let mut expected = Expected::new();
-    for (source, points) in series(&input) {
-        let mut by_end: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-        for (t, v) in points {
-            by_end.entry((t / size + 1) * size).or_default().push(v);
-        }
-        for (end, values) in by_end {
-            expected.insert((end, source.clone()), (mean(&values), values.len()));
-        }
-    }
-    all_ways(
-        "tumbling",
-        "average",
-        &json!({"window": "PT1M"}),
-        &input,
-        &expected,
-    );
-}
-
-#[test]
-fn tumbling_windows_closed_on_the_right_include_their_end_and_are_stamped_with_it() {
-    // Readings on the minute belong to the minute they end ("interval ending").
-    let input = readings(400);
-    let size = 60 * S;
+    let shift = i64::from(closed_right);
     let mut expected = Expected::new();
     for (source, points) in series(&input) {
         let mut by_end: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
         for (t, v) in points {
             by_end
-                .entry(((t - 1).div_euclid(size) + 1) * size)
+                .entry(((t - shift).div_euclid(size) + 1) * size)
                 .or_default()
                 .push(v);
         }
@@ -259,13 +237,25 @@ fn tumbling_windows_closed_on_the_right_include_their_end_and_are_stamped_with_i
             expected.insert((end, source.clone()), (mean(&values), values.len()));
         }
     }
+    let closed = if closed_right { "right" } else { "left" };
     all_ways(
-        "tumbling, closed right",
+        &format!("tumbling, closed {closed}"),
         "average",
-        &json!({"window": "PT1M", "closed": "right"}),
+        &json!({"window": "PT1M", "closed": closed}),
         &input,
         &expected,
     );
+}
+
+#[test]
+fn tumbling_windows() {
+    tumbling(false);
+}
+
+#[test]
+fn tumbling_windows_closed_on_the_right_include_their_end_and_are_stamped_with_it() {
+    // Readings on the minute belong to the minute they end ("interval ending").
+    tumbling(true);
 }
 
 /// Windows of `size` ending at every multiple of `slide`, by brute force.

@@ -1063,6 +1063,67 @@ mod postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_result_written_again_keeps_one_row_and_a_partial_one_never_replaces_the_final() {
+        if !services::available("PostgreSQL", 5432) {
+            return;
+        }
+        let table = format!("t_{}", unique());
+        let rig = rig(
+            &[
+                dsm("in", "Bus", json!({})),
+                table_dsm("out", 5432, "test", &table),
+            ],
+            &[("am", "in", "out")],
+        )
+        .await;
+        rig.start().await;
+        rig.connected().await;
+        let result = |value: f64, complete: bool| {
+            let mut o = Observation::number(
+                Sym::new("box-1"),
+                Sym::new("TotalRealPower"),
+                Timestamp::from_millis(T0),
+                value,
+            );
+            o.id = Some(Arc::new("result-1".to_owned()));
+            let mut a = serde_json::Map::new();
+            a.insert("count".into(), json!(if complete { 60 } else { 30 }));
+            if !complete {
+                a.insert("complete".into(), json!(false));
+            }
+            o.attributes = Some(Arc::new(a));
+            o
+        };
+        // Partial, then final, then final again (a replay), then partial again.
+        for (value, complete) in [(1.0, false), (2.0, true), (2.0, true), (3.0, false)] {
+            rig.inject("in", vec![result(value, complete)]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let c = client(5432, "test").await.unwrap();
+        common::eventually(30, "the writes", || async {
+            rig.engine
+                .written()
+                .iter()
+                .any(|(d, n)| d.text().as_ref() == "out" && *n >= 4)
+        })
+        .await;
+        let rows = c
+            .query(
+                &format!("SELECT value, attributes->>'count' FROM {table}"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "one row per result id");
+        assert_eq!(rows[0].get::<_, f64>(0), 2.0, "the final value is kept");
+        assert_eq!(rows[0].get::<_, String>(1), "60");
+        rig.engine.shutdown().await;
+        c.batch_execute(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nothing_is_lost_or_doubled_when_the_database_restarts_mid_stream() {
         let Some(server) = services::postgres() else {
             return;

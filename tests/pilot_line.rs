@@ -248,6 +248,88 @@ fn the_pilot_line_stores_exactly_the_hourly_averages_of_a_replayed_data_set() {
     assert_eq!(stamp, end);
 }
 
+#[test]
+fn running_the_job_again_into_the_same_databases_keeps_one_row_per_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let readings = data_set();
+    let bundle = bundle(dir.path(), &readings);
+    for run in 1..=2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(["run", bundle.to_str().unwrap(), "--speed", "max", "--quiet"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `table` refuses a result stored twice; the values are those of one run.
+    let expected_edge = expected_edge(&readings);
+    let cloud = dir.path().join("dda-output/cloud.sqlite");
+    assert_eq!(table(&cloud, "edge_hourly_averages"), expected_edge);
+    assert_eq!(
+        table(&cloud, "global_hourly_averages"),
+        expected_global(&expected_edge, HOURS)
+    );
+    let rows: i64 = rusqlite::Connection::open(&cloud)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM edge_hourly_averages", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows as usize, expected_edge.len());
+}
+
+#[test]
+fn a_run_stopped_in_the_middle_of_an_hour_marks_that_hour_incomplete_never_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption/json");
+    // At 1800× real time, 2 s end half way through the second hour.
+    let out = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args([
+            "run",
+            example.to_str().unwrap(),
+            "--speed",
+            "1800",
+            "--for",
+            "2s",
+            "--quiet",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(dir.path().join("dda-output/ib1-edge.sqlite")).unwrap();
+    let rows: Vec<(String, String, Option<bool>, i64)> = db
+        .prepare(
+            "SELECT name, timestamp, json_extract(attributes, '$.complete'), \
+             json_extract(attributes, '$.count') FROM hourly_averages ORDER BY timestamp_ms",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!rows.is_empty());
+    let last = rows.iter().map(|r| r.1.clone()).max().unwrap();
+    for (name, stamp, complete, count) in &rows {
+        if *stamp == last {
+            // Cut short by the end of the run: marked, and holding fewer than 60 readings.
+            assert_eq!(*complete, Some(false), "{name} {stamp}");
+            assert!(*count < 60, "{name} {stamp}: {count}");
+        } else {
+            assert_eq!(*complete, None, "{name} {stamp} is final");
+            assert_eq!(*count, 60, "{name} {stamp}");
+        }
+    }
+}
+
 /// The MQTT variant of the example: each box publishes its readings on its MQTT topic; the
 /// edge engines store hourly averages in MongoDB and forward them over Kafka; the cloud
 /// engine stores the averages across boxes in MongoDB. Run in-process against the shared

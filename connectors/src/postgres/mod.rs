@@ -214,8 +214,11 @@ async fn connect(
                attributes jsonb,
                batch uuid NOT NULL,
                seq integer NOT NULL,
+               uid text,
                UNIQUE (batch, seq)
              );
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS uid text;
+             CREATE UNIQUE INDEX IF NOT EXISTS \"{index}_uid\" ON {table} (uid);
              CREATE INDEX IF NOT EXISTS \"{index}_name_ts\" ON {table} (name, ts);"
         ))
         .await?;
@@ -232,6 +235,7 @@ struct Columns {
     value_json: Vec<Option<String>>,
     attributes: Vec<Option<String>>,
     seq: Vec<i32>,
+    uid: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -246,6 +250,7 @@ impl Columns {
             value_json: Vec::with_capacity(batch.len()),
             attributes: Vec::with_capacity(batch.len()),
             seq: Vec::with_capacity(batch.len()),
+            uid: Vec::with_capacity(batch.len()),
         };
         for (i, o) in batch.iter().enumerate() {
             let (number, json) = match &o.value {
@@ -264,6 +269,7 @@ impl Columns {
                     .map(|a| serde_json::Value::Object((**a).clone()).to_string()),
             );
             c.seq.push(i32::try_from(first + i).unwrap_or(i32::MAX));
+            c.uid.push(o.id.as_deref().cloned());
         }
         c
     }
@@ -271,11 +277,16 @@ impl Columns {
 
 fn insert_statement(table: &str) -> String {
     format!(
-        "INSERT INTO {table} (dsm, source, name, data_kind, ts, value, value_json, attributes, batch, seq)
-         SELECT $1, s, n, k, t::timestamptz, v, j::jsonb, a::jsonb, $2::text::uuid, q
-         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::int4[])
-           AS u(s, n, k, t, v, j, a, q)
-         ON CONFLICT (batch, seq) DO NOTHING"
+        "INSERT INTO {table} (dsm, source, name, data_kind, ts, value, value_json, attributes, batch, seq, uid)
+         SELECT $1, s, n, k, t::timestamptz, v, j::jsonb, a::jsonb, $2::text::uuid, q,
+           COALESCE(d, $2::text || '/' || q::text)
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::int4[], $11::text[])
+           AS u(s, n, k, t, v, j, a, q, d)
+         ON CONFLICT (uid) DO UPDATE SET dsm = EXCLUDED.dsm, source = EXCLUDED.source,
+           name = EXCLUDED.name, data_kind = EXCLUDED.data_kind, ts = EXCLUDED.ts,
+           value = EXCLUDED.value, value_json = EXCLUDED.value_json, attributes = EXCLUDED.attributes
+         WHERE {table}.attributes->>'complete' IS NOT DISTINCT FROM 'false'
+           OR EXCLUDED.attributes->>'complete' IS DISTINCT FROM 'false'"
     )
 }
 
@@ -300,6 +311,7 @@ async fn write(
                 &c.value_json,
                 &c.attributes,
                 &c.seq,
+                &c.uid,
             ],
         )
         .await

@@ -15,9 +15,16 @@
 //!   timestamp_ms INTEGER NOT NULL,     -- event time, epoch milliseconds
 //!   value        REAL,                 -- the value, when it is a number
 //!   value_json   TEXT,                 -- the value as JSON, when it is not a number
-//!   attributes   TEXT                  -- extra fields as a JSON object (window bounds, count...)
+//!   attributes   TEXT,                 -- extra fields as a JSON object (window bounds, count...)
+//!   uid          TEXT UNIQUE           -- the observation's id, when it has one
 //! );
 //! ```
+//!
+//! Idempotent for observations with ids — window results (one id per instance, processor,
+//! key and window) and observations that arrived with one: writing one again replaces its
+//! row rather than adding one, except that a partial window (`complete: false`) never
+//! replaces a final one. So a replay, or re-running a job into the same database, keeps one
+//! row per result. A table of an older layout gains the column when first opened.
 //!
 //! Source: reads rows of that layout in arrival order (for a cloud engine computing over
 //! what edges stored), from the `beginning` (default) or the `end` of the table, polling
@@ -129,7 +136,10 @@ fn open(path: &str, table: &str) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(&format!(
+    // One write transaction, taken at once (waiting for another writer, such as a second
+    // sink on the same file setting up its table), so that no step finds the file locked.
+    let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS \"{table}\" (
            id INTEGER PRIMARY KEY,
            dsm TEXT NOT NULL,
@@ -140,10 +150,24 @@ fn open(path: &str, table: &str) -> rusqlite::Result<Connection> {
            timestamp_ms INTEGER NOT NULL,
            value REAL,
            value_json TEXT,
-           attributes TEXT
+           attributes TEXT,
+           uid TEXT
          );
          CREATE INDEX IF NOT EXISTS \"{table}_name_time\" ON \"{table}\" (name, timestamp_ms);"
     ))?;
+    // Tables made before results had ids: the column is added.
+    let has_uid = tx
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'uid'"
+        ))?
+        .exists([])?;
+    if !has_uid {
+        tx.execute_batch(&format!("ALTER TABLE \"{table}\" ADD COLUMN uid TEXT"))?;
+    }
+    tx.execute_batch(&format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS \"{table}_uid\" ON \"{table}\" (uid)"
+    ))?;
+    tx.commit()?;
     Ok(conn)
 }
 
@@ -156,8 +180,14 @@ fn write(
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(&format!(
-            "INSERT INTO \"{table}\" (dsm, source, name, data_kind, timestamp, timestamp_ms, value, value_json, attributes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO \"{table}\" (dsm, source, name, data_kind, timestamp, timestamp_ms, value, value_json, attributes, uid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (uid) DO UPDATE SET dsm = excluded.dsm, source = excluded.source,
+               name = excluded.name, data_kind = excluded.data_kind, timestamp = excluded.timestamp,
+               timestamp_ms = excluded.timestamp_ms, value = excluded.value,
+               value_json = excluded.value_json, attributes = excluded.attributes
+             WHERE json_extract(\"{table}\".attributes, '$.complete') IS 0
+               OR json_extract(excluded.attributes, '$.complete') IS NOT 0"
         ))?;
         for o in batch {
             let (number, json) = match &o.value {
@@ -178,6 +208,7 @@ fn write(
                 number,
                 json,
                 attributes,
+                o.id.as_deref(),
             ])?;
         }
     }
@@ -229,6 +260,7 @@ fn row_to_observation(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Observa
     let value: Option<f64> = row.get(5)?;
     let json: Option<String> = row.get(6)?;
     let attributes: Option<String> = row.get(7)?;
+    let uid: Option<String> = row.get(8)?;
     let value = match (value, json) {
         (Some(n), _) => Value::Number(n),
         (None, Some(j)) => Value::from_json(&serde_json::from_str(&j).unwrap_or(Json::String(j))),
@@ -247,7 +279,7 @@ fn row_to_observation(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Observa
             data_kind: kind.as_deref().map(Sym::new),
             ingested: ingest_clock(),
             attributes,
-            id: None,
+            id: uid.map(Arc::new),
         },
     ))
 }
@@ -256,7 +288,7 @@ fn read_after(path: &str, table: &str, after: i64) -> rusqlite::Result<Vec<(i64,
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT id, source, name, data_kind, timestamp_ms, value, value_json, attributes FROM \"{table}\" WHERE id > ?1 ORDER BY id LIMIT 1024"
+        "SELECT id, source, name, data_kind, timestamp_ms, value, value_json, attributes, uid FROM \"{table}\" WHERE id > ?1 ORDER BY id LIMIT 1024"
     ))?;
     let rows = stmt.query_map([after], row_to_observation)?;
     rows.collect()
@@ -308,5 +340,74 @@ impl Source for Sqlite {
                 () = ctx.cancel.cancelled() => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(value: f64, complete: bool) -> Observation {
+        let mut o = Observation::number(
+            Sym::new("box-1"),
+            Sym::new("TotalRealPower"),
+            Timestamp::from_millis(1_527_123_600_000),
+            value,
+        );
+        o.id = Some(Arc::new("result-1".to_owned()));
+        let mut a = serde_json::Map::new();
+        if !complete {
+            a.insert("complete".into(), Json::Bool(false));
+        }
+        o.attributes = Some(Arc::new(a));
+        o
+    }
+
+    #[test]
+    fn a_result_written_again_keeps_one_row_and_a_partial_one_never_replaces_the_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sqlite");
+        let path = path.to_str().unwrap();
+        let mut conn = open(path, "results").unwrap();
+        for (value, complete) in [(1.0, false), (2.0, true), (2.0, true), (3.0, false)] {
+            write(&mut conn, "results", "out", &[result(value, complete)]).unwrap();
+        }
+        // One without an id is a row of its own each time.
+        let mut plain = result(5.0, true);
+        plain.id = None;
+        write(&mut conn, "results", "out", &[plain.clone(), plain]).unwrap();
+        let rows: Vec<(f64, Option<String>)> = conn
+            .prepare("SELECT value, uid FROM results ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(2.0, Some("result-1".to_owned())), (5.0, None), (5.0, None)]
+        );
+        // A table of the older layout gains the column.
+        let old = Connection::open(dir.path().join("old.sqlite")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE results (id INTEGER PRIMARY KEY, dsm TEXT NOT NULL, source TEXT NOT NULL,
+               name TEXT NOT NULL, data_kind TEXT, timestamp TEXT NOT NULL,
+               timestamp_ms INTEGER NOT NULL, value REAL, value_json TEXT, attributes TEXT)",
+        )
+        .unwrap();
+        drop(old);
+        let old_path = dir.path().join("old.sqlite");
+        let mut conn = open(old_path.to_str().unwrap(), "results").unwrap();
+        write(
+            &mut conn,
+            "results",
+            "out",
+            &[result(2.0, true), result(2.0, true)],
+        )
+        .unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM results", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }

@@ -86,7 +86,13 @@ impl<K: AggregateKind> ProcessorKind for Aggregate<K> {
         let settings = config.window_settings(K::KIND)?;
         let options = K::options(&config)?;
         Ok(Self {
-            windows: Windows::new::<K::Accumulator>(settings, options, K::KIND, ctx.sink),
+            windows: Windows::new::<K::Accumulator>(
+                settings,
+                options,
+                K::KIND,
+                ctx.sink,
+                &format!("{}/{}", ctx.instance, ctx.id),
+            ),
             kind: PhantomData,
         })
     }

@@ -47,7 +47,9 @@
 //! and the watermark passed downstream is held back by `allowedLateness`, so no result is
 //! late for the processor that reads it. With `time: processing` observations are stamped
 //! with the wall clock when they arrive, and windows close on the wall clock. At the end of
-//! input every open window is emitted (a partial count window with `complete: false`).
+//! input every open window is emitted; those event time had not passed (and partial count
+//! windows) are marked `complete: false`. Every result has an id derived from the instance,
+//! processor, key and window, the same in every run (docs/runtime.md, "Result ids").
 //!
 //! Every accumulator is mergeable and independent of the order of its input, so results do
 //! not depend on arrival order: out-of-order data within the watermark gives the same
@@ -731,9 +733,36 @@ struct Driver<A: Accumulator, W> {
     /// Arrival order, to keep ties of equal timestamps stable.
     seq: u64,
     sink: Sym,
+    /// `<instance>/<processor>`: with the key and the window, what names a result.
+    origin: Arc<str>,
 }
 
+/// The namespace of result ids (a UUID v5 of the origin, key and window).
+const RESULTS: uuid::Uuid = uuid::Uuid::from_u128(0x6464_612d_7265_7375_6c74_7300_0000_0001);
+
 impl<A: Accumulator, W: OpenWindows<A>> Driver<A, W> {
+    /// The id of a window's result: the same for the same instance, processor, key and
+    /// window, every run — so that a sink given it twice (a replay after a crash, a partial
+    /// window followed by the final one) keeps one. A time or per-observation window is
+    /// named by its start and end; a session or count window, whose end moves while it is
+    /// open, by its start.
+    fn result_id(&self, r: &Closing<A>) -> engine::observation::ObservationId {
+        let end = match self.shared.settings.shape {
+            Shape::Time { .. } | Shape::PerObservation { .. } => r.end,
+            Shape::Session { .. } | Shape::Count { .. } => i64::MIN,
+        };
+        let part = |s: Option<Sym>| s.map(|s| s.text().to_string()).unwrap_or_default();
+        let name = format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{end}",
+            self.origin,
+            part(r.key.source),
+            part(r.key.name),
+            part(r.key.field),
+            r.start
+        );
+        Arc::new(uuid::Uuid::new_v5(&RESULTS, name.as_bytes()).to_string())
+    }
+
     /// Event time up to which windows are closed: the watermark less the allowed lateness.
     fn horizon(&self) -> i64 {
         self.watermark
@@ -815,7 +844,7 @@ impl<A: Accumulator, W: OpenWindows<A>> Driver<A, W> {
             data_kind: r.slot.data_kind,
             ingested: r.slot.ingested,
             attributes: Some(Arc::new(attributes)),
-            id: None,
+            id: Some(self.result_id(&r)),
         });
     }
 }
@@ -862,11 +891,17 @@ impl<A: Accumulator, W: OpenWindows<A>> Drive for Driver<A, W> {
         }
     }
 
+    /// The end of input: windows the watermark completes are final; whatever else is open
+    /// is emitted too, marked `complete: false`, never as if final. (A bounded source that
+    /// is exhausted declares the end of event time, so its last windows are complete.)
     fn flush(&mut self, out: &mut Output<'_>) {
-        self.close(i64::MAX, out);
+        let horizon = self.horizon();
+        self.close(horizon, out);
         let mut closing = Vec::new();
+        self.open.close(&self.shared, i64::MAX, &mut closing);
         self.open.flush(&self.shared, &mut closing);
-        for c in closing {
+        for mut c in closing {
+            c.complete = false;
             self.emit(c, out);
         }
     }
@@ -922,11 +957,13 @@ impl Windows {
         options: A::Options,
         kind: &'static str,
         sink: Sym,
+        origin: &str,
     ) -> Self {
         fn driver<A: Accumulator, W: OpenWindows<A>>(
             shared: Shared<A>,
             open: W,
             sink: Sym,
+            origin: &str,
         ) -> Box<dyn Drive> {
             Box::new(Driver {
                 shared,
@@ -934,6 +971,7 @@ impl Windows {
                 watermark: Timestamp::MIN,
                 seq: 0,
                 sink,
+                origin: Arc::from(origin),
             })
         }
         let shape = settings.shape;
@@ -943,12 +981,21 @@ impl Windows {
             kind,
         };
         Self(match shape {
-            Shape::Time { size, slide, pane } => {
-                driver(shared, time::Panes::<A>::new(size, slide, pane), sink)
+            Shape::Time { size, slide, pane } => driver(
+                shared,
+                time::Panes::<A>::new(size, slide, pane),
+                sink,
+                origin,
+            ),
+            Shape::PerObservation { size } => {
+                driver(shared, sliding::Points::new(size), sink, origin)
             }
-            Shape::PerObservation { size } => driver(shared, sliding::Points::new(size), sink),
-            Shape::Session { gap } => driver(shared, session::Sessions::<A>::new(gap), sink),
-            Shape::Count { size, slide } => driver(shared, count::Counts::new(size, slide), sink),
+            Shape::Session { gap } => {
+                driver(shared, session::Sessions::<A>::new(gap), sink, origin)
+            }
+            Shape::Count { size, slide } => {
+                driver(shared, count::Counts::new(size, slide), sink, origin)
+            }
         })
     }
 

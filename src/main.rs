@@ -98,6 +98,10 @@ enum Command {
         /// The broker of the MQTT cases.
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:1883")]
         broker: String,
+        /// Checkpoint the engine cases' instance this often (into OUT_DIR/bench-checkpoints),
+        /// to measure what checkpoints cost.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        checkpoint_interval: Option<std::time::Duration>,
     },
     /// Run an engine with the Open API (REST), persisting models and instance state.
     Serve {
@@ -301,6 +305,7 @@ fn main() -> ExitCode {
             out_dir,
             messages,
             broker,
+            checkpoint_interval,
         } => cmd::bench::run(cmd::bench::BenchOptions {
             cases,
             observations,
@@ -311,6 +316,7 @@ fn main() -> ExitCode {
             out_dir,
             messages,
             broker,
+            checkpoint_interval,
         }),
         Command::Validate {
             paths,

@@ -32,6 +32,11 @@ type Reading = (u32, &'static str, i64, i64);
 /// A deterministic, irregular data set: each hour has 16 slots of 225 s; each reading lies
 /// somewhere in its slot (the first of each hour exactly on the hour).
 fn data_set() -> Vec<Reading> {
+    data_set_of(HOURS)
+}
+
+/// [`data_set`] over `hours` hours.
+fn data_set_of(hours: i64) -> Vec<Reading> {
     let mut out = Vec::new();
     let mut seed: u64 = 0x5eed;
     let mut next = || {
@@ -42,7 +47,7 @@ fn data_set() -> Vec<Reading> {
     };
     for b in 1..=3u32 {
         let mut energy = 1000 * i64::from(b);
-        for h in 0..HOURS {
+        for h in 0..hours {
             for slot in 0..PER_HOUR {
                 let jitter = if slot == 0 { 0 } else { next() % 200_000 };
                 let t = START_MS + h * HOUR_MS + slot * 225_000 + jitter;
@@ -69,6 +74,28 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Box `b`'s readings as the paper's LiveDataSets (Table 7), one per line.
+fn write_replay(file: &Path, readings: &[Reading], b: u32) {
+    let lines: Vec<String> = readings
+        .iter()
+        .filter(|r| r.0 == b)
+        .map(|(_, name, t, v)| {
+            json!({
+                "id": format!("set-{b}-{t}"),
+                "dataSourceManifestReferenceID": format!("dsm-ib{b}-meter"),
+                "mobile": false,
+                "timestamp": t,
+                "observation": [{"name": name, "timestamp": t, "value": v}],
+            })
+            .to_string()
+        })
+        .collect();
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+}
+
 /// The example bundle with each box's meter replaced by a replay of its part of the data
 /// set, written as the paper's LiveDataSets (Table 7), one per line.
 fn bundle(dir: &Path, readings: &[Reading]) -> PathBuf {
@@ -77,21 +104,7 @@ fn bundle(dir: &Path, readings: &[Reading]) -> PathBuf {
     copy_dir(&example, &bundle);
     for b in 1..=3u32 {
         let file = dir.join(format!("ib{b}.jsonl"));
-        let lines: Vec<String> = readings
-            .iter()
-            .filter(|r| r.0 == b)
-            .map(|(_, name, t, v)| {
-                json!({
-                    "id": format!("set-{b}-{t}"),
-                    "dataSourceManifestReferenceID": format!("dsm-ib{b}-meter"),
-                    "mobile": false,
-                    "timestamp": t,
-                    "observation": [{"name": name, "timestamp": t, "value": v}],
-                })
-                .to_string()
-            })
-            .collect();
-        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        write_replay(&file, readings, b);
         let dsm_path = bundle.join(format!("data-source-manifests/ib{b}-meter.json"));
         let mut dsm: Json =
             serde_json::from_str(&std::fs::read_to_string(&dsm_path).unwrap()).unwrap();
@@ -327,6 +340,120 @@ fn a_run_stopped_in_the_middle_of_an_hour_marks_that_hour_incomplete_never_final
             assert_eq!(*complete, None, "{name} {stamp} is final");
             assert_eq!(*count, 60, "{name} {stamp}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_five_moments_leaves_exactly_the_results_of_an_uninterrupted_run() {
+    const LONG: i64 = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("dda.toml");
+    std::fs::write(&config, "checkpoint_interval = \"1s\"\n").unwrap();
+    let readings = data_set_of(LONG);
+    for b in 1..=3u32 {
+        write_replay(&data.join(format!("replay/ib{b}.jsonl")), &readings, b);
+    }
+    let port = common::free_port();
+    let mut server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
+    let http = server.http.clone();
+    common::load_models(&http, &data).await;
+    for b in 1..=3u32 {
+        let id = format!("dsm-ib{b}-meter");
+        let mut dsm = common::example("data-source-manifests")
+            .into_iter()
+            .find(|d| d["id"] == id.as_str())
+            .unwrap();
+        // Replayed at 3600× real time: 30 hours in about 30 s.
+        dsm["dataSourceDefinitionInterfaceParameters"]["parameter"] = json!([
+            {"key": "mode", "value": "replay"},
+            {"key": "file", "value": format!("replay/ib{b}.jsonl")},
+            {"key": "speed", "value": "3600"},
+        ]);
+        let r = http
+            .put(&format!("/api/v1/data-source-manifests/{id}"), &dsm)
+            .await;
+        assert!(r.status.is_success(), "{id}: {}", r.text());
+    }
+    let edges = ["am-ib1-edge", "am-ib2-edge", "am-ib3-edge"];
+    for am in common::example("analytics-manifests")
+        .into_iter()
+        .filter(|a| edges.contains(&a["id"].as_str().unwrap()))
+    {
+        let r = http.post("/api/v1/analytics-instances", &am).await;
+        assert!(r.status.is_success(), "{}", r.text());
+        let r = http
+            .post_empty(&format!(
+                "/api/v1/analytics-instances/{}/start",
+                am["id"].as_str().unwrap()
+            ))
+            .await;
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+    // Killed at five moments spread over the run (seconds after the start), each time at
+    // once restarted on the same data directory.
+    let started = std::time::Instant::now();
+    for at in [2.7, 7.9, 12.3, 17.6, 23.1] {
+        let due = std::time::Duration::from_secs_f64(at);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        server.kill();
+        server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
+    }
+    let http = server.http.clone();
+    let expected = expected_edge(&readings);
+    let cloud = data.join("cloud.sqlite");
+    let rows = |path: &Path, table: &str| -> i64 {
+        rusqlite::Connection::open(path)
+            .and_then(|c| c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    common::eventually(120, "every hour of every box stored", || async {
+        rows(&cloud, "edge_hourly_averages") >= expected.len() as i64
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Exactly the uninterrupted run's: `table` refuses an hour stored twice.
+    assert_eq!(table(&cloud, "edge_hourly_averages"), expected);
+    for b in 1..=3u32 {
+        let mine: BTreeMap<_, _> = expected
+            .iter()
+            .filter(|(k, _)| k.0 == format!("dsm-ib{b}-meter"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        assert_eq!(
+            table(&data.join(format!("ib{b}-edge.sqlite")), "hourly_averages"),
+            mine,
+            "box {b}"
+        );
+    }
+    let partial: i64 = rusqlite::Connection::open(&cloud)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM edge_hourly_averages WHERE json_extract(attributes, '$.complete') = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(partial, 0, "no partial hour");
+    // The last start restored each instance from a checkpoint, and it checkpoints since.
+    let metrics = http.get("/metrics").await.text();
+    for am in edges {
+        let doc = http
+            .get(&format!("/api/v1/analytics-instances/{am}"))
+            .await
+            .json();
+        assert!(
+            doc["checkpoint"]["restoredFrom"].as_u64().is_some(),
+            "{doc}"
+        );
+        let completed: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("dda_checkpoints_total{{instance=\"{am}\"}} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no checkpoint count of {am}: {metrics}"));
+        assert!(completed > 0, "{am}");
     }
 }
 

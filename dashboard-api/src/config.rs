@@ -7,6 +7,7 @@
 //! speed = "1"                   # simulated time per wall-clock time, for simulators
 //! recent = 100                  # recent observations kept per data source, for live views
 //! stop_timeout = "10s"          # a stop drains within this; then sinks still retrying give up
+//! checkpoint_interval = "10s"   # instances' checkpoints, in <data_dir>/checkpoints ("0s": none)
 //!
 //! allowed_hosts = ["edge-7.plant.example"]  # Host names clients use, besides IP addresses and localhost
 //! allowed_origins = ["https://dashboard.plant.example"]  # web pages that may change things
@@ -30,7 +31,7 @@
 //! argv = ["python3", "examples/external-python/scorer.py"]  # no shell, ever
 //! ```
 //!
-//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_STOP_TIMEOUT`, `DDA_TLS_CERT`,
+//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_STOP_TIMEOUT`, `DDA_CHECKPOINT_INTERVAL`, `DDA_TLS_CERT`,
 //! `DDA_TLS_KEY`, `DDA_ALLOWED_HOSTS` and `DDA_ALLOWED_ORIGINS` (comma-separated).
 
 use std::net::SocketAddr;
@@ -107,6 +108,10 @@ pub struct ServerConfig {
     /// hold goes to the dead letters, counted undelivered. `dda run --config` uses it too.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: manifests::config::Duration,
+    /// How often running instances are checkpointed (into `<data_dir>/checkpoints`, and
+    /// restored from there at start); `0s`: never.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: manifests::config::Duration,
     /// API tokens; none means no authentication (loopback only is then advisable).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
@@ -178,6 +183,10 @@ const fn default_recent() -> usize {
     100
 }
 
+fn default_checkpoint_interval() -> manifests::config::Duration {
+    manifests::config::Duration::from_secs(10)
+}
+
 fn default_stop_timeout() -> manifests::config::Duration {
     engine::EngineConfig::DEFAULT_STOP_TIMEOUT.into()
 }
@@ -190,6 +199,7 @@ impl Default for ServerConfig {
             speed: default_speed(),
             recent: default_recent(),
             stop_timeout: default_stop_timeout(),
+            checkpoint_interval: default_checkpoint_interval(),
             tokens: Vec::new(),
             tls: None,
             allowed_hosts: Vec::new(),
@@ -272,6 +282,11 @@ impl ServerConfig {
             self.recent = v
                 .parse()
                 .map_err(|e| invalid("DDA_RECENT", format!("{v:?}: {e}")))?;
+        }
+        if let Some(v) = var("DDA_CHECKPOINT_INTERVAL") {
+            self.checkpoint_interval = manifests::parameters::parse_duration(&v)
+                .map(manifests::config::Duration)
+                .map_err(|e| invalid("DDA_CHECKPOINT_INTERVAL", e))?;
         }
         if let Some(v) = var("DDA_STOP_TIMEOUT") {
             self.stop_timeout = manifests::parameters::parse_duration(&v)

@@ -11,6 +11,9 @@
 //!   deliver (given up at a stop deadline; in the dead letters);
 //! - `dda_connector_connected{dsm, role}`: 1 while a running instance's connector reaches its
 //!   system, 0 while it cannot (its status says why);
+//! - `dda_checkpoints_total{instance}`, `dda_checkpoint_failures_total{instance}`,
+//!   `dda_checkpoint_bytes{instance}`, `dda_checkpoint_seconds{instance}` (the last one's
+//!   size and duration), when the server takes checkpoints;
 //! - `dda_dead_letters_total`, `dda_uptime_seconds`.
 
 use std::fmt::Write as _;
@@ -174,6 +177,45 @@ pub async fn render(s: &Service) -> String {
             label(&dsm),
             u8::from(connected)
         );
+    }
+    let checkpointed: Vec<_> = statuses
+        .iter()
+        .filter_map(|st| st.checkpoint.as_ref().map(|c| (label(&st.id), c)))
+        .collect();
+    if !checkpointed.is_empty() {
+        type Read = fn(&engine::checkpoint::CheckpointStatus) -> f64;
+        let metrics: [(&str, &str, &str, Read); 4] = [
+            (
+                "dda_checkpoints_total",
+                "counter",
+                "Checkpoints completed since the instance started.",
+                |c| c.completed as f64,
+            ),
+            (
+                "dda_checkpoint_failures_total",
+                "counter",
+                "Checkpoints that did not complete in time or could not be written.",
+                |c| c.failures as f64,
+            ),
+            (
+                "dda_checkpoint_bytes",
+                "gauge",
+                "Size of the instance's last checkpoint.",
+                |c| c.last_bytes as f64,
+            ),
+            (
+                "dda_checkpoint_seconds",
+                "gauge",
+                "How long the instance's last checkpoint took.",
+                |c| c.last_millis as f64 / 1000.0,
+            ),
+        ];
+        for (name, kind, help, value) in metrics {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (instance, c) in &checkpointed {
+                let _ = writeln!(out, "{name}{{instance=\"{instance}\"}} {}", value(c));
+            }
+        }
     }
     let _ = writeln!(
         out,

@@ -88,6 +88,8 @@ pub struct InstanceView {
     pub waiting_for: Vec<String>,
     /// Its connectors while it runs, and whether they reach their systems.
     pub connectors: Vec<engine::instance::ConnectorStatus>,
+    /// Its checkpoints, when the server takes them.
+    pub checkpoint: Option<engine::checkpoint::CheckpointStatus>,
 }
 
 impl Service {
@@ -110,6 +112,12 @@ impl Service {
             recent: config.recent,
             external: config.external.clone(),
             stop_timeout: config.stop_timeout.get(),
+            checkpoints: (!config.checkpoint_interval.get().is_zero()).then(|| {
+                engine::engine::CheckpointSettings {
+                    dir: config.reach().base.join("checkpoints"),
+                    interval: config.checkpoint_interval.get(),
+                }
+            }),
             ..EngineConfig::default()
         };
         engine_config.dead_letters.parameters.insert(
@@ -491,6 +499,7 @@ impl Service {
             failure: status.failure,
             waiting_for: status.waiting_for,
             connectors: status.connectors,
+            checkpoint: status.checkpoint,
         })
     }
 

@@ -35,6 +35,18 @@ pub enum Message {
     Join,
     /// The publisher stopped writing this topic.
     Leave,
+    /// A checkpoint's barrier: everything the publisher sent before it belongs to the
+    /// checkpoint, everything after to the next.
+    Barrier(Barrier),
+}
+
+/// A checkpoint barrier of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Barrier {
+    /// The instance checkpointing.
+    pub instance: Sym,
+    /// The checkpoint's number.
+    pub n: u64,
 }
 
 /// A message, with where it was published and by whom.
@@ -303,6 +315,14 @@ impl Publisher {
         }
     }
 
+    /// Sends a checkpoint barrier after everything sent so far.
+    pub async fn barrier(&self, b: Barrier) {
+        self.inner
+            .topic
+            .deliver(self.inner.id, Message::Barrier(b))
+            .await;
+    }
+
     /// Declares that nothing at or before `t` will follow.
     pub async fn watermark(&self, t: Timestamp) {
         self.inner
@@ -431,7 +451,7 @@ impl WatermarkTracker {
         message: &Message,
     ) -> Option<Timestamp> {
         match message {
-            Message::Data(_) => return None,
+            Message::Data(_) | Message::Barrier(_) => return None,
             Message::Join => {
                 self.publishers
                     .entry((topic, publisher))

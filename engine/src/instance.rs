@@ -210,6 +210,9 @@ pub struct InstanceStatus {
     pub processors: Vec<ProcessorStatus>,
     /// The connectors of its inputs and outputs, and whether they reach their systems.
     pub connectors: Vec<ConnectorStatus>,
+    /// Its checkpoints, when the engine takes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::checkpoint::CheckpointStatus>,
 }
 
 /// A connector an instance depends on.

@@ -21,9 +21,11 @@
 //! - [`engine`]: all of the above together: connector supervision, live views, and the
 //!   lifecycle operations.
 //! - [`dead_letter`]: where what cannot be processed goes, with the reason.
+//! - [`checkpoint`]: barrier-aligned checkpoints of running instances.
 
 pub mod bus;
 pub mod catalogue;
+pub mod checkpoint;
 pub mod codec;
 pub mod connector;
 pub mod dead_letter;

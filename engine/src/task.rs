@@ -33,11 +33,33 @@ pub(crate) struct ProcessorTask {
     pub dead_letters: DeadLetters,
     pub place: Json,
     pub sink: Sym,
+    /// Taking part in its instance's checkpoints, when the engine takes them.
+    pub checkpoint: Option<TaskCheckpoint>,
+}
+
+/// How a processor takes part in its instance's checkpoints.
+pub(crate) struct TaskCheckpoint {
+    pub instance: Sym,
+    /// Its number in the plan.
+    pub index: usize,
+    /// How many of its inputs' publishers belong to the instance: a barrier must come from
+    /// each before the processor snapshots.
+    pub expected: usize,
+    pub checkpoints: Arc<crate::checkpoint::Checkpoints>,
+}
+
+/// A barrier being aligned: who sent it, and what came from them since.
+#[derive(Default)]
+struct Aligning {
+    barrier: Option<crate::bus::Barrier>,
+    seen: Vec<(Sym, crate::bus::PublisherId)>,
+    held: std::collections::VecDeque<Envelope>,
 }
 
 impl ProcessorTask {
     /// Runs until drained (Ok) or failed (Err).
     pub(crate) async fn run(mut self) -> Result<(), ProcessorError> {
+        let mut aligning = Aligning::default();
         let mut emitted: Vec<Observation> = Vec::with_capacity(Batch::MAX_LEN);
         let mut rejected: Vec<Rejected> = Vec::new();
         // The input watermark, and the one last passed downstream.
@@ -63,10 +85,21 @@ impl ProcessorTask {
                 biased;
                 changed = self.control.changed() => if changed.is_err() { break },
                 envelope = self.input.recv() => match envelope {
-                    Some(e) => if let Some(w) = self.handle(e, &mut emitted, &mut rejected).await? {
-                        input_watermark = w;
-                        output_watermark = output_watermark.max(self.processor.output_watermark(w));
-                    },
+                    Some(e) => {
+                        let mut next = Some(e);
+                        while let Some(e) = next.take() {
+                            // What a barrier being aligned holds back comes after it.
+                            let Some(e) = self.align(e, &mut aligning).await? else {
+                                next = aligning.barrier.is_none().then(|| aligning.held.pop_front()).flatten();
+                                continue;
+                            };
+                            if let Some(w) = self.handle(e, &mut emitted, &mut rejected).await? {
+                                input_watermark = w;
+                                output_watermark = output_watermark.max(self.processor.output_watermark(w));
+                            }
+                            next = aligning.barrier.is_none().then(|| aligning.held.pop_front()).flatten();
+                        }
+                    }
                     None => break,
                 },
                 _ = async { timer.as_mut().expect("guarded by the condition").tick().await }, if timer.is_some() => {
@@ -82,9 +115,13 @@ impl ProcessorTask {
                 }
             }
         }
-        // Drain: nothing new is routed here; what was accepted is processed.
+        // Drain: nothing new is routed here; what was accepted is processed (a barrier
+        // being aligned no longer matters: the instance is stopping).
         self.subscriber.unsubscribe_all();
         self.input.close();
+        for e in std::mem::take(&mut aligning.held) {
+            self.handle(e, &mut emitted, &mut rejected).await?;
+        }
         while let Some(e) = self.input.recv().await {
             self.handle(e, &mut emitted, &mut rejected).await?;
         }
@@ -99,6 +136,46 @@ impl ProcessorTask {
             p.leave().await;
         }
         Ok(())
+    }
+
+    /// Aligns checkpoint barriers: returns the envelope to handle now, or `None` when it was
+    /// a barrier (taken: snapshot and passed on once every publisher of the instance sent
+    /// it) or is held back (it comes from a publisher that sent the barrier being aligned).
+    async fn align(
+        &mut self,
+        e: Envelope,
+        aligning: &mut Aligning,
+    ) -> Result<Option<Envelope>, ProcessorError> {
+        let from = (e.topic, e.publisher);
+        if aligning.barrier.is_some() && aligning.seen.contains(&from) {
+            aligning.held.push_back(e);
+            return Ok(None);
+        }
+        let Message::Barrier(b) = e.message else {
+            return Ok(Some(e));
+        };
+        let Some(cp) = &self.checkpoint else {
+            return Ok(None);
+        };
+        if b.instance != cp.instance {
+            // Another instance's checkpoint: not this processor's.
+            return Ok(None);
+        }
+        aligning.barrier = Some(b);
+        if !aligning.seen.contains(&from) {
+            aligning.seen.push(from);
+        }
+        if aligning.seen.len() >= cp.expected {
+            let snapshot = guarded_snapshot(&*self.processor)?;
+            cp.checkpoints.processor_took(b, cp.index, snapshot);
+            self.publisher.barrier(b).await;
+            for (_, p) in &self.side {
+                p.barrier(b).await;
+            }
+            aligning.barrier = None;
+            aligning.seen.clear();
+        }
+        Ok(None)
     }
 
     /// Handles one envelope; returns the input watermark when it advanced.
@@ -147,6 +224,16 @@ impl ProcessorTask {
             place: &self.place,
         }
     }
+}
+
+/// A processor's snapshot; a panic is a failure of its instance.
+fn guarded_snapshot(p: &dyn Processor) -> Result<Json, ProcessorError> {
+    let mut snapshot = Json::Null;
+    guarded(|| {
+        snapshot = p.snapshot()?;
+        Ok(())
+    })?;
+    Ok(snapshot)
 }
 
 /// Runs processor code, turning a panic into a failure of its instance (the engine and

@@ -41,6 +41,8 @@ pub struct BenchOptions {
     pub messages: u64,
     /// The MQTT broker of the MQTT cases, `HOST:PORT`.
     pub broker: String,
+    /// Checkpoints of the engine cases' instance, this often.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -323,6 +325,12 @@ async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report>
     let model = bundle(case, options)?;
     let mut config = EngineConfig {
         speed: Speed::Max,
+        checkpoints: options.checkpoint_interval.map(|interval| {
+            engine::engine::CheckpointSettings {
+                dir: options.out_dir.join("bench-checkpoints"),
+                interval,
+            }
+        }),
         ..EngineConfig::default()
     };
     config.dead_letters.parameters.insert(
@@ -373,6 +381,12 @@ async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report>
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+    }
+    if let Some(c) = engine.status("bench").await?.checkpoint {
+        eprintln!(
+            "{}: {} checkpoints ({} failed); the last {} bytes in {} ms",
+            case.name, c.completed, c.failures, c.last_bytes, c.last_millis
+        );
     }
     engine.stop("bench").await?;
     let (mut latencies, last) = collector.await?;

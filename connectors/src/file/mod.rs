@@ -110,6 +110,8 @@ impl Sink for File {
 }
 
 impl Source for File {
+    const RESUMABLE: bool = true;
+
     async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
         let path = self.config.path.as_deref().ok_or_else(|| {
             ConnectorError::config(&ctx.dsm, "reading a file needs the parameter `path`")

@@ -739,6 +739,8 @@ impl Sink for Mqtt {
         let cfg = self.config.clone();
         let topic = cfg.topic.clone();
         let format = Format::of(&ctx.dsm);
+        // Delivered means acknowledged, which comes after `next`: not a checkpoint's sink.
+        ctx.writes_are_acknowledged_later();
         let conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
         let client = conn.client();
         let delivered = Arc::new(AtomicU64::new(0));

@@ -244,6 +244,8 @@ impl Connector for Simulator {
 }
 
 impl Source for Simulator {
+    const RESUMABLE: bool = true;
+
     async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
         let speed = cfg
@@ -383,16 +385,37 @@ async fn random_walk(
             })
             .collect()
     };
-    let pacer = Pacer::new(speed, start);
-    let per_reading = series.len().max(1);
     let mut k: u64 = 0;
+    // Restored from a checkpoint: the generator's state at reading `k`.
+    if let Some(p) = &ctx.resume {
+        k = p["k"].as_u64().unwrap_or(0);
+        rng.0 = p["rng"].as_u64().unwrap_or(rng.0);
+        for (s, v) in series
+            .iter_mut()
+            .zip(p["values"].as_array().into_iter().flatten())
+        {
+            s.value = v.as_f64().unwrap_or(s.value);
+        }
+    }
+    let due = |k: u64| {
+        Timestamp(
+            start
+                .as_micros()
+                .saturating_add((k as i64).saturating_mul(step)),
+        )
+    };
+    let pacer = Pacer::new(speed, due(k));
+    let per_reading = series.len().max(1);
     let hours = interval.as_secs_f64() / 3600.0;
+    let position = |k: u64, rng: &SplitMix64, series: &[Series]| serde_json::json!({"k": k, "rng": rng.0, "values": series.iter().map(|s| s.value).collect::<Vec<_>>()});
     loop {
         if ctx.cancel.is_cancelled() {
             return Ok(());
         }
         if cfg.readings.is_some_and(|n| k >= n) {
             ctx.watermark(Timestamp::MAX).await;
+            ctx.linger_for_checkpoints(|| position(k, &rng, &series))
+                .await;
             return Ok(());
         }
         let now = pacer.sim_now();
@@ -400,11 +423,7 @@ async fn random_walk(
         let mut last = None;
         let ingested = ingest_clock();
         while batch.len() + per_reading <= Batch::MAX_LEN && cfg.readings.is_none_or(|n| k < n) {
-            let t = Timestamp(
-                start
-                    .as_micros()
-                    .saturating_add((k as i64).saturating_mul(step)),
-            );
+            let t = due(k);
             if t > now {
                 break;
             }
@@ -433,16 +452,13 @@ async fn random_walk(
         if let Some(t) = last {
             ctx.publish(batch).await;
             ctx.watermark(t).await;
+            ctx.offer_checkpoint(|| position(k, &rng, &series)).await;
             if speed == Speed::Max {
                 tokio::task::yield_now().await;
             }
         } else {
-            let next = Timestamp(
-                start
-                    .as_micros()
-                    .saturating_add((k as i64).saturating_mul(step)),
-            );
-            if !pacer.wait_for(next, ctx).await {
+            ctx.offer_checkpoint(|| position(k, &rng, &series)).await;
+            if !pacer.wait_for(due(k), ctx).await {
                 return Ok(());
             }
         }
@@ -576,13 +592,24 @@ pub(crate) async fn replay_observations(
     speed: Speed,
     lateness: Duration,
 ) {
-    let Some(first) = observations.first().map(|o| o.timestamp) else {
+    // Restored from a checkpoint: what was sent before it is not sent again.
+    let mut sent = ctx
+        .resume
+        .as_ref()
+        .and_then(|p| p["offset"].as_u64())
+        .unwrap_or(0);
+    let position = |sent: u64| serde_json::json!({"offset": sent});
+    let mut pending = observations
+        .into_iter()
+        .skip(usize::try_from(sent).unwrap_or(usize::MAX))
+        .peekable();
+    let Some(first) = pending.peek().map(|o| o.timestamp) else {
         ctx.watermark(Timestamp::MAX).await;
+        ctx.linger_for_checkpoints(|| position(sent)).await;
         return;
     };
     let pacer = Pacer::new(speed, first);
     let mut clock = engine::connector::EventClock::new(lateness);
-    let mut pending = observations.into_iter().peekable();
     while pending.peek().is_some() {
         if ctx.cancel.is_cancelled() {
             return;
@@ -597,15 +624,19 @@ pub(crate) async fn replay_observations(
             batch.push(o);
         }
         if batch.is_empty() {
+            ctx.offer_checkpoint(|| position(sent)).await;
             let next = pending.peek().map_or(Timestamp::MAX, |o| o.timestamp);
             if !pacer.wait_for(next, ctx).await {
                 return;
             }
             continue;
         }
+        sent += batch.len() as u64;
         ctx.publish_timed(batch, &mut clock).await;
+        ctx.offer_checkpoint(|| position(sent)).await;
     }
     ctx.watermark(Timestamp::MAX).await;
+    ctx.linger_for_checkpoints(|| position(sent)).await;
 }
 
 /// For the file connector: the replay reader at full speed.

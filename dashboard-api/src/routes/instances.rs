@@ -79,6 +79,46 @@ pub struct InstanceDoc {
     /// The connectors of its inputs and outputs while it runs: whether each reaches its
     /// system (broker, database), and the last error when not.
     pub connectors: Vec<ConnectorDoc>,
+    /// Its checkpoints, when the server takes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointDoc>,
+}
+
+/// How an instance's checkpoints went.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointDoc {
+    /// Checkpoints completed since the instance started.
+    pub completed: u64,
+    /// Checkpoints that did not complete in time, or could not be written.
+    pub failures: u64,
+    /// When the last one completed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// Its size in bytes.
+    pub last_bytes: u64,
+    /// How long it took, in milliseconds.
+    pub last_millis: u64,
+    /// Why the instance is not checkpointed, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_checkpointed: Option<String>,
+    /// The checkpoint it was restored from when it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<u64>,
+}
+
+impl From<engine::checkpoint::CheckpointStatus> for CheckpointDoc {
+    fn from(c: engine::checkpoint::CheckpointStatus) -> Self {
+        Self {
+            completed: c.completed,
+            failures: c.failures,
+            last: c.last,
+            last_bytes: c.last_bytes,
+            last_millis: c.last_millis,
+            not_checkpointed: c.not_checkpointed,
+            restored_from: c.restored_from,
+        }
+    }
 }
 
 /// A connector an instance depends on.
@@ -122,6 +162,7 @@ impl From<InstanceView> for InstanceDoc {
             failure: v.failure.map(FailureDoc::from),
             waiting_for: v.waiting_for,
             connectors: v.connectors.into_iter().map(ConnectorDoc::from).collect(),
+            checkpoint: v.checkpoint.map(CheckpointDoc::from),
         }
     }
 }

@@ -155,6 +155,12 @@ pub struct SourceContext {
     pub dead_letters: DeadLetters,
     /// What the engine owns for connectors.
     pub shared: Shared,
+    /// Checkpoints asking for barriers.
+    pub checkpoints: Arc<crate::checkpoint::Checkpoints>,
+    /// Where to go on from: the position of the checkpoint the instance was restored from.
+    pub resume: Option<serde_json::Value>,
+    /// Set once the source has sent everything (it may stay, for checkpoints).
+    pub exhausted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A source's event time: the watermark trails the newest timestamp seen by the allowed
@@ -266,6 +272,33 @@ impl SourceContext {
         }
     }
 
+    /// Between two batches: sends the barriers of the checkpoints asking for one, each after
+    /// everything published so far, and reports `position` — where to go on from to send
+    /// what follows — for them. A source that can be resumed calls this between batches.
+    pub async fn offer_checkpoint(&self, position: impl Fn() -> serde_json::Value) {
+        for b in self.checkpoints.requested(self.dsm.id) {
+            self.publisher.barrier(b).await;
+            self.checkpoints.source_sent(b, self.dsm.id, position());
+        }
+    }
+
+    /// A source that has sent everything (its input is exhausted): while the engine takes
+    /// checkpoints, it stays to send their barriers, at `position`, until cancelled, so
+    /// that they complete; otherwise it returns at once.
+    pub async fn linger_for_checkpoints(&self, position: impl Fn() -> serde_json::Value) {
+        self.exhausted.store(true, Ordering::Relaxed);
+        if !self.checkpoints.enabled() {
+            return;
+        }
+        loop {
+            self.offer_checkpoint(&position).await;
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                () = self.cancel.cancelled() => return,
+            }
+        }
+    }
+
     /// Declares event time.
     pub async fn watermark(&self, t: Timestamp) {
         self.publisher.watermark(t).await;
@@ -295,6 +328,10 @@ pub struct SinkContext {
     input: mpsc::Receiver<Envelope>,
     stop: CancellationToken,
     give_up: CancellationToken,
+    checkpoints: Arc<crate::checkpoint::Checkpoints>,
+    /// Whether a checkpoint barrier is confirmed when it comes (what came before is
+    /// written); false for a sink whose writes are acknowledged later.
+    confirms: bool,
 }
 
 /// How the engine ends a sink: `stop` asks it to write what it accepted and end; `give_up`,
@@ -313,6 +350,7 @@ impl SinkContext {
         shared: Shared,
         (subscriber, input): (Subscriber, mpsc::Receiver<Envelope>),
         control: SinkControl,
+        checkpoints: Arc<crate::checkpoint::Checkpoints>,
     ) -> Self {
         Self {
             dsm,
@@ -323,6 +361,23 @@ impl SinkContext {
             input,
             stop: control.stop,
             give_up: control.give_up,
+            checkpoints,
+            confirms: true,
+        }
+    }
+
+    /// For a sink whose writes are acknowledged after [`SinkContext::next`] returns (MQTT):
+    /// checkpoints of the instances writing it are not confirmed by it, so they do not
+    /// complete.
+    pub fn writes_are_acknowledged_later(&mut self) {
+        self.confirms = false;
+    }
+
+    /// A barrier reached the sink: everything before it was taken by `next` and written
+    /// before `next` was called again.
+    fn barrier(&self, b: crate::bus::Barrier) {
+        if self.confirms {
+            self.checkpoints.sink_confirmed(b, self.dsm.id);
         }
     }
 
@@ -411,6 +466,7 @@ impl SinkContext {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return Some(batch);
                 }
+                Message::Barrier(b) => self.barrier(b),
                 Message::Watermark(_) | Message::Join | Message::Leave => {}
             }
         }

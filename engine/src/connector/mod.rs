@@ -171,6 +171,11 @@ pub trait Connector: Send + Sync + Sized + 'static {
 
 /// A connector that can read its data sources.
 pub trait Source: Connector {
+    /// Whether the source takes part in checkpoints: it calls
+    /// [`SourceContext::offer_checkpoint`] between batches and goes on from
+    /// [`SourceContext::resume`].
+    const RESUMABLE: bool = false;
+
     /// Brings the data source's data onto the bus until it ends or is cancelled.
     fn read(
         self: Arc<Self>,
@@ -214,6 +219,8 @@ pub struct ConnectorRegistration {
     place: fn(&(dyn Any + Send + Sync)) -> String,
     source: Option<SourceFn>,
     sink: Option<SinkFn>,
+    /// Whether its source takes part in checkpoints ([`Source::RESUMABLE`]).
+    pub resumable: bool,
 }
 
 inventory::collect!(ConnectorRegistration);
@@ -283,6 +290,7 @@ impl ConnectorRegistration {
             place: place_of::<C>,
             source: None,
             sink: None,
+            resumable: false,
         }
     }
 
@@ -292,6 +300,7 @@ impl ConnectorRegistration {
         let mut r = Self::of::<C>();
         r.source = Some(read::<C>);
         r.sink = Some(write::<C>);
+        r.resumable = C::RESUMABLE;
         r
     }
 
@@ -300,6 +309,7 @@ impl ConnectorRegistration {
     pub const fn source<C: Source>() -> Self {
         let mut r = Self::of::<C>();
         r.source = Some(read::<C>);
+        r.resumable = C::RESUMABLE;
         r
     }
 
@@ -331,6 +341,7 @@ impl ConnectorRegistration {
             place: no_place,
             source: None,
             sink: None,
+            resumable: false,
         }
     }
 
@@ -422,6 +433,12 @@ impl Prepared {
     #[must_use]
     pub const fn writes(&self) -> bool {
         self.registration.writes()
+    }
+
+    /// Whether its source takes part in checkpoints.
+    #[must_use]
+    pub const fn resumable(&self) -> bool {
+        self.registration.resumable
     }
 
     /// Runs the source; `None` when the protocol cannot be read.

@@ -16,7 +16,7 @@ use crate::instance::{Control, Failure, InstanceStatus, ProcessorMetrics, State,
 use crate::plan::Plan;
 use crate::processor::{ProcessorContext, ProcessorError};
 use crate::symbol::Sym;
-use crate::task::ProcessorTask;
+use crate::task::{ProcessorTask, TaskCheckpoint};
 
 impl Engine {
     /// Adds an instance (STOPPED).
@@ -51,6 +51,7 @@ impl Engine {
                     state: State::Stopped,
                     failure: None,
                     metrics,
+                    checkpoint: crate::checkpoint::CheckpointStatus::default(),
                 }),
             }),
         );
@@ -161,6 +162,12 @@ impl Engine {
             } else {
                 Vec::new()
             },
+            checkpoint: self
+                .inner
+                .config
+                .checkpoints
+                .is_some()
+                .then(|| i.checkpoint.clone()),
         }
     }
 
@@ -255,6 +262,7 @@ impl Engine {
                 .map_err(|e| fail(format!("processor {}: {e}", p.id)))?;
             processors.push(Some(processor));
         }
+        let restored = self.restore(&plan, &mut processors)?;
         let sinks = plan.outputs();
         for (n, s) in sinks.iter().enumerate() {
             if let Err(e) = self.acquire_sink(*s) {
@@ -289,21 +297,30 @@ impl Engine {
                     side.push((*dsm, self.inner.bus.publisher(*dsm).await));
                 }
                 let (control_tx, control_rx) = watch::channel(Control::Run);
-                let task = ProcessorTask {
-                    processor: processors[n]
-                        .take()
-                        .expect("each processor is created once"),
-                    subscriber,
-                    input,
-                    tracker,
-                    publisher,
-                    side,
-                    control: control_rx,
-                    metrics: metrics[n].clone(),
-                    dead_letters: self.inner.dead_letters.clone(),
-                    place: place(&plan.id, &p.id),
-                    sink: p.sink,
-                };
+                let task =
+                    ProcessorTask {
+                        processor: processors[n]
+                            .take()
+                            .expect("each processor is created once"),
+                        subscriber,
+                        input,
+                        tracker,
+                        publisher,
+                        side,
+                        control: control_rx,
+                        metrics: metrics[n].clone(),
+                        dead_letters: self.inner.dead_letters.clone(),
+                        place: place(&plan.id, &p.id),
+                        sink: p.sink,
+                        checkpoint: self.inner.config.checkpoints.as_ref().map(|_| {
+                            TaskCheckpoint {
+                                instance: Sym::new(&plan.id),
+                                index: n,
+                                expected: expected_barriers(&plan, n),
+                                checkpoints: self.inner.checkpoints.clone(),
+                            }
+                        }),
+                    };
                 let failures = failures_tx.clone();
                 let apm = p.id.clone();
                 tasks[n] = Some(self.inner.tracker.spawn(async move {
@@ -329,18 +346,30 @@ impl Engine {
                 engine.fail(&slot, apm, reason).await;
             }
         });
+        let checkpointer = self.inner.config.checkpoints.as_ref().map(|settings| {
+            let engine = self.clone();
+            let (plan, settings, slot) = (plan.clone(), settings.clone(), handle.clone());
+            self.inner
+                .tracker
+                .spawn(async move { engine.checkpoint_loop(&plan, &settings, &slot).await })
+        });
         i.running = Some(Running {
             controls: controls.into_iter().map(|(_, c)| c).collect(),
             tasks,
             sources,
             sinks,
             watcher,
+            checkpointer,
         });
         handle.show(|v| {
             *v = View {
                 state: State::Running,
                 failure: None,
                 metrics,
+                checkpoint: crate::checkpoint::CheckpointStatus {
+                    restored_from: restored,
+                    ..crate::checkpoint::CheckpointStatus::default()
+                },
             }
         });
         tracing::info!(instance = %plan.id, "started");
@@ -382,6 +411,9 @@ impl Engine {
     pub(super) async fn drain(&self, plan: &Plan, mut running: Running) {
         let deadline = self.deadline();
         running.watcher.abort();
+        if let Some(c) = running.checkpointer.take() {
+            c.abort();
+        }
         // Let paused processors consume, so that sources are not stuck sending to them.
         for c in &running.controls {
             let _ = c.send(Control::Run);
@@ -448,6 +480,9 @@ impl Engine {
         }
         tracing::error!(instance = %i.plan.id, at = %at, reason = %reason, "analytics instance failed");
         if let Some(mut running) = i.running.take() {
+            if let Some(c) = running.checkpointer.take() {
+                c.abort();
+            }
             for t in running.tasks.iter_mut().filter_map(Option::take) {
                 t.abort();
             }
@@ -529,4 +564,25 @@ impl Engine {
         tracing::info!(instance = %id, state = %next, "state changed");
         Ok(())
     }
+}
+
+/// How many barriers processor `n` of `plan` waits for: one from the source connector of
+/// each of its inputs the instance reads from outside, one from each processor of the
+/// instance writing each of its other inputs.
+fn expected_barriers(plan: &Plan, n: usize) -> usize {
+    let inputs = plan.inputs();
+    plan.processors[n]
+        .sources
+        .iter()
+        .map(|s| {
+            if inputs.contains(s) {
+                1
+            } else {
+                plan.processors
+                    .iter()
+                    .filter(|q| q.writes().any(|w| w == *s))
+                    .count()
+            }
+        })
+        .sum()
 }

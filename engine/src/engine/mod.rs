@@ -13,6 +13,7 @@
 //! leaves, then the sinks write what they hold. Lifecycle operations on one instance are
 //! serialized; a processor that fails fails its instance only.
 
+mod checkpointing;
 mod lifecycle;
 mod live;
 mod supervision;
@@ -66,6 +67,17 @@ pub struct EngineConfig {
     /// write what they hold within it. Past it, sinks still retrying a remote system are
     /// given up, and what they hold goes to the dead letters, counted as undelivered.
     pub stop_timeout: Duration,
+    /// Checkpoints of running instances: where, and how often (none by default).
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// Where and how often the engine checkpoints its instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// The folder of the checkpoint files (one per instance).
+    pub dir: std::path::PathBuf,
+    /// How often.
+    pub interval: Duration,
 }
 
 impl EngineConfig {
@@ -84,6 +96,7 @@ impl Default for EngineConfig {
             recent: 0,
             external: ExternalConfig::default(),
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
+            checkpoints: None,
         }
     }
 }
@@ -131,6 +144,8 @@ pub enum EngineError {
 struct RunningSource {
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+    /// Set when the source has sent everything, though it may stay for checkpoints.
+    exhausted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct RunningSink {
@@ -160,6 +175,8 @@ struct Running {
     sources: Vec<Sym>,
     sinks: Vec<Sym>,
     watcher: JoinHandle<()>,
+    /// Takes the instance's checkpoints, when the engine takes them.
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 /// An instance: its plan (fixed for its life), its lifecycle behind an async lock so that
@@ -196,6 +213,7 @@ struct View {
     state: State,
     failure: Option<Failure>,
     metrics: Vec<Arc<ProcessorMetrics>>,
+    checkpoint: crate::checkpoint::CheckpointStatus,
 }
 
 /// The most recent observations of one DSM, kept by a lossy subscriber.
@@ -215,6 +233,10 @@ struct Inner {
     tracker: TaskTracker,
     /// What connectors share and the tasks serving it (closed last on shutdown).
     shared: Shared,
+    /// The checkpoints in progress.
+    checkpoints: Arc<crate::checkpoint::Checkpoints>,
+    /// Positions sources go on from, by DSM, when their instance was restored.
+    resume: StdMutex<HashMap<Sym, Json>>,
     this: Weak<Inner>,
 }
 
@@ -245,7 +267,12 @@ impl Engine {
         let bus = Bus::new(config.bus_capacity);
         let dead_topic = config.dead_letters.id;
         let dead_letters = DeadLetters::new(bus.publisher(dead_topic).await);
+        let checkpoints = Arc::new(crate::checkpoint::Checkpoints::new(
+            config.checkpoints.is_some(),
+        ));
         let inner = Arc::new_cyclic(|this| Inner {
+            checkpoints,
+            resume: StdMutex::default(),
             config,
             recorders: StdMutex::default(),
             bus,

@@ -117,7 +117,9 @@ impl Engine {
                 return;
             };
             let cancel = CancellationToken::new();
+            let exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let metrics = c.read.entry(dsm).or_default().clone();
+            let exhausted2 = exhausted.clone();
             let inner = self.inner.clone();
             let cancel2 = cancel.clone();
             let handle = self.inner.tracker.spawn(async move {
@@ -130,6 +132,9 @@ impl Engine {
                     metrics,
                     dead_letters: inner.dead_letters.clone(),
                     shared: inner.shared.clone(),
+                    checkpoints: inner.checkpoints.clone(),
+                    resume: lock(&inner.resume).remove(&dsm),
+                    exhausted: exhausted2,
                 };
                 let result = match connector.read(ctx) {
                     Some(run) => run.await,
@@ -154,7 +159,14 @@ impl Engine {
                     }
                 }
             });
-            c.sources.insert(dsm, RunningSource { cancel, handle });
+            c.sources.insert(
+                dsm,
+                RunningSource {
+                    cancel,
+                    handle,
+                    exhausted,
+                },
+            );
         } else if !should_run && let Some(s) = c.sources.remove(&dsm) {
             s.cancel.cancel();
         }
@@ -212,6 +224,7 @@ impl Engine {
             self.inner.shared.clone(),
             (subscriber, rx),
             control.clone(),
+            self.inner.checkpoints.clone(),
         );
         let Some(sink) = connector.write(ctx) else {
             return Ok(());
@@ -355,6 +368,13 @@ impl Engine {
     #[must_use]
     pub fn sources_exhausted(&self) -> bool {
         let c = lock(&self.inner.connectors);
-        !c.finished.is_empty() && c.sources.values().all(|s| s.handle.is_finished())
+        let done = |s: &RunningSource| {
+            s.handle.is_finished() || s.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let exhausted = c
+            .sources
+            .values()
+            .any(|s| s.exhausted.load(std::sync::atomic::Ordering::Relaxed));
+        (!c.finished.is_empty() || exhausted) && c.sources.values().all(done)
     }
 }

@@ -1,0 +1,174 @@
+//! Taking and restoring the checkpoints of running instances (see [`crate::checkpoint`]).
+//!
+//! An instance is checkpointed when every input it reads from outside comes from a source
+//! that can be resumed and that no other instance reads (a shared source has one position
+//! for several instances), and the engine has a checkpoint folder. Its checkpointer starts
+//! checkpoint `n + 1` every interval while it runs; one that does not complete within twice
+//! the interval (at least 10 s) is abandoned and counted as a failure. Restored at start,
+//! its processors take their snapshots back and its sources go on from their positions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{CheckpointSettings, Engine, EngineError, Slot, lock};
+use crate::bus::Barrier;
+use crate::checkpoint::{self, Checkpoint};
+use crate::instance::State;
+use crate::plan::Plan;
+use crate::processor::Processor;
+use crate::symbol::Sym;
+
+/// A digest of the analytics manifest a plan comes from: a checkpoint of another plan is
+/// not restored.
+fn digest(plan: &Plan) -> String {
+    const PLANS: uuid::Uuid = uuid::Uuid::from_u128(0x6464_612d_706c_616e_0000_0000_0000_0001);
+    let text = serde_json::to_vec(&plan.manifest).unwrap_or_default();
+    uuid::Uuid::new_v5(&PLANS, &text).to_string()
+}
+
+impl Engine {
+    /// Restores `processors` (created for `plan`) from the instance's last checkpoint, and
+    /// leaves its sources' positions for them; the checkpoint's number, when there was one.
+    ///
+    /// # Errors
+    ///
+    /// A processor refuses its snapshot (the message says which file to remove to start
+    /// afresh).
+    pub(super) fn restore(
+        &self,
+        plan: &Plan,
+        processors: &mut [Option<Box<dyn Processor>>],
+    ) -> Result<Option<u64>, EngineError> {
+        let Some(settings) = &self.inner.config.checkpoints else {
+            return Ok(None);
+        };
+        let Some(c) = checkpoint::read(&settings.dir, &plan.id) else {
+            return Ok(None);
+        };
+        if c.plan != digest(plan) {
+            tracing::info!(instance = %plan.id, "the analytics manifest changed since its last checkpoint: starting afresh");
+            return Ok(None);
+        }
+        for (p, processor) in plan.processors.iter().zip(processors.iter_mut()) {
+            let (Some(state), Some(processor)) = (c.processors.get(&p.id), processor) else {
+                continue;
+            };
+            processor
+                .restore(state.clone())
+                .map_err(|e| EngineError::StartFailed {
+                    id: plan.id.clone(),
+                    reason: format!(
+                        "processor {} cannot take back its state of checkpoint {}: {e} (remove {} to start afresh)",
+                        p.id,
+                        c.n,
+                        checkpoint::file(&settings.dir, &plan.id).display()
+                    ),
+                })?;
+        }
+        let mut resume = lock(&self.inner.resume);
+        for (dsm, position) in c.sources {
+            resume.insert(Sym::new(&dsm), position);
+        }
+        tracing::info!(instance = %plan.id, checkpoint = c.n, taken = %c.taken, "restored from its checkpoint");
+        Ok(Some(c.n))
+    }
+
+    /// Why the instance cannot be checkpointed now, if it cannot.
+    fn not_checkpointable(&self, plan: &Plan) -> Option<String> {
+        let c = lock(&self.inner.connectors);
+        for s in plan.inputs() {
+            match self.inner.registry.connector(s) {
+                Some((_, Some(p))) if p.reads() && p.resumable() => {}
+                _ => {
+                    return Some(format!(
+                        "input {s} is not read by a source that can be resumed (simulator, file)"
+                    ));
+                }
+            }
+            if c.source_wants.get(&s).copied().unwrap_or(0) > 1 {
+                return Some(format!("input {s} is read by another instance too"));
+            }
+        }
+        None
+    }
+
+    /// Checkpoints the instance every interval while it runs.
+    pub(super) async fn checkpoint_loop(
+        &self,
+        plan: &Plan,
+        settings: &CheckpointSettings,
+        slot: &Arc<Slot>,
+    ) {
+        let instance = Sym::new(&plan.id);
+        let mut n = slot.view().checkpoint.restored_from.unwrap_or(0);
+        let mut ticker = tokio::time::interval(settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let patience = (settings.interval * 2).max(Duration::from_secs(10));
+        loop {
+            ticker.tick().await;
+            let why = self.not_checkpointable(plan);
+            let skip = why.is_some() || slot.state() != State::Running;
+            slot.show(|v| v.checkpoint.not_checkpointed = why);
+            if skip {
+                continue;
+            }
+            n += 1;
+            let b = Barrier { instance, n };
+            let sinks: Vec<Sym> = plan
+                .outputs()
+                .into_iter()
+                .filter(|d| lock(&self.inner.connectors).sinks.contains_key(d))
+                .collect();
+            let started = Instant::now();
+            let done = self.inner.checkpoints.begin(
+                b,
+                plan.inputs(),
+                plan.processors.iter().map(|p| p.id.clone()).collect(),
+                sinks,
+            );
+            let _ = tokio::time::timeout(patience, done.notified()).await;
+            let Some(checkpoint::Parts {
+                positions,
+                snapshots,
+            }) = self.inner.checkpoints.end(b)
+            else {
+                tracing::warn!(instance = %plan.id, checkpoint = n, "a checkpoint did not complete in time");
+                slot.show(|v| v.checkpoint.failures += 1);
+                continue;
+            };
+            let c = Checkpoint {
+                instance: plan.id.clone(),
+                n,
+                plan: digest(plan),
+                taken: crate::time::Timestamp::now().to_string(),
+                sources: positions
+                    .into_iter()
+                    .map(|(d, p)| (d.to_string(), p))
+                    .collect(),
+                processors: snapshots.into_iter().collect(),
+            };
+            let dir = settings.dir.clone();
+            let taken = c.taken.clone();
+            let written = tokio::task::spawn_blocking(move || checkpoint::write(&dir, &c)).await;
+            match written {
+                Ok(Ok(bytes)) => slot.show(|v| {
+                    let s = &mut v.checkpoint;
+                    s.completed += 1;
+                    s.last = Some(taken);
+                    s.last_bytes = bytes;
+                    s.last_millis =
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                }),
+                Ok(Err(e)) => {
+                    tracing::error!(instance = %plan.id, error = %e, "cannot write a checkpoint");
+                    slot.show(|v| v.checkpoint.failures += 1);
+                }
+                Err(e) => {
+                    tracing::error!(instance = %plan.id, error = %e, "writing a checkpoint failed");
+                    slot.show(|v| v.checkpoint.failures += 1);
+                }
+            }
+        }
+    }
+}

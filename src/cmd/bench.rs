@@ -323,6 +323,8 @@ fn description(name: &str) -> &'static str {
 
 async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report> {
     let model = bundle(case, options)?;
+    // Each run measures from the start: no checkpoint of an earlier run is restored.
+    let _ = std::fs::remove_dir_all(options.out_dir.join("bench-checkpoints"));
     let mut config = EngineConfig {
         speed: Speed::Max,
         checkpoints: options.checkpoint_interval.map(|interval| {

@@ -90,6 +90,10 @@ impl Engine {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .shift_remove(id);
+        // Its state goes with it: an instance created again under this id starts afresh.
+        if let Some(settings) = &self.inner.config.checkpoints {
+            let _ = std::fs::remove_file(crate::checkpoint::file(&settings.dir, id));
+        }
         Ok(())
     }
 

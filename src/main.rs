@@ -68,6 +68,10 @@ enum Command {
         /// the programs `external` processors may run.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Checkpoint the instances into DIR (every `checkpoint_interval` of `--config`,
+        /// default 10 s), and go on from the checkpoints found there.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Run synthetic pipelines in-process and print throughput and latency.
     Bench {
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
             quiet,
             color,
             config,
+            state_dir,
         } => cmd::run::run(cmd::run::RunOptions {
             paths,
             duration,
@@ -286,6 +291,7 @@ fn main() -> ExitCode {
             color,
             progress: !quiet,
             config,
+            state_dir,
         }),
         Command::Processors { format } => cmd::processors::run(format),
         Command::Connectors { format } => cmd::connectors::run(format),

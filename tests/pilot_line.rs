@@ -457,6 +457,98 @@ async fn sigkill_at_five_moments_leaves_exactly_the_results_of_an_uninterrupted_
     }
 }
 
+#[test]
+fn a_run_stopped_part_way_goes_on_from_its_state_directory_to_exactly_the_full_results() {
+    const LONG: i64 = 24;
+    let dir = tempfile::tempdir().unwrap();
+    let readings = data_set_of(LONG);
+    let bundle = bundle(dir.path(), &readings);
+    // At 3600x real time: 24 hours take about 24 s; the first run is stopped after 6.
+    for b in 1..=3u32 {
+        let path = bundle.join(format!("data-source-manifests/ib{b}-meter.json"));
+        let mut dsm: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        dsm["dataSourceDefinitionInterfaceParameters"]["parameter"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": "speed", "value": "3600"}));
+        std::fs::write(&path, dsm.to_string()).unwrap();
+    }
+    let config = dir.path().join("dda.toml");
+    std::fs::write(&config, "checkpoint_interval = \"1s\"\n").unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args([
+                "run",
+                bundle.to_str().unwrap(),
+                "--quiet",
+                "--state-dir",
+                "state",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["--for", "6s"]);
+    let cloud = dir.path().join("dda-output/cloud.sqlite");
+    let partial = |db: &Path, table: &str| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM {table} WHERE json_extract(attributes, '$.complete') = 0"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(
+        partial(&cloud, "edge_hourly_averages") > 0,
+        "the stop wrote its open hours as partial"
+    );
+    assert!(dir.path().join("state/am-ib1-edge.json").exists());
+    // The second run goes on from the checkpoints to the end of the data: it reads only
+    // what came after them.
+    let summary = run(&[]);
+    let per_box = readings.iter().filter(|r| r.0 == 1).count();
+    let read: usize = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("inputs read: "))
+        .and_then(|l| l.split("dsm-ib1-meter (").nth(1))
+        .and_then(|r| r.split(')').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        read > 0 && read < per_box,
+        "resumed, not started over: {read} of {per_box}"
+    );
+    let expected = expected_edge(&readings);
+    assert_eq!(table(&cloud, "edge_hourly_averages"), expected);
+    for b in 1..=3u32 {
+        let db = dir.path().join(format!("dda-output/ib{b}-edge.sqlite"));
+        assert_eq!(partial(&db, "hourly_averages"), 0, "box {b}");
+        assert_eq!(
+            table(&db, "hourly_averages").len(),
+            expected.len() / 3,
+            "box {b}"
+        );
+    }
+    assert_eq!(
+        partial(&cloud, "edge_hourly_averages"),
+        0,
+        "the final hours replaced the partial ones"
+    );
+}
+
 /// The MQTT variant of the example: each box publishes its readings on its MQTT topic; the
 /// edge engines store hourly averages in MongoDB and forward them over Kafka; the cloud
 /// engine stores the averages across boxes in MongoDB. Run in-process against the shared

@@ -1,6 +1,6 @@
-//! `dda run PATH... [--for DURATION] [--speed N] [--config dda.toml]`: every analytics
-//! manifest of a bundle, in one process, on embedded defaults (and the external programs
-//! allowed by `--config`).
+//! `dda run PATH... [--for DURATION] [--speed N] [--config dda.toml] [--state-dir DIR]`:
+//! every analytics manifest of a bundle, in one process, on embedded defaults (and the
+//! external programs allowed by `--config`), checkpointed into and resumed from `--state-dir`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Engine configuration file (`dda.toml`): only its `[external]` table is used.
     pub config: Option<PathBuf>,
+    /// Where to keep checkpoints and go on from them.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Validates the bundle (exit 1 with the diagnostics if invalid), runs it, prints a summary.
@@ -62,36 +64,45 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     }
     // The same file as `dda serve --config`; of the server's settings only `[external]`
     // and `stop_timeout` apply here.
-    let (external, stop_timeout) = match &options.config {
-        Some(path) => {
-            let c = dashboard_api::ServerConfig::load(Some(path))?;
-            (c.external, c.stop_timeout.get())
-        }
-        None => (
-            engine::external::ExternalConfig::default(),
-            EngineConfig::DEFAULT_STOP_TIMEOUT,
-        ),
+    let c = match &options.config {
+        Some(path) => dashboard_api::ServerConfig::load(Some(path))?,
+        None => dashboard_api::ServerConfig::default(),
     };
+    let (external, stop_timeout) = (c.external, c.stop_timeout.get());
+    let checkpoints = options
+        .state_dir
+        .as_ref()
+        .map(|dir| engine::engine::CheckpointSettings {
+            dir: dir.clone(),
+            interval: if c.checkpoint_interval.get().is_zero() {
+                EngineConfig::DEFAULT_STOP_TIMEOUT
+            } else {
+                c.checkpoint_interval.get()
+            },
+        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_model(&model, &options, external, stop_timeout))
+    runtime.block_on(run_model(
+        &model,
+        &options,
+        EngineConfig {
+            speed: options.speed,
+            external,
+            stop_timeout,
+            checkpoints,
+            ..EngineConfig::default()
+        },
+    ))
 }
 
 async fn run_model(
     model: &manifests::Model,
     options: &RunOptions,
-    external: engine::external::ExternalConfig,
-    stop_timeout: Duration,
+    config: EngineConfig,
 ) -> anyhow::Result<ExitCode> {
-    let engine = Engine::new(EngineConfig {
-        speed: options.speed,
-        external,
-        stop_timeout,
-        ..EngineConfig::default()
-    })
-    .await?;
+    let engine = Engine::new(config).await?;
     let mut sinks: Vec<DataSource> = Vec::new();
     for id in model.data_source_manifests.keys() {
         let source = DataSource::from_model(model, id)

@@ -80,6 +80,10 @@ const CASES: &[(&str, &str)] = &[
         "average over session windows (1 s gap), 10 bursty sources, one core, no engine",
     ),
     (
+        "checkpoint",
+        "a checkpoint of 1,000,000 keys' open windows, written then restored (p50: writing, p99: restoring; only when named)",
+    ),
+    (
         "mqtt",
         "MQTT → engine (echo) → MQTT through the broker, QoS 0 (only when named)",
     ),
@@ -89,9 +93,9 @@ const CASES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The cases that need a broker run only when named.
-fn needs_broker(name: &str) -> bool {
-    name.starts_with("mqtt")
+/// The cases that run only when named: those that need a broker, and the checkpoint case.
+fn only_when_named(name: &str) -> bool {
+    name.starts_with("mqtt") || name == "checkpoint"
 }
 
 /// The value at fraction `p` of sorted `values` (0 when there are none).
@@ -130,7 +134,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|(name, _)| {
             if options.cases.is_empty() {
-                !needs_broker(name)
+                !only_when_named(name)
             } else {
                 options.cases.iter().any(|c| c == name)
             }
@@ -181,6 +185,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             "sliding" | "session" => {
                 super::bench_window::run(case.name, description(case.name), &options)
             }
+            "checkpoint" => super::bench_window::checkpoint(description(case.name), &options),
             _ => runtime.block_on(run_case(&case, &options)),
         };
         reports.push(report?);

@@ -98,3 +98,91 @@ pub fn run(
         max_latency_ms: ms(batch_nanos.last().copied().unwrap_or(0)),
     })
 }
+
+/// Keys of the `checkpoint` case.
+const KEYS: usize = 1_000_000;
+
+/// `dda bench checkpoint`: an `average` over hourly windows holding one open window for
+/// each of 1,000,000 sources; its state is snapshotted and written as a checkpoint file
+/// (synced), then read back into a new processor. The "p50" column is the writing, the
+/// "p99" column the restoring, in milliseconds.
+///
+/// # Errors
+///
+/// The processor cannot be created, or the file cannot be written or read back.
+pub fn checkpoint(description: &'static str, options: &BenchOptions) -> anyhow::Result<Report> {
+    let ctx = ProcessorContext::for_test(&json!({"window": "PT1H"}), "results");
+    let registration = engine::processor::registration("average").context("average")?;
+    let mut processor = (registration.factory)(&ctx)?;
+    let name = Sym::new("power");
+    let (mut emitted, mut rejected) = (Vec::new(), Vec::new());
+    let mut batch = Vec::with_capacity(BATCH);
+    for k in 0..KEYS {
+        batch.push(Observation::number(
+            Sym::new(&format!("k{k}")),
+            name,
+            Timestamp::from_millis(1_527_120_000_000 + (k % 1000) as i64),
+            k as f64,
+        ));
+        if batch.len() == BATCH || k + 1 == KEYS {
+            let mut out = Output::new(&mut emitted, &mut rejected, ctx.sink);
+            processor.process(&batch, &mut out)?;
+            batch.clear();
+        }
+    }
+    let dir = options.out_dir.join("bench-checkpoint");
+    let started = Instant::now();
+    let c = engine::checkpoint::Checkpoint {
+        instance: "bench".into(),
+        n: 1,
+        processors: [("average".to_owned(), processor.snapshot()?)].into(),
+        ..engine::checkpoint::Checkpoint::default()
+    };
+    let bytes = engine::checkpoint::write(&dir, &c)?;
+    let written = started.elapsed();
+    let started = Instant::now();
+    let back = engine::checkpoint::read(&dir, "bench").context("the checkpoint just written")?;
+    let mut restored = (registration.factory)(&ctx)?;
+    restored.restore(back.processors["average"].clone())?;
+    let read = started.elapsed();
+    // The restored processor holds the same windows: flushed, both give the same results.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    processor.flush(&mut Output::new(&mut a, &mut rejected, ctx.sink))?;
+    restored.flush(&mut Output::new(&mut b, &mut rejected, ctx.sink))?;
+    let results = |mut v: Vec<Observation>| {
+        let mut keyed: Vec<_> = v
+            .drain(..)
+            .map(|o| {
+                (
+                    o.source.text().to_string(),
+                    o.timestamp,
+                    o.value.to_json().to_string(),
+                    o.id,
+                )
+            })
+            .collect();
+        keyed.sort();
+        keyed
+    };
+    anyhow::ensure!(
+        a.len() == KEYS && results(a) == results(b),
+        "the restored windows differ"
+    );
+    eprintln!(
+        "checkpoint: {KEYS} keys' open windows, {bytes} bytes: written in {:.3} s, restored in {:.3} s",
+        written.as_secs_f64(),
+        read.as_secs_f64()
+    );
+    let seconds = (written + read).as_secs_f64();
+    Ok(Report {
+        case: "checkpoint",
+        description,
+        observations: KEYS as u64,
+        seconds,
+        observations_per_second: KEYS as f64 / seconds,
+        results: 0,
+        p50_latency_ms: written.as_secs_f64() * 1e3,
+        p99_latency_ms: read.as_secs_f64() * 1e3,
+        max_latency_ms: read.as_secs_f64() * 1e3,
+    })
+}

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,16 +163,37 @@ fn model(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> manifests::Model {
 struct Rig {
     engine: Engine,
     ams: Vec<String>,
-    _dir: tempfile::TempDir,
+    model: manifests::Model,
+    queues: Option<engine::spool::QueueLimits>,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 async fn rig(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> Rig {
     let model = model(dsms, pipes);
-    let dir = tempfile::tempdir().unwrap();
+    let ams = pipes.iter().map(|p| p.0.to_owned()).collect();
+    rig_of(model, ams, Arc::new(tempfile::tempdir().unwrap()), None).await
+}
+
+/// A rig whose network sinks queue in `dir` with `queues` limits (store and forward); the
+/// stop deadline is 2 s.
+async fn rig_of(
+    model: manifests::Model,
+    ams: Vec<String>,
+    dir: Arc<tempfile::TempDir>,
+    queues: Option<engine::spool::QueueLimits>,
+) -> Rig {
     let mut config = EngineConfig {
         speed: engine::connector::Speed::Max,
+        queues: queues.map(|limits| engine::engine::QueueSettings {
+            dir: dir.path().join("queues"),
+            limits,
+            sinks: HashMap::new(),
+        }),
         ..EngineConfig::default()
     };
+    if queues.is_some() {
+        config.stop_timeout = Duration::from_secs(2);
+    }
     config.dead_letters.parameters.insert(
         "path",
         json!(dir.path().join("dead-letters.jsonl").to_str().unwrap()),
@@ -183,19 +204,41 @@ async fn rig(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> Rig {
             .register(DataSource::from_model(&model, id).unwrap())
             .unwrap();
     }
-    for (id, _, _) in pipes {
+    for id in &ams {
         engine
-            .create(Plan::new(&model.analytics_manifests[*id], &model).unwrap())
+            .create(Plan::new(&model.analytics_manifests[id.as_str()], &model).unwrap())
             .unwrap();
     }
     Rig {
         engine,
-        ams: pipes.iter().map(|p| p.0.to_owned()).collect(),
+        ams,
+        model,
+        queues,
         _dir: dir,
     }
 }
 
 impl Rig {
+    /// Shuts the engine down gracefully and starts a new one on the same folder, its
+    /// instances started.
+    async fn restart(self) -> Self {
+        self.engine.shutdown().await;
+        let rig = rig_of(self.model, self.ams, self._dir, self.queues).await;
+        rig.start().await;
+        rig
+    }
+
+    /// The store-and-forward queue of sink `dsm`.
+    async fn queue(&self, am: &str, dsm: &str) -> engine::spool::QueueStatus {
+        self.status(am)
+            .await
+            .connectors
+            .into_iter()
+            .find(|c| c.dsm == dsm && c.role == "sink")
+            .and_then(|c| c.queue)
+            .unwrap_or_default()
+    }
+
     async fn start(&self) {
         for am in &self.ams {
             self.engine.start(am).await.unwrap();
@@ -829,6 +872,185 @@ mod mqtt {
                 .all(|c| c.link.connected),
             "connected again"
         );
+        rig.engine.shutdown().await;
+        drop(broker);
+    }
+
+    /// A rig writing `plant/out` of a private broker through a store-and-forward queue
+    /// with `limits`, and a subscriber of the test's, persistent, taking it.
+    async fn queued_rig(
+        limits: engine::spool::QueueLimits,
+    ) -> Option<(services::Server, Rig, Client)> {
+        let broker = services::mosquitto(false)?;
+        let port = broker.port;
+        let model = model(
+            &[
+                dsm("in", "Bus", json!({})),
+                topic_dsm("out", port, "plant/out", json!({})),
+            ],
+            &[("am", "in", "out")],
+        );
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let rig = rig_of(model, vec!["am".into()], dir, Some(limits)).await;
+        let subscriber = client(port, &format!("test-{}", unique()), false);
+        subscriber.subscribe("plant/out").await;
+        Some((broker, rig, subscriber))
+    }
+
+    /// Every source's observations arrived in order.
+    fn in_order(all: &[Observation]) -> bool {
+        let mut last: HashMap<Sym, Timestamp> = HashMap::new();
+        all.iter().all(|o| {
+            last.insert(o.source, o.timestamp)
+                .is_none_or(|t| t < o.timestamp)
+        })
+    }
+
+    async fn stop(mut broker: services::Server) -> services::Server {
+        tokio::task::spawn_blocking(move || {
+            broker.stop();
+            broker
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn start(mut broker: services::Server) -> services::Server {
+        tokio::task::spawn_blocking(move || {
+            broker.start();
+            broker
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_made_while_the_broker_is_down_are_queued_on_disk_across_an_engine_restart_and_all_arrive_once_in_order()
+     {
+        let Some((broker, rig, subscriber)) =
+            queued_rig(engine::spool::QueueLimits::default()).await
+        else {
+            return;
+        };
+        // The broker is down before the instance starts: it runs all the same.
+        let broker = stop(broker).await;
+        rig.start().await;
+        assert_eq!(rig.status("am").await.state, engine::State::Running);
+        const N: usize = 100_000;
+        let sent = observations("box", 4, N);
+        feed(&rig, "in", &sent[..N / 2], 1000).await;
+        common::eventually(60, "the first half queued", || async {
+            rig.queue("am", "out").await.observations >= (N / 2) as u64
+        })
+        .await;
+        // An engine restart in the middle of the outage: what is queued stays queued.
+        let rig = rig.restart().await;
+        let q = rig.queue("am", "out").await;
+        assert_eq!(q.observations, (N / 2) as u64, "{q:?}");
+        feed(&rig, "in", &sent[N / 2..], 1000).await;
+        common::eventually(60, "everything queued", || async {
+            rig.queue("am", "out").await.observations >= N as u64
+        })
+        .await;
+        let q = rig.queue("am", "out").await;
+        assert!(q.bytes > 0 && q.oldest_age_ms.is_some(), "{q:?}");
+        assert_eq!(subscriber.received().len(), 0);
+        // The broker returns: the queue drains, in order, once.
+        let broker = start(broker).await;
+        common::eventually(120, "every result delivered", || async {
+            subscriber.received().len() >= N
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let out = decode(&subscriber.received());
+        assert_eq!(out.len(), N, "none twice");
+        assert_eq!(keys(&out), keys(&sent), "none lost");
+        assert!(in_order(&out), "in order per source");
+        common::eventually(30, "the queue empty", || async {
+            let q = rig.queue("am", "out").await;
+            q.observations == 0 && q.bytes == 0
+        })
+        .await;
+        assert_eq!(rig.dead_letters(), 0);
+        rig.engine.shutdown().await;
+        drop(broker);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_drops_its_oldest_to_the_dead_letters_or_holds_the_input_back() {
+        let cap = 64 * 1024;
+        let limits = |on_full| engine::spool::QueueLimits {
+            max_bytes: cap,
+            max_age: None,
+            on_full,
+        };
+        // Drop oldest: what does not fit goes to the dead letters, counted; the rest
+        // arrives; together they are everything, once.
+        let Some((broker, rig, subscriber)) =
+            queued_rig(limits(engine::spool::OnFull::DropOldest)).await
+        else {
+            return;
+        };
+        let broker = stop(broker).await;
+        rig.start().await;
+        let sent = observations("box", 2, 20_000);
+        feed(&rig, "in", &sent, 500).await;
+        common::eventually(30, "the input taken", || async {
+            let q = rig.queue("am", "out").await;
+            q.observations + q.dropped >= sent.len() as u64
+        })
+        .await;
+        let q = rig.queue("am", "out").await;
+        assert!(q.dropped > 0 && q.bytes <= cap, "{q:?}");
+        common::eventually(30, "the dropped in the dead letters", || async {
+            rig.dead_letters() >= q.dropped
+        })
+        .await;
+        assert_eq!(rig.dead_letters(), q.dropped);
+        let broker = start(broker).await;
+        common::eventually(60, "the rest delivered", || async {
+            subscriber.received().len() as u64 >= sent.len() as u64 - q.dropped
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = decode(&subscriber.received());
+        assert_eq!(out.len() as u64 + q.dropped, sent.len() as u64);
+        assert!(in_order(&out));
+        rig.engine.shutdown().await;
+        drop(broker);
+
+        // Backpressure: the input waits while the queue is full, nothing is dropped, and
+        // everything arrives once the broker is back.
+        let Some((broker, rig, subscriber)) =
+            queued_rig(limits(engine::spool::OnFull::Backpressure)).await
+        else {
+            return;
+        };
+        let broker = stop(broker).await;
+        rig.start().await;
+        let rig = Arc::new(rig);
+        let feeder = tokio::spawn({
+            let (rig, sent) = (rig.clone(), sent.clone());
+            async move { feed(&rig, "in", &sent, 500).await }
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!feeder.is_finished(), "the input is held back");
+        let q = rig.queue("am", "out").await;
+        assert!(
+            q.dropped == 0 && q.bytes <= cap && q.observations > 0,
+            "{q:?}"
+        );
+        let broker = start(broker).await;
+        feeder.await.unwrap();
+        common::eventually(60, "everything delivered", || async {
+            subscriber.received().len() >= sent.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = decode(&subscriber.received());
+        assert_eq!(keys(&out), keys(&sent));
+        assert_eq!(out.len(), sent.len());
+        assert_eq!(rig.dead_letters(), 0);
         rig.engine.shutdown().await;
         drop(broker);
     }

@@ -344,7 +344,8 @@ fn a_run_stopped_in_the_middle_of_an_hour_marks_that_hour_incomplete_never_final
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_five_moments_leaves_exactly_the_results_of_an_uninterrupted_run() {
+async fn sigkill_at_five_moments_and_a_graceful_stop_leave_exactly_the_results_of_an_uninterrupted_run()
+ {
     const LONG: i64 = 30;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -390,20 +391,38 @@ async fn sigkill_at_five_moments_leaves_exactly_the_results_of_an_uninterrupted_
             .await;
         assert!(r.status.is_success(), "{}", r.text());
     }
-    // Killed at five moments spread over the run (seconds after the start), each time at
-    // once restarted on the same data directory.
+    let cloud = data.join("cloud.sqlite");
+    let partial = || -> i64 {
+        rusqlite::Connection::open(&cloud)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM edge_hourly_averages WHERE json_extract(attributes, '$.complete') = 0",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    // Killed at five moments spread over the run (seconds after the start), and stopped
+    // gracefully at a sixth, each time at once restarted on the same data directory.
     let started = std::time::Instant::now();
-    for at in [2.7, 7.9, 12.3, 17.6, 23.1] {
+    for at in [2.7, 7.9, 10.1, 12.3, 17.6, 23.1] {
         let due = std::time::Duration::from_secs_f64(at);
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        server.kill();
+        if at == 10.1 {
+            // A graceful stop keeps the open hours in a last checkpoint: none is written
+            // as partial.
+            server.terminate();
+            assert_eq!(partial(), 0, "a graceful stop wrote an open hour");
+        } else {
+            server.kill();
+        }
         server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
     }
     let http = server.http.clone();
     let expected = expected_edge(&readings);
-    let cloud = data.join("cloud.sqlite");
     let rows = |path: &Path, table: &str| -> i64 {
         rusqlite::Connection::open(path)
             .and_then(|c| c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)))
@@ -428,15 +447,7 @@ async fn sigkill_at_five_moments_leaves_exactly_the_results_of_an_uninterrupted_
             "box {b}"
         );
     }
-    let partial: i64 = rusqlite::Connection::open(&cloud)
-        .unwrap()
-        .query_row(
-            "SELECT COUNT(*) FROM edge_hourly_averages WHERE json_extract(attributes, '$.complete') = 0",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(partial, 0, "no partial hour");
+    assert_eq!(partial(), 0, "no partial hour");
     // The last start restored each instance from a checkpoint, and it checkpoints since.
     let metrics = http.get("/metrics").await.text();
     for am in edges {

@@ -541,7 +541,19 @@ async fn sinks_on_unreachable_systems_hold_up_no_call_and_a_stop_reports_what_it
         assert_eq!(doc["state"], "STOPPED", "{id}: {doc}");
     }
     let metrics = http.get("/metrics").await.text();
-    for p in ["postgresql", "mongodb", "kafka", "mqtt"] {
+    // The MQTT sink writes through its store-and-forward queue: what it could not deliver
+    // stays queued on disk for its next start, not in the dead letters.
+    let queued: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dda_sink_queue_observations{dsm=\"dsm-mqtt\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no queue of dsm-mqtt:\n{metrics}"));
+    assert!(queued > 0, "{metrics}");
+    assert!(
+        !metrics.contains("dda_connector_undelivered_total{dsm=\"dsm-mqtt\"}"),
+        "{metrics}"
+    );
+    for p in ["postgresql", "mongodb", "kafka"] {
         let line = metrics
             .lines()
             .find(|l| {

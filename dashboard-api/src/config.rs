@@ -22,6 +22,14 @@
 //! role = "viewer"               # viewer: read; operator: also lifecycle; admin: everything
 //! sha256 = "9f86d081884c7d65..." # `dda token --name dashboard --role viewer` makes a token and its hash
 //!
+//! [store_and_forward]           # queues on disk of network sinks, in <data_dir>/queues
+//! max_bytes = "1GiB"            # per sink (a number of bytes, or KiB, MiB, GiB, KB, MB, GB)
+//! max_age = "7d"                # older queued observations go to the dead letters (default: none)
+//! on_full = "backpressure"      # or "drop-oldest" (the oldest go to the dead letters, counted)
+//! [store_and_forward.sinks."plant-uplink"]  # limits of one sink's queue, by DSM id
+//! max_bytes = "64MiB"
+//! on_full = "drop-oldest"
+//!
 //! [tls]                         # HTTPS with rustls when given
 //! cert = "server.crt"           # PEM chain
 //! key = "server.key"            # PEM private key
@@ -136,6 +144,154 @@ pub struct ServerConfig {
     /// The programs `external` processors may run (`dda run --config` reads this table too).
     #[serde(default)]
     pub external: engine::external::ExternalConfig,
+    /// The store-and-forward queues of network sinks (`dda run --state-dir` uses it too).
+    #[serde(default)]
+    pub store_and_forward: StoreAndForwardConfig,
+}
+
+/// Limits of a network sink's store-and-forward queue.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueLimitsConfig {
+    /// Most bytes on disk.
+    #[serde(default = "default_queue_bytes")]
+    pub max_bytes: ByteSize,
+    /// Queued observations older than this go to the dead letters.
+    #[serde(default)]
+    pub max_age: Option<manifests::config::Duration>,
+    /// What a full queue does.
+    #[serde(default)]
+    pub on_full: engine::spool::OnFull,
+}
+
+impl Default for QueueLimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_queue_bytes(),
+            max_age: None,
+            on_full: engine::spool::OnFull::default(),
+        }
+    }
+}
+
+impl From<QueueLimitsConfig> for engine::spool::QueueLimits {
+    fn from(c: QueueLimitsConfig) -> Self {
+        Self {
+            max_bytes: c.max_bytes.0,
+            max_age: c.max_age.map(manifests::config::Duration::get),
+            on_full: c.on_full,
+        }
+    }
+}
+
+/// The `[store_and_forward]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreAndForwardConfig {
+    /// Most bytes on disk, per sink.
+    #[serde(default = "default_queue_bytes")]
+    pub max_bytes: ByteSize,
+    /// Queued observations older than this go to the dead letters.
+    #[serde(default)]
+    pub max_age: Option<manifests::config::Duration>,
+    /// What a full queue does.
+    #[serde(default)]
+    pub on_full: engine::spool::OnFull,
+    /// Limits of particular sinks' queues, by DSM id.
+    #[serde(default)]
+    pub sinks: std::collections::HashMap<String, QueueLimitsConfig>,
+}
+
+impl Default for StoreAndForwardConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_queue_bytes(),
+            max_age: None,
+            on_full: engine::spool::OnFull::default(),
+            sinks: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl StoreAndForwardConfig {
+    /// The engine's queue settings, with the queues in `dir`.
+    #[must_use]
+    pub fn settings(&self, dir: PathBuf) -> engine::engine::QueueSettings {
+        engine::engine::QueueSettings {
+            dir,
+            limits: QueueLimitsConfig {
+                max_bytes: self.max_bytes,
+                max_age: self.max_age,
+                on_full: self.on_full,
+            }
+            .into(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|(k, v)| (k.clone(), (*v).into()))
+                .collect(),
+        }
+    }
+}
+
+/// A size in bytes: a number, or text with a unit (`512KiB`, `64MiB`, `1GiB`, `10MB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Reads `64MiB`, `1 GB`, `4096`.
+    ///
+    /// # Errors
+    ///
+    /// Anything else.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: write a number of bytes, such as 64MiB or 1GiB"))?;
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "kib" => 1 << 10,
+            "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+                ));
+            }
+        };
+        n.checked_mul(factor)
+            .filter(|b| *b > 0)
+            .map(Self)
+            .ok_or_else(|| format!("{text:?}: write a size above zero and below 16 EiB"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(0) => Err(serde::de::Error::custom("a size must be above zero")),
+            Raw::Number(n) => Ok(Self(n)),
+            Raw::Text(t) => Self::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+const fn default_queue_bytes() -> ByteSize {
+    ByteSize(engine::spool::QueueLimits::DEFAULT_MAX_BYTES)
 }
 
 /// Where `${file:PATH}` and `${env:NAME}` references in secret parameters may point.
@@ -207,6 +363,7 @@ impl Default for ServerConfig {
             allowed_paths: Vec::new(),
             secrets: SecretsConfig::default(),
             external: engine::external::ExternalConfig::default(),
+            store_and_forward: StoreAndForwardConfig::default(),
         }
     }
 }

@@ -84,8 +84,9 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let service = Service::start(&config).await?;
     let served = serve_until(&config, service.clone(), shutdown).await;
-    // The engine stops whether serving ended well or not: its instances drain.
-    service.engine.shutdown().await;
+    // The engine stops whether serving ended well or not: its instances drain, those
+    // that can be checkpointed into a last checkpoint, their open windows kept there.
+    service.engine.shutdown_to_checkpoints().await;
     served
 }
 

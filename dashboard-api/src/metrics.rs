@@ -161,6 +161,55 @@ pub async fn render(s: &Service) -> String {
             label(&dsm.to_string())
         );
     }
+    let queues = s.engine.queues();
+    for (name, help, kind, value) in [
+        (
+            "dda_sink_queue_observations",
+            "Observations in a network sink's store-and-forward queue, not yet delivered.",
+            "gauge",
+            (|q: &engine::spool::QueueStatus| q.observations as f64) as fn(&_) -> f64,
+        ),
+        (
+            "dda_sink_queue_messages",
+            "Messages (batches) in a network sink's store-and-forward queue, not yet delivered.",
+            "gauge",
+            |q| q.messages as f64,
+        ),
+        (
+            "dda_sink_queue_bytes",
+            "Bytes of a network sink's store-and-forward queue on disk.",
+            "gauge",
+            |q| q.bytes as f64,
+        ),
+        (
+            "dda_sink_queue_oldest_age_seconds",
+            "How long the oldest observation in a network sink's queue has waited (at most; 0 when empty).",
+            "gauge",
+            |q| q.oldest_age_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+        ),
+        (
+            "dda_sink_queue_dropped_total",
+            "Observations dropped from a full queue (on_full = drop-oldest); they are in the dead letters.",
+            "counter",
+            |q| q.dropped as f64,
+        ),
+        (
+            "dda_sink_queue_expired_total",
+            "Observations older than a queue's max_age; they are in the dead letters.",
+            "counter",
+            |q| q.expired as f64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (dsm, q) in &queues {
+            let _ = writeln!(
+                out,
+                "{name}{{dsm=\"{}\"}} {}",
+                label(&dsm.to_string()),
+                value(q)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP dda_connector_connected Whether a connector of a running instance reaches its system.\n# TYPE dda_connector_connected gauge"

@@ -118,6 +118,11 @@ impl Service {
                     interval: config.checkpoint_interval.get(),
                 }
             }),
+            queues: Some(
+                config
+                    .store_and_forward
+                    .settings(config.reach().base.join("queues")),
+            ),
             ..EngineConfig::default()
         };
         engine_config.dead_letters.parameters.insert(

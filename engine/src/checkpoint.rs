@@ -64,6 +64,10 @@ impl Pending {
     }
 }
 
+/// What takes part in a checkpoint: the instance's sources, processors (APM ids) and
+/// sinks.
+pub(crate) type Participants = (Vec<Sym>, Vec<String>, Vec<Sym>);
+
 /// What a complete checkpoint gathered.
 pub(crate) struct Parts {
     /// Each source's position, by DSM.
@@ -80,6 +84,9 @@ pub struct Checkpoints {
     pending: Mutex<HashMap<Barrier, Pending>>,
     /// Barriers sources are asked to send, by DSM.
     requests: Mutex<HashMap<Sym, Vec<Barrier>>>,
+    /// The engine is taking its last checkpoints (it shuts down): a source that sends a
+    /// barrier now sends nothing after it.
+    halting: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -137,6 +144,51 @@ impl Checkpoints {
             },
         );
         done
+    }
+
+    /// Starts the last checkpoints before a shutdown, all at once (see
+    /// [`Checkpoints::halting`]): each barrier with its sources, processors and sinks.
+    pub(crate) fn begin_final(
+        &self,
+        checkpoints: Vec<(Barrier, Participants)>,
+    ) -> Vec<Arc<Notify>> {
+        let mut requests = lock(&self.requests);
+        self.halting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut pending = lock(&self.pending);
+        let mut out = Vec::new();
+        for (b, (sources, processors, sinks)) in checkpoints {
+            for s in &sources {
+                requests.entry(*s).or_default().push(b);
+            }
+            let done = Arc::new(Notify::new());
+            pending.insert(
+                b,
+                Pending {
+                    sources,
+                    sinks,
+                    processors,
+                    positions: HashMap::new(),
+                    snapshots: HashMap::new(),
+                    confirmed: Vec::new(),
+                    done: done.clone(),
+                },
+            );
+            out.push(done);
+        }
+        out
+    }
+
+    /// The last checkpoints are over (complete or not).
+    pub(crate) fn end_final(&self) {
+        self.halting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a source that sends a barrier now must send nothing after it: the engine
+    /// takes its last checkpoints before shutting down.
+    pub(crate) fn halting(&self) -> bool {
+        self.halting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Ends checkpoint `b`, complete or not: its parts when complete.

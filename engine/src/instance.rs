@@ -228,6 +228,9 @@ pub struct ConnectorStatus {
     /// Sink: observations accepted and not delivered (given up at a stop deadline; in the
     /// dead letters), since the engine started.
     pub undelivered: u64,
+    /// Sink: its store-and-forward queue, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::spool::QueueStatus>,
 }
 
 impl InstanceStatus {
@@ -253,6 +256,8 @@ pub enum Control {
     Pause,
     /// Unsubscribe, process what was accepted, flush, leave.
     Drain,
+    /// As `Drain`, without flushing: the state is in the instance's last checkpoint.
+    Halt,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //!   lifecycle operations.
 //! - [`dead_letter`]: where what cannot be processed goes, with the reason.
 //! - [`checkpoint`]: barrier-aligned checkpoints of running instances.
+//! - [`spool`]: store-and-forward, the bounded queue on disk in front of each network sink.
 
 pub mod bus;
 pub mod catalogue;
@@ -37,6 +38,7 @@ pub mod observation;
 pub mod plan;
 pub mod processor;
 pub mod registry;
+pub mod spool;
 pub mod symbol;
 pub mod task;
 pub mod time;

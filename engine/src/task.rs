@@ -69,10 +69,15 @@ impl ProcessorTask {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
+        let mut flush = true;
         loop {
             let control = *self.control.borrow_and_update();
             match control {
                 Control::Drain => break,
+                Control::Halt => {
+                    flush = false;
+                    break;
+                }
                 Control::Pause => {
                     if self.control.changed().await.is_err() {
                         break;
@@ -125,12 +130,14 @@ impl ProcessorTask {
         while let Some(e) = self.input.recv().await {
             self.handle(e, &mut emitted, &mut rejected).await?;
         }
-        let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
-        guarded(|| self.processor.flush(&mut out))?;
-        let side = out.take_side();
-        self.outlet()
-            .publish(&mut emitted, &mut rejected, side)
-            .await;
+        if flush {
+            let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
+            guarded(|| self.processor.flush(&mut out))?;
+            let side = out.take_side();
+            self.outlet()
+                .publish(&mut emitted, &mut rejected, side)
+                .await;
+        }
         self.publisher.leave().await;
         for (_, p) in &self.side {
             p.leave().await;

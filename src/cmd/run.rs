@@ -68,7 +68,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         Some(path) => dashboard_api::ServerConfig::load(Some(path))?,
         None => dashboard_api::ServerConfig::default(),
     };
-    let (external, stop_timeout) = (c.external, c.stop_timeout.get());
+    let (external, stop_timeout) = (c.external.clone(), c.stop_timeout.get());
+    let queues = options
+        .state_dir
+        .as_ref()
+        .map(|dir| c.store_and_forward.settings(dir.join("queues")));
     let checkpoints = options
         .state_dir
         .as_ref()
@@ -92,6 +96,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             external,
             stop_timeout,
             checkpoints,
+            queues,
             ..EngineConfig::default()
         },
     ))

@@ -230,6 +230,15 @@ impl Process {
         panic!("dda serve did not come up on port {port}");
     }
 
+    /// SIGTERM, and waits until it has exited (a graceful stop).
+    #[allow(dead_code)]
+    pub fn terminate(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

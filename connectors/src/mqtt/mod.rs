@@ -674,6 +674,19 @@ impl Connection {
     }
 }
 
+/// What a sink's connection delivered: counted, and reported to the sink's queue.
+struct Deliveries {
+    count: Arc<AtomicU64>,
+    queue: engine::connector::Acknowledger,
+}
+
+impl Deliveries {
+    fn one(&self) {
+        self.queue
+            .acknowledged(self.count.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+}
+
 /// Drives a sink's connection: keeps it alive, counts what the broker acknowledged (QoS 1)
 /// or what was written (QoS 0) as delivered, and sends again after a reconnection what was
 /// not acknowledged — whether or not the broker kept the session. Ends when `stop` is
@@ -683,7 +696,7 @@ async fn drive_sink(
     cfg: Arc<MqttConfig>,
     dsm: Arc<DataSource>,
     metrics: Arc<engine::connector::ConnectorMetrics>,
-    delivered: Arc<AtomicU64>,
+    delivered: Deliveries,
     closing: Arc<AtomicBool>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Unacked {
@@ -705,11 +718,11 @@ async fn drive_sink(
                 conn.resend(&mut held, session_present);
             }
             Ok(Incoming::Acked) if cfg.qos > 0 => {
-                delivered.fetch_add(1, Ordering::Relaxed);
+                delivered.one();
                 metrics.add(1);
             }
             Ok(Incoming::Sent) if cfg.qos == 0 => {
-                delivered.fetch_add(1, Ordering::Relaxed);
+                delivered.one();
                 metrics.add(1);
             }
             Ok(_) => {}
@@ -730,6 +743,8 @@ async fn drive_sink(
 }
 
 impl Sink for Mqtt {
+    const STORE_AND_FORWARD: bool = true;
+
     /// Publishes every observation; counts it delivered only once the broker acknowledged
     /// it (QoS 1) or it was written to the connection (QoS 0); sends again, after a
     /// reconnection, whatever was not acknowledged. At the end it waits for the
@@ -739,7 +754,8 @@ impl Sink for Mqtt {
         let cfg = self.config.clone();
         let topic = cfg.topic.clone();
         let format = Format::of(&ctx.dsm);
-        // Delivered means acknowledged, which comes after `next`: not a checkpoint's sink.
+        // Delivered means acknowledged, which comes after `next`: reported to the sink's
+        // queue as acknowledgements come; without a queue, not a checkpoint's sink.
         ctx.writes_are_acknowledged_later();
         let conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
         let client = conn.client();
@@ -751,7 +767,10 @@ impl Sink for Mqtt {
             cfg.clone(),
             ctx.dsm.clone(),
             ctx.metrics.clone(),
-            delivered.clone(),
+            Deliveries {
+                count: delivered.clone(),
+                queue: ctx.acknowledger(),
+            },
             closing.clone(),
             stop.clone(),
         ));

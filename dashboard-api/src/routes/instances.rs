@@ -138,6 +138,49 @@ pub struct ConnectorDoc {
     /// A sink's observations accepted and not delivered since the engine started: given
     /// up when a stop could not write them in time; they are in the dead letters.
     pub undelivered: u64,
+    /// A network sink's store-and-forward queue on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueDoc>,
+}
+
+/// A network sink's store-and-forward queue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDoc {
+    /// Observations queued and not yet delivered.
+    pub observations: u64,
+    /// Messages (batches) queued and not yet delivered.
+    pub messages: u64,
+    /// Bytes of the queue's files.
+    pub bytes: u64,
+    /// How long the oldest queued observation has waited, in milliseconds (at most).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_ms: Option<u64>,
+    /// Observations dropped from the full queue (`on_full = drop-oldest`), to the dead
+    /// letters.
+    pub dropped: u64,
+    /// Observations older than the queue's `max_age`, to the dead letters.
+    pub expired: u64,
+    /// The queue's limit in bytes.
+    pub max_bytes: u64,
+    /// What the queue does when full.
+    #[schema(pattern = "^(backpressure|drop-oldest)$")]
+    pub on_full: String,
+}
+
+impl From<engine::spool::QueueStatus> for QueueDoc {
+    fn from(q: engine::spool::QueueStatus) -> Self {
+        Self {
+            observations: q.observations,
+            messages: q.messages,
+            bytes: q.bytes,
+            oldest_age_ms: q.oldest_age_ms,
+            dropped: q.dropped,
+            expired: q.expired,
+            max_bytes: q.max_bytes,
+            on_full: q.on_full.to_owned(),
+        }
+    }
 }
 
 impl From<engine::instance::ConnectorStatus> for ConnectorDoc {
@@ -148,6 +191,7 @@ impl From<engine::instance::ConnectorStatus> for ConnectorDoc {
             connected: c.link.connected,
             error: c.link.error,
             undelivered: c.undelivered,
+            queue: c.queue.map(QueueDoc::from),
         }
     }
 }

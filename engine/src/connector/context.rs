@@ -19,6 +19,7 @@ use crate::bus::{Envelope, Message, Publisher, Subscriber};
 use crate::dead_letter::DeadLetters;
 use crate::observation::{Batch, Observation};
 use crate::registry::DataSource;
+use crate::spool::{Dropped, Queue, QueueStatus};
 use crate::time::Timestamp;
 
 /// How fast simulated and replayed time runs against the wall clock.
@@ -73,7 +74,12 @@ pub struct ConnectorMetrics {
     /// was given up at the stop deadline, or ended with them unsent. Those whose content
     /// was still at hand went to the dead letters too.
     undelivered: AtomicU64,
+    /// Sink: observations taken from its store-and-forward queue and not delivered when
+    /// the sink ended: they stay queued for the next.
+    requeued: AtomicU64,
     link: std::sync::Mutex<LinkStatus>,
+    /// Sink: its store-and-forward queue, when it has one.
+    queue: std::sync::Mutex<Option<Arc<Queue>>>,
 }
 
 impl ConnectorMetrics {
@@ -129,8 +135,28 @@ impl ConnectorMetrics {
     /// in flight while the sink runs; lost when it was aborted.
     #[must_use]
     pub fn unaccounted(&self) -> u64 {
-        let done = self.observations() + self.rejected.load(Ordering::Relaxed) + self.undelivered();
+        let done = self.observations()
+            + self.rejected.load(Ordering::Relaxed)
+            + self.undelivered()
+            + self.requeued.load(Ordering::Relaxed);
         self.accepted.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    /// Sink: its store-and-forward queue's state, when it has one.
+    #[must_use]
+    pub fn queue(&self) -> Option<QueueStatus> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|q| q.status())
+    }
+
+    pub(crate) fn set_queue(&self, queue: Arc<Queue>) {
+        *self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(queue);
     }
 
     /// Counts `n` more observations undelivered.
@@ -161,6 +187,9 @@ pub struct SourceContext {
     pub resume: Option<serde_json::Value>,
     /// Set once the source has sent everything (it may stay, for checkpoints).
     pub exhausted: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once the source sent the barrier of a last checkpoint before a shutdown: what
+    /// it would publish afterwards is not sent (it reads it again from its position).
+    pub halted: std::sync::atomic::AtomicBool,
 }
 
 /// A source's event time: the watermark trails the newest timestamp seen by the allowed
@@ -256,6 +285,9 @@ impl SourceContext {
 
     /// Publishes a batch and counts it.
     pub async fn publish(&self, batch: Vec<Observation>) {
+        if self.halted.load(Ordering::Relaxed) {
+            return;
+        }
         self.metrics.add(batch.len());
         self.publisher.send(batch.into()).await;
     }
@@ -276,9 +308,18 @@ impl SourceContext {
     /// everything published so far, and reports `position` — where to go on from to send
     /// what follows — for them. A source that can be resumed calls this between batches.
     pub async fn offer_checkpoint(&self, position: impl Fn() -> serde_json::Value) {
-        for b in self.checkpoints.requested(self.dsm.id) {
+        if self.halted.load(Ordering::Relaxed) {
+            return;
+        }
+        let requested = self.checkpoints.requested(self.dsm.id);
+        let halting = !requested.is_empty() && self.checkpoints.halting();
+        for b in requested {
             self.publisher.barrier(b).await;
             self.checkpoints.source_sent(b, self.dsm.id, position());
+        }
+        if halting {
+            tracing::debug!(dsm = %self.dsm.id, "sent the barrier of the last checkpoint; sending nothing more");
+            self.halted.store(true, Ordering::Relaxed);
         }
     }
 
@@ -301,6 +342,9 @@ impl SourceContext {
 
     /// Declares event time.
     pub async fn watermark(&self, t: Timestamp) {
+        if self.halted.load(Ordering::Relaxed) {
+            return;
+        }
         self.publisher.watermark(t).await;
     }
 
@@ -332,6 +376,35 @@ pub struct SinkContext {
     /// Whether a checkpoint barrier is confirmed when it comes (what came before is
     /// written); false for a sink whose writes are acknowledged later.
     confirms: bool,
+    /// The store-and-forward queue the sink takes its input from, when it has one.
+    spool: Option<Spooled>,
+}
+
+/// A sink's side of its store-and-forward queue.
+struct Spooled {
+    queue: Arc<Queue>,
+    /// Tells the task filling the queue to take no more input from the bus.
+    close: CancellationToken,
+    /// A batch was taken and, unless the sink acknowledges later, is delivered once the
+    /// sink asks for the next.
+    took: bool,
+    acknowledges_later: bool,
+}
+
+/// Reports a sink's deliveries to its store-and-forward queue, for a sink whose writes
+/// are acknowledged after [`SinkContext::next`] returns (see
+/// [`SinkContext::writes_are_acknowledged_later`]).
+#[derive(Clone, Debug, Default)]
+pub struct Acknowledger(Option<Arc<Queue>>);
+
+impl Acknowledger {
+    /// `total` observations of those the sink took since it started are delivered (in
+    /// the order it took them).
+    pub fn acknowledged(&self, total: u64) {
+        if let Some(q) = &self.0 {
+            q.acknowledged(total);
+        }
+    }
 }
 
 /// How the engine ends a sink: `stop` asks it to write what it accepted and end; `give_up`,
@@ -363,14 +436,64 @@ impl SinkContext {
             give_up: control.give_up,
             checkpoints,
             confirms: true,
+            spool: None,
         }
     }
 
-    /// For a sink whose writes are acknowledged after [`SinkContext::next`] returns (MQTT):
-    /// checkpoints of the instances writing it are not confirmed by it, so they do not
-    /// complete.
+    /// Puts a store-and-forward queue between the bus and the sink: returns the task that
+    /// fills the queue from the bus (the engine runs it beside the sink, and awaits it
+    /// after the sink ended). Barriers are confirmed by that task, once what came before
+    /// them is on disk or delivered.
+    pub(crate) fn spooled(
+        &mut self,
+        queue: Arc<Queue>,
+        give_up: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let close = CancellationToken::new();
+        let (_, closed) = mpsc::channel(1);
+        let input = std::mem::replace(&mut self.input, closed);
+        let subscriber = self.subscriber.take();
+        self.metrics.set_queue(queue.clone());
+        self.spool = Some(Spooled {
+            queue: queue.clone(),
+            close: close.clone(),
+            took: false,
+            acknowledges_later: false,
+        });
+        let filler = Filler {
+            queue,
+            dsm: self.dsm.clone(),
+            metrics: self.metrics.clone(),
+            dead_letters: self.dead_letters.clone(),
+            checkpoints: self.checkpoints.clone(),
+            give_up,
+        };
+        filler.run(subscriber, input, close)
+    }
+
+    /// For a sink whose writes are acknowledged after [`SinkContext::next`] returns (MQTT).
+    /// With a store-and-forward queue, the sink reports deliveries through
+    /// [`SinkContext::acknowledger`]; without one, checkpoints of the instances writing it
+    /// are not confirmed by it, so they do not complete.
     pub fn writes_are_acknowledged_later(&mut self) {
         self.confirms = false;
+        if let Some(s) = &mut self.spool {
+            s.acknowledges_later = true;
+        }
+    }
+
+    /// Where a sink acknowledging later reports its deliveries.
+    #[must_use]
+    pub fn acknowledger(&self) -> Acknowledger {
+        Acknowledger(self.spool.as_ref().map(|s| s.queue.clone()))
+    }
+
+    /// Whether the sink takes its input from a store-and-forward queue: what it does not
+    /// deliver stays queued (on disk) for the next run instead of going to the dead
+    /// letters.
+    #[must_use]
+    pub fn is_spooled(&self) -> bool {
+        self.spool.is_some()
     }
 
     /// A barrier reached the sink: everything before it was taken by `next` and written
@@ -414,6 +537,11 @@ impl SinkContext {
     /// Observations accepted and not delivered: counted, and sent to the dead letters with
     /// `why`.
     pub async fn undelivered(&self, observations: &[Observation], why: &str) {
+        if self.spool.is_some() {
+            // Taken from the queue and not delivered: it stays queued.
+            tracing::warn!(dsm = %self.dsm.id, kept = observations.len(), reason = %why, "observations not delivered; they stay in the sink's queue");
+            return;
+        }
         undelivered(
             &self.metrics,
             &self.dead_letters,
@@ -427,7 +555,8 @@ impl SinkContext {
     /// Messages accepted and not delivered, as encoded for the remote: counted, and sent to
     /// the dead letters with `why` (each with its text).
     pub async fn undelivered_payloads(&self, payloads: Vec<String>, why: &str) {
-        if payloads.is_empty() {
+        if payloads.is_empty() || self.spool.is_some() {
+            // With a queue, what the payloads came from stays queued.
             return;
         }
         self.metrics.add_undelivered(payloads.len() as u64);
@@ -445,6 +574,9 @@ impl SinkContext {
     /// Once the engine has given up on the sink, the rest of the input goes to the dead
     /// letters as undelivered and this returns `None`.
     pub async fn next(&mut self) -> Option<Batch> {
+        if self.spool.is_some() {
+            return self.next_queued().await;
+        }
         loop {
             if self.give_up.is_cancelled() {
                 self.divert_rest().await;
@@ -468,6 +600,71 @@ impl SinkContext {
                 }
                 Message::Barrier(b) => self.barrier(b),
                 Message::Watermark(_) | Message::Join | Message::Leave => {}
+            }
+        }
+    }
+
+    /// [`SinkContext::next`] from the store-and-forward queue.
+    async fn next_queued(&mut self) -> Option<Batch> {
+        let spool = self.spool.as_mut()?;
+        if std::mem::take(&mut spool.took) && !spool.acknowledges_later {
+            spool.queue.delivered_one();
+        }
+        loop {
+            let spool = self.spool.as_mut()?;
+            if self.give_up.is_cancelled() {
+                self.keep_queued();
+                return None;
+            }
+            let mut dropped = Dropped::default();
+            let taken = tokio::select! {
+                biased;
+                () = self.give_up.cancelled() => continue,
+                () = self.stop.cancelled(), if !spool.close.is_cancelled() => {
+                    spool.close.cancel();
+                    continue;
+                }
+                taken = spool.queue.take(&mut dropped) => taken,
+            };
+            let queue = spool.queue.clone();
+            dead_letter_dropped(&self.dead_letters, &self.dsm, &queue, dropped).await;
+            match taken {
+                Ok(Some(batch)) if batch.is_empty() => {}
+                Ok(Some(batch)) => {
+                    if let Some(s) = self.spool.as_mut() {
+                        s.took = true;
+                    }
+                    self.metrics
+                        .accepted
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return Some(batch);
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(dsm = %self.dsm.id, error = %e, "cannot read the sink's queue; what it holds stays there");
+                    self.metrics.failed(&e);
+                    self.keep_queued();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The sink ends with batches taken and not delivered: they stay queued.
+    fn keep_queued(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        spool.close.cancel();
+        match spool.queue.keep_for_later() {
+            Ok(kept) => {
+                self.metrics.requeued.fetch_add(kept, Ordering::Relaxed);
+                if kept > 0 {
+                    tracing::warn!(dsm = %self.dsm.id, kept, "the sink ended with observations it had not delivered; they stay queued for the next start");
+                }
+            }
+            Err(e) => {
+                tracing::error!(dsm = %self.dsm.id, error = %e, "cannot keep what the sink had not delivered in its queue");
             }
         }
     }
@@ -500,6 +697,144 @@ impl SinkContext {
             .fetch_add(rejected.len() as u64, Ordering::Relaxed);
         let place = connector_place(&self.dsm);
         self.dead_letters.rejected(&place, rejected).await;
+    }
+}
+
+/// Fills a sink's store-and-forward queue from the bus.
+struct Filler {
+    queue: Arc<Queue>,
+    dsm: Arc<DataSource>,
+    metrics: Arc<ConnectorMetrics>,
+    dead_letters: DeadLetters,
+    checkpoints: Arc<crate::checkpoint::Checkpoints>,
+    give_up: CancellationToken,
+}
+
+impl Filler {
+    /// Until the input ends (once `close` is cancelled: the sink is released): queues
+    /// each batch, waiting while a full queue holds input back; confirms each barrier once
+    /// what came before it is on disk; expires what is older than the age limit.
+    async fn run(
+        self,
+        mut subscriber: Option<Subscriber>,
+        mut input: mpsc::Receiver<Envelope>,
+        close: CancellationToken,
+    ) {
+        let mut expiry = tokio::time::interval(std::time::Duration::from_secs(1));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let envelope = tokio::select! {
+                biased;
+                () = close.cancelled(), if subscriber.is_some() => {
+                    if let Some(mut s) = subscriber.take() {
+                        s.unsubscribe_all();
+                    }
+                    input.close();
+                    continue;
+                }
+                e = input.recv() => e,
+                _ = expiry.tick() => {
+                    let mut dropped = Dropped::default();
+                    if let Err(e) = self.queue.expire(&mut dropped) {
+                        tracing::error!(dsm = %self.dsm.id, error = %e, "cannot expire the sink's queue");
+                    }
+                    dead_letter_dropped(&self.dead_letters, &self.dsm, &self.queue, dropped).await;
+                    continue;
+                }
+            };
+            let Some(envelope) = envelope else { break };
+            match envelope.message {
+                Message::Data(batch) => self.push(batch).await,
+                Message::Barrier(b) => match self.queue.persist() {
+                    Ok(()) => self.checkpoints.sink_confirmed(b, self.dsm.id),
+                    Err(e) => {
+                        tracing::error!(dsm = %self.dsm.id, error = %e, "cannot make the sink's queue durable; the checkpoint will not complete");
+                    }
+                },
+                Message::Watermark(_) | Message::Join | Message::Leave => {}
+            }
+        }
+        self.queue.end_input();
+    }
+
+    async fn push(&self, batch: Batch) {
+        let mut pending = batch;
+        loop {
+            let mut dropped = Dropped::default();
+            let pushed = self.queue.push(pending, &mut dropped);
+            dead_letter_dropped(&self.dead_letters, &self.dsm, &self.queue, dropped).await;
+            match pushed {
+                Ok(None) => return,
+                Ok(Some(held)) if self.give_up.is_cancelled() => {
+                    self.metrics
+                        .accepted
+                        .fetch_add(held.len() as u64, Ordering::Relaxed);
+                    undelivered(
+                        &self.metrics,
+                        &self.dead_letters,
+                        &self.dsm,
+                        &held,
+                        "the sink was given up while its queue was full",
+                    )
+                    .await;
+                    return;
+                }
+                Ok(Some(held)) => {
+                    pending = held;
+                    self.queue
+                        .wait_writable(std::time::Duration::from_millis(100))
+                        .await;
+                }
+                Err(e) => {
+                    tracing::error!(dsm = %self.dsm.id, error = %e, "cannot queue for the sink");
+                    self.metrics.failed(&e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends what a queue dropped (full) or expired to the dead letters.
+async fn dead_letter_dropped(
+    dead_letters: &DeadLetters,
+    dsm: &DataSource,
+    queue: &Queue,
+    dropped: Dropped,
+) {
+    if dropped.is_empty() {
+        return;
+    }
+    let status = queue.status();
+    let place = connector_place(dsm);
+    for (observations, reason) in [
+        (
+            dropped.full,
+            format!(
+                "dropped from the full store-and-forward queue of {} ({} bytes, on_full = drop-oldest)",
+                dsm.id, status.max_bytes
+            ),
+        ),
+        (
+            dropped.expired,
+            format!(
+                "expired in the store-and-forward queue of {}: older than its max_age",
+                dsm.id
+            ),
+        ),
+    ] {
+        if observations.is_empty() {
+            continue;
+        }
+        tracing::warn!(dsm = %dsm.id, observations = observations.len(), reason = %reason, "observations left the sink's queue undelivered; sent to the dead letters");
+        let rejected = observations
+            .into_iter()
+            .map(|observation| crate::processor::Rejected {
+                observation,
+                reason: reason.clone(),
+            })
+            .collect();
+        dead_letters.rejected(&place, rejected).await;
     }
 }
 
@@ -538,6 +873,10 @@ impl Drop for SinkContext {
     /// the dead letters as undelivered, from a task of the engine's, so that nothing
     /// accepted vanishes and its publishers are not left waiting.
     fn drop(&mut self) {
+        if self.spool.is_some() {
+            self.keep_queued();
+            return;
+        }
         self.drain_mode();
         if self.input.is_empty() && self.input.is_closed() {
             return;

@@ -32,7 +32,8 @@ use manifests::model::ParameterDefinition;
 use serde_json::Value as Json;
 
 pub use context::{
-    Backoff, ConnectorMetrics, EventClock, LinkStatus, Shared, SinkContext, SourceContext, Speed,
+    Acknowledger, Backoff, ConnectorMetrics, EventClock, LinkStatus, Shared, SinkContext,
+    SourceContext, Speed,
 };
 
 use crate::error::{BoxError, ErrorKind};
@@ -185,6 +186,11 @@ pub trait Source: Connector {
 
 /// A connector that can write its data sources.
 pub trait Sink: Connector {
+    /// Whether the sink writes to a remote system over the network: then, when the engine
+    /// has a data directory, its input goes through a store-and-forward queue on disk
+    /// ([`crate::spool`]) while the remote is unreachable or slower than the input.
+    const STORE_AND_FORWARD: bool = false;
+
     /// Writes what the bus carries for the data source until its input ends.
     fn write(
         self: Arc<Self>,
@@ -221,6 +227,9 @@ pub struct ConnectorRegistration {
     sink: Option<SinkFn>,
     /// Whether its source takes part in checkpoints ([`Source::RESUMABLE`]).
     pub resumable: bool,
+    /// Whether its sink writes through a store-and-forward queue
+    /// ([`Sink::STORE_AND_FORWARD`]).
+    pub store_and_forward: bool,
 }
 
 inventory::collect!(ConnectorRegistration);
@@ -291,6 +300,7 @@ impl ConnectorRegistration {
             source: None,
             sink: None,
             resumable: false,
+            store_and_forward: false,
         }
     }
 
@@ -301,6 +311,7 @@ impl ConnectorRegistration {
         r.source = Some(read::<C>);
         r.sink = Some(write::<C>);
         r.resumable = C::RESUMABLE;
+        r.store_and_forward = <C as Sink>::STORE_AND_FORWARD;
         r
     }
 
@@ -318,6 +329,7 @@ impl ConnectorRegistration {
     pub const fn sink<C: Sink>() -> Self {
         let mut r = Self::of::<C>();
         r.sink = Some(write::<C>);
+        r.store_and_forward = C::STORE_AND_FORWARD;
         r
     }
 
@@ -342,6 +354,7 @@ impl ConnectorRegistration {
             source: None,
             sink: None,
             resumable: false,
+            store_and_forward: false,
         }
     }
 
@@ -439,6 +452,12 @@ impl Prepared {
     #[must_use]
     pub const fn resumable(&self) -> bool {
         self.registration.resumable
+    }
+
+    /// Whether its sink writes through a store-and-forward queue.
+    #[must_use]
+    pub const fn store_and_forward(&self) -> bool {
+        self.registration.store_and_forward
     }
 
     /// Runs the source; `None` when the protocol cannot be read.

@@ -8,6 +8,7 @@
 //! its processors take their snapshots back and its sources go on from their positions.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{CheckpointSettings, Engine, EngineError, Slot, lock};
@@ -99,8 +100,8 @@ impl Engine {
         settings: &CheckpointSettings,
         slot: &Arc<Slot>,
     ) {
-        let instance = Sym::new(&plan.id);
-        let mut n = slot.view().checkpoint.restored_from.unwrap_or(0);
+        let restored = slot.view().checkpoint.restored_from.unwrap_or(0);
+        slot.checkpoint_n.fetch_max(restored, Ordering::Relaxed);
         let mut ticker = tokio::time::interval(settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -113,62 +114,133 @@ impl Engine {
             if skip {
                 continue;
             }
-            n += 1;
-            let b = Barrier { instance, n };
-            let sinks: Vec<Sym> = plan
-                .outputs()
-                .into_iter()
-                .filter(|d| lock(&self.inner.connectors).sinks.contains_key(d))
-                .collect();
+            let (b, parts) = self.checkpoint_parts(plan, slot);
             let started = Instant::now();
-            let done = self.inner.checkpoints.begin(
-                b,
-                plan.inputs(),
-                plan.processors.iter().map(|p| p.id.clone()).collect(),
-                sinks,
-            );
+            let done = self.inner.checkpoints.begin(b, parts.0, parts.1, parts.2);
             let _ = tokio::time::timeout(patience, done.notified()).await;
-            let Some(checkpoint::Parts {
-                positions,
-                snapshots,
-            }) = self.inner.checkpoints.end(b)
-            else {
-                tracing::warn!(instance = %plan.id, checkpoint = n, "a checkpoint did not complete in time");
-                slot.show(|v| v.checkpoint.failures += 1);
-                continue;
-            };
-            let c = Checkpoint {
-                instance: plan.id.clone(),
-                n,
-                plan: digest(plan),
-                taken: crate::time::Timestamp::now().to_string(),
-                sources: positions
-                    .into_iter()
-                    .map(|(d, p)| (d.to_string(), p))
-                    .collect(),
-                processors: snapshots.into_iter().collect(),
-            };
-            let dir = settings.dir.clone();
-            let taken = c.taken.clone();
-            let written = tokio::task::spawn_blocking(move || checkpoint::write(&dir, &c)).await;
-            match written {
-                Ok(Ok(bytes)) => slot.show(|v| {
+            self.finish_checkpoint(plan, settings, slot, b, started)
+                .await;
+        }
+    }
+
+    /// The next checkpoint's barrier, and what takes part in it: the instance's sources,
+    /// processors, and the sinks it writes that are running.
+    fn checkpoint_parts(&self, plan: &Plan, slot: &Slot) -> (Barrier, checkpoint::Participants) {
+        let n = slot.checkpoint_n.fetch_add(1, Ordering::Relaxed) + 1;
+        let b = Barrier {
+            instance: Sym::new(&plan.id),
+            n,
+        };
+        let sinks: Vec<Sym> = plan
+            .outputs()
+            .into_iter()
+            .filter(|d| lock(&self.inner.connectors).sinks.contains_key(d))
+            .collect();
+        let processors = plan.processors.iter().map(|p| p.id.clone()).collect();
+        (b, (plan.inputs(), processors, sinks))
+    }
+
+    /// Ends checkpoint `b`: written when complete; counted as a failure otherwise.
+    /// Whether it was written.
+    async fn finish_checkpoint(
+        &self,
+        plan: &Plan,
+        settings: &CheckpointSettings,
+        slot: &Slot,
+        b: Barrier,
+        started: Instant,
+    ) -> bool {
+        let Some(checkpoint::Parts {
+            positions,
+            snapshots,
+        }) = self.inner.checkpoints.end(b)
+        else {
+            tracing::warn!(instance = %plan.id, checkpoint = b.n, "a checkpoint did not complete in time");
+            slot.show(|v| v.checkpoint.failures += 1);
+            return false;
+        };
+        let c = Checkpoint {
+            instance: plan.id.clone(),
+            n: b.n,
+            plan: digest(plan),
+            taken: crate::time::Timestamp::now().to_string(),
+            sources: positions
+                .into_iter()
+                .map(|(d, p)| (d.to_string(), p))
+                .collect(),
+            processors: snapshots.into_iter().collect(),
+        };
+        let dir = settings.dir.clone();
+        let taken = c.taken.clone();
+        let written = tokio::task::spawn_blocking(move || checkpoint::write(&dir, &c)).await;
+        match written {
+            Ok(Ok(bytes)) => {
+                slot.show(|v| {
                     let s = &mut v.checkpoint;
                     s.completed += 1;
                     s.last = Some(taken);
                     s.last_bytes = bytes;
                     s.last_millis =
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                }),
-                Ok(Err(e)) => {
-                    tracing::error!(instance = %plan.id, error = %e, "cannot write a checkpoint");
-                    slot.show(|v| v.checkpoint.failures += 1);
-                }
-                Err(e) => {
-                    tracing::error!(instance = %plan.id, error = %e, "writing a checkpoint failed");
-                    slot.show(|v| v.checkpoint.failures += 1);
-                }
+                });
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(instance = %plan.id, error = %e, "cannot write a checkpoint");
+                slot.show(|v| v.checkpoint.failures += 1);
+                false
+            }
+            Err(e) => {
+                tracing::error!(instance = %plan.id, error = %e, "writing a checkpoint failed");
+                slot.show(|v| v.checkpoint.failures += 1);
+                false
             }
         }
+    }
+
+    /// At shutdown: the last checkpoint of every running instance that can be
+    /// checkpointed, taken at once. Its sources stop sending right after its barrier, so
+    /// that nothing after the checkpoint reaches processors or sinks: the instance can then
+    /// stop without flushing, its open windows kept in the checkpoint. Returns the
+    /// instances whose last checkpoint was written.
+    pub(super) async fn final_checkpoints(&self) -> Vec<String> {
+        let Some(settings) = self.inner.config.checkpoints.clone() else {
+            return Vec::new();
+        };
+        let slots: Vec<Arc<Slot>> = self
+            .slots()
+            .into_iter()
+            .filter(|s| s.state() == State::Running && self.not_checkpointable(&s.plan).is_none())
+            .collect();
+        if slots.is_empty() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let barriers: Vec<_> = slots
+            .iter()
+            .map(|s| self.checkpoint_parts(&s.plan, s))
+            .collect();
+        let done = self.inner.checkpoints.begin_final(barriers.clone());
+        let patience = self.inner.config.stop_timeout;
+        let mut finishing = tokio::task::JoinSet::new();
+        for ((slot, (b, _)), done) in slots.into_iter().zip(barriers).zip(done) {
+            let (engine, settings) = (self.clone(), settings.clone());
+            finishing.spawn(async move {
+                let _ = tokio::time::timeout(patience, done.notified()).await;
+                let plan = slot.plan.clone();
+                let written = engine
+                    .finish_checkpoint(&plan, &settings, &slot, b, started)
+                    .await;
+                written.then(|| plan.id.clone())
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = finishing.join_next().await {
+            if let Ok(Some(id)) = r {
+                out.push(id);
+            }
+        }
+        self.inner.checkpoints.end_final();
+        out
     }
 }

@@ -47,6 +47,7 @@ impl Engine {
                     plan,
                     running: None,
                 }),
+                checkpoint_n: std::sync::atomic::AtomicU64::new(0),
                 view: std::sync::Mutex::new(View {
                     state: State::Stopped,
                     failure: None,
@@ -189,6 +190,7 @@ impl Engine {
                         role,
                         link: m.link(),
                         undelivered: m.undelivered(),
+                        queue: m.queue(),
                     });
                 }
             }
@@ -389,6 +391,12 @@ impl Engine {
     ///
     /// Unknown, or already STOPPED.
     pub async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        self.stop_with(id, true).await
+    }
+
+    /// Stops instance `id`; with `flush` false its processors keep their open windows
+    /// (they are in its last checkpoint) instead of emitting them.
+    pub(super) async fn stop_with(&self, id: &str, flush: bool) -> Result<(), EngineError> {
         let slot = self.instance(id)?;
         let mut i = slot.instance.lock().await;
         let state = slot.state();
@@ -400,7 +408,7 @@ impl Engine {
             });
         }
         if let Some(running) = i.running.take() {
-            self.drain(&i.plan, running).await;
+            self.drain(&i.plan, running, flush).await;
         }
         slot.show(|v| v.state = State::Stopped);
         tracing::info!(instance = %id, "stopped");
@@ -412,7 +420,7 @@ impl Engine {
         tokio::time::Instant::now() + self.inner.config.stop_timeout
     }
 
-    pub(super) async fn drain(&self, plan: &Plan, mut running: Running) {
+    pub(super) async fn drain(&self, plan: &Plan, mut running: Running, flush: bool) {
         let deadline = self.deadline();
         running.watcher.abort();
         if let Some(c) = running.checkpointer.take() {
@@ -437,7 +445,7 @@ impl Engine {
         for wave in &plan.waves {
             for &n in wave {
                 if let Some(c) = running.controls.get(n) {
-                    let _ = c.send(Control::Drain);
+                    let _ = c.send(if flush { Control::Drain } else { Control::Halt });
                 }
             }
             for &n in wave {

@@ -69,6 +69,46 @@ pub struct EngineConfig {
     pub stop_timeout: Duration,
     /// Checkpoints of running instances: where, and how often (none by default).
     pub checkpoints: Option<CheckpointSettings>,
+    /// Store-and-forward queues of network sinks: where, and their limits (none by
+    /// default: network sinks then hold only what they are writing).
+    pub queues: Option<QueueSettings>,
+}
+
+/// Where the store-and-forward queues of network sinks are kept, and their limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// The folder holding one folder per sink DSM.
+    pub dir: std::path::PathBuf,
+    /// The limits of every sink's queue unless given for it.
+    pub limits: crate::spool::QueueLimits,
+    /// The limits of particular sinks' queues, by DSM id.
+    pub sinks: HashMap<String, crate::spool::QueueLimits>,
+}
+
+impl QueueSettings {
+    /// The queue folder of sink `dsm`: its id, with anything but letters, digits, `-`,
+    /// `_` and `.` written as `%XX`.
+    #[must_use]
+    pub fn dir_of(&self, dsm: &str) -> std::path::PathBuf {
+        let mut name = String::with_capacity(dsm.len());
+        for b in dsm.bytes() {
+            if b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_')
+                || (b == b'.' && !name.is_empty())
+            {
+                name.push(char::from(b));
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        self.dir.join(name)
+    }
+
+    /// The limits of sink `dsm`'s queue.
+    #[must_use]
+    pub fn limits_of(&self, dsm: &str) -> crate::spool::QueueLimits {
+        self.sinks.get(dsm).copied().unwrap_or(self.limits)
+    }
 }
 
 /// Where and how often the engine checkpoints its instances.
@@ -97,6 +137,7 @@ impl Default for EngineConfig {
             external: ExternalConfig::default(),
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
             checkpoints: None,
+            queues: None,
         }
     }
 }
@@ -187,6 +228,8 @@ struct Slot {
     plan: Arc<Plan>,
     instance: Mutex<Instance>,
     view: StdMutex<View>,
+    /// The number of the instance's last checkpoint started.
+    checkpoint_n: std::sync::atomic::AtomicU64,
 }
 
 impl Slot {
@@ -311,7 +354,22 @@ impl Engine {
     /// Stops every running or paused instance, writers before their readers (instances at
     /// one depth together, so that a shutdown takes a stop deadline per depth, not per
     /// instance), then the dead-letter sink. The engine cannot be used afterwards.
+    ///
+    /// Open windows are flushed (marked incomplete): the end of a run.
     pub async fn shutdown(&self) {
+        self.shutdown_with(std::collections::HashSet::new()).await;
+    }
+
+    /// Shuts down as [`Engine::shutdown`] does, after a last checkpoint of every instance
+    /// that can be checkpointed: those stop without flushing, their open windows kept in
+    /// the checkpoint to go on from at the next start (a graceful stop of `dda serve`).
+    pub async fn shutdown_to_checkpoints(&self) {
+        let kept = self.final_checkpoints().await.into_iter().collect();
+        self.shutdown_with(kept).await;
+    }
+
+    /// Shuts down; the instances in `kept` stop without flushing.
+    async fn shutdown_with(&self, kept: std::collections::HashSet<String>) {
         let plans: Vec<Arc<Plan>> = self.slots().iter().map(|s| s.plan.clone()).collect();
         let mut by_depth: std::collections::BTreeMap<usize, Vec<String>> =
             std::collections::BTreeMap::new();
@@ -325,7 +383,8 @@ impl Engine {
             let mut stopping = tokio::task::JoinSet::new();
             for id in ids {
                 let engine = self.clone();
-                stopping.spawn(async move { (engine.stop(&id).await, id) });
+                let flush = !kept.contains(&id);
+                stopping.spawn(async move { (engine.stop_with(&id, flush).await, id) });
             }
             while let Some(stopped) = stopping.join_next().await {
                 match stopped {

@@ -135,6 +135,7 @@ impl Engine {
                     checkpoints: inner.checkpoints.clone(),
                     resume: lock(&inner.resume).remove(&dsm),
                     exhausted: exhausted2,
+                    halted: std::sync::atomic::AtomicBool::new(false),
                 };
                 let result = match connector.read(ctx) {
                     Some(run) => run.await,
@@ -217,7 +218,7 @@ impl Engine {
         subscriber.subscribe(&self.inner.bus, dsm);
         let control = SinkControl::default();
         let metrics = c.written.entry(dsm).or_default().clone();
-        let ctx = SinkContext::new(
+        let mut ctx = SinkContext::new(
             ds,
             metrics.clone(),
             self.inner.dead_letters.clone(),
@@ -226,12 +227,24 @@ impl Engine {
             control.clone(),
             self.inner.checkpoints.clone(),
         );
+        let filler = self
+            .open_queue(dsm, connector.store_and_forward())
+            .map(|queue| {
+                self.inner
+                    .tracker
+                    .spawn(ctx.spooled(queue, control.give_up.clone()))
+            });
         let Some(sink) = connector.write(ctx) else {
             return Ok(());
         };
         let inner = self.inner.clone();
         let handle = self.inner.tracker.spawn(async move {
-            if let Err(e) = sink.await {
+            let ended = sink.await;
+            if let Some(filler) = filler {
+                // Whatever was still on its way is queued for the next start.
+                let _ = filler.await;
+            }
+            if let Err(e) = ended {
                 tracing::error!(dsm = %dsm, error = %e, "sink failed");
                 // Failing the writers releases this sink and waits for this very task: do it
                 // from another task, once this one has ended.
@@ -245,6 +258,27 @@ impl Engine {
         });
         c.sinks.insert(dsm, RunningSink { control, handle });
         Ok(())
+    }
+
+    /// The store-and-forward queue of sink `dsm`, when it writes to a remote system and
+    /// the engine keeps queues; a queue that cannot be opened is reported, and the sink
+    /// runs without one.
+    fn open_queue(&self, dsm: Sym, store_and_forward: bool) -> Option<Arc<crate::spool::Queue>> {
+        let settings = self
+            .inner
+            .config
+            .queues
+            .as_ref()
+            .filter(|_| store_and_forward)?;
+        let id = dsm.to_string();
+        let dir = settings.dir_of(&id);
+        match crate::spool::Queue::open(&dir, settings.limits_of(&id)) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::error!(dsm = %dsm, error = %e, "cannot open the sink's store-and-forward queue; it runs without one");
+                None
+            }
+        }
     }
 
     /// Releases a sink; the last release drains it and waits until it has written
@@ -342,6 +376,19 @@ impl Engine {
             ConnectorMetrics::undelivered,
         );
         out.retain(|(_, n)| *n > 0);
+        out
+    }
+
+    /// The store-and-forward queue of each sink that has one, by DSM.
+    #[must_use]
+    pub fn queues(&self) -> Vec<(Sym, crate::spool::QueueStatus)> {
+        let c = lock(&self.inner.connectors);
+        let mut out: Vec<_> = c
+            .written
+            .iter()
+            .filter_map(|(d, m)| Some((*d, m.queue()?)))
+            .collect();
+        out.sort_by_key(|(d, _)| d.to_string());
         out
     }
 

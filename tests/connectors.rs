@@ -932,47 +932,12 @@ mod mqtt {
         else {
             return;
         };
-        // The broker is down before the instance starts: it runs all the same.
-        let broker = stop(broker).await;
-        rig.start().await;
-        assert_eq!(rig.status("am").await.state, engine::State::Running);
-        const N: usize = 100_000;
-        let sent = observations("box", 4, N);
-        feed(&rig, "in", &sent[..N / 2], 1000).await;
-        common::eventually(60, "the first half queued", || async {
-            rig.queue("am", "out").await.observations >= (N / 2) as u64
+        let subscriber = Arc::new(subscriber);
+        let broker = through_an_outage(rig, broker, 100_000, || {
+            let subscriber = subscriber.clone();
+            async move { decode(&subscriber.received()).iter().map(key).collect() }
         })
         .await;
-        // An engine restart in the middle of the outage: what is queued stays queued.
-        let rig = rig.restart().await;
-        let q = rig.queue("am", "out").await;
-        assert_eq!(q.observations, (N / 2) as u64, "{q:?}");
-        feed(&rig, "in", &sent[N / 2..], 1000).await;
-        common::eventually(60, "everything queued", || async {
-            rig.queue("am", "out").await.observations >= N as u64
-        })
-        .await;
-        let q = rig.queue("am", "out").await;
-        assert!(q.bytes > 0 && q.oldest_age_ms.is_some(), "{q:?}");
-        assert_eq!(subscriber.received().len(), 0);
-        // The broker returns: the queue drains, in order, once.
-        let broker = start(broker).await;
-        common::eventually(120, "every result delivered", || async {
-            subscriber.received().len() >= N
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let out = decode(&subscriber.received());
-        assert_eq!(out.len(), N, "none twice");
-        assert_eq!(keys(&out), keys(&sent), "none lost");
-        assert!(in_order(&out), "in order per source");
-        common::eventually(30, "the queue empty", || async {
-            let q = rig.queue("am", "out").await;
-            q.observations == 0 && q.bytes == 0
-        })
-        .await;
-        assert_eq!(rig.dead_letters(), 0);
-        rig.engine.shutdown().await;
         drop(broker);
     }
 
@@ -1180,6 +1145,84 @@ where
     server
 }
 
+/// Store and forward through an outage of `server`, which the sink `out` of instance `am`
+/// writes: the server is stopped before the instance starts (it runs all the same);
+/// `n` observations go into `in` while it is down, half before and half after an engine
+/// restart, and stay queued on disk; the server starts again, and `arrived` — what the far
+/// side holds, in the order it arrived — must hold every one exactly once, in order per
+/// source. Returns the server, running.
+async fn through_an_outage<F, Fut>(
+    rig: Rig,
+    server: services::Server,
+    n: usize,
+    arrived: F,
+) -> services::Server
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<Key>>,
+{
+    let server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.stop();
+        server
+    })
+    .await
+    .unwrap();
+    rig.start().await;
+    assert_eq!(rig.status("am").await.state, engine::State::Running);
+    let sent = observations("box", 4, n);
+    feed(&rig, "in", &sent[..n / 2], 1000).await;
+    common::eventually(60, "the first half queued", || async {
+        rig.queue("am", "out").await.observations >= (n / 2) as u64
+    })
+    .await;
+    // An engine restart in the middle of the outage: what is queued stays queued.
+    let rig = rig.restart().await;
+    let q = rig.queue("am", "out").await;
+    assert_eq!(q.observations, (n / 2) as u64, "{q:?}");
+    feed(&rig, "in", &sent[n / 2..], 1000).await;
+    common::eventually(60, "everything queued", || async {
+        rig.queue("am", "out").await.observations >= n as u64
+    })
+    .await;
+    let q = rig.queue("am", "out").await;
+    assert!(q.bytes > 0 && q.oldest_age_ms.is_some(), "{q:?}");
+    assert!(arrived().await.is_empty());
+    let server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.start();
+        server
+    })
+    .await
+    .unwrap();
+    common::eventually(180, "every result delivered", || async {
+        arrived().await.len() >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = arrived().await;
+    assert_eq!(out.len(), n, "none twice");
+    assert_eq!(
+        out.iter().cloned().collect::<BTreeSet<_>>(),
+        keys(&sent),
+        "none lost"
+    );
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    assert!(
+        out.iter()
+            .all(|k| last.insert(&k.0, k.2).is_none_or(|t| t < k.2)),
+        "in order per source"
+    );
+    common::eventually(30, "the queue empty", || async {
+        let q = rig.queue("am", "out").await;
+        q.observations == 0 && q.bytes == 0
+    })
+    .await;
+    assert_eq!(rig.dead_letters(), 0);
+    rig.engine.shutdown().await;
+    server
+}
+
 // --- PostgreSQL -----------------------------------------------------------------------
 
 mod postgres {
@@ -1382,6 +1425,41 @@ mod postgres {
                 .all(|c| c.link.connected)
         );
         rig.engine.shutdown().await;
+        drop(server);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_made_while_the_database_is_down_are_queued_on_disk_across_an_engine_restart_and_all_arrive_once_in_order()
+     {
+        let Some(server) = services::postgres() else {
+            return;
+        };
+        let port = server.port;
+        client(port, "postgres")
+            .await
+            .unwrap()
+            .batch_execute("CREATE SCHEMA plant")
+            .await
+            .unwrap();
+        let model = model(
+            &[
+                dsm("in", "Bus", json!({})),
+                table_dsm("out", port, "postgres", "plant.results"),
+            ],
+            &[("am", "in", "out")],
+        );
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let rig = rig_of(
+            model,
+            vec!["am".into()],
+            dir,
+            Some(engine::spool::QueueLimits::default()),
+        )
+        .await;
+        let server = through_an_outage(rig, server, 100_000, || async {
+            rows(port, "postgres", "plant.results").await
+        })
+        .await;
         drop(server);
     }
 

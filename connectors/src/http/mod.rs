@@ -564,6 +564,8 @@ enum Failure {
 }
 
 impl Sink for Http {
+    const STORE_AND_FORWARD: bool = true;
+
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
         let uri = self
@@ -597,7 +599,9 @@ impl Sink for Http {
                     Attempt::Retry(why) => {
                         let message = format!("webhook {place}: {why}");
                         ctx.metrics.failed(&message);
-                        if attempts > cfg.retries {
+                        // With a store-and-forward queue, a webhook that is away is waited
+                        // for: what follows is queued meanwhile.
+                        if attempts > cfg.retries && !ctx.is_spooled() {
                             break Some(Failure::Refused(format!(
                                 "{message} (gave up after {attempts} attempts)"
                             )));

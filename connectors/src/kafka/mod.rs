@@ -350,7 +350,7 @@ async fn deliver(
     format: Format,
     batch: &[engine::observation::Observation],
     which: &[usize],
-) -> Vec<(usize, String)> {
+) -> Vec<(usize, rdkafka::error::KafkaError)> {
     let pending = which.iter().map(|&i| {
         let o = &batch[i];
         let payload = encode(o, format);
@@ -365,11 +365,29 @@ async fn deliver(
     futures_util::future::join_all(pending)
         .await
         .into_iter()
-        .filter_map(|(i, r)| r.err().map(|(e, _)| (i, e.to_string())))
+        .filter_map(|(i, r)| r.err().map(|(e, _)| (i, e)))
         .collect()
 }
 
+/// Whether the broker refused a message for good (sending it again cannot help).
+fn refused_for_good(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessage
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+        )
+    )
+}
+
 impl Sink for Kafka {
+    const STORE_AND_FORWARD: bool = true;
+
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
         let mut producer =
@@ -406,7 +424,12 @@ impl Sink for Kafka {
                 };
                 let message = describe(why, cfg);
                 ctx.metrics.failed(&message);
-                if attempt == DELIVERY_ATTEMPTS {
+                // With a store-and-forward queue, only what the broker refuses for good
+                // goes to the dead letters; the rest is sent again until delivered.
+                let for_good = failed.iter().all(|(_, e)| refused_for_good(e));
+                if (attempt >= DELIVERY_ATTEMPTS && !ctx.is_spooled())
+                    || (for_good && attempt >= DELIVERY_ATTEMPTS)
+                {
                     tracing::error!(dsm = %ctx.dsm.id, error = %message, undelivered = failed.len(), "messages not delivered after {DELIVERY_ATTEMPTS} attempts; sent to the dead letters");
                     let lost = failed.len();
                     let rejected = failed

@@ -320,6 +320,8 @@ fn refused(e: &mongodb::error::Error) -> Option<Vec<(usize, String)>> {
 }
 
 impl Sink for Mongo {
+    const STORE_AND_FORWARD: bool = true;
+
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
         let coll = collection(&ctx.dsm, cfg).await?;

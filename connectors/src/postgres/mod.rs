@@ -326,6 +326,8 @@ fn refused_data(e: &tokio_postgres::Error) -> bool {
 }
 
 impl Sink for Postgres {
+    const STORE_AND_FORWARD: bool = true;
+
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
         let config = cfg.connection(&ctx.dsm)?;

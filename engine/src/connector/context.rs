@@ -8,7 +8,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -186,10 +186,10 @@ pub struct SourceContext {
     /// Where to go on from: the position of the checkpoint the instance was restored from.
     pub resume: Option<serde_json::Value>,
     /// Set once the source has sent everything (it may stay, for checkpoints).
-    pub exhausted: Arc<std::sync::atomic::AtomicBool>,
+    pub exhausted: Arc<AtomicBool>,
     /// Set once the source sent the barrier of a last checkpoint before a shutdown: what
     /// it would publish afterwards is not sent (it reads it again from its position).
-    pub halted: std::sync::atomic::AtomicBool,
+    pub halted: AtomicBool,
 }
 
 /// A source's event time: the watermark trails the newest timestamp seen by the allowed
@@ -385,9 +385,9 @@ struct Spooled {
     queue: Arc<Queue>,
     /// Tells the task filling the queue to take no more input from the bus.
     close: CancellationToken,
-    /// A batch was taken and, unless the sink acknowledges later, is delivered once the
-    /// sink asks for the next.
-    took: bool,
+    /// A batch was taken and, unless the sink acknowledges later or reported it
+    /// undelivered, is delivered once the sink asks for the next.
+    took: AtomicBool,
     acknowledges_later: bool,
 }
 
@@ -457,7 +457,7 @@ impl SinkContext {
         self.spool = Some(Spooled {
             queue: queue.clone(),
             close: close.clone(),
-            took: false,
+            took: AtomicBool::new(false),
             acknowledges_later: false,
         });
         let filler = Filler {
@@ -537,8 +537,9 @@ impl SinkContext {
     /// Observations accepted and not delivered: counted, and sent to the dead letters with
     /// `why`.
     pub async fn undelivered(&self, observations: &[Observation], why: &str) {
-        if self.spool.is_some() {
+        if let Some(spool) = &self.spool {
             // Taken from the queue and not delivered: it stays queued.
+            spool.took.store(false, Ordering::Relaxed);
             tracing::warn!(dsm = %self.dsm.id, kept = observations.len(), reason = %why, "observations not delivered; they stay in the sink's queue");
             return;
         }
@@ -607,7 +608,7 @@ impl SinkContext {
     /// [`SinkContext::next`] from the store-and-forward queue.
     async fn next_queued(&mut self) -> Option<Batch> {
         let spool = self.spool.as_mut()?;
-        if std::mem::take(&mut spool.took) && !spool.acknowledges_later {
+        if spool.took.swap(false, Ordering::Relaxed) && !spool.acknowledges_later {
             spool.queue.delivered_one();
         }
         loop {
@@ -631,8 +632,8 @@ impl SinkContext {
             match taken {
                 Ok(Some(batch)) if batch.is_empty() => {}
                 Ok(Some(batch)) => {
-                    if let Some(s) = self.spool.as_mut() {
-                        s.took = true;
+                    if let Some(s) = &self.spool {
+                        s.took.store(true, Ordering::Relaxed);
                     }
                     self.metrics
                         .accepted

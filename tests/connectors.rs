@@ -364,6 +364,25 @@ fn decode(payloads: &[Vec<u8>]) -> Vec<Observation> {
     out
 }
 
+/// The keys of LiveDataSet payloads as they arrive, decoded once each.
+#[derive(Clone, Default)]
+struct Arrivals {
+    payloads: Arc<Mutex<Vec<Vec<u8>>>>,
+    keys: Arc<Mutex<Vec<Key>>>,
+}
+
+impl Arrivals {
+    fn keys(&self) -> Vec<Key> {
+        let mut keys = self.keys.lock().unwrap();
+        let payloads = self.payloads.lock().unwrap();
+        if payloads.len() > keys.len() {
+            let new = decode(&payloads[keys.len()..]);
+            keys.extend(new.iter().map(key));
+        }
+        keys.clone()
+    }
+}
+
 fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
@@ -932,10 +951,13 @@ mod mqtt {
         else {
             return;
         };
-        let subscriber = Arc::new(subscriber);
+        let arrivals = Arrivals {
+            payloads: subscriber.received.clone(),
+            ..Arrivals::default()
+        };
         let broker = through_an_outage(rig, broker, 100_000, || {
-            let subscriber = subscriber.clone();
-            async move { decode(&subscriber.received()).iter().map(key).collect() }
+            let arrivals = arrivals.clone();
+            async move { arrivals.keys() }
         })
         .await;
         drop(broker);
@@ -1176,10 +1198,12 @@ where
         rig.queue("am", "out").await.observations >= (n / 2) as u64
     })
     .await;
+    eprintln!("half queued; restarting the engine");
     // An engine restart in the middle of the outage: what is queued stays queued.
     let rig = rig.restart().await;
     let q = rig.queue("am", "out").await;
     assert_eq!(q.observations, (n / 2) as u64, "{q:?}");
+    eprintln!("restarted");
     feed(&rig, "in", &sent[n / 2..], 1000).await;
     common::eventually(60, "everything queued", || async {
         rig.queue("am", "out").await.observations >= n as u64
@@ -1188,6 +1212,7 @@ where
     let q = rig.queue("am", "out").await;
     assert!(q.bytes > 0 && q.oldest_age_ms.is_some(), "{q:?}");
     assert!(arrived().await.is_empty());
+    eprintln!("all queued; starting the server again");
     let server = tokio::task::spawn_blocking(move || {
         let mut server = server;
         server.start();
@@ -1196,7 +1221,11 @@ where
     .await
     .unwrap();
     common::eventually(180, "every result delivered", || async {
-        arrived().await.len() >= n
+        let got = arrived().await.len();
+        if std::env::var_os("DDA_TEST_TRACE").is_some() {
+            eprintln!("{got} arrived; queue {:?}", rig.queue("am", "out").await);
+        }
+        got >= n
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1806,6 +1835,80 @@ mod kafka {
             got.len() - sent.len()
         );
         rig.engine.shutdown().await;
+        drop(server);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_made_while_the_broker_is_down_are_queued_on_disk_across_an_engine_restart_and_all_arrive_once_in_order()
+     {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Message as _;
+
+        let Some(server) = services::tansu() else {
+            return;
+        };
+        let port = server.port;
+        let brokers = format!("127.0.0.1:{port}");
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        admin
+            .create_topics(
+                [&NewTopic::new("results", 4, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        // A consumer of the test's, from the beginning, across the outage.
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("test-{}", unique()))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["results"]).unwrap();
+        let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let reader = tokio::spawn({
+            let received = received.clone();
+            async move {
+                loop {
+                    match consumer.recv().await {
+                        Ok(m) => received
+                            .lock()
+                            .unwrap()
+                            .push(m.payload().unwrap_or_default().to_vec()),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            }
+        });
+        let model = model(
+            &[
+                dsm("in", "Bus", json!({})),
+                topic_dsm("out", port, "results", json!({})),
+            ],
+            &[("am", "in", "out")],
+        );
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let rig = rig_of(
+            model,
+            vec!["am".into()],
+            dir,
+            Some(engine::spool::QueueLimits::default()),
+        )
+        .await;
+        let arrivals = Arrivals {
+            payloads: received,
+            ..Arrivals::default()
+        };
+        let server = through_an_outage(rig, server, 100_000, || {
+            let arrivals = arrivals.clone();
+            async move { arrivals.keys() }
+        })
+        .await;
+        reader.abort();
         drop(server);
     }
 

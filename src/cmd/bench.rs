@@ -84,6 +84,10 @@ const CASES: &[(&str, &str)] = &[
         "a checkpoint of 1,000,000 keys' open windows, written then restored (p50: writing, p99: restoring; only when named)",
     ),
     (
+        "queue",
+        "a network sink's store-and-forward queue: 2,000,000 window results appended to disk, then drained in order (p50: appending, p99: draining; only when named)",
+    ),
+    (
         "mqtt",
         "MQTT → engine (echo) → MQTT through the broker, QoS 0 (only when named)",
     ),
@@ -93,9 +97,10 @@ const CASES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The cases that run only when named: those that need a broker, and the checkpoint case.
+/// The cases that run only when named: those that need a broker, the checkpoint case and
+/// the queue case.
 fn only_when_named(name: &str) -> bool {
-    name.starts_with("mqtt") || name == "checkpoint"
+    name.starts_with("mqtt") || name == "checkpoint" || name == "queue"
 }
 
 /// The value at fraction `p` of sorted `values` (0 when there are none).
@@ -186,6 +191,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
                 super::bench_window::run(case.name, description(case.name), &options)
             }
             "checkpoint" => super::bench_window::checkpoint(description(case.name), &options),
+            "queue" => super::bench_queue::run(description(case.name), &options),
             _ => runtime.block_on(run_case(&case, &options)),
         };
         reports.push(report?);

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_mqtt;
+pub mod bench_queue;
 pub mod bench_window;
 pub mod connectors;
 pub mod convert;

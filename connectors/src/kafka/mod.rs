@@ -427,9 +427,7 @@ impl Sink for Kafka {
                 // With a store-and-forward queue, only what the broker refuses for good
                 // goes to the dead letters; the rest is sent again until delivered.
                 let for_good = failed.iter().all(|(_, e)| refused_for_good(e));
-                if (attempt >= DELIVERY_ATTEMPTS && !ctx.is_spooled())
-                    || (for_good && attempt >= DELIVERY_ATTEMPTS)
-                {
+                if attempt >= DELIVERY_ATTEMPTS && (for_good || !ctx.is_spooled()) {
                     tracing::error!(dsm = %ctx.dsm.id, error = %message, undelivered = failed.len(), "messages not delivered after {DELIVERY_ATTEMPTS} attempts; sent to the dead letters");
                     let lost = failed.len();
                     let rejected = failed

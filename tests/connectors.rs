@@ -902,15 +902,7 @@ mod mqtt {
     ) -> Option<(services::Server, Rig, Client)> {
         let broker = services::mosquitto(false)?;
         let port = broker.port;
-        let model = model(
-            &[
-                dsm("in", "Bus", json!({})),
-                topic_dsm("out", port, "plant/out", json!({})),
-            ],
-            &[("am", "in", "out")],
-        );
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let rig = rig_of(model, vec!["am".into()], dir, Some(limits)).await;
+        let rig = queued(topic_dsm("out", port, "plant/out", json!({})), limits).await;
         let subscriber = client(port, &format!("test-{}", unique()), false);
         subscriber.subscribe("plant/out").await;
         Some((broker, rig, subscriber))
@@ -1165,6 +1157,14 @@ where
     })
     .await;
     server
+}
+
+/// A rig whose instance `am` passes bus data source `in` on to sink `out`, through a
+/// store-and-forward queue with `limits`.
+async fn queued(out: Dsm, limits: engine::spool::QueueLimits) -> Rig {
+    let model = model(&[dsm("in", "Bus", json!({})), out], &[("am", "in", "out")]);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    rig_of(model, vec!["am".into()], dir, Some(limits)).await
 }
 
 /// Store and forward through an outage of `server`, which the sink `out` of instance `am`
@@ -1464,25 +1464,23 @@ mod postgres {
             return;
         };
         let port = server.port;
-        client(port, "postgres")
-            .await
-            .unwrap()
+        // Listening is not accepting yet: a fresh server may still be starting up.
+        let mut admin = None;
+        for _ in 0..100 {
+            admin = client(port, "postgres").await;
+            if admin.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        admin
+            .expect("the private PostgreSQL accepts connections")
             .batch_execute("CREATE SCHEMA plant")
             .await
             .unwrap();
-        let model = model(
-            &[
-                dsm("in", "Bus", json!({})),
-                table_dsm("out", port, "postgres", "plant.results"),
-            ],
-            &[("am", "in", "out")],
-        );
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let rig = rig_of(
-            model,
-            vec!["am".into()],
-            dir,
-            Some(engine::spool::QueueLimits::default()),
+        let rig = queued(
+            table_dsm("out", port, "postgres", "plant.results"),
+            engine::spool::QueueLimits::default(),
         )
         .await;
         let server = through_an_outage(rig, server, 100_000, || async {
@@ -1835,80 +1833,6 @@ mod kafka {
             got.len() - sent.len()
         );
         rig.engine.shutdown().await;
-        drop(server);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn results_made_while_the_broker_is_down_are_queued_on_disk_across_an_engine_restart_and_all_arrive_once_in_order()
-     {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        use rdkafka::consumer::{Consumer, StreamConsumer};
-        use rdkafka::message::Message as _;
-
-        let Some(server) = services::tansu() else {
-            return;
-        };
-        let port = server.port;
-        let brokers = format!("127.0.0.1:{port}");
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        admin
-            .create_topics(
-                [&NewTopic::new("results", 4, TopicReplication::Fixed(1))],
-                &AdminOptions::new(),
-            )
-            .await
-            .unwrap();
-        // A consumer of the test's, from the beginning, across the outage.
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("test-{}", unique()))
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap();
-        consumer.subscribe(&["results"]).unwrap();
-        let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let reader = tokio::spawn({
-            let received = received.clone();
-            async move {
-                loop {
-                    match consumer.recv().await {
-                        Ok(m) => received
-                            .lock()
-                            .unwrap()
-                            .push(m.payload().unwrap_or_default().to_vec()),
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            }
-        });
-        let model = model(
-            &[
-                dsm("in", "Bus", json!({})),
-                topic_dsm("out", port, "results", json!({})),
-            ],
-            &[("am", "in", "out")],
-        );
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let rig = rig_of(
-            model,
-            vec!["am".into()],
-            dir,
-            Some(engine::spool::QueueLimits::default()),
-        )
-        .await;
-        let arrivals = Arrivals {
-            payloads: received,
-            ..Arrivals::default()
-        };
-        let server = through_an_outage(rig, server, 100_000, || {
-            let arrivals = arrivals.clone();
-            async move { arrivals.keys() }
-        })
-        .await;
-        reader.abort();
         drop(server);
     }
 

@@ -124,26 +124,9 @@ impl Checkpoints {
         processors: Vec<String>,
         sinks: Vec<Sym>,
     ) -> Arc<Notify> {
-        let done = Arc::new(Notify::new());
-        {
-            let mut requests = lock(&self.requests);
-            for s in &sources {
-                requests.entry(*s).or_default().push(b);
-            }
-        }
-        lock(&self.pending).insert(
-            b,
-            Pending {
-                sources,
-                sinks,
-                processors,
-                positions: HashMap::new(),
-                snapshots: HashMap::new(),
-                confirmed: Vec::new(),
-                done: done.clone(),
-            },
-        );
-        done
+        self.start(vec![(b, (sources, processors, sinks))], false)
+            .pop()
+            .unwrap_or_default()
     }
 
     /// Starts the last checkpoints before a shutdown, all at once (see
@@ -152,9 +135,17 @@ impl Checkpoints {
         &self,
         checkpoints: Vec<(Barrier, Participants)>,
     ) -> Vec<Arc<Notify>> {
+        self.start(checkpoints, true)
+    }
+
+    /// Starts `checkpoints` at once (no source sees some of their requests without the
+    /// others); `halting`: they are the last before a shutdown.
+    fn start(&self, checkpoints: Vec<(Barrier, Participants)>, halting: bool) -> Vec<Arc<Notify>> {
         let mut requests = lock(&self.requests);
-        self.halting
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if halting {
+            self.halting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut pending = lock(&self.pending);
         let mut out = Vec::new();
         for (b, (sources, processors, sinks)) in checkpoints {

@@ -369,6 +369,12 @@ async fn deliver(
         .collect()
 }
 
+/// Drops a producer on a blocking thread: with the broker away, librdkafka's destroy can
+/// take as long as its connection timeouts, and must not hold an async worker meanwhile.
+fn drop_aside(producer: FutureProducer) {
+    drop(tokio::task::spawn_blocking(move || drop(producer)));
+}
+
 /// Whether the broker refused a message for good (sending it again cannot help).
 fn refused_for_good(e: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
@@ -446,7 +452,7 @@ impl Sink for Kafka {
                 // did reach the broker before its answer was lost may then be there twice
                 // (at-least-once).
                 match self::producer(cfg) {
-                    Ok(p) => producer = p,
+                    Ok(p) => drop_aside(std::mem::replace(&mut producer, p)),
                     Err(e) => ctx.metrics.failed(describe(e, cfg)),
                 }
                 which = failed.into_iter().map(|(i, _)| i).collect();
@@ -459,6 +465,7 @@ impl Sink for Kafka {
             };
             ctx.metrics.add(batch.len() - lost);
         }
+        drop_aside(producer);
         Ok(())
     }
 }

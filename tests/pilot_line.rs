@@ -595,7 +595,7 @@ mod over_mqtt {
     }
 
     /// Documents of a collection as results.
-    async fn results(db: &mongodb::Database, collection: &str) -> Results {
+    pub(super) async fn results(db: &mongodb::Database, collection: &str) -> Results {
         let mut cursor = db
             .collection::<Document>(collection)
             .find(doc! {})
@@ -672,7 +672,7 @@ mod over_mqtt {
         out
     }
 
-    fn live_data_set(b: u32, name: &str, t: i64, v: i64) -> Vec<u8> {
+    pub(super) fn live_data_set(b: u32, name: &str, t: i64, v: i64) -> Vec<u8> {
         json!({
             "id": format!("set-{b}-{name}-{t}"),
             "dataSourceManifestReferenceID": format!("dsm-ib{b}-meter"),
@@ -824,5 +824,571 @@ mod over_mqtt {
         assert_eq!(engine.dead_letters().count(), 0);
         engine.shutdown().await;
         db.drop().await.unwrap();
+    }
+}
+
+/// `dda serve` killed while the boxes' readings flow in from a real broker, with results
+/// going to real databases: each box's hourly averages to a MongoDB collection of its own,
+/// the forwarded ones of every box to one PostgreSQL table.
+mod killed_beside_real_servers {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Replaces the example's meters with `meter(b)` read over `protocol` (declared with
+    /// `parameters`), its edge databases with MongoDB collections in database `pilot_<tag>`
+    /// and its cloud table with PostgreSQL table `t_<tag>` (database `test`); starts the
+    /// three edge instances.
+    async fn deploy(
+        http: &common::Http,
+        data: &Path,
+        tag: &str,
+        protocol: &str,
+        parameters: &[(&str, &str)],
+        meter: impl Fn(u32) -> Json,
+    ) {
+        common::load_models(http, data).await;
+        let interface = |id: &str, protocol: &str, params: &[(&str, &str)]| {
+            let parameter: Vec<Json> = params
+                .iter()
+                .map(|(name, t)| json!({"name": name, "dataType": t}))
+                .collect();
+            json!({"id": id, "communicationProtocol": protocol, "parameters": {"parameter": parameter}})
+        };
+        let kinds = json!({"dataKindReferenceID": ["dk-total-real-power", "dk-total-real-energy"]});
+        for (di, dsd, protocol, params) in [
+            ("di-meter-in", "dsd-meter-in", protocol, parameters),
+            (
+                "di-mongo",
+                "dsd-in-mongo",
+                "MongoDB",
+                &[
+                    ("host", "string"),
+                    ("port", "int"),
+                    ("database", "string"),
+                    ("collection", "string"),
+                ][..],
+            ),
+            (
+                "di-postgres",
+                "dsd-in-postgres",
+                "PostgreSQL",
+                &[
+                    ("host", "string"),
+                    ("port", "int"),
+                    ("database", "string"),
+                    ("table", "string"),
+                ][..],
+            ),
+        ] {
+            let r = http
+                .post("/api/v1/data-interfaces", &interface(di, protocol, params))
+                .await;
+            assert!(r.status.is_success(), "{di}: {}", r.text());
+            let r = http
+                .post(
+                    "/api/v1/data-source-definitions",
+                    &json!({"id": dsd, "dataInterfaceReferenceID": di, "dataKindReferenceIDs": kinds}),
+                )
+                .await;
+            assert!(r.status.is_success(), "{dsd}: {}", r.text());
+        }
+        let put = |id: String, dsd: &str, params: Json| {
+            let mut dsm = common::example("data-source-manifests")
+                .into_iter()
+                .find(|d| d["id"] == id.as_str())
+                .unwrap();
+            dsm["dataSourceDefinitionReferenceID"] = json!(dsd);
+            let parameter: Vec<Json> = params
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            dsm["dataSourceDefinitionInterfaceParameters"]["parameter"] = json!(parameter);
+            async move {
+                let r = http
+                    .put(&format!("/api/v1/data-source-manifests/{id}"), &dsm)
+                    .await;
+                assert!(r.status.is_success(), "{id}: {}", r.text());
+            }
+        };
+        for b in 1..=3u32 {
+            put(format!("dsm-ib{b}-meter"), "dsd-meter-in", meter(b)).await;
+            put(
+                format!("dsm-ib{b}-edge-database"),
+                "dsd-in-mongo",
+                json!({"host": "127.0.0.1", "port": 27017, "database": format!("pilot_{tag}"), "collection": format!("ib{b}_hourly")}),
+            )
+            .await;
+        }
+        put(
+            "dsm-cloud-edge-results".to_owned(),
+            "dsd-in-postgres",
+            json!({"host": "127.0.0.1", "port": 5432, "database": "test", "table": format!("t_{tag}")}),
+        )
+        .await;
+        for am in EDGES {
+            let doc = common::example("analytics-manifests")
+                .into_iter()
+                .find(|a| a["id"] == am)
+                .unwrap();
+            let r = http.post("/api/v1/analytics-instances", &doc).await;
+            assert!(r.status.is_success(), "{}", r.text());
+            let r = http
+                .post_empty(&format!("/api/v1/analytics-instances/{am}/start"))
+                .await;
+            assert!(r.status.is_success(), "{}", r.text());
+        }
+    }
+
+    const EDGES: [&str; 3] = ["am-ib1-edge", "am-ib2-edge", "am-ib3-edge"];
+
+    /// Rows of a PostgreSQL result table, as [`table`] reads SQLite ones; the incomplete
+    /// ones counted apart.
+    async fn pg_table(table: &str) -> (Results, usize) {
+        let (client, connection) = tokio_postgres::connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT source, name, (extract(epoch FROM ts) * 1000)::int8, value, attributes::text FROM {table}"
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        let mut incomplete = 0;
+        for r in rows {
+            let attributes: Json = serde_json::from_str(&r.get::<_, String>(4)).unwrap();
+            if attributes["complete"] == json!(false) {
+                incomplete += 1;
+            }
+            let key = (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, i64>(2),
+            );
+            let value = (r.get::<_, f64>(3), attributes["count"].as_u64().unwrap());
+            assert!(
+                out.insert(key.clone(), value).is_none(),
+                "{table} holds {key:?} twice"
+            );
+        }
+        (out, incomplete)
+    }
+
+    /// Box `b`'s readings of hour `h`, as LiveDataSets (one per reading).
+    fn hour_of(readings: &[Reading], b: u32, h: i64) -> Vec<Vec<u8>> {
+        readings
+            .iter()
+            .filter(|r| r.0 == b && (r.2 - START_MS) / HOUR_MS == h)
+            .map(|(_, name, t, v)| over_mqtt::live_data_set(b, name, *t, *v))
+            .collect()
+    }
+
+    /// Feeds the readings hour by hour through `send(box, payload)` (an hour every 700 ms,
+    /// then one more reading per box that closes the last hour) while `dda serve` is
+    /// killed at five moments and restarted; then checks the databases hold exactly the
+    /// uninterrupted run's results.
+    async fn killed_five_times<F, Fut>(
+        tag: &str,
+        protocol: &str,
+        parameters: &[(&str, &str)],
+        meter: impl Fn(u32) -> Json,
+        send: F,
+    ) where
+        F: Fn(u32, Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        const LONG: i64 = 24;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("dda.toml");
+        std::fs::write(&config, "checkpoint_interval = \"1s\"\n").unwrap();
+        let readings = data_set_of(LONG);
+        let port = common::free_port();
+        let mut server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
+        deploy(&server.http, &data, tag, protocol, parameters, meter).await;
+        connected(&server.http).await;
+        let feeding = {
+            let readings = readings.clone();
+            tokio::spawn(async move {
+                for h in 0..=LONG {
+                    for b in 1..=3u32 {
+                        let hour = if h == LONG {
+                            closing(b, LONG)
+                        } else {
+                            hour_of(&readings, b, h)
+                        };
+                        for payload in hour {
+                            send(b, payload).await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        for at in [1.9, 5.3, 8.2, 11.6, 14.9] {
+            let due = Duration::from_secs_f64(at);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+            server.kill();
+            server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
+        }
+        feeding.await.unwrap();
+        check(&server, tag, &expected_edge(&readings)).await;
+        drop(server);
+    }
+
+    /// Waits until every edge instance's connectors are connected.
+    async fn connected(http: &common::Http) {
+        for am in EDGES {
+            common::eventually(30, &format!("{am}'s connectors to connect"), || async {
+                let doc = http
+                    .get(&format!("/api/v1/analytics-instances/{am}"))
+                    .await
+                    .json();
+                doc["connectors"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().all(|c| c["connected"] == json!(true)))
+            })
+            .await;
+        }
+    }
+
+    /// Box `b`'s first readings of hour `long`, which close the hour before.
+    fn closing(b: u32, long: i64) -> Vec<Vec<u8>> {
+        let t = START_MS + long * HOUR_MS;
+        vec![
+            over_mqtt::live_data_set(b, "TotalRealPower", t, 0),
+            over_mqtt::live_data_set(b, "TotalRealEnergy", t + 1, 0),
+        ]
+    }
+
+    /// Waits until PostgreSQL holds every forwarded hour, then checks it and each box's
+    /// MongoDB collection hold exactly `expected` (each result once, none incomplete), and
+    /// that every edge instance was restored from a checkpoint; drops the test's database.
+    async fn check(server: &common::Process, tag: &str, expected: &Results) {
+        let mongo = mongodb::Client::with_uri_str("mongodb://127.0.0.1:27017")
+            .await
+            .unwrap();
+        let db = mongo.database(&format!("pilot_{tag}"));
+        let table = format!("t_{tag}");
+        common::eventually(120, "every hour of every box stored", || async {
+            pg_table(&table).await.0.len() >= expected.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (cloud, incomplete) = pg_table(&table).await;
+        assert_eq!(&cloud, expected, "the forwarded averages in PostgreSQL");
+        assert_eq!(incomplete, 0, "no incomplete hour in PostgreSQL");
+        for b in 1..=3u32 {
+            let mine: Results = expected
+                .iter()
+                .filter(|(k, _)| k.0 == format!("dsm-ib{b}-meter"))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            common::eventually(30, &format!("box {b}'s hours in MongoDB"), || async {
+                over_mqtt::results(&db, &format!("ib{b}_hourly"))
+                    .await
+                    .len()
+                    >= mine.len()
+            })
+            .await;
+            assert_eq!(
+                over_mqtt::results(&db, &format!("ib{b}_hourly")).await,
+                mine,
+                "box {b} in MongoDB"
+            );
+        }
+        for am in EDGES {
+            let doc = server
+                .http
+                .get(&format!("/api/v1/analytics-instances/{am}"))
+                .await
+                .json();
+            assert!(
+                doc["checkpoint"]["restoredFrom"].as_u64().is_some(),
+                "{doc}"
+            );
+        }
+        db.drop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_at_five_moments_with_kafka_in_and_postgresql_and_mongodb_out_leaves_exactly_the_uninterrupted_results()
+     {
+        if !common::services::available("Tansu (Kafka)", 9092)
+            || !common::services::available("PostgreSQL", 5432)
+            || !common::services::available("nx-27017 (MongoDB)", 27017)
+        {
+            return;
+        }
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let topic = {
+            let tag = tag.clone();
+            move |b: u32| format!("dda-test-{tag}-ib{b}")
+        };
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .create()
+            .unwrap();
+        let topics: Vec<String> = (1..=3).map(topic.clone()).collect();
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+            .collect();
+        admin
+            .create_topics(&new, &AdminOptions::new())
+            .await
+            .unwrap();
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .create()
+            .unwrap();
+        let meter = {
+            let topic = topic.clone();
+            move |b: u32| json!({"brokers": "127.0.0.1:9092", "topic": topic(b), "partitions": 1})
+        };
+        let send = move |b: u32, payload: Vec<u8>| {
+            let (producer, topic) = (producer.clone(), topic(b));
+            async move {
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to(&topic).payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        killed_five_times(
+            &tag,
+            "Kafka",
+            &[
+                ("brokers", "string"),
+                ("topic", "string"),
+                ("partitions", "int"),
+            ],
+            meter,
+            send,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_at_five_moments_with_mqtt_qos_1_in_and_postgresql_and_mongodb_out_leaves_exactly_the_uninterrupted_results()
+     {
+        use rumqttc::{AsyncClient, MqttOptions, QoS};
+        if !common::services::available("Mosquitto", 1883)
+            || !common::services::available("PostgreSQL", 5432)
+            || !common::services::available("nx-27017 (MongoDB)", 27017)
+        {
+            return;
+        }
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let meter = {
+            let tag = tag.clone();
+            move |b: u32| {
+                json!({"host": "127.0.0.1", "port": 1883, "topic": format!("dda-test/{tag}/ib{b}"),
+                       "qos": 1, "clientId": format!("dda-{tag}-ib{b}")})
+            }
+        };
+        let mut options = MqttOptions::new(format!("boxes-{tag}"), "127.0.0.1", 1883);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = AsyncClient::new(options, 1000);
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        let send = {
+            let tag = tag.clone();
+            move |b: u32, payload: Vec<u8>| {
+                let (client, topic) = (client.clone(), format!("dda-test/{tag}/ib{b}"));
+                async move {
+                    client
+                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        killed_five_times(
+            &tag,
+            "MQTT",
+            &[
+                ("host", "string"),
+                ("port", "int"),
+                ("topic", "string"),
+                ("qos", "int"),
+                ("clientId", "string"),
+            ],
+            meter,
+            send,
+        )
+        .await;
+    }
+
+    /// A TCP proxy to the shared Mosquitto that, while `drop` is set, drops the PUBACKs
+    /// its clients send (so the broker never hears of them). Returns its port.
+    async fn puback_eater(drop: Arc<AtomicBool>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(broker) = tokio::net::TcpStream::connect("127.0.0.1:1883").await else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_broker, mut to_broker) = broker.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_broker, &mut to_client).await;
+                });
+                let drop = drop.clone();
+                tokio::spawn(async move {
+                    // MQTT framing: a type byte, the remaining length (7 bits a byte), the rest.
+                    loop {
+                        let Ok(kind) = from_client.read_u8().await else {
+                            return;
+                        };
+                        let mut header = vec![kind];
+                        let (mut len, mut shift) = (0usize, 0);
+                        loop {
+                            let Ok(b) = from_client.read_u8().await else {
+                                return;
+                            };
+                            header.push(b);
+                            len |= usize::from(b & 0x7f) << shift;
+                            shift += 7;
+                            if b & 0x80 == 0 {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        if from_client.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        if kind >> 4 == 4 && drop.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        header.extend_from_slice(&body);
+                        if to_broker.write_all(&header).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// The broker sends again, flagged as duplicates, the messages the engine logged but
+    /// whose acknowledgements it never heard of (eaten by a proxy, then the engine killed):
+    /// the engine keeps each once, and the results are exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_the_broker_sends_again_after_lost_acknowledgements_and_a_sigkill_count_once()
+    {
+        use rumqttc::{AsyncClient, MqttOptions, QoS};
+        if !common::services::available("Mosquitto", 1883)
+            || !common::services::available("PostgreSQL", 5432)
+            || !common::services::available("nx-27017 (MongoDB)", 27017)
+        {
+            return;
+        }
+        const LONG: i64 = 4;
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let eat = Arc::new(AtomicBool::new(false));
+        let proxy = puback_eater(eat.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("dda.toml");
+        std::fs::write(&config, "checkpoint_interval = \"1s\"\n").unwrap();
+        let port = common::free_port();
+        let server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
+        let meter = |b: u32| {
+            json!({"host": "127.0.0.1", "port": proxy, "topic": format!("dda-test/{tag}/ib{b}"),
+                   "qos": 1, "clientId": format!("dda-{tag}-ib{b}")})
+        };
+        deploy(
+            &server.http,
+            &data,
+            &tag,
+            "MQTT",
+            &[
+                ("host", "string"),
+                ("port", "int"),
+                ("topic", "string"),
+                ("qos", "int"),
+                ("clientId", "string"),
+            ],
+            meter,
+        )
+        .await;
+        connected(&server.http).await;
+        let mut options = MqttOptions::new(format!("boxes-{tag}"), "127.0.0.1", 1883);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = AsyncClient::new(options, 1000);
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        let readings = data_set_of(LONG);
+        eat.store(true, Ordering::SeqCst);
+        for h in 0..=LONG {
+            for b in 1..=3u32 {
+                let hour = if h == LONG {
+                    closing(b, LONG)
+                } else {
+                    hour_of(&readings, b, h)
+                };
+                for payload in hour {
+                    client
+                        .publish(
+                            format!("dda-test/{tag}/ib{b}"),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        // The engine logs what the broker lets through unacknowledged (its in-flight
+        // window), and waits for the rest.
+        let logged = || -> u64 {
+            (1..=3u32)
+                .map(|b| {
+                    let dir = data.join(format!("inputs/dsm-ib{b}-meter"));
+                    std::fs::read_dir(&dir)
+                        .map(|d| {
+                            d.filter_map(Result::ok)
+                                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                                .sum::<u64>()
+                        })
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        common::eventually(30, "messages in the input logs", || async { logged() > 0 }).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.kill();
+        eat.store(false, Ordering::SeqCst);
+        let server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
+        let expected = expected_edge(&readings);
+        check(&server, &tag, &expected).await;
+        drop(server);
     }
 }

@@ -87,6 +87,12 @@ pub struct Checkpoints {
     /// The engine is taking its last checkpoints (it shuts down): a source that sends a
     /// barrier now sends nothing after it.
     halting: std::sync::atomic::AtomicBool,
+    /// Each source's position in its instance's last durable checkpoint, by DSM, for
+    /// sources that acknowledge their input only once a checkpoint covers it.
+    durable: Mutex<HashMap<Sym, tokio::sync::watch::Sender<Option<Json>>>>,
+    /// Sources whose instance cannot be checkpointed now (see
+    /// [`Checkpoints::set_uncovered`]).
+    uncovered: Mutex<std::collections::HashSet<Sym>>,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -220,6 +226,47 @@ impl Checkpoints {
             .get_mut(&dsm)
             .map(std::mem::take)
             .unwrap_or_default()
+    }
+
+    /// The position of `dsm`'s source in the last durable checkpoint of its instance, as
+    /// it changes: a source that acknowledges input upstream (a Kafka commit) does so up to
+    /// there, and no further, so that a crash loses nothing the checkpoint does not hold.
+    #[must_use]
+    pub fn durable(&self, dsm: Sym) -> tokio::sync::watch::Receiver<Option<Json>> {
+        lock(&self.durable)
+            .entry(dsm)
+            .or_insert_with(|| tokio::sync::watch::Sender::new(None))
+            .subscribe()
+    }
+
+    /// A checkpoint holding these sources' positions is durable.
+    pub(crate) fn made_durable(&self, positions: &HashMap<Sym, Json>) {
+        let durable = lock(&self.durable);
+        for (dsm, position) in positions {
+            if let Some(tx) = durable.get(dsm) {
+                tx.send_replace(Some(position.clone()));
+            }
+        }
+    }
+
+    /// Whether the source of `dsm` takes part in checkpoints now: the engine takes them
+    /// and its instance can be checkpointed. A source that holds back acknowledgements
+    /// until a checkpoint covers them acknowledges at once otherwise.
+    #[must_use]
+    pub fn covers(&self, dsm: Sym) -> bool {
+        self.enabled && !lock(&self.uncovered).contains(&dsm)
+    }
+
+    /// Whether the instance reading `dsms` cannot be checkpointed now.
+    pub(crate) fn set_uncovered(&self, dsms: &[Sym], uncovered: bool) {
+        let mut set = lock(&self.uncovered);
+        for d in dsms {
+            if uncovered {
+                set.insert(*d);
+            } else {
+                set.remove(d);
+            }
+        }
     }
 
     /// The source of `dsm` sent barrier `b` at `position`.

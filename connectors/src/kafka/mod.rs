@@ -7,9 +7,14 @@
 //! The parameters, their types, defaults and meaning are the fields of [`KafkaConfig`] (listed
 //! by `dda connectors`, tabled in docs/connectors.md).
 //!
-//! A source joins a consumer group and commits a message's offset only once the engine
-//! has accepted the message (at-least-once: a restarted consumer, or another member after a
-//! rebalance, resumes after the last accepted message). A sink is an idempotent producer
+//! Without checkpoints, a source joins a consumer group and commits a message's offset
+//! only once the engine has accepted the message (at-least-once: a restarted consumer, or
+//! another member after a rebalance, resumes after the last accepted message). When the
+//! engine checkpoints (a data directory), the source assigns itself every partition of the
+//! topic, reports each partition's next offset as its position in every checkpoint, goes
+//! on from those offsets when restored, and commits offsets for its group only once a
+//! checkpoint covering them is durable (the group's offsets serve a start without a
+//! checkpoint and monitoring; two engines must not share a group then). A sink is an idempotent producer
 //! (`acks=all`, `enable.idempotence`) keyed by the observation's source, so each source's
 //! order holds within its partition; at its end it waits until every message is acknowledged.
 
@@ -24,6 +29,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -179,38 +185,55 @@ impl Connector for Kafka {
 
 /// Asks the cluster for its metadata: whether it answers at all (librdkafka's clients
 /// otherwise retry quietly), then creates the topic when it does not exist (an existing one
-/// is left as it is).
-async fn ensure_topic(cfg: &KafkaConfig) -> Result<(), String> {
+/// is left as it is). Returns the topic's partitions (none when it does not exist).
+async fn ensure_topic(cfg: &KafkaConfig) -> Result<Vec<i32>, String> {
     let admin: AdminClient<DefaultClientContext> =
         cfg.client().create().map_err(|e| e.to_string())?;
-    let admin = tokio::task::spawn_blocking(move || {
+    let (admin, _) = metadata(admin, None).await?;
+    let admin = if cfg.create_topic {
+        let topic = NewTopic::new(cfg.topic(), cfg.partitions, TopicReplication::Fixed(1));
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(format!("cannot create topic {t}: {code}")),
+            }
+        }
         admin
+    } else {
+        admin
+    };
+    let (_, partitions) = metadata(admin, Some(cfg.topic().to_owned())).await?;
+    Ok(partitions)
+}
+
+/// The cluster's metadata, of one topic or of all; the partitions of the first topic.
+async fn metadata(
+    admin: AdminClient<DefaultClientContext>,
+    topic: Option<String>,
+) -> Result<(AdminClient<DefaultClientContext>, Vec<i32>), String> {
+    tokio::task::spawn_blocking(move || {
+        let m = admin
             .inner()
-            .fetch_metadata(None, Duration::from_secs(5))
-            .map(|_| admin)
-            .map_err(|e| format!("the cluster does not answer (is the broker running?): {e}"))
+            .fetch_metadata(topic.as_deref(), Duration::from_secs(5))
+            .map_err(|e| format!("the cluster does not answer (is the broker running?): {e}"))?;
+        let partitions = m
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        Ok((admin, partitions))
     })
     .await
-    .map_err(|e| e.to_string())??;
-    if !cfg.create_topic {
-        return Ok(());
-    }
-    let topic = NewTopic::new(cfg.topic(), cfg.partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics([&topic], &opts)
-        .await
-        .map_err(|e| e.to_string())?;
-    for r in results {
-        match r {
-            Ok(_) => {}
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, code)) => return Err(format!("cannot create topic {t}: {code}")),
-        }
-    }
-    Ok(())
+    .map_err(|e| e.to_string())?
 }
 
 fn describe(e: impl std::fmt::Display, cfg: &KafkaConfig) -> String {
@@ -220,19 +243,104 @@ fn describe(e: impl std::fmt::Display, cfg: &KafkaConfig) -> String {
 /// Messages taken at once, at most.
 const MAX_MESSAGES: usize = 1024;
 
+/// Each partition's next offset, as a checkpoint keeps it: `{"offsets": {"0": 42}}`.
+type Offsets = std::collections::BTreeMap<i32, i64>;
+
+fn position(next: &Offsets) -> serde_json::Value {
+    serde_json::json!({ "offsets": next })
+}
+
+fn offsets(position: Option<&serde_json::Value>) -> Offsets {
+    position
+        .and_then(|p| p.get("offsets"))
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(p, o)| Some((p.parse().ok()?, o.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Commits `next` for the consumer's group.
+fn commit(
+    consumer: &StreamConsumer,
+    topic: &str,
+    next: &Offsets,
+    mode: CommitMode,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for (p, o) in next {
+        list.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+    }
+    if list.count() == 0 {
+        return Ok(());
+    }
+    consumer.commit(&list, mode)
+}
+
+/// What the source may commit for its group.
+struct Commits {
+    /// The positions of durable checkpoints.
+    durable: tokio::sync::watch::Receiver<Option<serde_json::Value>>,
+    /// The offsets committed last, from a checkpoint.
+    committed: Offsets,
+    /// Offsets of accepted messages were stored since the last commit.
+    stored: bool,
+}
+
+impl Commits {
+    /// Commits what may be committed: while the instance is checkpointed, the offsets of
+    /// its last durable checkpoint; otherwise what the engine accepted.
+    fn commit(
+        &mut self,
+        ctx: &SourceContext,
+        consumer: &StreamConsumer,
+        topic: &str,
+        mode: CommitMode,
+    ) {
+        let done = if ctx.acknowledges_at_checkpoints() {
+            let upto = offsets(self.durable.borrow_and_update().as_ref());
+            if upto == self.committed {
+                return;
+            }
+            commit(consumer, topic, &upto, mode).map(|()| self.committed = upto)
+        } else if std::mem::take(&mut self.stored) {
+            consumer.commit_consumer_state(mode)
+        } else {
+            return;
+        };
+        if let Err(e) = done {
+            tracing::debug!(dsm = %ctx.dsm.id, error = %e, "offset commit deferred");
+        }
+    }
+}
+
 impl Source for Kafka {
+    const RESUMABLE: bool = true;
+
     async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
+        let topic = cfg.topic();
         let out_of_orderness = cfg.out_of_orderness.get();
+        // With checkpoints, the source assigns itself every partition of the topic (as
+        // Flink's does) and goes on from the checkpoint's offsets: the group only keeps
+        // the offsets of durable checkpoints, committed, for a start without one.
+        let assigned = ctx.checkpoints.enabled();
         let mut backoff = Backoff::default();
-        while let Err(e) = ensure_topic(cfg).await {
+        let partitions = loop {
+            let e = match ensure_topic(cfg).await {
+                Ok(p) if !p.is_empty() || !assigned => break p,
+                Ok(_) => format!("topic {topic} does not exist (create it, or set createTopic)"),
+                Err(e) => e,
+            };
             let message = describe(&e, cfg);
             tracing::warn!(dsm = %ctx.dsm.id, error = %message, "retrying");
             ctx.metrics.failed(&message);
             if !backoff.wait(&ctx.cancel).await {
                 return Ok(());
             }
-        }
+        };
         ctx.metrics.connected();
         let consumer: StreamConsumer = cfg
             .client()
@@ -248,30 +356,42 @@ impl Source for Kafka {
             .set("session.timeout.ms", "10000")
             .create()
             .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, cfg)))?;
-        consumer
-            .subscribe(&[cfg.topic()])
-            .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, cfg)))?;
+        // Each partition's next offset after what was published.
+        let mut next = offsets(ctx.resume.as_ref());
+        if assigned {
+            let mut list = TopicPartitionList::new();
+            for p in partitions {
+                let from = next.get(&p).map_or(Offset::Stored, |o| Offset::Offset(*o));
+                list.add_partition_offset(topic, p, from)
+                    .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, cfg)))?;
+            }
+            consumer.assign(&list)
+        } else {
+            consumer.subscribe(&[topic])
+        }
+        .map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, cfg)))?;
         let format = Format::of(&ctx.dsm);
         let decode = ctx.dsm.decode_context();
         // Event time per partition; the source's is the least of them.
         let mut clocks: HashMap<i32, EventClock> = HashMap::new();
         let mut sent = Timestamp::MIN;
         let mut backoff = Backoff::default();
-        let mut stored = false;
-        let mut commit = tokio::time::interval(Duration::from_millis(200));
+        let mut commits = Commits {
+            durable: ctx.durable_positions(),
+            committed: Offsets::new(),
+            stored: false,
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             let first = tokio::select! {
                 m = consumer.recv() => m,
-                _ = commit.tick() => {
-                    if std::mem::take(&mut stored)
-                        && let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
-                    {
-                        tracing::debug!(dsm = %ctx.dsm.id, error = %e, "offset commit deferred");
-                    }
+                _ = tick.tick() => {
+                    ctx.offer_checkpoint(|| position(&next)).await;
+                    commits.commit(&ctx, &consumer, topic, CommitMode::Async);
                     continue;
                 }
                 () = ctx.cancel.cancelled() => {
-                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                    commits.commit(&ctx, &consumer, topic, CommitMode::Sync);
                     return Ok(());
                 }
             };
@@ -319,13 +439,16 @@ impl Source for Kafka {
                 sent = w;
                 ctx.watermark(w).await;
             }
-            // Accepted (or dead-lettered): now their offsets may be committed.
+            // Accepted (or dead-lettered): now their offsets may be committed, or, with
+            // checkpoints, once a durable checkpoint covers them.
             for m in &messages {
+                next.insert(m.partition(), m.offset() + 1);
                 if let Err(e) = consumer.store_offset_from_message(m) {
                     tracing::debug!(dsm = %ctx.dsm.id, error = %e, "cannot store an offset");
                 }
             }
-            stored = true;
+            commits.stored = true;
+            ctx.offer_checkpoint(|| position(&next)).await;
         }
     }
 }
@@ -399,7 +522,7 @@ impl Sink for Kafka {
         let mut producer =
             producer(cfg).map_err(|e| ConnectorError::io(&ctx.dsm, describe(e, cfg)))?;
         match ctx.attempt(ensure_topic(cfg)).await {
-            Some(Ok(())) => ctx.metrics.connected(),
+            Some(Ok(_)) => ctx.metrics.connected(),
             // The producer retries on its own; say why data may not flow yet.
             Some(Err(e)) => ctx.metrics.failed(describe(&e, cfg)),
             None => {}

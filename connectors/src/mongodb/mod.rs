@@ -7,8 +7,11 @@
 //! `{_id, dsm, source, name, dataKind, timestamp: Date, value, attributes}` (`dsm` is the
 //! DSM written; `source` the one the observation came from). The sink inserts each batch at
 //! once, with ids chosen before the first attempt, so that a batch retried after a lost
-//! connection is not written twice; documents the server refuses (other than as duplicates)
-//! go to the dead letters with its reason.
+//! connection is not written twice. A result's `_id` is its result id (instance, processor,
+//! key, window): written again after a crash, it is found there and kept once — replacing
+//! the copy there only when that one is incomplete (`complete: false`), as the SQL sinks
+//! do. Documents the server refuses (other than as duplicates) go to the dead letters with
+//! its reason.
 //!
 //! The source reads documents in `_id` order — the cloud engine reading what edges stored
 //! (the paper's "hourly average for values from a database"). Object ids begin with their
@@ -50,10 +53,6 @@ fn default_collection() -> String {
     "observations".into()
 }
 
-const fn yes() -> bool {
-    true
-}
-
 const fn default_poll_interval() -> Span {
     Span::from_secs(1)
 }
@@ -90,8 +89,10 @@ pub struct MongoConfig {
     #[serde(default = "default_collection")]
     pub collection: String,
     /// Sink: create the collection as a time-series collection (MongoDB 5+; a server
-    /// without them gets a plain one).
-    #[serde(default = "yes")]
+    /// without them gets a plain one). MongoDB does not keep `_id` unique in a
+    /// time-series collection, so a result written again after a crash is kept twice
+    /// there: leave it off for exactly-once results.
+    #[serde(default)]
     pub time_series: bool,
     /// Source: how often to look for new documents.
     #[serde(default = "default_poll_interval")]
@@ -272,9 +273,15 @@ fn to_bson(v: &Value) -> Bson {
     }
 }
 
+/// The document of an observation: a result's `_id` is its result id, so that a result
+/// written again (after a crash or a retry) finds its copy there already.
 fn document(o: &Observation, dsm: &str) -> Document {
+    let id = o.id.as_deref().map_or_else(
+        || Bson::ObjectId(ObjectId::new()),
+        |uid| Bson::String(uid.clone()),
+    );
     let mut d = doc! {
-        "_id": ObjectId::new(),
+        "_id": id,
         "dsm": dsm,
         "source": o.source.text().to_string(),
         "name": o.name.text().to_string(),
@@ -292,31 +299,58 @@ fn document(o: &Observation, dsm: &str) -> Document {
     d
 }
 
-/// When the server answered an insert with write errors only (no connection or write
-/// concern failure): the documents it refused, by index in the batch, with its reason.
-/// Duplicate keys are not refusals: the documents are there already (an earlier attempt
-/// wrote them before its answer was lost).
-fn refused(e: &mongodb::error::Error) -> Option<Vec<(usize, String)>> {
+/// What the server refused of an insert that it answered with write errors only (no
+/// connection or write concern failure).
+#[derive(Debug, Default)]
+struct Refusals {
+    /// The documents it refused, by index in the batch, with its reason.
+    refused: Vec<(usize, String)>,
+    /// The documents whose `_id` it holds already, by index: an earlier attempt wrote them
+    /// before its answer was lost, or they are results written again, which replace an
+    /// incomplete copy (see [`replace_incomplete`]).
+    duplicates: Vec<usize>,
+}
+
+fn refused(e: &mongodb::error::Error) -> Option<Refusals> {
     const DUPLICATE_KEY: i32 = 11000;
+    let mut out = Refusals::default();
+    let mut sort = |index: usize, code: i32, message: &str| {
+        if code == DUPLICATE_KEY {
+            out.duplicates.push(index);
+        } else {
+            out.refused.push((index, format!("code {code}: {message}")));
+        }
+    };
     match e.kind.as_ref() {
         mongodb::error::ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
-            failure.write_errors.as_ref().map(|errors| {
-                errors
-                    .iter()
-                    .filter(|w| w.code != DUPLICATE_KEY)
-                    .map(|w| (w.index, format!("code {}: {}", w.code, w.message)))
-                    .collect()
-            })
+            for w in failure.write_errors.iter().flatten() {
+                sort(w.index, w.code, &w.message);
+            }
         }
         mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => {
-            Some(if w.code == DUPLICATE_KEY {
-                Vec::new()
-            } else {
-                vec![(0, format!("code {}: {}", w.code, w.message))]
-            })
+            sort(0, w.code, &w.message);
         }
-        _ => None,
+        _ => return None,
     }
+    Some(out)
+}
+
+/// Results the collection holds already: each replaces its copy there when that copy is
+/// incomplete (`attributes.complete: false`, flushed at the end of a run) — a final
+/// result is never replaced, as in the SQL sinks.
+async fn replace_incomplete(
+    coll: &mongodb::Collection<Document>,
+    docs: &[Document],
+    which: &[usize],
+) -> Result<(), mongodb::error::Error> {
+    for d in which.iter().filter_map(|&i| docs.get(i)) {
+        let Some(Bson::String(id)) = d.get("_id") else {
+            continue;
+        };
+        coll.replace_one(doc! {"_id": id, "attributes.complete": false}, d.clone())
+            .await?;
+    }
+    Ok(())
 }
 
 impl Sink for Mongo {
@@ -356,20 +390,23 @@ impl Sink for Mongo {
                     ctx.undelivered(&batch, "given up while writing").await;
                     break None;
                 };
-                match inserted {
+                let failed = match inserted {
                     Ok(_) => break Some(Vec::new()),
                     Err(e) => match refused(&e) {
-                        Some(refusals) => break Some(refusals),
-                        None => {
-                            let message = format!("{}: {}", cfg.place(), redact(&e.to_string()));
-                            tracing::warn!(dsm = %ctx.dsm.id, error = %message, "insert failed; retrying");
-                            ctx.metrics.failed(&message);
-                            if !ctx.retry_after(&mut backoff).await {
-                                ctx.undelivered(&batch, &message).await;
-                                break None;
-                            }
-                        }
+                        Some(r) if r.duplicates.is_empty() => break Some(r.refused),
+                        Some(r) => match replace_incomplete(&coll, &docs, &r.duplicates).await {
+                            Ok(()) => break Some(r.refused),
+                            Err(e) => e,
+                        },
+                        None => e,
                     },
+                };
+                let message = format!("{}: {}", cfg.place(), redact(&failed.to_string()));
+                tracing::warn!(dsm = %ctx.dsm.id, error = %message, "insert failed; retrying");
+                ctx.metrics.failed(&message);
+                if !ctx.retry_after(&mut backoff).await {
+                    ctx.undelivered(&batch, &message).await;
+                    break None;
                 }
             };
             let Some(refusals) = refusals else { continue };

@@ -9,6 +9,9 @@
 //! A source subscribes to `topic` (wildcards `+` and `#` allowed); every message is decoded
 //! in the data kind's format and acknowledged only once the engine has accepted it, so with
 //! QoS 1 and a persistent session nothing is lost while the engine or the broker restarts.
+//! When the engine checkpoints (a data directory), what the source accepts goes first to a
+//! durable input log and is acknowledged once synced there (see [`logged`]): a crash then
+//! loses no window contents whose input was acknowledged.
 //! A sink publishes every observation to `topic` (`{source}` and `{name}` in it are replaced
 //! by the observation's source and name), and at its end waits until the broker has
 //! acknowledged everything it sent. Passwords are given as `${env:NAME}` or `${file:PATH}`.
@@ -31,6 +34,8 @@ use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
 use rumqttc::{Packet as Packet4, QoS, Transport};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod logged;
 
 engine::inventory::submit!(ConnectorRegistration::source_and_sink::<Mqtt>());
 
@@ -241,6 +246,28 @@ impl Message {
         match self {
             Self::V4(p) => &p.payload,
             Self::V5(p) => &p.payload,
+        }
+    }
+
+    fn topic(&self) -> &[u8] {
+        match self {
+            Self::V4(p) => p.topic.as_bytes(),
+            Self::V5(p) => &p.topic,
+        }
+    }
+
+    const fn pkid(&self) -> u16 {
+        match self {
+            Self::V4(p) => p.pkid,
+            Self::V5(p) => p.pkid,
+        }
+    }
+
+    /// Whether the broker flagged it as sent again.
+    const fn dup(&self) -> bool {
+        match self {
+            Self::V4(p) => p.dup,
+            Self::V5(p) => p.dup,
         }
     }
 }
@@ -482,7 +509,15 @@ async fn drive(
     }
 }
 
+async fn ack(client: &Client, ctx: &SourceContext, m: &Message) {
+    if let Err(e) = client.ack(m).await {
+        tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
+    }
+}
+
 impl Source for Mqtt {
+    const RESUMABLE: bool = true;
+
     async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
         let cfg = self.config.clone();
         let topic = cfg.topic.clone();
@@ -506,9 +541,28 @@ impl Source for Mqtt {
         ));
         let mut clock = EventClock::new(cfg.out_of_orderness.get());
         let mut messages = Vec::with_capacity(MAX_MESSAGES);
+        let mut log = logged::InputLog::open(&ctx)?;
+        let mut durable = ctx.durable_positions();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        if let Some(log) = &mut log {
+            log.publish(&ctx, &mut clock).await?;
+        }
         loop {
             let first = tokio::select! {
                 d = rx.recv() => d,
+                _ = tick.tick() => {
+                    if let Some(log) = &log {
+                        ctx.offer_checkpoint(|| log.position()).await;
+                    }
+                    continue;
+                }
+                Ok(()) = durable.changed(), if log.is_some() => {
+                    let position = durable.borrow_and_update().clone();
+                    if let (Some(log), Some(p)) = (&log, position) {
+                        log.covered(&p);
+                    }
+                    continue;
+                }
                 () = ctx.cancel.cancelled() => None,
             };
             let Some(first) = first else { break };
@@ -528,15 +582,35 @@ impl Source for Mqtt {
                 continue;
             }
             let mut batch = Vec::with_capacity(messages.len());
+            if let Some(log) = &mut log {
+                // Logged, durably, before acknowledged; published from the log.
+                let mut fresh = Vec::with_capacity(messages.len());
+                for m in messages.drain(..) {
+                    if log.is_redelivery(&m) {
+                        tracing::debug!(dsm = %ctx.dsm.id, "dropping a message the broker sent again (logged already)");
+                        ack(&client, &ctx, &m).await;
+                    } else {
+                        let _ = ctx.decode(m.payload(), &mut batch).await;
+                        fresh.push(m);
+                    }
+                }
+                if !log.append(&ctx, &fresh, batch).await? {
+                    break;
+                }
+                for m in &fresh {
+                    ack(&client, &ctx, m).await;
+                }
+                log.publish(&ctx, &mut clock).await?;
+                ctx.offer_checkpoint(|| log.position()).await;
+                continue;
+            }
             for m in &messages {
                 let _ = ctx.decode(m.payload(), &mut batch).await;
             }
             ctx.publish_timed(batch, &mut clock).await;
             // Accepted by the engine (or dead-lettered): now acknowledged.
             for m in messages.drain(..) {
-                if let Err(e) = client.ack(&m).await {
-                    tracing::warn!(dsm = %ctx.dsm.id, error = %e, "cannot acknowledge a message");
-                }
+                ack(&client, &ctx, &m).await;
             }
         }
         // Unacknowledged messages stay with the broker, for the session's next connection.

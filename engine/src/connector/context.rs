@@ -185,6 +185,10 @@ pub struct SourceContext {
     pub checkpoints: Arc<crate::checkpoint::Checkpoints>,
     /// Where to go on from: the position of the checkpoint the instance was restored from.
     pub resume: Option<serde_json::Value>,
+    /// Where the source may keep a durable log of the input it accepted, with its
+    /// limits (see [`SourceContext::input_log`]); `None` when the engine does not
+    /// checkpoint.
+    pub input_log: Option<(std::path::PathBuf, crate::spool::QueueLimits)>,
     /// Set once the source has sent everything (it may stay, for checkpoints).
     pub exhausted: Arc<AtomicBool>,
     /// Set once the source sent the barrier of a last checkpoint before a shutdown: what
@@ -338,6 +342,38 @@ impl SourceContext {
                 () = self.cancel.cancelled() => return,
             }
         }
+    }
+
+    /// For a source that acknowledges its input upstream (a Kafka commit): whether it
+    /// acknowledges only what a durable checkpoint covers — the engine checkpoints its
+    /// instance — rather than what the engine accepted.
+    #[must_use]
+    pub fn acknowledges_at_checkpoints(&self) -> bool {
+        self.checkpoints.covers(self.dsm.id)
+    }
+
+    /// The source's position in the last durable checkpoint of its instance, as it
+    /// changes: what it may acknowledge upstream.
+    #[must_use]
+    pub fn durable_positions(&self) -> tokio::sync::watch::Receiver<Option<serde_json::Value>> {
+        self.checkpoints.durable(self.dsm.id)
+    }
+
+    /// Opens the source's durable input log, for a source that cannot hold back its
+    /// acknowledgements until a checkpoint covers them (MQTT): it appends what it accepts,
+    /// synced, before acknowledging it upstream, publishes it from there, names its
+    /// position by the log's sequence numbers, and drops from the log what a durable
+    /// checkpoint covers ([`crate::spool::Queue::delivered_before`]). `None` when the
+    /// engine does not checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// The log's folder cannot be read or written.
+    pub fn open_input_log(&self) -> Result<Option<Arc<Queue>>, crate::spool::QueueError> {
+        self.input_log
+            .as_ref()
+            .map(|(dir, limits)| Queue::open(dir, *limits))
+            .transpose()
     }
 
     /// Declares event time.

@@ -109,6 +109,9 @@ impl Engine {
         loop {
             ticker.tick().await;
             let why = self.not_checkpointable(plan);
+            self.inner
+                .checkpoints
+                .set_uncovered(&plan.inputs(), why.is_some());
             let skip = why.is_some() || slot.state() != State::Running;
             slot.show(|v| v.checkpoint.not_checkpointed = why);
             if skip {
@@ -165,8 +168,8 @@ impl Engine {
             plan: digest(plan),
             taken: crate::time::Timestamp::now().to_string(),
             sources: positions
-                .into_iter()
-                .map(|(d, p)| (d.to_string(), p))
+                .iter()
+                .map(|(d, p)| (d.to_string(), p.clone()))
                 .collect(),
             processors: snapshots.into_iter().collect(),
         };
@@ -175,6 +178,7 @@ impl Engine {
         let written = tokio::task::spawn_blocking(move || checkpoint::write(&dir, &c)).await;
         match written {
             Ok(Ok(bytes)) => {
+                self.inner.checkpoints.made_durable(&positions);
                 slot.show(|v| {
                     let s = &mut v.checkpoint;
                     s.completed += 1;

@@ -90,6 +90,27 @@ impl QueueSettings {
     /// `_` and `.` written as `%XX`.
     #[must_use]
     pub fn dir_of(&self, dsm: &str) -> std::path::PathBuf {
+        self.dir.join(folder_name(dsm))
+    }
+
+    /// The input log folder of source `dsm` (see [`crate::connector::SourceContext::input_log`]):
+    /// `inputs/<dsm>` beside the queues' folder.
+    #[must_use]
+    pub fn input_log_of(&self, dsm: &str) -> std::path::PathBuf {
+        self.dir.with_file_name("inputs").join(folder_name(dsm))
+    }
+
+    /// The limits of sink `dsm`'s queue.
+    #[must_use]
+    pub fn limits_of(&self, dsm: &str) -> crate::spool::QueueLimits {
+        self.sinks.get(dsm).copied().unwrap_or(self.limits)
+    }
+}
+
+/// A DSM id as a folder name: anything but letters, digits, `-`, `_` and `.` (not first)
+/// written as `%XX`.
+fn folder_name(dsm: &str) -> String {
+    {
         let mut name = String::with_capacity(dsm.len());
         for b in dsm.bytes() {
             if b.is_ascii_alphanumeric()
@@ -101,13 +122,7 @@ impl QueueSettings {
                 name.push_str(&format!("%{b:02X}"));
             }
         }
-        self.dir.join(name)
-    }
-
-    /// The limits of sink `dsm`'s queue.
-    #[must_use]
-    pub fn limits_of(&self, dsm: &str) -> crate::spool::QueueLimits {
-        self.sinks.get(dsm).copied().unwrap_or(self.limits)
+        name
     }
 }
 

@@ -134,6 +134,21 @@ impl Engine {
                     shared: inner.shared.clone(),
                     checkpoints: inner.checkpoints.clone(),
                     resume: lock(&inner.resume).remove(&dsm),
+                    input_log: inner
+                        .config
+                        .queues
+                        .as_ref()
+                        .filter(|_| inner.config.checkpoints.is_some())
+                        .map(|q| {
+                            // Accepted input is never dropped: a full log holds the
+                            // source back (its broker keeps what is not acknowledged).
+                            let limits = crate::spool::QueueLimits {
+                                max_age: None,
+                                on_full: crate::spool::OnFull::Backpressure,
+                                ..q.limits
+                            };
+                            (q.input_log_of(&dsm.to_string()), limits)
+                        }),
                     exhausted: exhausted2,
                     halted: std::sync::atomic::AtomicBool::new(false),
                 };

@@ -578,7 +578,7 @@ impl Queue {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(found) = self.try_take(dropped)? {
-                return Ok(found);
+                return Ok(found.map(|(_, batch)| batch));
             }
             if !dropped.is_empty() {
                 return Ok(Some(Batch::default()));
@@ -587,8 +587,20 @@ impl Queue {
         }
     }
 
+    /// The next batch queued and not taken, with its sequence number, if there is one
+    /// now (observations found expired on the way are added to `dropped`). Sequence
+    /// numbers grow by one per batch queued and go on across restarts: a queue used as an
+    /// input log names its position by them.
+    ///
+    /// # Errors
+    ///
+    /// The queue's files cannot be read.
+    pub fn take_numbered(&self, dropped: &mut Dropped) -> Result<Option<(u64, Batch)>, QueueError> {
+        Ok(self.try_take(dropped)?.flatten())
+    }
+
     /// `Some(Some(batch))`: the next batch; `Some(None)`: the end; `None`: nothing yet.
-    fn try_take(&self, dropped: &mut Dropped) -> Result<Option<Option<Batch>>, QueueError> {
+    fn try_take(&self, dropped: &mut Dropped) -> Result<Option<Option<(u64, Batch)>>, QueueError> {
         let mut s = self.lock();
         let cutoff = s
             .limits
@@ -630,9 +642,9 @@ impl Queue {
                 s.settle();
                 continue;
             }
-            let batch = item.batch.clone();
+            let found = (item.seq, item.batch.clone());
             s.taken.push_back(item);
-            return Ok(Some(Some(batch)));
+            return Ok(Some(Some(found)));
         }
     }
 
@@ -645,6 +657,22 @@ impl Queue {
             s.acknowledged += n;
             s.observations = s.observations.saturating_sub(n);
         }
+        s.settle();
+        drop(s);
+        self.writable.notify_one();
+    }
+
+    /// Every batch taken with a sequence number below `seq` is delivered (an input log:
+    /// a durable checkpoint covers them).
+    pub fn delivered_before(&self, seq: u64) {
+        let mut s = self.lock();
+        let mut newly = 0;
+        for item in s.taken.iter_mut().filter(|i| !i.done && i.seq < seq) {
+            item.done = true;
+            newly += item.batch.len() as u64;
+        }
+        s.acknowledged += newly;
+        s.observations = s.observations.saturating_sub(newly);
         s.settle();
         drop(s);
         self.writable.notify_one();

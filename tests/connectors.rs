@@ -364,10 +364,13 @@ fn decode(payloads: &[Vec<u8>]) -> Vec<Observation> {
     out
 }
 
+/// Payloads in the order they arrived.
+type Payloads = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// The keys of LiveDataSet payloads as they arrive, decoded once each.
 #[derive(Clone, Default)]
 struct Arrivals {
-    payloads: Arc<Mutex<Vec<Vec<u8>>>>,
+    payloads: Payloads,
     keys: Arc<Mutex<Vec<Key>>>,
 }
 
@@ -1724,6 +1727,78 @@ mod kafka {
             last.insert(o.source.text().to_string(), t)
                 .is_none_or(|before| before < t)
         })
+    }
+
+    /// A consumer of the test's own reading `topic` from its beginning, in the background:
+    /// the payloads in the order they arrived, and the task (abort it while the broker is
+    /// still there: a consumer closing waits for its broker).
+    fn consume(port: u16, topic: &str) -> (Payloads, tokio::task::JoinHandle<()>) {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Message as _;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("group.id", format!("test-{}", unique()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let received: Payloads = Arc::default();
+        let into = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match consumer.recv().await {
+                    Ok(m) => into
+                        .lock()
+                        .unwrap()
+                        .push(m.payload().unwrap_or_default().to_vec()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        (received, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_made_while_the_broker_is_down_are_queued_on_disk_across_an_engine_restart_and_all_arrive_once_in_order()
+     {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let Some(broker) = services::tansu() else {
+            return;
+        };
+        let port = broker.port;
+        let topic = format!("dda-test-{}", unique());
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .create()
+            .unwrap();
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        drop(admin);
+        let (received, consumer) = consume(port, &topic);
+        let rig = queued(
+            topic_dsm("out", port, &topic, json!({})),
+            engine::spool::QueueLimits::default(),
+        )
+        .await;
+        let arrivals = Arrivals {
+            payloads: received,
+            ..Arrivals::default()
+        };
+        let broker = through_an_outage(rig, broker, 100_000, || {
+            let arrivals = arrivals.clone();
+            async move { arrivals.keys() }
+        })
+        .await;
+        consumer.abort();
+        let _ = consumer.await;
+        drop(broker);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1126,19 +1126,52 @@ mod killed_beside_real_servers {
         db.drop().await.unwrap();
     }
 
+    /// A tag for the test's names when the broker `(name, port)`, PostgreSQL and
+    /// nx-27017 are there (outside CI, `None` skips the test when one is missing).
+    fn servers_beside(broker: (&str, u16)) -> Option<String> {
+        (common::services::available(broker.0, broker.1)
+            && common::services::available("PostgreSQL", 5432)
+            && common::services::available("nx-27017 (MongoDB)", 27017))
+        .then(|| uuid::Uuid::new_v4().simple().to_string()[..10].to_owned())
+    }
+
+    /// The parameters of an MQTT meter, as its data interface declares them.
+    const MQTT_PARAMETERS: &[(&str, &str)] = &[
+        ("host", "string"),
+        ("port", "int"),
+        ("topic", "string"),
+        ("qos", "int"),
+        ("clientId", "string"),
+    ];
+
+    /// Box `b`'s meter over MQTT QoS 1 through the broker on `port`, with a client id
+    /// of its own (a persistent session).
+    fn mqtt_meter(tag: &str, port: u16) -> impl Fn(u32) -> Json + use<> {
+        let tag = tag.to_owned();
+        move |b: u32| {
+            json!({"host": "127.0.0.1", "port": port, "topic": format!("dda-test/{tag}/ib{b}"),
+                   "qos": 1, "clientId": format!("dda-{tag}-ib{b}")})
+        }
+    }
+
+    /// The boxes' MQTT client, publishing to the shared Mosquitto.
+    fn boxes(tag: &str) -> rumqttc::AsyncClient {
+        let mut options = rumqttc::MqttOptions::new(format!("boxes-{tag}"), "127.0.0.1", 1883);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 1000);
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        client
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sigkill_at_five_moments_with_kafka_in_and_postgresql_and_mongodb_out_leaves_exactly_the_uninterrupted_results()
      {
-        if !common::services::available("Tansu (Kafka)", 9092)
-            || !common::services::available("PostgreSQL", 5432)
-            || !common::services::available("nx-27017 (MongoDB)", 27017)
-        {
-            return;
-        }
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
         use rdkafka::producer::{FutureProducer, FutureRecord};
-        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let Some(tag) = servers_beside(("Tansu (Kafka)", 9092)) else {
+            return;
+        };
         let topic = {
             let tag = tag.clone();
             move |b: u32| format!("dda-test-{tag}-ib{b}")
@@ -1195,51 +1228,24 @@ mod killed_beside_real_servers {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sigkill_at_five_moments_with_mqtt_qos_1_in_and_postgresql_and_mongodb_out_leaves_exactly_the_uninterrupted_results()
      {
-        use rumqttc::{AsyncClient, MqttOptions, QoS};
-        if !common::services::available("Mosquitto", 1883)
-            || !common::services::available("PostgreSQL", 5432)
-            || !common::services::available("nx-27017 (MongoDB)", 27017)
-        {
+        let Some(tag) = servers_beside(("Mosquitto", 1883)) else {
             return;
-        }
-        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-        let meter = {
-            let tag = tag.clone();
-            move |b: u32| {
-                json!({"host": "127.0.0.1", "port": 1883, "topic": format!("dda-test/{tag}/ib{b}"),
-                       "qos": 1, "clientId": format!("dda-{tag}-ib{b}")})
-            }
         };
-        let mut options = MqttOptions::new(format!("boxes-{tag}"), "127.0.0.1", 1883);
-        options.set_keep_alive(Duration::from_secs(5));
-        let (client, mut events) = AsyncClient::new(options, 1000);
-        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        let meter = mqtt_meter(&tag, 1883);
+        let client = boxes(&tag);
         let send = {
             let tag = tag.clone();
             move |b: u32, payload: Vec<u8>| {
                 let (client, topic) = (client.clone(), format!("dda-test/{tag}/ib{b}"));
                 async move {
                     client
-                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
                         .await
                         .unwrap();
                 }
             }
         };
-        killed_five_times(
-            &tag,
-            "MQTT",
-            &[
-                ("host", "string"),
-                ("port", "int"),
-                ("topic", "string"),
-                ("qos", "int"),
-                ("clientId", "string"),
-            ],
-            meter,
-            send,
-        )
-        .await;
+        killed_five_times(&tag, "MQTT", MQTT_PARAMETERS, meter, send).await;
     }
 
     /// A TCP proxy to the shared Mosquitto that, while `drop` is set, drops the PUBACKs
@@ -1302,15 +1308,10 @@ mod killed_beside_real_servers {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn messages_the_broker_sends_again_after_lost_acknowledgements_and_a_sigkill_count_once()
     {
-        use rumqttc::{AsyncClient, MqttOptions, QoS};
-        if !common::services::available("Mosquitto", 1883)
-            || !common::services::available("PostgreSQL", 5432)
-            || !common::services::available("nx-27017 (MongoDB)", 27017)
-        {
+        let Some(tag) = servers_beside(("Mosquitto", 1883)) else {
             return;
-        }
+        };
         const LONG: i64 = 4;
-        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let eat = Arc::new(AtomicBool::new(false));
         let proxy = puback_eater(eat.clone()).await;
         let dir = tempfile::tempdir().unwrap();
@@ -1319,30 +1320,17 @@ mod killed_beside_real_servers {
         std::fs::write(&config, "checkpoint_interval = \"1s\"\n").unwrap();
         let port = common::free_port();
         let server = common::Process::start_with(&data, port, dir.path(), Some(&config)).await;
-        let meter = |b: u32| {
-            json!({"host": "127.0.0.1", "port": proxy, "topic": format!("dda-test/{tag}/ib{b}"),
-                   "qos": 1, "clientId": format!("dda-{tag}-ib{b}")})
-        };
         deploy(
             &server.http,
             &data,
             &tag,
             "MQTT",
-            &[
-                ("host", "string"),
-                ("port", "int"),
-                ("topic", "string"),
-                ("qos", "int"),
-                ("clientId", "string"),
-            ],
-            meter,
+            MQTT_PARAMETERS,
+            mqtt_meter(&tag, proxy),
         )
         .await;
         connected(&server.http).await;
-        let mut options = MqttOptions::new(format!("boxes-{tag}"), "127.0.0.1", 1883);
-        options.set_keep_alive(Duration::from_secs(5));
-        let (client, mut events) = AsyncClient::new(options, 1000);
-        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        let client = boxes(&tag);
         let readings = data_set_of(LONG);
         eat.store(true, Ordering::SeqCst);
         for h in 0..=LONG {
@@ -1356,7 +1344,7 @@ mod killed_beside_real_servers {
                     client
                         .publish(
                             format!("dda-test/{tag}/ib{b}"),
-                            QoS::AtLeastOnce,
+                            rumqttc::QoS::AtLeastOnce,
                             false,
                             payload,
                         )

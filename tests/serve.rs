@@ -740,3 +740,58 @@ async fn a_server_draining_into_an_unreachable_database_stops_by_its_deadline_or
         );
     }
 }
+
+/// `[checkpoint_intervals]` gives instances intervals of their own: one checkpointed every
+/// second while the engine's interval is an hour, one never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_checkpoints_at_its_own_interval_or_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("dda.toml");
+    std::fs::write(
+        &config,
+        "checkpoint_interval = \"1h\"\n[checkpoint_intervals]\n\"am-ib1-edge\" = \"1s\"\n\"am-ib2-edge\" = \"0s\"\n",
+    )
+    .unwrap();
+    let server = Process::start_with(&data, free_port(), dir.path(), Some(&config)).await;
+    let http = server.http.clone();
+    load_models(&http, &data).await;
+    let edges = ["am-ib1-edge", "am-ib2-edge", "am-ib3-edge"];
+    for am in example("analytics-manifests")
+        .into_iter()
+        .filter(|a| edges.contains(&a["id"].as_str().unwrap()))
+    {
+        let r = http.post("/api/v1/analytics-instances", &am).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let id = am["id"].as_str().unwrap();
+        let r = http
+            .post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
+            .await;
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+    let checkpoint = |id: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(&format!("/api/v1/analytics-instances/{id}"))
+                .await
+                .json()["checkpoint"]
+                .clone()
+        }
+    };
+    eventually(20, "three checkpoints of am-ib1-edge", || async {
+        checkpoint("am-ib1-edge").await["completed"].as_u64() >= Some(3)
+    })
+    .await;
+    let never = checkpoint("am-ib2-edge").await;
+    assert_eq!(never["completed"], json!(0), "{never}");
+    assert!(
+        never["notCheckpointed"]
+            .as_str()
+            .is_some_and(|w| w.contains("0s")),
+        "{never}"
+    );
+    let hourly = checkpoint("am-ib3-edge").await;
+    assert_eq!(hourly["completed"], json!(0), "{hourly}");
+    assert!(hourly.get("notCheckpointed").is_none(), "{hourly}");
+    drop(server);
+}

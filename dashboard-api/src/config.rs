@@ -8,6 +8,8 @@
 //! recent = 100                  # recent observations kept per data source, for live views
 //! stop_timeout = "10s"          # a stop drains within this; then sinks still retrying give up
 //! checkpoint_interval = "10s"   # instances' checkpoints, in <data_dir>/checkpoints ("0s": none)
+//! [checkpoint_intervals]        # per instance (analytics manifest id), instead ("0s": never)
+//! "am-line-1-oee" = "1s"
 //!
 //! allowed_hosts = ["edge-7.plant.example"]  # Host names clients use, besides IP addresses and localhost
 //! allowed_origins = ["https://dashboard.plant.example"]  # web pages that may change things
@@ -120,6 +122,10 @@ pub struct ServerConfig {
     /// restored from there at start); `0s`: never.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: manifests::config::Duration,
+    /// How often particular instances are checkpointed, by analytics manifest id, instead
+    /// of `checkpoint_interval` (`0s`: never). `dda run --config` uses them too.
+    #[serde(default)]
+    pub checkpoint_intervals: std::collections::HashMap<String, manifests::config::Duration>,
     /// API tokens; none means no authentication (loopback only is then advisable).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
@@ -356,6 +362,7 @@ impl Default for ServerConfig {
             recent: default_recent(),
             stop_timeout: default_stop_timeout(),
             checkpoint_interval: default_checkpoint_interval(),
+            checkpoint_intervals: std::collections::HashMap::new(),
             tokens: Vec::new(),
             tls: None,
             allowed_hosts: Vec::new(),
@@ -390,6 +397,25 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
+    /// The checkpoint settings of an engine checkpointing into `dir` every `interval`, with
+    /// the instances' own intervals.
+    #[must_use]
+    pub fn checkpoint_settings(
+        &self,
+        dir: PathBuf,
+        interval: std::time::Duration,
+    ) -> engine::engine::CheckpointSettings {
+        engine::engine::CheckpointSettings {
+            dir,
+            interval,
+            instances: self
+                .checkpoint_intervals
+                .iter()
+                .map(|(id, d)| (id.clone(), d.get()))
+                .collect(),
+        }
+    }
+
     /// Reads `path` (if given), then applies the environment.
     ///
     /// # Errors

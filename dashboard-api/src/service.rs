@@ -112,11 +112,13 @@ impl Service {
             recent: config.recent,
             external: config.external.clone(),
             stop_timeout: config.stop_timeout.get(),
-            checkpoints: (!config.checkpoint_interval.get().is_zero()).then(|| {
-                engine::engine::CheckpointSettings {
-                    dir: config.reach().base.join("checkpoints"),
-                    interval: config.checkpoint_interval.get(),
-                }
+            checkpoints: (!config.checkpoint_interval.get().is_zero()
+                || !config.checkpoint_intervals.is_empty())
+            .then(|| {
+                config.checkpoint_settings(
+                    config.reach().base.join("checkpoints"),
+                    config.checkpoint_interval.get(),
+                )
             }),
             queues: Some(
                 config

@@ -342,6 +342,7 @@ async fn run_case(case: &Case, options: &BenchOptions) -> anyhow::Result<Report>
             engine::engine::CheckpointSettings {
                 dir: options.out_dir.join("bench-checkpoints"),
                 interval,
+                instances: std::collections::HashMap::new(),
             }
         }),
         ..EngineConfig::default()

@@ -62,8 +62,8 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     if model.analytics_manifests.is_empty() {
         bail!("the bundle holds no analytics manifest: nothing to run");
     }
-    // The same file as `dda serve --config`; of the server's settings only `[external]`
-    // and `stop_timeout` apply here.
+    // The same file as `dda serve --config`; of the server's settings only `[external]`,
+    // `stop_timeout`, `[store_and_forward]` and the checkpoint intervals apply here.
     let c = match &options.config {
         Some(path) => dashboard_api::ServerConfig::load(Some(path))?,
         None => dashboard_api::ServerConfig::default(),
@@ -73,17 +73,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         .state_dir
         .as_ref()
         .map(|dir| c.store_and_forward.settings(dir.join("queues")));
-    let checkpoints = options
-        .state_dir
-        .as_ref()
-        .map(|dir| engine::engine::CheckpointSettings {
-            dir: dir.clone(),
-            interval: if c.checkpoint_interval.get().is_zero() {
-                EngineConfig::DEFAULT_STOP_TIMEOUT
-            } else {
-                c.checkpoint_interval.get()
-            },
-        });
+    let checkpoints = options.state_dir.as_ref().map(|dir| {
+        let interval = if c.checkpoint_interval.get().is_zero() {
+            EngineConfig::DEFAULT_STOP_TIMEOUT
+        } else {
+            c.checkpoint_interval.get()
+        };
+        c.checkpoint_settings(dir.clone(), interval)
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

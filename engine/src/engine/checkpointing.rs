@@ -3,7 +3,8 @@
 //! An instance is checkpointed when every input it reads from outside comes from a source
 //! that can be resumed and that no other instance reads (a shared source has one position
 //! for several instances), and the engine has a checkpoint folder. Its checkpointer starts
-//! checkpoint `n + 1` every interval while it runs; one that does not complete within twice
+//! checkpoint `n + 1` every interval (the engine's, or the instance's own; zero: never)
+//! while it runs; one that does not complete within twice
 //! the interval (at least 10 s) is abandoned and counted as a failure. Restored at start,
 //! its processors take their snapshots back and its sources go on from their positions.
 
@@ -43,6 +44,9 @@ impl Engine {
         let Some(settings) = &self.inner.config.checkpoints else {
             return Ok(None);
         };
+        if settings.interval_of(&plan.id).is_zero() {
+            return Ok(None);
+        }
         let Some(c) = checkpoint::read(&settings.dir, &plan.id) else {
             return Ok(None);
         };
@@ -76,6 +80,15 @@ impl Engine {
 
     /// Why the instance cannot be checkpointed now, if it cannot.
     fn not_checkpointable(&self, plan: &Plan) -> Option<String> {
+        if self
+            .inner
+            .config
+            .checkpoints
+            .as_ref()
+            .is_some_and(|s| s.interval_of(&plan.id).is_zero())
+        {
+            return Some("its checkpoint interval is 0s".to_owned());
+        }
         let c = lock(&self.inner.connectors);
         for s in plan.inputs() {
             match self.inner.registry.connector(s) {
@@ -102,10 +115,17 @@ impl Engine {
     ) {
         let restored = slot.view().checkpoint.restored_from.unwrap_or(0);
         slot.checkpoint_n.fetch_max(restored, Ordering::Relaxed);
-        let mut ticker = tokio::time::interval(settings.interval);
+        let interval = settings.interval_of(&plan.id);
+        if interval.is_zero() {
+            let why = self.not_checkpointable(plan);
+            self.inner.checkpoints.set_uncovered(&plan.inputs(), true);
+            slot.show(|v| v.checkpoint.not_checkpointed = why);
+            return;
+        }
+        let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
-        let patience = (settings.interval * 2).max(Duration::from_secs(10));
+        let patience = (interval * 2).max(Duration::from_secs(10));
         loop {
             ticker.tick().await;
             let why = self.not_checkpointable(plan);

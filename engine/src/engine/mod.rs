@@ -133,6 +133,16 @@ pub struct CheckpointSettings {
     pub dir: std::path::PathBuf,
     /// How often.
     pub interval: Duration,
+    /// How often for particular instances, by id (zero: never), instead of `interval`.
+    pub instances: HashMap<String, Duration>,
+}
+
+impl CheckpointSettings {
+    /// How often instance `id` is checkpointed (zero: never).
+    #[must_use]
+    pub fn interval_of(&self, id: &str) -> Duration {
+        self.instances.get(id).copied().unwrap_or(self.interval)
+    }
 }
 
 impl EngineConfig {

@@ -72,6 +72,10 @@ const CASES: &[(&str, &str)] = &[
         "filter → tumbling average → SQLite store, at maximum rate",
     ),
     (
+        "null-sliding",
+        "filter → average over sliding windows of 1 min every 1 s → null sink, at maximum rate",
+    ),
+    (
         "sliding",
         "average over sliding windows of 1 min every 1 s, 10 sources, one core, no engine",
     ),
@@ -200,12 +204,12 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         println!(
-            "{:<10} {:>12} {:>9} {:>14} {:>8} {:>12} {:>12}",
+            "{:<12} {:>12} {:>9} {:>14} {:>8} {:>12} {:>12}",
             "case", "observations", "seconds", "obs/s", "results", "p50 latency", "p99 latency"
         );
         for r in &reports {
             println!(
-                "{:<10} {:>12} {:>9.2} {:>14.0} {:>8} {:>9.3} ms {:>9.3} ms",
+                "{:<12} {:>12} {:>9.2} {:>14.0} {:>8} {:>9.3} ms {:>9.3} ms",
                 r.case,
                 r.observations,
                 r.seconds,
@@ -230,14 +234,14 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
 }
 
 fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Model> {
-    let (sensor_params, window) = match case.rate {
+    let (sensor_params, mut window) = match case.rate {
         // Readings every 1/rate s of real time; 10 ms windows give a hundred results a second.
         Some(rate) => (
             json!([
                 {"key": "interval", "value": format!("PT{:.9}S", 1.0 / rate.max(1) as f64)},
                 {"key": "speed", "value": "1"},
             ]),
-            "PT0.01S",
+            json!([{"key": "window", "value": "PT0.01S"}]),
         ),
         // A reading every millisecond of simulated time, as fast as the pipeline takes them.
         None => (
@@ -246,9 +250,13 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
                 {"key": "readings", "value": options.observations},
                 {"key": "start", "value": "2018-05-24T00:00:00Z"},
             ]),
-            "PT1S",
+            json!([{"key": "window", "value": "PT1S"}]),
         ),
     };
+    if case.name == "null-sliding" {
+        window = json!([{"key": "windowType", "value": "sliding"}, {"key": "window", "value": "PT1M"},
+                        {"key": "slide", "value": "PT1S"}]);
+    }
     let sink = match case.sink {
         Sink::Null => json!({"id": "results", "dataSourceDefinitionReferenceID": "dsd-bus"}),
         Sink::Sqlite => json!({"id": "results", "dataSourceDefinitionReferenceID": "dsd-sqlite",
@@ -269,13 +277,7 @@ fn bundle(case: &Case, options: &BenchOptions) -> anyhow::Result<manifests::Mode
             "filtered",
             json!([{"key": "operator", "value": "GE"}, {"key": "threshold", "value": -1e18}]),
         ),
-        apm(
-            "average",
-            "apd-average",
-            "filtered",
-            "averages",
-            json!([{"key": "window", "value": window}]),
-        ),
+        apm("average", "apd-average", "filtered", "averages", window),
     ];
     match case.sink {
         Sink::Null => apms[1]["dataSink"]["dataSourceManifestReferenceID"] = json!("results"),

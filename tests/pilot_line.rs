@@ -1354,23 +1354,22 @@ mod killed_beside_real_servers {
             }
         }
         // The engine logs what the broker lets through unacknowledged (its in-flight
-        // window), and waits for the rest.
-        let logged = || -> u64 {
-            (1..=3u32)
-                .map(|b| {
-                    let dir = data.join(format!("inputs/dsm-ib{b}-meter"));
-                    std::fs::read_dir(&dir)
-                        .map(|d| {
-                            d.filter_map(Result::ok)
-                                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
-                                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                                .sum::<u64>()
-                        })
-                        .unwrap_or(0)
+        // window), and waits for the rest; its sources show their input logs.
+        for b in 1..=3u32 {
+            common::eventually(30, &format!("box {b}'s input log"), || async {
+                let doc = server
+                    .http
+                    .get(&format!("/api/v1/analytics-instances/am-ib{b}-edge"))
+                    .await
+                    .json();
+                doc["connectors"].as_array().is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c["role"] == "source" && c["queue"]["observations"].as_u64() > Some(0)
+                    })
                 })
-                .sum()
-        };
-        common::eventually(30, "messages in the input logs", || async { logged() > 0 }).await;
+            })
+            .await;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         server.kill();
         eat.store(false, Ordering::SeqCst);

@@ -138,7 +138,8 @@ pub struct ConnectorDoc {
     /// A sink's observations accepted and not delivered since the engine started: given
     /// up when a stop could not write them in time; they are in the dead letters.
     pub undelivered: u64,
-    /// A network sink's store-and-forward queue on disk.
+    /// A network sink's store-and-forward queue on disk, or an MQTT source's input log
+    /// (what it accepted and no durable checkpoint covers yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueDoc>,
 }

@@ -370,10 +370,16 @@ impl SourceContext {
     ///
     /// The log's folder cannot be read or written.
     pub fn open_input_log(&self) -> Result<Option<Arc<Queue>>, crate::spool::QueueError> {
-        self.input_log
+        let log = self
+            .input_log
             .as_ref()
             .map(|(dir, limits)| Queue::open(dir, *limits))
-            .transpose()
+            .transpose()?;
+        if let Some(q) = &log {
+            // Shown as the source's `queue` in its status.
+            self.metrics.set_queue(q.clone());
+        }
+        Ok(log)
     }
 
     /// Declares event time.

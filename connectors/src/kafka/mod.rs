@@ -14,9 +14,11 @@
 //! topic, reports each partition's next offset as its position in every checkpoint, goes
 //! on from those offsets when restored, and commits offsets for its group only once a
 //! checkpoint covering them is durable (the group's offsets serve a start without a
-//! checkpoint and monitoring; two engines must not share a group then). A sink is an idempotent producer
-//! (`acks=all`, `enable.idempotence`) keyed by the observation's source, so each source's
-//! order holds within its partition; at its end it waits until every message is acknowledged.
+//! checkpoint and monitoring; two engines must not share a group then).
+//!
+//! A sink is an idempotent producer (`acks=all`, `enable.idempotence`) keyed by the
+//! observation's source, so each source's order holds within its partition; at its end it
+//! waits until every message is acknowledged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -167,7 +169,7 @@ pub struct Kafka {
 
 impl Connector for Kafka {
     const PROTOCOL: &'static str = "Kafka";
-    const DESCRIPTION: &'static str = "Kafka topics: consumer groups with offsets committed after acceptance, idempotent keyed producer";
+    const DESCRIPTION: &'static str = "Kafka topics: offsets committed after acceptance, or kept in checkpoints and committed once they are durable; idempotent keyed producer";
     type Config = KafkaConfig;
 
     fn new(config: KafkaConfig, _dsm: &DataSource) -> Result<Self, ConnectorError> {
@@ -190,7 +192,7 @@ async fn ensure_topic(cfg: &KafkaConfig) -> Result<Vec<i32>, String> {
     let admin: AdminClient<DefaultClientContext> =
         cfg.client().create().map_err(|e| e.to_string())?;
     let (admin, _) = metadata(admin, None).await?;
-    let admin = if cfg.create_topic {
+    if cfg.create_topic {
         let topic = NewTopic::new(cfg.topic(), cfg.partitions, TopicReplication::Fixed(1));
         let opts = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
@@ -206,10 +208,7 @@ async fn ensure_topic(cfg: &KafkaConfig) -> Result<Vec<i32>, String> {
                 Err((t, code)) => return Err(format!("cannot create topic {t}: {code}")),
             }
         }
-        admin
-    } else {
-        admin
-    };
+    }
     let (_, partitions) = metadata(admin, Some(cfg.topic().to_owned())).await?;
     Ok(partitions)
 }

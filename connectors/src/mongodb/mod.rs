@@ -169,7 +169,7 @@ pub struct Mongo {
 impl Connector for Mongo {
     const PROTOCOL: &'static str = "MongoDB";
     const ALIASES: &'static [&'static str] = &["mongo"];
-    const DESCRIPTION: &'static str = "MongoDB collections: batched inserts (time-series where supported), and reading stored observations";
+    const DESCRIPTION: &'static str = "MongoDB collections: batched inserts, results once each by result id (time-series on request), and reading stored observations";
     type Config = MongoConfig;
 
     fn new(config: MongoConfig, dsm: &DataSource) -> Result<Self, ConnectorError> {

@@ -200,7 +200,7 @@ pub struct Mqtt {
 impl Connector for Mqtt {
     const PROTOCOL: &'static str = "MQTT";
     const ALIASES: &'static [&'static str] = &["mqtts"];
-    const DESCRIPTION: &'static str = "MQTT 3.1.1 and 5 topics: subscribe (wildcards), publish; QoS 0/1, persistent sessions, TLS";
+    const DESCRIPTION: &'static str = "MQTT 3.1.1 and 5 topics: subscribe (wildcards), publish; QoS 0/1, persistent sessions, a durable input log with checkpoints, TLS";
     type Config = MqttConfig;
 
     fn new(config: MqttConfig, _dsm: &DataSource) -> Result<Self, ConnectorError> {

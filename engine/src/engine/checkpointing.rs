@@ -47,7 +47,7 @@ impl Engine {
         if settings.interval_of(&plan.id).is_zero() {
             return Ok(None);
         }
-        let Some(c) = checkpoint::read(&settings.dir, &plan.id) else {
+        let Some(mut c) = checkpoint::read(&settings.dir, &plan.id) else {
             return Ok(None);
         };
         if c.plan != digest(plan) {
@@ -55,11 +55,11 @@ impl Engine {
             return Ok(None);
         }
         for (p, processor) in plan.processors.iter().zip(processors.iter_mut()) {
-            let (Some(state), Some(processor)) = (c.processors.get(&p.id), processor) else {
+            let (Some(state), Some(processor)) = (c.processors.remove(&p.id), processor) else {
                 continue;
             };
             processor
-                .restore(state.clone())
+                .restore(state)
                 .map_err(|e| EngineError::StartFailed {
                     id: plan.id.clone(),
                     reason: format!(

@@ -386,7 +386,7 @@ impl<S: Serialize + DeserializeOwned + Default> Keyed<S> {
                 source: k.get("source").and_then(Json::as_str).map(Sym::new),
                 field: k.get("field").and_then(Json::as_str).map(Sym::new),
             };
-            let state: S = serde_json::from_value(k.get("state").cloned().unwrap_or(Json::Null))
+            let state = S::deserialize(k.get("state").unwrap_or(&Json::Null))
                 .map_err(|e| bad(e.to_string()).with_source(e))?;
             states.insert(key, state);
         }

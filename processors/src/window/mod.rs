@@ -702,14 +702,14 @@ fn int(j: &Json, name: &str) -> Result<i64, ProcessorError> {
 }
 
 fn key_of(j: &Json) -> Result<Key, ProcessorError> {
-    serde_json::from_value::<SavedKey>(j.get("key").cloned().unwrap_or(Json::Null))
+    SavedKey::deserialize(j.get("key").unwrap_or(&Json::Null))
         .map(Key::from)
         .map_err(|e| bad(&e.to_string()).with_source(e))
 }
 
 fn slot_of<A: Accumulator>(j: &Json) -> Result<Slot<A>, ProcessorError> {
     Ok(Slot {
-        acc: serde_json::from_value(j.get("accumulator").cloned().unwrap_or(Json::Null))
+        acc: A::deserialize(j.get("accumulator").unwrap_or(&Json::Null))
             .map_err(|e| bad(&e.to_string()).with_source(e))?,
         data_kind: j.get("dataKind").and_then(Json::as_str).map(Sym::new),
         ingested: 0,
@@ -717,7 +717,7 @@ fn slot_of<A: Accumulator>(j: &Json) -> Result<Slot<A>, ProcessorError> {
 }
 
 fn observation_of(j: &Json) -> Result<Observation, ProcessorError> {
-    serde_json::from_value::<SavedObservation>(j.clone())
+    SavedObservation::deserialize(j)
         .map(Observation::from)
         .map_err(|e| bad(&e.to_string()).with_source(e))
 }

@@ -57,6 +57,7 @@
 //! observations are part of the processor snapshot.
 
 mod count;
+mod packed;
 mod session;
 mod sliding;
 mod time;
@@ -669,6 +670,8 @@ struct Saved {
     keys: Vec<Json>,
     /// One window per observation: those at or after this time are not emitted yet.
     first_due: Option<i64>,
+    /// Open windows in the compact form ([`packed`]), instead of `windows`.
+    packed: Option<String>,
 }
 
 impl Saved {
@@ -925,13 +928,17 @@ impl<A: Accumulator, W: OpenWindows<A>> Drive for Driver<A, W> {
     fn snapshot(&self) -> Result<Json, ProcessorError> {
         let mut saved = Saved::default();
         self.open.snapshot(&mut saved)?;
-        Ok(json!({
+        let mut state = json!({
             "watermark": self.watermark.as_micros(),
             "windows": saved.windows,
             "observations": saved.observations,
             "keys": saved.keys,
             "firstDue": saved.first_due,
-        }))
+        });
+        if let Some(p) = saved.packed {
+            state["packed"] = Json::String(p);
+        }
+        Ok(state)
     }
 
     fn restore(&mut self, state: &Json) -> Result<(), ProcessorError> {

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use engine::processor::{Output, ProcessorError};
 use engine::{Observation, Timestamp};
 use rustc_hash::FxHashMap;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
+use super::packed::{Packer, unpack};
 use super::{
     Accumulator, Closing, Key, OpenWindows, Saved, Shared, Slot, int, key_of, list, slot_of,
 };
@@ -137,13 +138,13 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
     }
 
     fn snapshot(&self, saved: &mut Saved) -> Result<(), ProcessorError> {
+        let mut packer = Packer::default();
         for (key, panes) in &self.panes {
             for (start, s) in panes {
-                let mut w = Saved::slot(key, s)?;
-                w["start"] = json!(start);
-                saved.windows.push(w);
+                packer.add(key, *start, s)?;
             }
         }
+        saved.packed = packer.finish();
         Ok(())
     }
 
@@ -161,6 +162,14 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
             .saturating_sub(cx.settings.lateness)
             .saturating_sub(i64::from(cx.settings.closed_right));
         let shape = (self.size, self.slide, self.pane);
+        if let Some(packed) = state.get("packed").and_then(Json::as_str) {
+            let (due, panes) = (&mut self.due, &mut self.panes);
+            return unpack(packed, |key, start, slot| {
+                due_windows(due, shape, key, start, horizon);
+                panes.entry(key).or_default().insert(start, slot);
+            });
+        }
+        // An earlier form: one JSON object per window.
         for w in list(state, "windows")? {
             let key = key_of(w)?;
             let start = int(w, "start")?;

@@ -681,3 +681,38 @@ mod any_order {
         }
     }
 }
+
+/// A snapshot of the earlier form — one JSON object per window, as checkpoints were
+/// written before time windows were packed — restores to the same results.
+#[test]
+fn a_snapshot_of_one_json_object_per_window_still_restores() {
+    let params = json!({"window": "PT1M"});
+    let input = readings(400);
+    let sorted = in_order("average", &params, &input);
+    let (first, second) = input.split_at(input.len() / 2);
+    let mut p = processor("average", &params);
+    let mut out = run(p.as_mut(), first).0;
+    let mut state = p.snapshot().expect("snapshots");
+    let packed = state
+        .as_object_mut()
+        .and_then(|m| m.remove("packed"))
+        .expect("time windows are packed");
+    let mut windows = Vec::new();
+    super::packed::unpack::<crate::aggregate::Mean>(
+        packed.as_str().expect("a string"),
+        |key, start, slot| {
+            let mut w = super::Saved::slot(&key, &slot).expect("a window");
+            w["start"] = json!(start);
+            windows.push(w);
+        },
+    )
+    .expect("unpacks");
+    assert!(!windows.is_empty());
+    state["windows"] = Json::Array(windows);
+    let mut p = processor("average", &params);
+    p.restore(state).expect("restores");
+    out.extend(run(p.as_mut(), second).0);
+    out.extend(watermark(p.as_mut(), Timestamp::MAX));
+    out.extend(flush(p.as_mut()));
+    assert_eq!(keyed(&out), keyed(&sorted));
+}

@@ -986,8 +986,12 @@ mod killed_beside_real_servers {
         (out, incomplete)
     }
 
-    /// Box `b`'s readings of hour `h`, as LiveDataSets (one per reading).
-    fn hour_of(readings: &[Reading], b: u32, h: i64) -> Vec<Vec<u8>> {
+    /// Box `b`'s readings of hour `h`, as LiveDataSets (one per reading); at hour `long`,
+    /// past the data set, the readings that close the last hour.
+    fn hour_of(readings: &[Reading], b: u32, h: i64, long: i64) -> Vec<Vec<u8>> {
+        if h == long {
+            return closing(b, long);
+        }
         readings
             .iter()
             .filter(|r| r.0 == b && (r.2 - START_MS) / HOUR_MS == h)
@@ -1024,12 +1028,7 @@ mod killed_beside_real_servers {
             tokio::spawn(async move {
                 for h in 0..=LONG {
                     for b in 1..=3u32 {
-                        let hour = if h == LONG {
-                            closing(b, LONG)
-                        } else {
-                            hour_of(&readings, b, h)
-                        };
-                        for payload in hour {
+                        for payload in hour_of(&readings, b, h, LONG) {
                             send(b, payload).await;
                         }
                     }
@@ -1335,12 +1334,7 @@ mod killed_beside_real_servers {
         eat.store(true, Ordering::SeqCst);
         for h in 0..=LONG {
             for b in 1..=3u32 {
-                let hour = if h == LONG {
-                    closing(b, LONG)
-                } else {
-                    hour_of(&readings, b, h)
-                };
-                for payload in hour {
+                for payload in hour_of(&readings, b, h, LONG) {
                     client
                         .publish(
                             format!("dda-test/{tag}/ib{b}"),

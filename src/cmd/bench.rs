@@ -133,6 +133,31 @@ pub(crate) struct Report {
     pub max_latency_ms: f64,
 }
 
+impl Report {
+    /// A case of two timed phases over `n` observations: the first shown as p50, the
+    /// second as p99 (and max).
+    pub(crate) fn two_phases(
+        case: &'static str,
+        description: &'static str,
+        n: usize,
+        first: Duration,
+        second: Duration,
+    ) -> Self {
+        let seconds = (first + second).as_secs_f64();
+        Self {
+            case,
+            description,
+            observations: n as u64,
+            seconds,
+            observations_per_second: n as f64 / seconds,
+            results: 0,
+            p50_latency_ms: first.as_secs_f64() * 1e3,
+            p99_latency_ms: second.as_secs_f64() * 1e3,
+            max_latency_ms: second.as_secs_f64() * 1e3,
+        }
+    }
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors

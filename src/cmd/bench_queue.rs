@@ -57,18 +57,13 @@ pub fn run(description: &'static str, options: &BenchOptions) -> anyhow::Result<
         OBSERVATIONS as f64 / filled.as_secs_f64(),
         OBSERVATIONS as f64 / drained.as_secs_f64()
     );
-    let seconds = (filled + drained).as_secs_f64();
-    Ok(Report {
-        case: "queue",
+    Ok(Report::two_phases(
+        "queue",
         description,
-        observations: OBSERVATIONS as u64,
-        seconds,
-        observations_per_second: OBSERVATIONS as f64 / seconds,
-        results: 0,
-        p50_latency_ms: filled.as_secs_f64() * 1e3,
-        p99_latency_ms: drained.as_secs_f64() * 1e3,
-        max_latency_ms: drained.as_secs_f64() * 1e3,
-    })
+        OBSERVATIONS,
+        filled,
+        drained,
+    ))
 }
 
 /// Takes and delivers everything, checking the order; how many observations came back.

@@ -183,16 +183,11 @@ pub fn checkpoint(description: &'static str, options: &BenchOptions) -> anyhow::
         read.as_secs_f64(),
         parsed.as_secs_f64()
     );
-    let seconds = (written + read).as_secs_f64();
-    Ok(Report {
-        case: "checkpoint",
+    Ok(Report::two_phases(
+        "checkpoint",
         description,
-        observations: KEYS as u64,
-        seconds,
-        observations_per_second: KEYS as f64 / seconds,
-        results: 0,
-        p50_latency_ms: written.as_secs_f64() * 1e3,
-        p99_latency_ms: read.as_secs_f64() * 1e3,
-        max_latency_ms: read.as_secs_f64() * 1e3,
-    })
+        KEYS,
+        written,
+        read,
+    ))
 }

@@ -11,10 +11,27 @@ use std::sync::{Arc, OnceLock, RwLock};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sym(u32);
 
+/// Names to numbers and back. The map hashes with foldhash, seeded per process: fast on
+/// short names (a checkpoint's restore interns a million), yet not open to collisions
+/// crafted in advance, as names come from devices.
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<Arc<str>, u32>,
+    ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     names: Vec<Arc<str>>,
+}
+
+impl Interner {
+    /// The number of `text`, interning it when new.
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 4 billion distinct names");
+        let text: Arc<str> = Arc::from(text);
+        self.names.push(text.clone());
+        self.ids.insert(text, id);
+        id
+    }
 }
 
 fn interner() -> &'static RwLock<Interner> {
@@ -34,17 +51,51 @@ impl Sym {
         {
             return Self(id);
         }
+        Self(
+            interner()
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .intern(text),
+        )
+    }
+
+    /// The symbols of `texts`, in order: [`Sym::new`] of each, taking the interner's locks
+    /// once for all (restoring a checkpoint of a million keys interns a million names).
+    #[must_use]
+    pub fn new_all(texts: &[&str]) -> Vec<Self> {
+        let mut out = Vec::with_capacity(texts.len());
+        let mut missing = Vec::new();
+        {
+            let r = interner()
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (i, text) in texts.iter().enumerate() {
+                out.push(Self(r.ids.get(*text).copied().unwrap_or_else(|| {
+                    missing.push(i);
+                    0
+                })));
+            }
+        }
+        if missing.is_empty() {
+            return out;
+        }
         let mut w = interner()
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&id) = w.ids.get(text) {
-            return Self(id);
+        w.ids.reserve(missing.len());
+        for i in missing {
+            out[i] = Self(w.intern(texts[i]));
         }
-        let id = u32::try_from(w.names.len()).expect("fewer than 4 billion distinct names");
-        let text: Arc<str> = Arc::from(text);
-        w.names.push(text.clone());
-        w.ids.insert(text, id);
-        Self(id)
+        out
+    }
+
+    /// The texts of `syms`, in order, reading the interner once for all.
+    #[must_use]
+    pub fn texts(syms: &[Self]) -> Vec<Arc<str>> {
+        let r = interner()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        syms.iter().map(|s| r.names[s.0 as usize].clone()).collect()
     }
 
     /// The interned text.

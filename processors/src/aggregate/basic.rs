@@ -243,8 +243,39 @@ impl<const ROOT: bool> Accumulator for Spread<ROOT> {
 /// the one that came first.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Edge<const LATEST: bool> {
+    #[serde(with = "value_as_text_in_binary")]
     at: Option<(i64, Json)>,
     n: u64,
+}
+
+/// An edge's value: itself in JSON; its text in a binary form (checkpoints' packed
+/// windows), which cannot hold a value of any shape.
+mod value_as_text_in_binary {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value as Json;
+
+    pub(super) fn serialize<S: Serializer>(
+        at: &Option<(i64, Json)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            at.serialize(s)
+        } else {
+            at.as_ref().map(|(t, v)| (*t, v.to_string())).serialize(s)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(i64, Json)>, D::Error> {
+        if d.is_human_readable() {
+            return Option::deserialize(d);
+        }
+        Option::<(i64, String)>::deserialize(d)?
+            .map(|(t, text)| Ok((t, serde_json::from_str(&text).map_err(D::Error::custom)?)))
+            .transpose()
+    }
 }
 
 /// The first value of a window.

@@ -2,6 +2,7 @@
 //! plain arithmetic in a different order), over several keys and windows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use engine::processor::ProcessorContext;
 use engine::{Observation, Sym, Timestamp, Value};
@@ -242,7 +243,7 @@ fn state_survives_snapshot_and_restore_with_identical_results() {
 #[test]
 fn non_numbers_are_rejected_except_by_count() {
     let mut o = Observation::number(Sym::new("s"), Sym::new("x"), Timestamp::from_millis(1), 0.0);
-    o.value = Value::Text(std::sync::Arc::new("on".into()));
+    o.value = Value::Text(Arc::new("on".into()));
     let ctx = ProcessorContext::for_test(&json!({}), "sink");
     let mut avg = Aggregate::<kind::Average>::from_context(&ctx).unwrap();
     let (_, rejected) = run(&mut avg, std::slice::from_ref(&o));
@@ -456,10 +457,7 @@ fn trend_and_rul_recover_a_known_degradation() {
     // Heading away from the threshold: no life to report.
     let away = results("rul", json!({"failureThreshold": 0.0}), &ramp(a, b));
     let o = away.values().next().unwrap();
-    assert_eq!(
-        o.value,
-        Value::Json(std::sync::Arc::new(serde_json::Value::Null))
-    );
+    assert_eq!(o.value, Value::Json(Arc::new(serde_json::Value::Null)));
     assert!(o.attribute("status").is_some());
 }
 
@@ -475,34 +473,64 @@ fn sample_statistics_survive_snapshot_and_restore() {
         ("histogram", json!({"min": 900, "max": 1700, "buckets": 8})),
         ("last", json!({"windowType": "count", "count": 5})),
         ("rul", json!({"failureThreshold": 5000})),
+        ("first", json!({"window": "PT1H"})),
     ] {
-        let ctx = ProcessorContext::for_test(&params, "sink");
-        let make = || (engine::processor::registration(kind).unwrap().factory)(&ctx).unwrap();
-        let mut straight = make();
-        let (mut expected, _) = run(straight.as_mut(), &input);
-        expected.extend(watermark(straight.as_mut(), Timestamp::MAX));
-        expected.extend(flush(straight.as_mut()));
-        let (head, tail) = input.split_at(input.len() / 2);
-        let mut before = make();
-        let (mut got, _) = run(before.as_mut(), head);
-        let saved = before.snapshot().unwrap().to_string();
-        let mut after = make();
-        after
-            .restore(serde_json::from_str(&saved).unwrap())
-            .unwrap();
-        got.extend(run(after.as_mut(), tail).0);
-        got.extend(watermark(after.as_mut(), Timestamp::MAX));
-        got.extend(flush(after.as_mut()));
-        // The ingest clock (for latency metrics) is not part of a result's content.
-        let content = |v: Vec<Observation>| -> Vec<Observation> {
-            v.into_iter()
-                .map(|o| Observation { ingested: 0, ..o })
-                .collect()
-        };
-        assert_eq!(
-            format!("{:?}", content(got)),
-            format!("{:?}", content(expected)),
-            "{kind}"
-        );
+        survives_snapshot(kind, &params, &input);
     }
+}
+
+/// First and last keep any value: text and JSON objects are packed as their text.
+#[test]
+fn first_and_last_of_text_and_objects_survive_snapshot_and_restore() {
+    let input: Vec<Observation> = readings()
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let value = if i % 2 == 0 {
+                Value::Text(Arc::new(format!("state {i}")))
+            } else {
+                Value::Json(Arc::new(json!({"code": i, "tags": ["a", null, 1.5]})))
+            };
+            Observation { value, ..o }
+        })
+        .collect();
+    for (kind, params) in [
+        ("first", json!({"window": "PT1H"})),
+        ("last", json!({"windowType": "session", "gap": "PT10M"})),
+    ] {
+        survives_snapshot(kind, &params, &input);
+    }
+}
+
+/// `kind` fed half of `input`, snapshotted (through JSON text), restored into a new
+/// processor and fed the rest gives what it gives fed everything at once.
+fn survives_snapshot(kind: &str, params: &Json, input: &[Observation]) {
+    let ctx = ProcessorContext::for_test(params, "sink");
+    let make = || (engine::processor::registration(kind).unwrap().factory)(&ctx).unwrap();
+    let mut straight = make();
+    let (mut expected, _) = run(straight.as_mut(), input);
+    expected.extend(watermark(straight.as_mut(), Timestamp::MAX));
+    expected.extend(flush(straight.as_mut()));
+    let (head, tail) = input.split_at(input.len() / 2);
+    let mut before = make();
+    let (mut got, _) = run(before.as_mut(), head);
+    let saved = before.snapshot().unwrap().to_string();
+    let mut after = make();
+    after
+        .restore(serde_json::from_str(&saved).unwrap())
+        .unwrap();
+    got.extend(run(after.as_mut(), tail).0);
+    got.extend(watermark(after.as_mut(), Timestamp::MAX));
+    got.extend(flush(after.as_mut()));
+    // The ingest clock (for latency metrics) is not part of a result's content.
+    let content = |v: Vec<Observation>| -> Vec<Observation> {
+        v.into_iter()
+            .map(|o| Observation { ingested: 0, ..o })
+            .collect()
+    };
+    assert_eq!(
+        format!("{:?}", content(got)),
+        format!("{:?}", content(expected)),
+        "{kind}"
+    );
 }

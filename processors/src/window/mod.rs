@@ -674,8 +674,9 @@ struct Saved {
     packed: Option<String>,
 }
 
+#[cfg(test)]
 impl Saved {
-    /// A key and its slot, as written in `windows`.
+    /// A key and its slot, as `windows` held them before windows were packed.
     fn slot<A: Accumulator>(key: &Key, slot: &Slot<A>) -> Result<Json, ProcessorError> {
         Ok(json!({
             "key": SavedKey::from(key),
@@ -937,6 +938,7 @@ impl<A: Accumulator, W: OpenWindows<A>> Drive for Driver<A, W> {
         });
         if let Some(p) = saved.packed {
             state["packed"] = Json::String(p);
+            state["packedFormat"] = json!(packed::format());
         }
         Ok(state)
     }

@@ -1,45 +1,74 @@
 //! A compact form of open windows for checkpoints of many keys: instead of one JSON object
 //! per window, one string (base64) holding every window as a binary record, with each name
-//! written once. The accumulator of a window stays JSON (its own serde form), so every
-//! accumulator is packed the same way.
+//! written once and each accumulator in postcard's binary serde form.
 //!
-//! Layout (little-endian): the number of names, then each as a length and UTF-8 bytes; the
-//! number of windows, then each as its key's name, source and field and its data kind (each
-//! a name number plus one, 0 for none), its start (i64), and its accumulator's JSON (a
-//! length and the bytes).
+//! Layout (postcard: integers as varints): the names, each once; the number of windows;
+//! then each window: its key's name, source and field and its data kind (each a name number
+//! plus one, 0 for none), its times (`T` of them: a pane's start; a session's start and last
+//! observation), and its accumulator. The snapshot says `"packedFormat": 2`; a `packed`
+//! string without it is of an earlier development form (accumulators as JSON) and is not
+//! read.
+
+use std::marker::PhantomData;
 
 use base64::Engine as _;
 use engine::Sym;
 use engine::processor::ProcessorError;
-use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
 
-use super::{Accumulator, Key, Slot, bad};
+use super::{Accumulator, Key, Saved, Slot, bad};
 
-/// Windows being packed.
-#[derive(Default)]
-pub(super) struct Packer {
-    names: FxHashMap<Sym, u32>,
+/// The form [`Packer`] writes, as `packedFormat`.
+const FORMAT: u64 = 2;
+
+/// Windows being packed, each with `T` times.
+pub(super) struct Packer<const T: usize> {
+    /// By symbol number: its name number plus one, 0 while not written yet.
+    names: Vec<u32>,
     order: Vec<Sym>,
-    windows: u32,
+    windows: u64,
     body: Vec<u8>,
 }
 
-impl Packer {
+impl<const T: usize> Default for Packer<T> {
+    fn default() -> Self {
+        Self {
+            names: Vec::new(),
+            order: Vec::new(),
+            windows: 0,
+            body: Vec::new(),
+        }
+    }
+}
+
+fn put<V: Serialize + ?Sized>(body: &mut Vec<u8>, v: &V) -> Result<(), ProcessorError> {
+    *body = postcard::to_extend(v, std::mem::take(body)).map_err(|e| {
+        ProcessorError::internal(format!("cannot pack a window: {e}")).with_source(e)
+    })?;
+    Ok(())
+}
+
+impl<const T: usize> Packer<T> {
     fn name(&mut self, s: Option<Sym>) -> u32 {
         let Some(s) = s else { return 0 };
-        let next = u32::try_from(self.order.len()).unwrap_or(u32::MAX);
-        let n = *self.names.entry(s).or_insert_with(|| {
+        let i = s.index() as usize;
+        if i >= self.names.len() {
+            self.names.resize(i + 1, 0);
+        }
+        if self.names[i] == 0 {
             self.order.push(s);
-            next
-        });
-        n + 1
+            self.names[i] = u32::try_from(self.order.len()).unwrap_or(u32::MAX);
+        }
+        self.names[i]
     }
 
-    /// Adds the window of `key` starting at `start`.
+    /// Adds the window of `key` at `times` holding `slot`.
     pub(super) fn add<A: Accumulator>(
         &mut self,
         key: &Key,
-        start: i64,
+        times: [i64; T],
         slot: &Slot<A>,
     ) -> Result<(), ProcessorError> {
         let ids = [
@@ -48,124 +77,150 @@ impl Packer {
             self.name(key.field),
             self.name(slot.data_kind),
         ];
-        for id in ids {
-            self.body.extend_from_slice(&id.to_le_bytes());
+        put(&mut self.body, &ids)?;
+        for t in times {
+            put(&mut self.body, &t)?;
         }
-        self.body.extend_from_slice(&start.to_le_bytes());
-        let at = self.body.len();
-        self.body.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut self.body, &slot.acc)
-            .map_err(|e| ProcessorError::internal(e.to_string()).with_source(e))?;
-        let len = u32::try_from(self.body.len() - at - 4).unwrap_or(u32::MAX);
-        self.body[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        put(&mut self.body, &slot.acc)?;
         self.windows += 1;
         Ok(())
     }
 
-    /// The packed windows, as a string for the snapshot; `None` when there are none.
-    pub(super) fn finish(self) -> Option<String> {
+    /// Writes the packed windows into the snapshot (nothing when there are none).
+    pub(super) fn finish(self, saved: &mut Saved) -> Result<(), ProcessorError> {
         if self.windows == 0 {
-            return None;
+            return Ok(());
         }
-        let mut out = Vec::with_capacity(self.body.len() + 16 * self.order.len() + 8);
-        out.extend_from_slice(
-            &u32::try_from(self.order.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        for s in &self.order {
-            let text = s.text();
-            out.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
-        }
-        out.extend_from_slice(&self.windows.to_le_bytes());
+        let names = Sym::texts(&self.order);
+        let names: Vec<&str> = names.iter().map(|s| &**s).collect();
+        let mut out = Vec::with_capacity(self.body.len() + 16 * names.len() + 16);
+        put(&mut out, &names)?;
+        put(&mut out, &self.windows)?;
         out.extend_from_slice(&self.body);
-        Some(base64::engine::general_purpose::STANDARD.encode(out))
+        saved.packed = Some(base64::engine::general_purpose::STANDARD.encode(out));
+        Ok(())
     }
 }
 
-/// Reads packed windows back: calls `each(key, start, slot)` for every window.
-pub(super) fn unpack<A: Accumulator>(
+/// Whether `state` holds packed windows: their string, or an error for a form not read.
+pub(super) fn packed(state: &Json) -> Result<Option<&str>, ProcessorError> {
+    let Some(text) = state.get("packed").and_then(Json::as_str) else {
+        return Ok(None);
+    };
+    match state.get("packedFormat").and_then(Json::as_u64) {
+        Some(FORMAT) => Ok(Some(text)),
+        other => Err(bad(&format!(
+            "packed windows of form {}, this version reads form {FORMAT}",
+            other.map_or_else(|| "1 (a development form)".to_owned(), |f| f.to_string())
+        ))),
+    }
+}
+
+/// The `packedFormat` to write beside packed windows.
+pub(super) const fn format() -> u64 {
+    FORMAT
+}
+
+/// Packed windows being read back: each window's key, times and slot, in turn.
+pub(super) struct Unpacked<A, const T: usize> {
+    bytes: Vec<u8>,
+    at: usize,
+    names: Vec<Sym>,
+    left: u64,
+    accumulator: PhantomData<A>,
+}
+
+/// Reads packed windows back.
+///
+/// # Errors
+///
+/// Not the base64 of a packed form, or names that cannot be read.
+pub(super) fn unpack<A: Accumulator, const T: usize>(
     text: &str,
-    mut each: impl FnMut(Key, i64, Slot<A>),
-) -> Result<(), ProcessorError> {
+) -> Result<Unpacked<A, T>, ProcessorError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| bad(&format!("packed windows: {e}")))?;
-    let mut r = Reader {
-        bytes: &bytes,
-        at: 0,
+    let (names, at) = {
+        let (texts, rest) = postcard::take_from_bytes::<Vec<&str>>(&bytes)
+            .map_err(|e| bad(&format!("packed windows: {e}")).with_source(e))?;
+        (Sym::new_all(&texts), bytes.len() - rest.len())
     };
-    let count = r.u32()?;
-    let mut names = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let len = r.u32()? as usize;
-        let text = std::str::from_utf8(r.take(len)?).map_err(|e| bad(&e.to_string()))?;
-        names.push(Sym::new(text));
+    let mut u = Unpacked {
+        bytes,
+        at,
+        names,
+        left: 0,
+        accumulator: PhantomData,
+    };
+    u.left = u.read()?;
+    Ok(u)
+}
+
+impl<A: Accumulator, const T: usize> Unpacked<A, T> {
+    /// How many windows are left to read (at most one per byte left, whatever the count
+    /// says).
+    pub(super) fn remaining(&self) -> usize {
+        usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len() - self.at)
     }
-    let name = |id: u32| -> Result<Option<Sym>, ProcessorError> {
+
+    fn read<V: DeserializeOwned>(&mut self) -> Result<V, ProcessorError> {
+        let rest = &self.bytes[self.at..];
+        let (v, after) = postcard::take_from_bytes(rest)
+            .map_err(|e| bad(&format!("packed windows: {e}")).with_source(e))?;
+        self.at += rest.len() - after.len();
+        Ok(v)
+    }
+
+    fn name(&self, id: u32) -> Result<Option<Sym>, ProcessorError> {
         match id {
             0 => Ok(None),
-            n => names
+            n => self
+                .names
                 .get(n as usize - 1)
                 .copied()
                 .map(Some)
                 .ok_or_else(|| bad("packed windows: a name out of range")),
         }
-    };
-    for _ in 0..r.u32()? {
-        let (n, s, f, k) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+    }
+
+    fn window(&mut self) -> Result<(Key, [i64; T], Slot<A>), ProcessorError> {
+        let [n, s, f, k]: [u32; 4] = self.read()?;
         let key = Key {
-            name: name(n)?,
-            source: name(s)?,
-            field: name(f)?,
+            name: self.name(n)?,
+            source: self.name(s)?,
+            field: self.name(f)?,
         };
-        let start = r.i64()?;
-        let len = r.u32()? as usize;
-        let acc: A =
-            serde_json::from_slice(r.take(len)?).map_err(|e| bad(&e.to_string()).with_source(e))?;
-        each(
-            key,
-            start,
-            Slot {
-                acc,
-                data_kind: name(k)?,
-                ingested: 0,
-            },
-        );
+        let mut times = [0; T];
+        for t in &mut times {
+            *t = self.read()?;
+        }
+        let slot = Slot {
+            acc: self.read()?,
+            data_kind: self.name(k)?,
+            ingested: 0,
+        };
+        Ok((key, times, slot))
     }
-    if r.at != bytes.len() {
-        return Err(bad("packed windows: bytes after the last window"));
-    }
-    Ok(())
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
+impl<A: Accumulator, const T: usize> Iterator for Unpacked<A, T> {
+    type Item = Result<(Key, [i64; T], Slot<A>), ProcessorError>;
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ProcessorError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| bad("packed windows: cut short"))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u32(&mut self) -> Result<u32, ProcessorError> {
-        let mut b = [0; 4];
-        b.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn i64(&mut self) -> Result<i64, ProcessorError> {
-        let mut b = [0; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(i64::from_le_bytes(b))
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return (self.at != self.bytes.len())
+                .then(|| Err(bad("packed windows: bytes after the last window")))
+                .inspect(|_| self.at = self.bytes.len());
+        }
+        self.left -= 1;
+        let w = self.window();
+        if w.is_err() {
+            self.left = 0;
+            self.at = self.bytes.len();
+        }
+        Some(w)
     }
 }

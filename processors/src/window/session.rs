@@ -9,6 +9,7 @@ use engine::{Observation, Timestamp};
 use rustc_hash::FxHashMap;
 use serde_json::{Value as Json, json};
 
+use super::packed::{Packer, packed, unpack};
 use super::{
     Accumulator, Closing, Key, OpenWindows, Saved, SavedKey, Shared, Slot, int, key_of, list,
     slot_of,
@@ -125,14 +126,13 @@ impl<A: Accumulator> OpenWindows<A> for Sessions<A> {
     }
 
     fn snapshot(&self, saved: &mut Saved) -> Result<(), ProcessorError> {
+        let mut packer = Packer::default();
         for (key, open) in &self.open {
             for (start, session) in open {
-                let mut w = Saved::slot(key, &session.slot)?;
-                w["start"] = json!(start);
-                w["last"] = json!(session.last);
-                saved.windows.push(w);
+                packer.add(key, [*start, session.last], &session.slot)?;
             }
         }
+        packer.finish(saved)?;
         for (key, last) in &self.emitted {
             saved
                 .keys
@@ -151,19 +151,26 @@ impl<A: Accumulator> OpenWindows<A> for Sessions<A> {
         self.open.clear();
         self.due.clear();
         self.emitted.clear();
-        for w in list(state, "windows")? {
-            let key = key_of(w)?;
-            let start = int(w, "start")?;
-            let last = int(w, "last")?;
-            self.due.insert((last.saturating_add(self.gap), start, key));
-            self.open.entry(key).or_default().insert(
-                start,
-                Session {
-                    last,
-                    slot: slot_of(w)?,
-                },
-            );
+        let mut due = Vec::new();
+        let mut session = |key, start, last: i64, slot| {
+            due.push((last.saturating_add(self.gap), start, key));
+            self.open
+                .entry(key)
+                .or_default()
+                .insert(start, Session { last, slot });
+        };
+        if let Some(text) = packed(state)? {
+            for w in unpack::<A, 2>(text)? {
+                let (key, [start, last], slot) = w?;
+                session(key, start, last, slot);
+            }
+        } else {
+            // An earlier form: one JSON object per window.
+            for w in list(state, "windows")? {
+                session(key_of(w)?, int(w, "start")?, int(w, "last")?, slot_of(w)?);
+            }
         }
+        self.due = due.into_iter().collect();
         for k in list(state, "keys")? {
             self.emitted.insert(key_of(k)?, int(k, "last")?);
         }

@@ -698,15 +698,14 @@ fn a_snapshot_of_one_json_object_per_window_still_restores() {
         .and_then(|m| m.remove("packed"))
         .expect("time windows are packed");
     let mut windows = Vec::new();
-    super::packed::unpack::<crate::aggregate::Mean>(
-        packed.as_str().expect("a string"),
-        |key, start, slot| {
-            let mut w = super::Saved::slot(&key, &slot).expect("a window");
-            w["start"] = json!(start);
-            windows.push(w);
-        },
-    )
-    .expect("unpacks");
+    for w in super::packed::unpack::<crate::aggregate::Mean, 1>(packed.as_str().expect("a string"))
+        .expect("unpacks")
+    {
+        let (key, [start], slot) = w.expect("a window");
+        let mut w = super::Saved::slot(&key, &slot).expect("a window");
+        w["start"] = json!(start);
+        windows.push(w);
+    }
     assert!(!windows.is_empty());
     state["windows"] = Json::Array(windows);
     let mut p = processor("average", &params);
@@ -715,4 +714,23 @@ fn a_snapshot_of_one_json_object_per_window_still_restores() {
     out.extend(watermark(p.as_mut(), Timestamp::MAX));
     out.extend(flush(p.as_mut()));
     assert_eq!(keyed(&out), keyed(&sorted));
+}
+
+/// Packed windows of a form this version does not read are refused with the reason, not
+/// read as something else.
+#[test]
+fn packed_windows_of_another_form_are_refused() {
+    let params = json!({"window": "PT1M"});
+    let mut p = processor("average", &params);
+    run(p.as_mut(), &readings(10));
+    let mut state = p.snapshot().expect("snapshots");
+    assert_eq!(state["packedFormat"], json!(2));
+    state.as_object_mut().map(|m| m.remove("packedFormat"));
+    let err = processor("average", &params)
+        .restore(state)
+        .expect_err("an earlier form");
+    assert!(
+        err.to_string().contains("packed windows of form 1"),
+        "{err}"
+    );
 }

@@ -2,14 +2,14 @@
 //! starting every `slide`, kept as panes of `gcd(size, slide)` per key. An observation
 //! updates one pane; a window, when it closes, merges its panes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use engine::processor::{Output, ProcessorError};
 use engine::{Observation, Timestamp};
 use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 
-use super::packed::{Packer, unpack};
+use super::packed::{Packer, packed, unpack};
 use super::{
     Accumulator, Closing, Key, OpenWindows, Saved, Shared, Slot, int, key_of, list, slot_of,
 };
@@ -23,8 +23,14 @@ pub(super) struct Panes<A> {
     slide: i64,
     /// Pane length (µs).
     pane: i64,
-    panes: FxHashMap<Key, BTreeMap<i64, Slot<A>>>,
+    /// Each key's panes, by start (most keys have one or two: a sorted vector).
+    panes: FxHashMap<Key, Vec<(i64, Slot<A>)>>,
     due: BTreeSet<(i64, Key)>,
+}
+
+/// The index of the first of `panes` starting at or after `t`.
+fn from(panes: &[(i64, impl Sized)], t: i64) -> usize {
+    panes.partition_point(|(start, _)| *start < t)
 }
 
 impl<A: Accumulator> Panes<A> {
@@ -42,7 +48,7 @@ impl<A: Accumulator> Panes<A> {
 /// Files the ends of the time windows a new pane starting at `start` (slot time) belongs to,
 /// except those already complete at `horizon`.
 fn due_windows(
-    due: &mut BTreeSet<(i64, Key)>,
+    due: &mut impl Extend<(i64, Key)>,
     (size, slide, pane): (i64, i64, i64),
     key: Key,
     start: i64,
@@ -52,7 +58,7 @@ fn due_windows(
     let mut end = (start + pane + slide - 1).div_euclid(slide) * slide;
     while end <= last_end {
         if end - 1 > horizon {
-            due.insert((end, key));
+            due.extend([(end, key)]);
         }
         end += slide;
     }
@@ -82,11 +88,16 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
             ));
         }
         let shape = (self.size, self.slide, self.pane);
-        let panes = self.panes.entry(key).or_default();
-        let slot = panes.entry(start).or_insert_with(|| {
-            due_windows(&mut self.due, shape, key, start, horizon);
-            Slot::new(&cx.options)
+        let panes = self.panes.entry(key).or_insert_with(|| {
+            // Tumbling windows: the pane open, and the next one before it closes.
+            Vec::with_capacity(usize::try_from(shape.0 / shape.2).map_or(2, |n| n.clamp(1, 8) + 1))
         });
+        let i = from(panes, start);
+        if panes.get(i).is_none_or(|(s, _)| *s != start) {
+            due_windows(&mut self.due, shape, key, start, horizon);
+            panes.insert(i, (start, Slot::new(&cx.options)));
+        }
+        let slot = &mut panes[i].1;
         if let Err(reason) = slot.add(o) {
             out.reject(o, format!("{}: {reason}", cx.kind));
         }
@@ -112,15 +123,14 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
                 continue;
             };
             let mut merged: Option<Slot<A>> = None;
-            for (_, slot) in panes.range(end - size..end) {
+            for (_, slot) in &panes[from(panes, end - size)..from(panes, end)] {
                 match &mut merged {
                     Some(m) => m.merge(slot),
                     None => merged = Some(slot.clone()),
                 }
             }
             // Panes no later window of this key needs.
-            let kept = panes.split_off(&(end + slide - size));
-            *panes = kept;
+            panes.drain(..from(panes, end + slide - size));
             if panes.is_empty() {
                 self.panes.remove(&key);
             }
@@ -141,11 +151,10 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
         let mut packer = Packer::default();
         for (key, panes) in &self.panes {
             for (start, s) in panes {
-                packer.add(key, *start, s)?;
+                packer.add(key, [*start], s)?;
             }
         }
-        saved.packed = packer.finish();
-        Ok(())
+        packer.finish(saved)
     }
 
     fn restore(
@@ -162,23 +171,29 @@ impl<A: Accumulator> OpenWindows<A> for Panes<A> {
             .saturating_sub(cx.settings.lateness)
             .saturating_sub(i64::from(cx.settings.closed_right));
         let shape = (self.size, self.slide, self.pane);
-        if let Some(packed) = state.get("packed").and_then(Json::as_str) {
-            let (due, panes) = (&mut self.due, &mut self.panes);
-            return unpack(packed, |key, start, slot| {
-                due_windows(due, shape, key, start, horizon);
-                panes.entry(key).or_default().insert(start, slot);
-            });
+        let windows = packed(state)?.map(unpack::<A, 1>).transpose()?;
+        if let Some(w) = &windows {
+            self.panes.reserve(w.remaining());
         }
-        // An earlier form: one JSON object per window.
-        for w in list(state, "windows")? {
-            let key = key_of(w)?;
-            let start = int(w, "start")?;
-            due_windows(&mut self.due, shape, key, start, horizon);
-            self.panes
-                .entry(key)
-                .or_default()
-                .insert(start, slot_of(w)?);
+        let mut due = Vec::new();
+        let mut pane = |key, start, slot| {
+            due_windows(&mut due, shape, key, start, horizon);
+            let panes = self.panes.entry(key).or_default();
+            panes.insert(from(panes, start), (start, slot));
+        };
+        if let Some(windows) = windows {
+            for w in windows {
+                let (key, [start], slot) = w?;
+                pane(key, start, slot);
+            }
+        } else {
+            // An earlier form: one JSON object per window.
+            for w in list(state, "windows")? {
+                pane(key_of(w)?, int(w, "start")?, slot_of(w)?);
+            }
         }
+        // Built at once from the sorted ends, rather than filed one by one.
+        self.due = due.into_iter().collect();
         Ok(())
     }
 }

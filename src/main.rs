@@ -76,8 +76,8 @@ enum Command {
     /// Run synthetic pipelines in-process and print throughput and latency.
     Bench {
         /// Cases to run: null, null-rate, sqlite, null-sliding, sliding, session, checkpoint,
-        /// queue, mqtt, mqtt-qos1 (default: all but checkpoint, queue and the MQTT ones, which
-        /// need a broker).
+        /// queue, create, mqtt, mqtt-qos1 (default: all but checkpoint, queue, create and the
+        /// MQTT ones, which need a broker).
         cases: Vec<String>,
         /// Readings of each maximum-rate case.
         #[arg(long, default_value_t = 10_000_000)]

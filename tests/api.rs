@@ -964,3 +964,110 @@ async fn tokens_and_roles_guard_every_route_but_health() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// A candidate is validated with only what it concerns, yet as among everything stored: a
+/// bus topic is fed when any stored manifest writes it, and no longer once none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_topic_is_fed_by_whatever_stored_manifest_writes_it() {
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    load_models(http, &server.dir.path().join("data")).await;
+    for id in ["topic-x", "topic-y", "topic-z"] {
+        let dsm = json!({"id": id, "dataSourceDefinitionReferenceID": "dsd-statistics-on-bus"});
+        let r = http.post("/api/v1/data-source-manifests", &dsm).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    let am = |id: &str, from: &str, to: &str| {
+        json!({"id": id, "analyticsProcessors": {"apm": [{"id": "average",
+            "analyticsProcessorDefinitionReferenceID": "apd-average",
+            "parameters": {"parameter": [{"key": "window", "value": "PT1H"}]},
+            "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
+            "dataSink": {"dataSourceManifestReferenceID": to}}]}})
+    };
+    let unfed = |r: &common::Reply| {
+        r.status == StatusCode::UNPROCESSABLE_ENTITY
+            && r.text().contains("nothing feeds data source `topic-x`")
+    };
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("reader", "topic-x", "topic-z"),
+        )
+        .await;
+    assert!(unfed(&r), "{} {}", r.status, r.text());
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("writer", "dsm-ib1-meter", "topic-x"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("reader", "topic-x", "topic-z"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // The data source cannot go while the reader and the writer refer to it, in that order.
+    let r = http.delete("/api/v1/data-source-manifests/topic-x").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let referrers: Vec<String> = r.json()["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        referrers,
+        [
+            "analytics manifest `writer` refers to it at /analyticsProcessors/apm/0/dataSink/dataSourceManifestReferenceID",
+            "analytics manifest `reader` refers to it at /analyticsProcessors/apm/0/dataSources/dataSource/0/dataSourceManifestReferenceID"
+        ],
+        "{}",
+        r.text()
+    );
+    // The writer changed to write elsewhere: topic-x is no longer fed.
+    let r = http
+        .put(
+            "/api/v1/analytics-instances/writer/specification",
+            &am("writer", "dsm-ib1-meter", "topic-y"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("reader-2", "topic-x", "topic-z"),
+        )
+        .await;
+    assert!(unfed(&r), "{} {}", r.status, r.text());
+    // Once more fed, then not after its writer is deleted.
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("writer-2", "dsm-ib2-meter", "topic-x"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("reader-2", "topic-x", "topic-z"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    for id in ["reader", "reader-2", "writer-2"] {
+        let r = http
+            .delete(&format!("/api/v1/analytics-instances/{id}"))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    }
+    let r = http
+        .post(
+            "/api/v1/analytics-instances",
+            &am("reader-3", "topic-x", "topic-z"),
+        )
+        .await;
+    assert!(unfed(&r), "{} {}", r.status, r.text());
+}

@@ -146,7 +146,7 @@ fn model(dsms: &[Dsm], pipes: &[(&str, &str, &str)]) -> manifests::Model {
         &mut b,
         &manifests::Options {
             catalogue: Some(catalogue),
-            reach: None,
+            ..manifests::Options::default()
         },
     );
     // The tests feed bus data sources themselves, as a processor would.

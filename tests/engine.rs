@@ -87,7 +87,7 @@ fn model(dsms: Json, ams: Json, extra_apds: Json) -> manifests::Model {
         &mut b,
         &manifests::Options {
             catalogue: Some(catalogue),
-            reach: None,
+            ..manifests::Options::default()
         },
     );
     assert!(!b.has_errors(), "{:#?}", b.diagnostics);

@@ -134,7 +134,11 @@ fn the_pilot_line_example_is_valid_in_json_in_xml_and_both_together() {
             .sum();
         assert_eq!(apms, 3 * 4 + 3);
         // Defaults from the processor definition are applied.
-        let avg = &model.apm_parameters["apm-ib1-hourly-power"];
+        let avg = model
+            .analytics_manifests
+            .values()
+            .find_map(|am| model.parameters_of(Some(&am.id), "apm-ib1-hourly-power"))
+            .expect("the hourly average's parameters");
         assert_eq!(avg.get_str("groupBy").as_deref(), Some("name+source"));
         assert_eq!(
             avg.get_duration("window"),
@@ -336,5 +340,40 @@ fn a_plain_text_secret_is_flagged_but_never_shown() {
     assert_eq!(
         model.dsm_parameters["dsm-ok"].to_redacted_json()["password"],
         "${env:MQTT_PASSWORD}"
+    );
+}
+
+/// Processors of two analytics manifests may share an id (a manifest copied for another
+/// gateway, say): each keeps its own parameters.
+#[test]
+fn processors_of_two_manifests_sharing_an_id_keep_their_own_parameters() {
+    let example = root().join("examples/power-consumption/json");
+    let (mut bundle, _) = validate(std::slice::from_ref(&example));
+    let mut copy: Value = serde_json::from_str(
+        &std::fs::read_to_string(example.join("analytics-manifests/ib3-edge.json")).unwrap(),
+    )
+    .unwrap();
+    copy["id"] = "am-ib3-edge-by-minute".into();
+    copy["analyticsProcessors"]["apm"][0]["parameters"]["parameter"][0]["value"] = "PT1M".into();
+    bundle.add_document(
+        "copy.json".into(),
+        copy.to_string(),
+        Syntax::Json,
+        Some(EntityKind::AnalyticsManifest),
+    );
+    let model = manifests::validate::validate(&mut bundle, &Options::default());
+    assert!(!bundle.has_errors(), "{:#?}", bundle.diagnostics);
+    let window = |am: &str| {
+        model
+            .parameters_of(Some(am), "apm-ib3-hourly-power")
+            .and_then(|p| p.get_duration("window"))
+    };
+    assert_eq!(
+        window("am-ib3-edge"),
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(
+        window("am-ib3-edge-by-minute"),
+        Some(std::time::Duration::from_secs(60))
     );
 }

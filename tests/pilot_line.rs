@@ -701,7 +701,7 @@ mod over_mqtt {
             &[bundle(dir.path(), &tag)],
             &manifests::Options {
                 catalogue: Some(catalogue),
-                reach: None,
+                ..manifests::Options::default()
             },
         )
         .unwrap();

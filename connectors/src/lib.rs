@@ -209,7 +209,7 @@ mod tests {
                     &mut bundle,
                     &manifests::Options {
                         catalogue: Some(engine_catalogue),
-                        reach: None,
+                        ..manifests::Options::default()
                     },
                 );
                 assert!(

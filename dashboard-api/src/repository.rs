@@ -2,10 +2,12 @@
 //! data source and consumer manifests, processor definitions, edge gateways, and the
 //! analytics manifests of analytics instances — kept in memory and in the store.
 //!
-//! A candidate entity is validated exactly as `dda validate` would validate it in a bundle
-//! holding everything stored: structure, references, parameters, graphs, secrets. Only the
-//! candidate's own diagnostics matter to the request.
+//! A candidate entity is validated as `dda validate` would validate it in a bundle holding
+//! everything stored — structure, references, parameters, graphs, secrets — but with only
+//! the stored entities it concerns, so that the 10,000th create costs what the first does.
+//! Only the candidate's own diagnostics matter to the request.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -87,10 +89,84 @@ pub struct Checked {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// An entity's kind and id.
+type Key = (EntityKind, String);
+
+/// What the stored entities say of each other, kept up to date as they change: who refers
+/// to each, and which data sources processors write. A candidate is validated with only
+/// the entities it concerns, found here, so that its cost does not grow with the
+/// repository.
+#[derive(Debug, Default)]
+struct Links {
+    /// By entity referred to: every reference to it.
+    referrers: HashMap<Key, Vec<Referrer>>,
+    /// The data sources each analytics manifest or processor manifest writes.
+    writes: HashMap<Key, Vec<String>>,
+    /// How many of those write each data source.
+    written: HashMap<String, usize>,
+}
+
+impl Links {
+    fn add(&mut self, entity: &Entity, model: &Model) {
+        let Some(key) = key_of(entity) else { return };
+        for r in entity.references() {
+            self.referrers
+                .entry((r.kind, r.id.to_owned()))
+                .or_default()
+                .push(Referrer {
+                    kind: key.0,
+                    id: key.1.clone(),
+                    pointer: r.pointer,
+                });
+        }
+        let writes = manifests::validate::written_by(entity, model);
+        for w in &writes {
+            *self.written.entry(w.clone()).or_default() += 1;
+        }
+        if !writes.is_empty() {
+            self.writes.insert(key, writes);
+        }
+    }
+
+    fn remove(&mut self, entity: &Entity) {
+        let Some(key) = key_of(entity) else { return };
+        for r in entity.references() {
+            let to = (r.kind, r.id.to_owned());
+            if let Some(list) = self.referrers.get_mut(&to) {
+                list.retain(|f| !(f.kind == key.0 && f.id == key.1 && f.pointer == r.pointer));
+                if list.is_empty() {
+                    self.referrers.remove(&to);
+                }
+            }
+        }
+        for w in self.writes.remove(&key).unwrap_or_default() {
+            if let Some(n) = self.written.get_mut(&w) {
+                *n -= 1;
+                if *n == 0 {
+                    self.written.remove(&w);
+                }
+            }
+        }
+    }
+
+    /// Whether something other than `except` writes data source `id`.
+    fn is_written(&self, id: &str, except: Option<&Key>) -> bool {
+        let mine = except
+            .and_then(|k| self.writes.get(k))
+            .map_or(0, |w| w.iter().filter(|w| *w == id).count());
+        self.written.get(id).is_some_and(|n| *n > mine)
+    }
+}
+
+fn key_of(entity: &Entity) -> Option<Key> {
+    entity.id().map(|id| (entity.kind(), id.to_owned()))
+}
+
 /// The repository.
 #[derive(Debug)]
 pub struct Repository {
-    entries: RwLock<IndexMap<(EntityKind, String), Arc<Entity>>>,
+    entries: RwLock<IndexMap<Key, Arc<Entity>>>,
+    links: RwLock<Links>,
     model: RwLock<Arc<Model>>,
     store: Store,
     /// What the manifests may reach (paths, secret references); `None`: anything.
@@ -133,6 +209,7 @@ impl Repository {
         }
         let repo = Self {
             entries: RwLock::new(entries),
+            links: RwLock::default(),
             model: RwLock::new(Arc::new(Model::default())),
             store,
             reach,
@@ -140,6 +217,12 @@ impl Repository {
         let (bundle, model) = repo.validate_all(None, None);
         for d in bundle.diagnostics.iter().filter(|d| d.is_error()) {
             tracing::warn!(diagnostic = %d, "stored models have a problem");
+        }
+        {
+            let mut links = write(&repo.links);
+            for entity in read(&repo.entries).values() {
+                links.add(entity, &model);
+            }
         }
         *write(&repo.model) = Arc::new(model);
         Ok(repo)
@@ -194,6 +277,90 @@ impl Repository {
             &manifests::Options {
                 catalogue: Some(catalogue),
                 reach: self.reach.as_ref(),
+                fed_elsewhere: None,
+            },
+        );
+        (bundle, model)
+    }
+
+    /// Validates `candidate` (text, syntax, expected kind) with only the stored entities it
+    /// concerns, `replacing` left out: the stored entity of its id (a duplicate), those it
+    /// refers to, directly or not, and those referring to it, directly or not, with what
+    /// they refer to. Whether a bus topic is fed is answered from [`Links`]. None of the
+    /// checks reads anything else, so the candidate's diagnostics are the same as among
+    /// everything stored — except for hints naming entities left out (`did you mean`),
+    /// which is why [`Repository::check`] validates again with everything when the
+    /// candidate has errors. The model holds the candidate and the entities validated
+    /// with it.
+    fn validate_near(
+        &self,
+        (text, syntax, kind): (String, Syntax, EntityKind),
+        replacing: Option<(EntityKind, &str)>,
+    ) -> (Bundle, Model) {
+        let mut bundle = Bundle::default();
+        bundle.add_document(PathBuf::from(CANDIDATE), text, syntax, Some(kind));
+        let entries = read(&self.entries);
+        let links = read(&self.links);
+        let replaced = replacing.map(|(k, id)| (k, id.to_owned()));
+        let skip = |key: &Key| replaced.as_ref() == Some(key);
+        // Upwards: the candidate's stored namesake and everything referring to it.
+        let mut up: Vec<Key> = bundle
+            .entities
+            .iter()
+            .filter_map(|e| key_of(&e.entity))
+            .collect();
+        let mut upwards: HashSet<Key> = up.iter().cloned().collect();
+        let mut i = 0;
+        while let Some(key) = up.get(i).cloned() {
+            i += 1;
+            for r in links.referrers.get(&key).into_iter().flatten() {
+                let from = (r.kind, r.id.clone());
+                if !skip(&from) && upwards.insert(from.clone()) {
+                    up.push(from);
+                }
+            }
+        }
+        // Downwards: those and everything they and the candidate refer to.
+        let mut queue: Vec<Key> = bundle
+            .entities
+            .iter()
+            .flat_map(|e| e.entity.references())
+            .map(|r| (r.kind, r.id.to_owned()))
+            .chain(up)
+            .collect();
+        let mut seen: HashSet<usize> = HashSet::new();
+        while let Some(key) = queue.pop() {
+            if skip(&key) {
+                continue;
+            }
+            let Some(i) = entries.get_index_of(&key) else {
+                continue;
+            };
+            if seen.insert(i) {
+                queue.extend(
+                    entries[i]
+                        .references()
+                        .into_iter()
+                        .map(|r| (r.kind, r.id.to_owned())),
+                );
+            }
+        }
+        let mut near: Vec<usize> = seen.into_iter().collect();
+        near.sort_unstable();
+        for i in near {
+            let ((kind, id), entity) = entries.get_index(i).expect("an index of the map");
+            let path = PathBuf::from(format!("repository/{}/{id}.json", kind.info().folder));
+            bundle.add_entity(path, entity.clone());
+        }
+        drop(entries);
+        let catalogue = engine::Catalogue::get();
+        let fed = |id: &str| links.is_written(id, replaced.as_ref());
+        let model = manifests::validate::validate(
+            &mut bundle,
+            &manifests::Options {
+                catalogue: Some(catalogue),
+                reach: self.reach.as_ref(),
+                fed_elsewhere: Some(&fed),
             },
         );
         (bundle, model)
@@ -213,17 +380,26 @@ impl Repository {
         replacing: Option<&str>,
     ) -> Result<Checked, RepositoryError> {
         let text = serde_json::to_string_pretty(candidate).unwrap_or_default();
-        let (bundle, model) = self.validate_all(
-            Some((text, Syntax::Json, Some(kind))),
-            replacing.map(|r| (kind, r)),
-        );
         let ours = |d: &&Diagnostic| d.file.as_deref() == Some(std::path::Path::new(CANDIDATE));
-        let errors: Vec<&Diagnostic> = bundle
+        let replacing = replacing.map(|r| (kind, r));
+        let (mut bundle, mut model) =
+            self.validate_near((text.clone(), Syntax::Json, kind), replacing);
+        let mut errors: Vec<&Diagnostic> = bundle
             .diagnostics
             .iter()
             .filter(ours)
             .filter(|d| d.is_error())
             .collect();
+        if !errors.is_empty() {
+            // Again with everything stored, for hints that name what was left out.
+            (bundle, model) = self.validate_all(Some((text, Syntax::Json, Some(kind))), replacing);
+            errors = bundle
+                .diagnostics
+                .iter()
+                .filter(ours)
+                .filter(|d| d.is_error())
+                .collect();
+        }
         if !errors.is_empty() {
             return Err(RepositoryError::Invalid {
                 kind,
@@ -267,7 +443,7 @@ impl Repository {
             .collect()
     }
 
-    /// Stores a checked entity and makes its model current.
+    /// Stores a checked entity and brings the model up to date with it.
     ///
     /// # Errors
     ///
@@ -279,8 +455,18 @@ impl Repository {
         self.store
             .put_entity(kind.info().schema, &id, &entity.to_json())
             .await?;
-        write(&self.entries).insert((kind, id), Arc::new(entity.clone()));
-        *write(&self.model) = Arc::new(checked.model);
+        let key = (kind, id);
+        let mut entries = write(&self.entries);
+        let mut links = write(&self.links);
+        let mut model = write(&self.model);
+        let model = Arc::make_mut(&mut model);
+        if let Some(old) = entries.get(&key) {
+            links.remove(old);
+            model.remove(kind, &key.1);
+        }
+        model.absorb(checked.model);
+        links.add(&entity, model);
+        entries.insert(key, Arc::new(entity.clone()));
         Ok(entity)
     }
 
@@ -307,30 +493,26 @@ impl Repository {
             .into());
         }
         self.store.delete_entity(kind.info().schema, id).await?;
-        write(&self.entries).shift_remove(&(kind, id.to_owned()));
-        let (_, model) = self.validate_all(None, None);
-        *write(&self.model) = Arc::new(model);
+        let mut entries = write(&self.entries);
+        if let Some(old) = entries.shift_remove(&(kind, id.to_owned())) {
+            write(&self.links).remove(&old);
+        }
+        Arc::make_mut(&mut write(&self.model)).remove(kind, id);
         Ok(())
     }
 
-    /// Every entity referring to entity `id` of `kind`, with where.
+    /// Every entity referring to entity `id` of `kind`, with where, in the order they were
+    /// stored.
     #[must_use]
     pub fn referrers(&self, kind: EntityKind, id: &str) -> Vec<Referrer> {
-        read(&self.entries)
-            .iter()
-            .flat_map(|((k, other), entity)| {
-                entity
-                    .references()
-                    .into_iter()
-                    .filter(|r| r.kind == kind && r.id == id)
-                    .map(|r| Referrer {
-                        kind: *k,
-                        id: other.clone(),
-                        pointer: r.pointer.clone(),
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        let mut out = read(&self.links)
+            .referrers
+            .get(&(kind, id.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        let entries = read(&self.entries);
+        out.sort_by_key(|r| entries.get_index_of(&(r.kind, r.id.clone())));
+        out
     }
 }
 
@@ -395,7 +577,7 @@ pub fn shown(entity: &Entity, model: &Model) -> Json {
             redact_definitions(json.get_mut("parameters"))
         }
         Entity::AnalyticsProcessorManifest(apm) => {
-            let params = model.apm_parameters.get(&apm.id);
+            let params = model.parameters_of(None, &apm.id);
             let is_secret = |name: &str| {
                 params.is_some_and(|p| p.is_secret(name)) || manifests::secret::is_secret_name(name)
             };
@@ -407,7 +589,7 @@ pub fn shown(entity: &Entity, model: &Model) -> Json {
                 .and_then(Json::as_array_mut)
             {
                 for (apm, doc) in am.apms().iter().zip(apms.iter_mut()) {
-                    let params = model.apm_parameters.get(&apm.id);
+                    let params = model.parameters_of(None, &apm.id);
                     let is_secret = |name: &str| {
                         params.is_some_and(|p| p.is_secret(name))
                             || manifests::secret::is_secret_name(name)

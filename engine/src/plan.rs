@@ -101,8 +101,7 @@ impl Plan {
                     processor_type: apd.processor_type.clone(),
                 })?;
             let parameters = model
-                .apm_parameters
-                .get(&apm.id)
+                .parameters_of(Some(&am.id), &apm.id)
                 .cloned()
                 .unwrap_or_default();
             let side_outputs = SIDE_OUTPUT_PARAMETERS

@@ -117,12 +117,17 @@ pub struct Options<'a> {
     /// A server's limits on paths and secret references ([`crate::reach`]); none for a
     /// local bundle.
     pub reach: Option<&'a crate::reach::Reach>,
+    /// Whether a data source is written by something outside the bundle (a repository
+    /// validating a candidate with only what it refers to): such a bus topic is fed.
+    pub fed_elsewhere: Option<&'a dyn Fn(&str) -> bool>,
 }
 
 impl std::fmt::Debug for Options<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("catalogue", &self.catalogue.is_some())
+            .field("reach", &self.reach)
+            .field("fed_elsewhere", &self.fed_elsewhere.is_some())
             .finish()
     }
 }
@@ -156,11 +161,97 @@ pub struct Model {
     pub observations: Vec<Observation>,
     /// Resolved parameters of each DSM, by DSM id.
     pub dsm_parameters: HashMap<String, ResolvedParameters>,
-    /// Resolved parameters of each APM, by APM id.
-    pub apm_parameters: HashMap<String, ResolvedParameters>,
+    /// Resolved parameters of each APM, by the id of its analytics manifest (empty for a
+    /// stand-alone one) and its own: processors of two manifests may share an id. Read
+    /// them with [`Model::parameters_of`].
+    pub apm_parameters: HashMap<(String, String), ResolvedParameters>,
 }
 
 impl Model {
+    /// The resolved parameters of processor `apm` of analytics manifest `am` (`None`: a
+    /// stand-alone processor manifest).
+    #[must_use]
+    pub fn parameters_of(&self, am: Option<&str>, apm: &str) -> Option<&ResolvedParameters> {
+        self.apm_parameters
+            .get(&(am.unwrap_or_default().to_owned(), apm.to_owned()))
+    }
+
+    /// Adds or replaces what `part` holds — a model validated from some of the same
+    /// entities (a candidate with what it refers to) — with its resolved parameters. Live
+    /// data sets and observations, which have no ids, are not merged.
+    pub fn absorb(&mut self, part: Self) {
+        fn into<T>(to: &mut IndexMap<String, T>, from: IndexMap<String, T>) {
+            for (id, v) in from {
+                to.insert(id, v);
+            }
+        }
+        into(&mut self.data_interfaces, part.data_interfaces);
+        into(&mut self.data_kinds, part.data_kinds);
+        into(
+            &mut self.data_source_definitions,
+            part.data_source_definitions,
+        );
+        into(&mut self.data_source_manifests, part.data_source_manifests);
+        into(
+            &mut self.data_consumer_manifests,
+            part.data_consumer_manifests,
+        );
+        into(
+            &mut self.data_channel_descriptors,
+            part.data_channel_descriptors,
+        );
+        into(&mut self.edge_gateways, part.edge_gateways);
+        into(
+            &mut self.analytics_processor_definitions,
+            part.analytics_processor_definitions,
+        );
+        into(
+            &mut self.analytics_processor_manifests,
+            part.analytics_processor_manifests,
+        );
+        into(&mut self.analytics_manifests, part.analytics_manifests);
+        self.dsm_parameters.extend(part.dsm_parameters);
+        self.apm_parameters.extend(part.apm_parameters);
+    }
+
+    /// Removes entity `id` of `kind`, with its resolved parameters (those of an analytics
+    /// manifest's processors too).
+    pub fn remove(&mut self, kind: EntityKind, id: &str) {
+        match kind {
+            EntityKind::DataInterface => drop(self.data_interfaces.shift_remove(id)),
+            EntityKind::DataKind => drop(self.data_kinds.shift_remove(id)),
+            EntityKind::DataSourceDefinition => {
+                drop(self.data_source_definitions.shift_remove(id));
+            }
+            EntityKind::DataSourceManifest => {
+                self.data_source_manifests.shift_remove(id);
+                self.dsm_parameters.remove(id);
+            }
+            EntityKind::DataConsumerManifest => {
+                drop(self.data_consumer_manifests.shift_remove(id));
+            }
+            EntityKind::DataChannelDescriptor => {
+                drop(self.data_channel_descriptors.shift_remove(id));
+            }
+            EntityKind::EdgeGateway => drop(self.edge_gateways.shift_remove(id)),
+            EntityKind::AnalyticsProcessorDefinition => {
+                drop(self.analytics_processor_definitions.shift_remove(id));
+            }
+            EntityKind::AnalyticsProcessorManifest => {
+                self.analytics_processor_manifests.shift_remove(id);
+                self.apm_parameters.remove(&(String::new(), id.to_owned()));
+            }
+            EntityKind::AnalyticsManifest => {
+                if let Some(am) = self.analytics_manifests.shift_remove(id) {
+                    for apm in am.apms() {
+                        self.apm_parameters.remove(&(id.to_owned(), apm.id.clone()));
+                    }
+                }
+            }
+            EntityKind::LiveDataSet | EntityKind::Observation => {}
+        }
+    }
+
     /// The data interface of a DSM (through its definition).
     #[must_use]
     pub fn interface_of(&self, dsm: &DataSourceManifest) -> Option<&DataInterface> {
@@ -449,7 +540,7 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
                     .or_insert_with(|| apd.clone());
             }
             Entity::AnalyticsProcessorManifest(apm) => {
-                check_apm(c, loaded, "", apm, options, &mut model);
+                check_apm(c, loaded, (None, ""), apm, options, &mut model);
                 model
                     .analytics_processor_manifests
                     .entry(apm.id.clone())
@@ -859,10 +950,12 @@ fn effective_definitions(
     }
 }
 
+/// Checks processor manifest `apm`, of analytics manifest `am` at `base` within it, or
+/// standing alone (`None`, "").
 fn check_apm(
     c: &mut Checker<'_>,
     loaded: &LoadedEntity,
-    base: &str,
+    (am, base): (Option<&str>, &str),
     apm: &AnalyticsProcessorManifest,
     options: &Options<'_>,
     model: &mut Model,
@@ -953,7 +1046,7 @@ fn check_apm(
     }
     model
         .apm_parameters
-        .entry(apm.id.clone())
+        .entry((am.unwrap_or_default().to_owned(), apm.id.clone()))
         .or_insert(resolution.parameters);
 }
 
@@ -980,7 +1073,7 @@ fn check_am(
             ));
             c.report(loaded, &format!("{base}/id"), d);
         }
-        check_apm(c, loaded, &base, apm, options, model);
+        check_apm(c, loaded, (Some(&am.id), &base), apm, options, model);
     }
     check_acyclic(c, loaded, am);
 }
@@ -1054,28 +1147,42 @@ fn check_acyclic(c: &mut Checker<'_>, loaded: &LoadedEntity, am: &AnalyticsManif
 
 /// Every processor input must be fed: by an external source (its interface is a real
 /// protocol), or by some processor writing it.
-fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model, options: &Options<'_>) {
-    let side_outputs: Vec<String> = model
-        .apm_parameters
-        .values()
-        .flat_map(|p| {
+/// The data sources an analytics manifest or a stand-alone processor manifest writes: each
+/// processor's sink and side outputs (as resolved in `model`); none for other entities.
+#[must_use]
+pub fn written_by(entity: &Entity, model: &Model) -> Vec<String> {
+    match entity {
+        Entity::AnalyticsManifest(am) => written_by_apms(Some(&am.id), am.apms(), model).collect(),
+        Entity::AnalyticsProcessorManifest(apm) => written_by_apms(None, [apm], model).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn written_by_apms<'m>(
+    am: Option<&'m str>,
+    apms: impl IntoIterator<Item = &'m AnalyticsProcessorManifest>,
+    model: &'m Model,
+) -> impl Iterator<Item = String> {
+    apms.into_iter().flat_map(move |apm| {
+        let sides = model.parameters_of(am, &apm.id).into_iter().flat_map(|p| {
             parameters::SIDE_OUTPUT_PARAMETERS
                 .iter()
                 .filter_map(|name| p.get_str(name))
-        })
-        .collect();
-    let written: HashSet<&str> = model
-        .analytics_manifests
-        .values()
-        .flat_map(|am| am.apms().iter().map(AnalyticsProcessorManifest::sink_id))
-        .chain(
-            model
-                .analytics_processor_manifests
-                .values()
-                .map(AnalyticsProcessorManifest::sink_id),
-        )
-        .chain(side_outputs.iter().map(String::as_str))
-        .collect();
+        });
+        std::iter::once(apm.sink_id().to_owned()).chain(sides)
+    })
+}
+
+fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model, options: &Options<'_>) {
+    let mut written: HashSet<String> = HashSet::new();
+    for am in model.analytics_manifests.values() {
+        written.extend(written_by_apms(Some(&am.id), am.apms(), model));
+    }
+    written.extend(written_by_apms(
+        None,
+        model.analytics_processor_manifests.values(),
+        model,
+    ));
     let bundle = c.bundle;
     for loaded in &bundle.entities {
         let (apms, prefix): (Vec<&AnalyticsProcessorManifest>, bool) = match &*loaded.entity {
@@ -1086,7 +1193,7 @@ fn check_inputs_are_fed(c: &mut Checker<'_>, model: &Model, options: &Options<'_
         for (i, apm) in apms.iter().enumerate() {
             for (j, src) in apm.data_sources.data_source.iter().enumerate() {
                 let id = src.data_source_manifest_reference_id.as_str();
-                if written.contains(id) {
+                if written.contains(id) || options.fed_elsewhere.is_some_and(|fed| fed(id)) {
                     continue;
                 }
                 let internal = model.protocol_of(id).is_some_and(|p| {

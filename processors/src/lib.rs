@@ -88,7 +88,7 @@ mod tests {
             &mut bundle,
             &manifests::Options {
                 catalogue: Some(registry),
-                reach: None,
+                ..manifests::Options::default()
             },
         );
         assert!(bundle.diagnostics.is_empty(), "{:#?}", bundle.diagnostics);
@@ -255,7 +255,7 @@ mod tests {
             &mut bundle,
             &manifests::Options {
                 catalogue: Some(engine::Catalogue::get()),
-                reach: None,
+                ..manifests::Options::default()
             },
         );
         // The plant's protocol is no connector's: the only diagnostic expected says so.
@@ -265,7 +265,15 @@ mod tests {
             .filter(|d| d.code != "unknown-protocol")
             .collect();
         assert!(unexpected.is_empty(), "{kind}: {unexpected:#?}\n{text}");
-        model.apm_parameters["apm-round-trip"].to_json()
+        let am = model
+            .analytics_manifests
+            .values()
+            .next()
+            .expect("the manifest");
+        model
+            .parameters_of(Some(&am.id), "apm-round-trip")
+            .expect("its processor's parameters")
+            .to_json()
     }
 }
 

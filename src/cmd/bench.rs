@@ -92,6 +92,10 @@ const CASES: &[(&str, &str)] = &[
         "a network sink's store-and-forward queue: 2,000,000 window results appended to disk, then drained in order (p50: appending, p99: draining; only when named)",
     ),
     (
+        "create",
+        "10,000 analytics instances created one after another over HTTP on a dda serve in process (p50: the median of the first 100 creates, p99: of the last 100; only when named)",
+    ),
+    (
         "mqtt",
         "MQTT → engine (echo) → MQTT through the broker, QoS 0 (only when named)",
     ),
@@ -101,10 +105,10 @@ const CASES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The cases that run only when named: those that need a broker, the checkpoint case and
-/// the queue case.
+/// The cases that run only when named: those that need a broker, the checkpoint, queue and
+/// create cases.
 fn only_when_named(name: &str) -> bool {
-    name.starts_with("mqtt") || name == "checkpoint" || name == "queue"
+    name.starts_with("mqtt") || matches!(name, "checkpoint" | "queue" | "create")
 }
 
 /// The value at fraction `p` of sorted `values` (0 when there are none).
@@ -221,6 +225,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             }
             "checkpoint" => super::bench_window::checkpoint(description(case.name), &options),
             "queue" => super::bench_queue::run(description(case.name), &options),
+            "create" => super::bench_api::run(description(case.name), &options, &runtime),
             _ => runtime.block_on(run_case(&case, &options)),
         };
         reports.push(report?);
@@ -343,7 +348,7 @@ pub(crate) fn validated(doc: &Json, file: &str) -> anyhow::Result<manifests::Mod
         &mut b,
         &manifests::Options {
             catalogue: Some(catalogue),
-            reach: None,
+            ..manifests::Options::default()
         },
     );
     if let Some(d) = b.diagnostics.iter().find(|d| d.is_error()) {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_api;
 pub mod bench_mqtt;
 pub mod bench_queue;
 pub mod bench_window;

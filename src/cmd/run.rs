@@ -44,7 +44,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         &options.paths,
         &manifests::Options {
             catalogue: Some(catalogue),
-            reach: None,
+            ..manifests::Options::default()
         },
     )?;
     if bundle.has_errors() {

@@ -29,7 +29,7 @@ pub fn run(paths: &[PathBuf], format: Format, color: Color) -> anyhow::Result<Ex
         paths,
         &manifests::Options {
             catalogue: Some(catalogue),
-            reach: None,
+            ..manifests::Options::default()
         },
     )?;
     let errors = count(&bundle.diagnostics, Severity::Error);

@@ -124,8 +124,33 @@ impl Connector for Sqlite {
     }
 }
 
-/// Opens (creating when missing) the database and the table.
+/// Opens (creating when missing) the database and the table. SQLite answers "busy" at once,
+/// without waiting, when two connections set a new file up together (say two sinks on one
+/// file starting at once on a loaded machine): the opening is tried again, for as long as a
+/// write would wait.
 fn open(path: &str, table: &str) -> rusqlite::Result<Connection> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match open_once(path, table) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a write waits for another writer.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn open_once(path: &str, table: &str) -> rusqlite::Result<Connection> {
     if let Some(dir) = Path::new(path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -133,7 +158,7 @@ fn open(path: &str, table: &str) -> rusqlite::Result<Connection> {
         let _ = std::fs::create_dir_all(dir);
     }
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // One write transaction, taken at once (waiting for another writer, such as a second
@@ -286,7 +311,7 @@ fn row_to_observation(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Observa
 
 fn read_after(path: &str, table: &str, after: i64) -> rusqlite::Result<Vec<(i64, Observation)>> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     let mut stmt = conn.prepare(&format!(
         "SELECT id, source, name, data_kind, timestamp_ms, value, value_json, attributes, uid FROM \"{table}\" WHERE id > ?1 ORDER BY id LIMIT 1024"
     ))?;
@@ -361,6 +386,25 @@ mod tests {
         }
         o.attributes = Some(Arc::new(a));
         o
+    }
+
+    /// Sinks of one new file starting together (the pilot line's edge and global results
+    /// share `cloud.sqlite`) all open it, each with its table.
+    #[test]
+    fn sinks_opening_one_new_file_at_once_all_open_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let path = dir.path().join(format!("shared-{round}.sqlite"));
+            let opened: Vec<_> = (0..6)
+                .map(|i| {
+                    let path = path.to_str().unwrap().to_owned();
+                    std::thread::spawn(move || open(&path, &format!("t{i}")).map(drop))
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]

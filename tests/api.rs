@@ -984,31 +984,32 @@ async fn a_bus_topic_is_fed_by_whatever_stored_manifest_writes_it() {
             "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": from}]},
             "dataSink": {"dataSourceManifestReferenceID": to}}]}})
     };
-    let unfed = |r: &common::Reply| {
-        r.status == StatusCode::UNPROCESSABLE_ENTITY
-            && r.text().contains("nothing feeds data source `topic-x`")
+    // Creates an instance reading `from` and writing `to`: accepted, or refused because
+    // nothing feeds topic-x.
+    let create = |id: &'static str, from: &'static str, to: &'static str, accepted: bool| {
+        let doc = am(id, from, to);
+        async move {
+            let r = http.post("/api/v1/analytics-instances", &doc).await;
+            if accepted {
+                assert_eq!(r.status, StatusCode::CREATED, "{id}: {}", r.text());
+            } else {
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{id}: {}",
+                    r.text()
+                );
+                assert!(
+                    r.text().contains("nothing feeds data source `topic-x`"),
+                    "{id}: {}",
+                    r.text()
+                );
+            }
+        }
     };
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("reader", "topic-x", "topic-z"),
-        )
-        .await;
-    assert!(unfed(&r), "{} {}", r.status, r.text());
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("writer", "dsm-ib1-meter", "topic-x"),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("reader", "topic-x", "topic-z"),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    create("reader", "topic-x", "topic-z", false).await;
+    create("writer", "dsm-ib1-meter", "topic-x", true).await;
+    create("reader", "topic-x", "topic-z", true).await;
     // The data source cannot go while the reader and the writer refer to it, in that order.
     let r = http.delete("/api/v1/data-source-manifests/topic-x").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
@@ -1035,39 +1036,15 @@ async fn a_bus_topic_is_fed_by_whatever_stored_manifest_writes_it() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("reader-2", "topic-x", "topic-z"),
-        )
-        .await;
-    assert!(unfed(&r), "{} {}", r.status, r.text());
+    create("reader-2", "topic-x", "topic-z", false).await;
     // Once more fed, then not after its writer is deleted.
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("writer-2", "dsm-ib2-meter", "topic-x"),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("reader-2", "topic-x", "topic-z"),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    create("writer-2", "dsm-ib2-meter", "topic-x", true).await;
+    create("reader-2", "topic-x", "topic-z", true).await;
     for id in ["reader", "reader-2", "writer-2"] {
         let r = http
             .delete(&format!("/api/v1/analytics-instances/{id}"))
             .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     }
-    let r = http
-        .post(
-            "/api/v1/analytics-instances",
-            &am("reader-3", "topic-x", "topic-z"),
-        )
-        .await;
-    assert!(unfed(&r), "{} {}", r.status, r.text());
+    create("reader-3", "topic-x", "topic-z", false).await;
 }

@@ -1048,3 +1048,101 @@ async fn a_bus_topic_is_fed_by_whatever_stored_manifest_writes_it() {
     }
     create("reader-3", "topic-x", "topic-z", false).await;
 }
+
+/// A device leaves and comes back over REST: unregistered, its data source stops while its
+/// manifest stays, and the instance reading it keeps running, waiting for it (kept across a
+/// restart); registered again, its data flows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_source_leaves_and_rejoins_over_rest_while_its_reader_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::services::write(dir.path(), "dda.toml", "speed = \"3600\"\n");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let server = Process::start_with(&data, port, dir.path(), Some(&config)).await;
+    let http = server.http.clone();
+    let id = pilot_line_instance(&http, &data).await;
+    let base = format!("/api/v1/analytics-instances/{id}");
+    let r = http.post_empty(&format!("{base}/start")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let received = |http: Http| {
+        let path = format!("{base}/metrics");
+        async move {
+            http.get(&path).await.json()["processors"][0]["received"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    eventually(10, "observations", || {
+        let r = received(http.clone());
+        async move { r.await > 10 }
+    })
+    .await;
+    let meter = "/api/v1/data-sources/dsm-ib1-meter";
+    let r = http.get(meter).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["registered"], true, "{}", r.text());
+    // What the running instance writes cannot leave; what nothing models is not found.
+    let r = http
+        .post_empty("/api/v1/data-sources/dsm-ib1-hourly/unregister")
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.json()["code"], "IN_USE");
+    let r = http
+        .post_empty("/api/v1/data-sources/dsm-none/unregister")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    // The meter leaves: its reader runs on and waits for it, and no data comes.
+    let r = http.post_empty(&format!("{meter}/unregister")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"id": "dsm-ib1-meter", "registered": false, "protocol": "Simulator", "waiting": [id]})
+    );
+    let waits = |v: Value| {
+        assert_eq!(v["state"], "RUNNING", "{v}");
+        assert_eq!(v["waitingFor"], json!(["dsm-ib1-meter"]), "{v}");
+    };
+    waits(http.get(&base).await.json());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = received(http.clone()).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        received(http.clone()).await,
+        before,
+        "no data while it is away"
+    );
+    let listed = http.get("/api/v1/data-sources").await.json();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "dsm-ib1-meter")
+        .cloned();
+    assert_eq!(
+        entry.map(|e| e["registered"].clone()),
+        Some(json!(false)),
+        "{listed}"
+    );
+    assert_eq!(
+        http.get("/api/v1/data-source-manifests/dsm-ib1-meter")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Across a restart it stays away, and its reader runs on waiting.
+    server.terminate();
+    let server = Process::start_with(&data, port, dir.path(), Some(&config)).await;
+    let http = server.http.clone();
+    assert_eq!(http.get(meter).await.json()["registered"], false);
+    waits(http.get(&base).await.json());
+    // Back: its data flows again.
+    let r = http.post_empty(&format!("{meter}/register")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["registered"], true);
+    eventually(10, "observations after the return", || {
+        let r = received(http.clone());
+        async move { r.await > 10 }
+    })
+    .await;
+    assert_eq!(http.get(&base).await.json()["waitingFor"], json!([]));
+}

@@ -46,6 +46,24 @@ pub struct Service {
     stopping: CancellationToken,
     /// Where relative file paths of data sources resolve: the data directory.
     base: std::path::PathBuf,
+    /// Data source manifests taken out of the live registry, their manifests kept (also in
+    /// the store, so across restarts).
+    unregistered: StdMutex<std::collections::HashSet<String>>,
+}
+
+/// A data source manifest in the live registry, or out of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSourceView {
+    /// The data source manifest's id.
+    pub id: String,
+    /// Whether it is in the live registry: its connector runs when an instance reads it.
+    pub registered: bool,
+    /// The protocol of its data interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The running instances that read it and wait for it, while it is not registered.
+    pub waiting: Vec<String>,
 }
 
 impl std::fmt::Debug for Service {
@@ -138,6 +156,7 @@ impl Service {
             ),
         );
         let engine = Engine::new(engine_config).await?;
+        let unregistered = StdMutex::new(store.unregistered().await?.into_iter().collect());
         let service = Arc::new(Self {
             engine,
             repository,
@@ -148,6 +167,7 @@ impl Service {
             started: Instant::now(),
             stopping: CancellationToken::new(),
             base: config.reach().base,
+            unregistered,
         });
         service.recover().await?;
         Ok(service)
@@ -191,9 +211,20 @@ impl Service {
         Ok(())
     }
 
-    /// Registers, updates and deregisters data sources to match `model`.
+    fn is_unregistered(&self, id: &str) -> bool {
+        self.unregistered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
+    /// Registers, updates and deregisters data sources to match `model` (and the data
+    /// sources taken out of the registry).
     async fn sync_registry(&self, model: &Model) {
         for id in model.data_source_manifests.keys() {
+            if self.is_unregistered(id) {
+                continue;
+            }
             let Some(source) = DataSource::from_model(model, id).map(|s| s.within(&self.base))
             else {
                 continue;
@@ -208,12 +239,86 @@ impl Service {
         for registered in self.engine.registry().all() {
             let id = registered.id.to_string();
             if registered.id != dead_letters
-                && !model.data_source_manifests.contains_key(&id)
+                && (!model.data_source_manifests.contains_key(&id) || self.is_unregistered(&id))
                 && let Err(e) = self.engine.deregister(&id).await
             {
                 tracing::warn!(dsm = %id, error = %e, "cannot deregister a data source");
             }
         }
+    }
+
+    /// Every data source manifest, in the live registry or out of it.
+    pub fn data_sources(&self) -> Vec<DataSourceView> {
+        let model = self.repository.model();
+        model
+            .data_source_manifests
+            .keys()
+            .map(|id| self.view_of_source(&model, id))
+            .collect()
+    }
+
+    /// Data source manifest `id`, in the live registry or out of it.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when there is no such manifest.
+    pub fn registration(&self, id: &str) -> Result<DataSourceView, ServiceError> {
+        self.data_source(id)?;
+        Ok(self.view_of_source(&self.repository.model(), id))
+    }
+
+    fn view_of_source(&self, model: &Model, id: &str) -> DataSourceView {
+        let registered = !self.is_unregistered(id);
+        let waiting = if registered {
+            Vec::new()
+        } else {
+            self.engine.waiting_for(id)
+        };
+        DataSourceView {
+            id: id.to_owned(),
+            registered,
+            protocol: model.protocol_of(id).map(str::to_owned),
+            waiting,
+        }
+    }
+
+    /// Puts data source manifest `id` in the live registry, or takes it out (its manifest
+    /// stays; instances reading it wait for it); kept across restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when there is no such manifest, [`ServiceError::InUse`]
+    /// to unregister one a running instance writes, [`ServiceError::Connector`] when its
+    /// parameters do not suit its connector.
+    pub async fn set_registered(
+        &self,
+        id: &str,
+        registered: bool,
+    ) -> Result<DataSourceView, ServiceError> {
+        self.data_source(id)?;
+        let lock = self.lock_for(&format!("data source {id}"));
+        let _guard = lock.lock().await;
+        if registered {
+            self.store.set_registered(id, true).await?;
+            self.unregistered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+            let model = self.repository.model();
+            if let Some(source) = DataSource::from_model(&model, id).map(|s| s.within(&self.base))
+                && self.engine.registry().get(source.id).as_deref() != Some(&source)
+            {
+                self.engine.register(source)?;
+            }
+        } else if !self.is_unregistered(id) {
+            self.engine.deregister(id).await?;
+            self.unregistered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.to_owned());
+            self.store.set_registered(id, false).await?;
+        }
+        self.registration(id)
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -340,6 +445,14 @@ impl Service {
     /// to.
     pub async fn delete_entity(&self, kind: EntityKind, id: &str) -> Result<(), ServiceError> {
         self.repository.delete(kind, id).await?;
+        if kind == EntityKind::DataSourceManifest && self.is_unregistered(id) {
+            // A manifest of this id made again starts registered.
+            self.store.set_registered(id, true).await?;
+            self.unregistered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+        }
         self.sync_registry(&self.repository.model()).await;
         Ok(())
     }

@@ -105,7 +105,9 @@ impl Store {
                kind TEXT NOT NULL, id TEXT NOT NULL, document TEXT NOT NULL, updated TEXT NOT NULL,
                PRIMARY KEY (kind, id));
              CREATE TABLE IF NOT EXISTS instances (
-               id TEXT PRIMARY KEY, desired_state TEXT NOT NULL, updated TEXT NOT NULL);",
+               id TEXT PRIMARY KEY, desired_state TEXT NOT NULL, updated TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS unregistered (
+               dsm TEXT PRIMARY KEY, updated TEXT NOT NULL);",
         )?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -221,6 +223,42 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET desired_state = excluded.desired_state, updated = excluded.updated",
                 params![id, desired, engine::Timestamp::now().to_string()],
             )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The data source manifests taken out of the live registry (their manifests stay).
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be read.
+    pub async fn unregistered(&self) -> Result<Vec<String>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT dsm FROM unregistered ORDER BY rowid")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Records whether data source manifest `dsm` is registered.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written.
+    pub async fn set_registered(&self, dsm: &str, registered: bool) -> Result<(), StoreError> {
+        let dsm = dsm.to_owned();
+        self.call(move |c| {
+            if registered {
+                c.execute("DELETE FROM unregistered WHERE dsm = ?1", params![dsm])
+            } else {
+                c.execute(
+                    "INSERT INTO unregistered (dsm, updated) VALUES (?1, ?2)
+                     ON CONFLICT (dsm) DO UPDATE SET updated = excluded.updated",
+                    params![dsm, engine::Timestamp::now().to_string()],
+                )
+            }
             .map(|_| ())
         })
         .await

@@ -25,6 +25,7 @@ pub mod instances;
 pub mod live;
 pub mod models;
 pub mod operations;
+pub mod sources;
 
 use std::sync::Arc;
 
@@ -71,5 +72,6 @@ pub fn router() -> Router<Arc<Service>> {
         .merge(live::router())
         .merge(operations::router())
         .merge(compat::router())
+        .merge(sources::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
 }

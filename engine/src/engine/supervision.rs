@@ -76,6 +76,25 @@ impl Engine {
         None
     }
 
+    /// The running (or paused) instances that read data source `dsm` and wait for it, as it
+    /// is neither registered nor written by an instance here: the `waitingFor` of their
+    /// status, seen from the source.
+    #[must_use]
+    pub fn waiting_for(&self, dsm: &str) -> Vec<String> {
+        let sym = Sym::new(dsm);
+        if self.inner.registry.get(sym).is_some() || self.written_locally(sym) {
+            return Vec::new();
+        }
+        self.slots()
+            .into_iter()
+            .filter(|s| {
+                matches!(s.state(), State::Running | State::Paused)
+                    && s.plan.inputs().contains(&sym)
+            })
+            .map(|s| s.plan.id.clone())
+            .collect()
+    }
+
     pub(super) fn slots(&self) -> Vec<Arc<Slot>> {
         self.inner
             .instances

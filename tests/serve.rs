@@ -795,3 +795,141 @@ async fn an_instance_checkpoints_at_its_own_interval_or_never() {
     assert!(hourly.get("notCheckpointed").is_none(), "{hourly}");
     drop(server);
 }
+
+/// An original client manages edge gateways through `/api/edge-gateways` as it did: 201
+/// with a `Location` and a UUID, 400 with the original's codes (`MISSING_NAMESPACE`,
+/// `NAME_TAKEN`, `NAMESPACE_TAKEN`), a full replacement on PUT, discover by fields, 204 on
+/// delete and `EDGE_GATEWAY_NOT_FOUND` after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_client_manages_edge_gateways_as_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(&dir.path().join("data"), free_port(), dir.path()).await;
+    let http = server.http.clone();
+    let gateway = |name: &str, namespace: &str| {
+        json!({
+            "name": name, "description": "A gateway of the original's samples", "namespace": namespace,
+            "macAddress": "00:0a:95:9d:68:16",
+            "location": {"virtualLocation": "Line 1", "geoLocation": {"latitude": 45.07, "longitude": 7.69}},
+            "dataRouterAndPreprocessorBaseURL": "http://127.0.0.1:9998/api",
+            "edgeAnalyticsEngineBaseURL": "http://127.0.0.1:9999/api",
+            "additionalInformation": ["rack 3"]
+        })
+    };
+    let code = |r: &common::Reply| r.json()["error"].as_str().unwrap_or_default().to_owned();
+    let r = http
+        .post("/api/edge-gateways", &gateway("bob", "bob-ns"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let bob = r.json();
+    let id = bob["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("/api/edge-gateways/{id}")
+    );
+    assert_eq!(bob["namespace"], "bob-ns");
+    assert_eq!(bob["location"]["geoLocation"]["latitude"], 45.07);
+    // What the original refused, it refuses with its codes.
+    let mut no_namespace = gateway("alice", "x");
+    no_namespace.as_object_mut().unwrap().remove("namespace");
+    let r = http.post("/api/edge-gateways", &no_namespace).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "MISSING_NAMESPACE".into()),
+        "{}",
+        r.text()
+    );
+    let r = http
+        .post("/api/edge-gateways", &gateway("bob", "other-ns"))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "NAME_TAKEN".into()),
+        "{}",
+        r.text()
+    );
+    let r = http
+        .post("/api/edge-gateways", &gateway("alice", "bob-ns"))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "NAMESPACE_TAKEN".into()),
+        "{}",
+        r.text()
+    );
+    let r = http
+        .post("/api/edge-gateways", &gateway("alice", "alice-ns"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // Read, and the same gateway through the v1 routes.
+    let r = http.get(&format!("/api/edge-gateways/{id}")).await;
+    assert_eq!((r.status, r.json()), (StatusCode::OK, bob.clone()));
+    assert_eq!(
+        http.get(&format!("/api/v1/edge-gateways/{id}"))
+            .await
+            .json()["name"],
+        "bob"
+    );
+    // A replacement keeps its own name and namespace, and clears what it leaves out.
+    let mut replaced = gateway("bob", "bob-ns");
+    replaced
+        .as_object_mut()
+        .unwrap()
+        .remove("additionalInformation");
+    replaced["description"] = json!("moved");
+    let r = http
+        .put(&format!("/api/edge-gateways/{id}"), &replaced)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["description"], "moved");
+    assert!(
+        r.json().get("additionalInformation").is_none(),
+        "{}",
+        r.text()
+    );
+    let r = http
+        .put(
+            &format!("/api/edge-gateways/{id}"),
+            &gateway("bob", "alice-ns"),
+        )
+        .await;
+    assert_eq!(code(&r), "NAMESPACE_TAKEN", "{}", r.text());
+    // Discover: by a field, or everything.
+    let r = http
+        .post(
+            "/api/edge-gateways/discover",
+            &json!({"namespace": "alice-ns"}),
+        )
+        .await;
+    let names = |v: Value| -> Vec<String> {
+        v["edgeGateways"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(r.json()), ["alice"]);
+    assert_eq!(
+        names(
+            http.post("/api/edge-gateways/discover", &json!({}))
+                .await
+                .json()
+        ),
+        ["bob", "alice"]
+    );
+    // Delete: 204, then not found.
+    assert_eq!(
+        http.delete(&format!("/api/edge-gateways/{id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = http.get(&format!("/api/edge-gateways/{id}")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "EDGE_GATEWAY_NOT_FOUND".into())
+    );
+    let r = http.delete(&format!("/api/edge-gateways/{id}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -274,7 +274,7 @@ fn invalid_code(first: Option<&Problem>) -> String {
 
 impl From<ServiceError> for CompatError {
     /// Maps DDA's errors onto the original engine's codes: an unknown instance is
-    /// `ANALYTICS_INSTANCE_NOT_FOUND` (404); a reference to a missing source, sink or
+    /// `ANALYTICS_INSTANCE_NOT_FOUND` (404), an unknown gateway `EDGE_GATEWAY_NOT_FOUND`; a reference to a missing source, sink or
     /// processor definition is `DATA_SOURCE_NOT_FOUND`, `DATA_SINK_NOT_FOUND`,
     /// `ANALYTICS_PROCESSOR_DEFINITION_NOT_FOUND`; a missing field `MISSING_<FIELD>`; other
     /// invalid documents `INVALID_SPECIFICATION`; a transition refused while RUNNING or
@@ -283,12 +283,11 @@ impl From<ServiceError> for CompatError {
     fn from(e: ServiceError) -> Self {
         let message = Some(e.to_string());
         let code = match &e {
-            ServiceError::NotFound { .. } => {
-                return Self::new(
-                    StatusCode::NOT_FOUND,
-                    "ANALYTICS_INSTANCE_NOT_FOUND",
-                    message,
-                );
+            ServiceError::NotFound { what, .. } => {
+                // `analytics instance` → ANALYTICS_INSTANCE_NOT_FOUND, `edge gateway` →
+                // EDGE_GATEWAY_NOT_FOUND.
+                let code = format!("{}_NOT_FOUND", what.to_uppercase().replace(' ', "_"));
+                return Self::new(StatusCode::NOT_FOUND, &code, message);
             }
             ServiceError::Invalid { problems, .. } => invalid_code(problems.first()),
             ServiceError::IdMismatch { .. }

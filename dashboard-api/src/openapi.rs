@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema};
 
 use crate::error::{CompatErrorBody, Detail, ErrorBody};
 
-use crate::routes::{compat, instances, live, models, operations, sources};
+use crate::routes::{compat, compat_gateways, instances, live, models, operations, sources};
 
 use manifests::kind::KINDS;
 use manifests::schema::schemas;
@@ -76,6 +76,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         live::Doc::openapi(),
         operations::Doc::openapi(),
         compat::Doc::openapi(),
+        compat_gateways::Doc::openapi(),
         sources::Doc::openapi(),
         models::openapi(),
     ] {

@@ -148,11 +148,17 @@ pub async fn compat_update_specification(
     s.instance(&id).await?;
     let mut doc = manifest(&body)?;
     // The original ignored ids in bodies: the path names the instance.
+    with_id(&mut doc, &id);
+    Ok(Json(s.update_instance(&id, doc).await?.specification))
+}
+
+/// Gives `doc` the id `id`, whatever id (`id` or `_id`) its body had: the original ignored
+/// ids in bodies.
+pub(super) fn with_id(doc: &mut Value, id: &str) {
     if let Some(o) = doc.as_object_mut() {
         o.remove("_id");
-        o.insert("id".into(), Value::String(id.clone()));
+        o.insert("id".into(), Value::String(id.to_owned()));
     }
-    Ok(Json(s.update_instance(&id, doc).await?.specification))
 }
 
 /// Read an instance's state.

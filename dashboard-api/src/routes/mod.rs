@@ -21,6 +21,7 @@
 //! `CompatError`.
 
 pub mod compat;
+pub mod compat_gateways;
 pub mod instances;
 pub mod live;
 pub mod models;
@@ -72,6 +73,7 @@ pub fn router() -> Router<Arc<Service>> {
         .merge(live::router())
         .merge(operations::router())
         .merge(compat::router())
+        .merge(compat_gateways::router())
         .merge(sources::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
 }

@@ -225,13 +225,7 @@ impl Service {
             if self.is_unregistered(id) {
                 continue;
             }
-            let Some(source) = DataSource::from_model(model, id).map(|s| s.within(&self.base))
-            else {
-                continue;
-            };
-            if self.engine.registry().get(source.id).as_deref() != Some(&source)
-                && let Err(e) = self.engine.register(source)
-            {
+            if let Err(e) = self.register_as_modelled(model, id) {
                 tracing::warn!(dsm = %id, error = %e, "cannot register a data source");
             }
         }
@@ -244,6 +238,16 @@ impl Service {
             {
                 tracing::warn!(dsm = %id, error = %e, "cannot deregister a data source");
             }
+        }
+    }
+
+    /// Registers data source `id` as `model` has it, unless the registry has it so already.
+    fn register_as_modelled(&self, model: &Model, id: &str) -> Result<(), engine::EngineError> {
+        match DataSource::from_model(model, id).map(|s| s.within(&self.base)) {
+            Some(source) if self.engine.registry().get(source.id).as_deref() != Some(&source) => {
+                self.engine.register(source)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -304,12 +308,7 @@ impl Service {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(id);
-            let model = self.repository.model();
-            if let Some(source) = DataSource::from_model(&model, id).map(|s| s.within(&self.base))
-                && self.engine.registry().get(source.id).as_deref() != Some(&source)
-            {
-                self.engine.register(source)?;
-            }
+            self.register_as_modelled(&self.repository.model(), id)?;
         } else if !self.is_unregistered(id) {
             self.engine.deregister(id).await?;
             self.unregistered

@@ -933,3 +933,591 @@ async fn an_original_client_manages_edge_gateways_as_it_did() {
     let r = http.delete(&format!("/api/edge-gateways/{id}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// An original Open API client against a cloud engine and one edge engine: the gateway
+/// registered at the cloud, the data sources registered in its scope, the instance
+/// created, started, discovered, stopped and deleted through the cloud, every call
+/// forwarded to the edge with the gateway's credential (the edge refuses calls without
+/// it); a data source unregistered and registered again while the instance reading it
+/// runs; a gateway that is down contributing nothing to discovery and failing a forwarded
+/// call with 500 `FAILED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_original_open_api_client_drives_an_edge_through_the_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "edge-1-token-for-the-cloud";
+    let edge_config = dir.path().join("edge.toml");
+    std::fs::write(
+        &edge_config,
+        format!(
+            "[fleet]\nrole = \"edge\"\n[[tokens]]\nname = \"cloud\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            dashboard_api::config::sha256_hex(token)
+        ),
+    )
+    .unwrap();
+    let cloud_config = dir.path().join("cloud.toml");
+    std::fs::write(
+        &cloud_config,
+        "[fleet]\nrole = \"cloud\"\npoll_interval = \"200ms\"\n",
+    )
+    .unwrap();
+    let edge = Process::start_with(
+        &dir.path().join("edge"),
+        free_port(),
+        dir.path(),
+        Some(&edge_config),
+    )
+    .await;
+    let cloud = Process::start_with_env(
+        &dir.path().join("cloud"),
+        free_port(),
+        dir.path(),
+        Some(&cloud_config),
+        &[("DDA_SECRET_EDGE_1", token)],
+    )
+    .await;
+    let on_edge = edge.http.with_token(token);
+    let http = cloud.http.clone();
+    let code = |r: &common::Reply| r.json()["error"].as_str().unwrap_or_default().to_owned();
+    // The edge's definitions (its engine's catalogue of interfaces, kinds and processors).
+    let (models, am) = bob();
+    let dsms: Vec<Value> = models
+        .iter()
+        .filter(|(route, _)| *route == "data-source-manifests")
+        .map(|(_, d)| d.clone())
+        .collect();
+    for (route, doc) in models.iter().filter(|(r, _)| *r != "data-source-manifests") {
+        let r = on_edge.post(&format!("/api/v1/{route}"), doc).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+    }
+    assert_eq!(
+        edge.http.get("/api/v1/analytics-instances").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the edge takes calls only with its token"
+    );
+
+    // The gateway, registered at the cloud with its credential as a secret reference.
+    let edge_api = format!("{}/api", edge.http.base);
+    let r = http
+        .post(
+            "/api/edge-gateways",
+            &json!({"name": "edge-1", "namespace": "line-1", "macAddress": "00:0a:95:9d:68:16",
+                "dataRouterAndPreprocessorBaseURL": edge_api, "edgeAnalyticsEngineBaseURL": edge_api,
+                "credential": "${env:DDA_SECRET_EDGE_1}"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let g = r.json()["id"].as_str().unwrap().to_owned();
+    assert!(!r.text().contains(token), "{}", r.text());
+    let scoped = |path: &str| format!("{path}?edgeGatewayReferenceID={g}");
+
+    // Data sources registered in the gateway's scope: on the edge, each given its UUID.
+    let mut ids = Vec::new();
+    for mut dsm in dsms.clone() {
+        dsm.as_object_mut().unwrap().remove("id");
+        let r = http.post(&scoped("/api/data-sources"), &dsm).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.json()["edgeGatewayReferenceID"], g.as_str());
+        ids.push(r.json()["id"].as_str().unwrap().to_owned());
+    }
+    let (temperature, fever) = (ids[0].clone(), ids[1].clone());
+    let r = http.post(&scoped("/api/data-sources"), &dsms[0]).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "NAME_TAKEN".into()),
+        "{}",
+        r.text()
+    );
+    // Discovery on the cloud reaches the gateway; each data source is tagged with it.
+    let found = http
+        .post("/api/data-sources/discover", &json!({}))
+        .await
+        .json();
+    let listed: Vec<(String, String)> = found["dataSources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["edgeGatewayReferenceID"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [(temperature.clone(), g.clone()), (fever.clone(), g.clone())]
+    );
+
+    // The instance, created in the gateway's scope; its name is unique there.
+    let mut am = am;
+    am["edgeGatewayReferenceID"] = json!(g);
+    let apm = &mut am["analyticsProcessors"]["apm"][0];
+    apm["dataSources"]["dataSource"][0]["dataSourceManifestReferenceID"] = json!(temperature);
+    apm["dataSink"]["dataSourceManifestReferenceID"] = json!(fever);
+    let r = http.post(&scoped("/api/analytics-instances"), &am).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let created = r.json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["edgeGatewayReferenceID"], g.as_str());
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("/api/analytics-instances/{id}?edgeGatewayReferenceID={g}")
+    );
+    let r = http.post(&scoped("/api/analytics-instances"), &am).await;
+    assert_eq!(code(&r), "NAME_TAKEN", "{}", r.text());
+    let base = format!("/api/analytics-instances/{id}");
+    let r = http.post_empty(&scoped(&format!("{base}/start"))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert_eq!(
+        http.get(&scoped(&format!("{base}/state"))).await.json(),
+        json!({"id": id, "state": "RUNNING", "edgeGatewayReferenceID": g})
+    );
+    assert_eq!(
+        on_edge
+            .get(&format!("/api/v1/analytics-instances/{id}"))
+            .await
+            .json()["state"],
+        "RUNNING",
+        "it runs on the edge"
+    );
+    let found = http
+        .post(
+            "/api/analytics-instances/discover",
+            &json!({"name": "Bob fever detector"}),
+        )
+        .await
+        .json();
+    let found = found["analyticsInstances"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (&found[0]["id"], &found[0]["edgeGatewayReferenceID"]),
+        (&json!(id), &json!(g))
+    );
+    // The cloud watches the gateway: online, its engine's version and catalogues, and the
+    // instance running there.
+    eventually(
+        10,
+        "the gateway's status showing the instance running",
+        || async {
+            let st = http
+                .get(&format!("/api/v1/edge-gateways/{g}/status"))
+                .await
+                .json();
+            st["status"] == "online"
+                && st["instances"].as_array().is_some_and(|i| {
+                    i.iter()
+                        .any(|i| i["id"] == id.as_str() && i["state"] == "RUNNING")
+                })
+        },
+    )
+    .await;
+    let st = http
+        .get(&format!("/api/v1/edge-gateways/{g}/status"))
+        .await
+        .json();
+    assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(st["role"], "edge");
+    assert!(st["lastSeen"].is_string(), "{st}");
+    assert!(
+        st["processors"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("filter"))
+            && st["connectors"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("MQTT")),
+        "{st}"
+    );
+    // The simulated temperatures reach the gateway; the cloud shows the last ones.
+    eventually(20, "data from the gateway's data source", || async {
+        let r = http
+            .get(&scoped(&format!("/api/data-sources/{temperature}/data")))
+            .await
+            .json();
+        r["data"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let data = http
+        .get(&scoped(&format!("/api/data-sources/{temperature}/data")))
+        .await
+        .json();
+    let first = &data["data"][0];
+    assert!(first["value"].is_number(), "{data}");
+    assert!(
+        first["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 16 && t.contains('-') && t.contains(':')),
+        "{data}"
+    );
+    assert_eq!(
+        http.get("/api/data-sources/nothing/data").await.json(),
+        json!({"data": []})
+    );
+
+    // The device leaves: the instance keeps running and waits for it; it comes back under
+    // its id when registered again by name.
+    let r = http
+        .delete(&scoped(&format!("/api/data-sources/{temperature}")))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let on = on_edge
+        .get(&format!("/api/v1/data-sources/{temperature}"))
+        .await
+        .json();
+    assert_eq!(
+        (&on["registered"], &on["waiting"]),
+        (&json!(false), &json!([id]))
+    );
+    let found = http
+        .post("/api/data-sources/discover", &json!({}))
+        .await
+        .json();
+    assert_eq!(found["dataSources"].as_array().unwrap().len(), 1, "{found}");
+    let r = http.post(&scoped("/api/data-sources"), &dsms[0]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["id"], temperature.as_str());
+    assert_eq!(
+        on_edge
+            .get(&format!("/api/v1/data-sources/{temperature}"))
+            .await
+            .json()["registered"],
+        true
+    );
+    assert_eq!(
+        on_edge
+            .get(&format!("/api/v1/analytics-instances/{id}"))
+            .await
+            .json()["state"],
+        "RUNNING"
+    );
+
+    // A gateway that is down: discovery goes on without it; a call to it fails.
+    let r = http
+        .post(
+            "/api/edge-gateways",
+            &json!({"name": "edge-2", "namespace": "line-2", "macAddress": "00:0a:95:9d:68:17",
+                "dataRouterAndPreprocessorBaseURL": format!("http://127.0.0.1:{}/api", free_port()),
+                "edgeAnalyticsEngineBaseURL": format!("http://127.0.0.1:{}/api", free_port())}),
+        )
+        .await;
+    let down = r.json()["id"].as_str().unwrap().to_owned();
+    eventually(10, "the gateway that is down shown offline", || async {
+        let st = http
+            .get(&format!("/api/v1/edge-gateways/{down}/status"))
+            .await
+            .json();
+        st["status"] == "offline" && st["lastError"].is_string() && st.get("lastSeen").is_none()
+    })
+    .await;
+    let found = http
+        .post("/api/analytics-instances/discover", &json!({}))
+        .await
+        .json();
+    assert_eq!(
+        found["analyticsInstances"].as_array().unwrap().len(),
+        1,
+        "{found}"
+    );
+    let r = http
+        .get(&format!("{base}/state?edgeGatewayReferenceID={down}"))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "FAILED".into()),
+        "{}",
+        r.text()
+    );
+    let r = http
+        .get(&format!(
+            "{base}/state?edgeGatewayReferenceID=no-such-gateway"
+        ))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "EDGE_GATEWAY_NOT_FOUND".into())
+    );
+
+    // Stop and delete through the cloud; the edge's refusals come back with their codes.
+    let r = http.post_empty(&scoped(&format!("{base}/stop"))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = http.post_empty(&scoped(&format!("{base}/stop"))).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (
+            StatusCode::BAD_REQUEST,
+            "ANALYTICS_INSTANCE_NOT_RUNNING".into()
+        )
+    );
+    assert_eq!(
+        http.delete(&scoped(&base)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = http.get(&scoped(&base)).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "ANALYTICS_INSTANCE_NOT_FOUND".into())
+    );
+}
+
+/// The edge and the cloud of a fleet, each in a temporary directory: the edge takes calls
+/// only with `token`; the cloud polls every 200 ms and knows the token as
+/// `DDA_SECRET_EDGE_1`.
+struct Fleet {
+    dir: tempfile::TempDir,
+    /// None while it is down.
+    edge: Option<Process>,
+    cloud: Process,
+    edge_port: u16,
+    token: &'static str,
+}
+
+impl Fleet {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "edge-1-token-for-the-cloud";
+        std::fs::write(
+            dir.path().join("edge.toml"),
+            format!(
+                "[fleet]\nrole = \"edge\"\n[[tokens]]\nname = \"cloud\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+                dashboard_api::config::sha256_hex(token)
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("cloud.toml"),
+            "[fleet]\nrole = \"cloud\"\npoll_interval = \"200ms\"\n",
+        )
+        .unwrap();
+        let edge_port = free_port();
+        let edge = Self::start_edge(dir.path(), edge_port).await;
+        let cloud = Process::start_with_env(
+            &dir.path().join("cloud"),
+            free_port(),
+            dir.path(),
+            Some(&dir.path().join("cloud.toml")),
+            &[("DDA_SECRET_EDGE_1", token)],
+        )
+        .await;
+        Self {
+            dir,
+            edge: Some(edge),
+            cloud,
+            edge_port,
+            token,
+        }
+    }
+
+    async fn start_edge(dir: &std::path::Path, port: u16) -> Process {
+        Process::start_with(&dir.join("edge"), port, dir, Some(&dir.join("edge.toml"))).await
+    }
+
+    fn on_edge(&self) -> Http {
+        self.edge
+            .as_ref()
+            .expect("the edge is up")
+            .http
+            .with_token(self.token)
+    }
+
+    /// The state of instance `id` on the edge, or the status code when it has none.
+    async fn edge_state(&self, id: &str) -> String {
+        let r = self
+            .on_edge()
+            .get(&format!("/api/v1/analytics-instances/{id}"))
+            .await;
+        if r.status == StatusCode::OK {
+            r.json()["state"].as_str().unwrap_or_default().to_owned()
+        } else {
+            r.status.as_u16().to_string()
+        }
+    }
+
+    /// The phase of instance `id`'s deployment, as the cloud shows it.
+    async fn phase(&self, id: &str) -> String {
+        let v = self
+            .cloud
+            .http
+            .get(&format!("/api/v1/analytics-instances/{id}"))
+            .await
+            .json();
+        v["deployment"]["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// Deployment with reconciliation: every model and the analytics manifest created only
+/// through the cloud's API; the manifest naming the gateway runs on the edge, not in the
+/// cloud, with every model it needs; its lifecycle and update driven from the cloud;
+/// drift on the edge (stopped, deleted behind the cloud's back) corrected at the next
+/// poll; a manifest deployed while its gateway is down converging once it is back; one
+/// deleted from the cloud removed from the edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_deploys_to_its_gateway_and_keeps_it_as_desired() {
+    let fleet = Fleet::start().await;
+    let http = fleet.cloud.http.clone();
+    let (models, am) = bob();
+    for (route, doc) in &models {
+        let r = http.post(&format!("/api/v1/{route}"), doc).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+    }
+    let r = http
+        .post(
+            "/api/v1/edge-gateways",
+            &json!({"id": "edge-1", "name": "Line 1", "namespace": "line-1",
+                "edgeAnalyticsEngineBaseURL": format!("http://127.0.0.1:{}/api", fleet.edge_port),
+                "labels": ["line=1"], "credential": "${env:DDA_SECRET_EDGE_1}"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let mut am = am;
+    am["edgeGatewayReferenceID"] = json!("edge-1");
+    let id = am["id"].as_str().unwrap().to_owned();
+    let r = http.post("/api/v1/analytics-instances", &am).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["deployment"]["gateway"], "edge-1");
+
+    // Applied: the edge has the instance, stopped, and the models it needs.
+    eventually(10, "the deployment applied", || async {
+        fleet.phase(&id).await == "applied"
+    })
+    .await;
+    assert_eq!(fleet.edge_state(&id).await, "STOPPED");
+    let on_edge = fleet.on_edge();
+    for (route, doc) in &models {
+        let r = on_edge
+            .get(&format!("/api/v1/{route}/{}", doc["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{route} on the edge: {}",
+            r.text()
+        );
+    }
+    let cloud_health = http.get("/health").await.json();
+    assert!(
+        cloud_health["instances"].as_object().unwrap().is_empty(),
+        "nothing runs in the cloud: {cloud_health}"
+    );
+
+    // Started from the cloud: it runs on the edge.
+    let r = http
+        .post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    eventually(10, "the deployment running", || async {
+        fleet.phase(&id).await == "running"
+    })
+    .await;
+    assert_eq!(fleet.edge_state(&id).await, "RUNNING");
+    let r = http
+        .post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "started twice: {}",
+        r.text()
+    );
+
+    // Drift: stopped on the edge behind the cloud's back, then deleted there: corrected.
+    let r = on_edge
+        .post_empty(&format!("/api/v1/analytics-instances/{id}/stop"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    eventually(10, "a stopped instance started again", || async {
+        fleet.edge_state(&id).await == "RUNNING"
+    })
+    .await;
+    on_edge
+        .post_empty(&format!("/api/v1/analytics-instances/{id}/stop"))
+        .await;
+    let r = on_edge
+        .delete(&format!("/api/v1/analytics-instances/{id}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    eventually(10, "a deleted instance made again", || async {
+        fleet.edge_state(&id).await == "RUNNING"
+    })
+    .await;
+
+    // Updated from the cloud: stopped, the new specification on the edge, started again.
+    let r = http
+        .post_empty(&format!("/api/v1/analytics-instances/{id}/stop"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let mut changed = am.clone();
+    changed["analyticsProcessors"]["apm"][0]["parameters"]["parameter"][1]["value"] = json!(37.5);
+    let r = http
+        .put(
+            &format!("/api/v1/analytics-instances/{id}/specification"),
+            &changed,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    http.post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
+        .await;
+    eventually(10, "the new specification running on the edge", || async {
+        let spec = on_edge
+            .get(&format!("/api/v1/analytics-instances/{id}/specification"))
+            .await
+            .json();
+        spec["analyticsProcessors"]["apm"][0]["parameters"]["parameter"][1]["value"] == json!(37.5)
+            && fleet.edge_state(&id).await == "RUNNING"
+    })
+    .await;
+
+    // The gateway down at deploy time: pending, then converging once it is back.
+    let mut fleet = fleet;
+    fleet.edge.take().unwrap().terminate();
+    let mut second = am.clone();
+    second["id"] = json!("am-second");
+    second["name"] = json!("Bob fever detector, again");
+    let r = http.post("/api/v1/analytics-instances", &second).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    http.post_empty("/api/v1/analytics-instances/am-second/start")
+        .await;
+    eventually(
+        10,
+        "the deployment pending while the gateway is away",
+        || async {
+            let v = http
+                .get("/api/v1/analytics-instances/am-second")
+                .await
+                .json();
+            v["deployment"]["phase"] == "pending"
+                && v["deployment"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("offline"))
+        },
+    )
+    .await;
+    let status = http.get("/api/v1/edge-gateways/edge-1/status").await.json();
+    assert_eq!(status["status"], "offline", "{status}");
+    fleet.edge = Some(Fleet::start_edge(fleet.dir.path(), fleet.edge_port).await);
+    eventually(10, "the deployment made while away running", || async {
+        fleet.phase("am-second").await == "running"
+    })
+    .await;
+    assert_eq!(fleet.edge_state("am-second").await, "RUNNING");
+    assert_eq!(
+        fleet.edge_state(&id).await,
+        "RUNNING",
+        "the first one ran on"
+    );
+
+    // Deleted from the cloud: stopped and deleted on the edge.
+    http.post_empty(&format!("/api/v1/analytics-instances/{id}/stop"))
+        .await;
+    let r = http
+        .delete(&format!("/api/v1/analytics-instances/{id}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    eventually(10, "the instance removed from the edge", || async {
+        fleet.edge_state(&id).await == "404"
+    })
+    .await;
+}

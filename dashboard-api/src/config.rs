@@ -32,6 +32,12 @@
 //! max_bytes = "64MiB"
 //! on_full = "drop-oldest"
 //!
+//! [fleet]                       # the engine's place in a fleet (docs/fleet.md)
+//! role = "standalone"           # or "edge" (the cloud holds the gateways) or "cloud"
+//! call_timeout = "5s"           # calls to other engines (gateways') give up after this
+//! ca_file = "fleet-ca.pem"      # a private CA other engines' certificates are signed by
+//! poll_interval = "5s"          # a cloud asks each gateway's engine this often what it runs
+//!
 //! [tls]                         # HTTPS with rustls when given
 //! cert = "server.crt"           # PEM chain
 //! key = "server.key"            # PEM private key
@@ -41,7 +47,7 @@
 //! argv = ["python3", "examples/external-python/scorer.py"]  # no shell, ever
 //! ```
 //!
-//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_SPEED`, `DDA_RECENT`, `DDA_STOP_TIMEOUT`, `DDA_CHECKPOINT_INTERVAL`, `DDA_TLS_CERT`,
+//! Environment: `DDA_LISTEN`, `DDA_DATA_DIR`, `DDA_ROLE`, `DDA_SPEED`, `DDA_RECENT`, `DDA_STOP_TIMEOUT`, `DDA_CHECKPOINT_INTERVAL`, `DDA_TLS_CERT`,
 //! `DDA_TLS_KEY`, `DDA_ALLOWED_HOSTS` and `DDA_ALLOWED_ORIGINS` (comma-separated).
 
 use std::net::SocketAddr;
@@ -153,6 +159,63 @@ pub struct ServerConfig {
     /// The store-and-forward queues of network sinks (`dda run --state-dir` uses it too).
     #[serde(default)]
     pub store_and_forward: StoreAndForwardConfig,
+    /// The engine's place in a fleet of engines (docs/fleet.md).
+    #[serde(default)]
+    pub fleet: FleetConfig,
+}
+
+/// What an engine is in a fleet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetRole {
+    /// One engine on its own: it holds its models and its gateways, and runs what it is
+    /// given (the default).
+    #[default]
+    Standalone,
+    /// An edge engine of a fleet: the cloud holds the gateway registry, so references to
+    /// edge gateways are not checked here.
+    Edge,
+    /// The cloud engine of a fleet: it holds the gateway registry and calls the gateways'
+    /// engines.
+    Cloud,
+}
+
+/// The engine's place in a fleet, and how it calls other engines.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// `standalone`, `edge` or `cloud`.
+    #[serde(default)]
+    pub role: FleetRole,
+    /// How long a call to another engine (a gateway's, for one) may take.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout: manifests::config::Duration,
+    /// PEM certificates of a private CA that other engines' HTTPS certificates are signed
+    /// by, besides the Web PKI's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// How often a cloud asks each gateway's engine what it is and runs (`0s`: never).
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: manifests::config::Duration,
+}
+
+fn default_poll_interval() -> manifests::config::Duration {
+    manifests::config::Duration::from_secs(5)
+}
+
+fn default_call_timeout() -> manifests::config::Duration {
+    manifests::config::Duration::from_secs(5)
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            role: FleetRole::default(),
+            call_timeout: default_call_timeout(),
+            ca_file: None,
+            poll_interval: default_poll_interval(),
+        }
+    }
 }
 
 /// Limits of a network sink's store-and-forward queue.
@@ -371,6 +434,7 @@ impl Default for ServerConfig {
             secrets: SecretsConfig::default(),
             external: engine::external::ExternalConfig::default(),
             store_and_forward: StoreAndForwardConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -475,6 +539,19 @@ impl ServerConfig {
             self.stop_timeout = manifests::parameters::parse_duration(&v)
                 .map(manifests::config::Duration)
                 .map_err(|e| invalid("DDA_STOP_TIMEOUT", e))?;
+        }
+        if let Some(v) = var("DDA_ROLE") {
+            self.fleet.role = match v.as_str() {
+                "standalone" => FleetRole::Standalone,
+                "edge" => FleetRole::Edge,
+                "cloud" => FleetRole::Cloud,
+                _ => {
+                    return Err(invalid(
+                        "DDA_ROLE",
+                        format!("{v:?}: give standalone, edge or cloud"),
+                    ));
+                }
+            };
         }
         let list = |v: String| -> Vec<String> {
             v.split(',')

@@ -138,6 +138,7 @@ fn status_and_code(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Malformed { .. } => (StatusCode::BAD_REQUEST, "MALFORMED"),
         ServiceError::StartFailed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "START_FAILED"),
         ServiceError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORAGE"),
+        ServiceError::Remote(_) => (StatusCode::BAD_GATEWAY, "GATEWAY_UNREACHABLE"),
     }
 }
 
@@ -260,6 +261,8 @@ fn invalid_code(first: Option<&Problem>) -> String {
             "ANALYTICS_PROCESSOR_DEFINITION_NOT_FOUND"
         } else if pointer.ends_with("edgeGatewayReferenceID") {
             "EDGE_GATEWAY_NOT_FOUND"
+        } else if pointer.ends_with("dataSourceDefinitionReferenceID") {
+            "DATA_SOURCE_DEFINITION_NOT_FOUND"
         } else {
             "INVALID_SPECIFICATION"
         }
@@ -300,6 +303,10 @@ impl From<ServiceError> for CompatError {
             } => "ANALYTICS_INSTANCE_RUNNING".to_owned(),
             ServiceError::IllegalTransition { .. } => "ANALYTICS_INSTANCE_NOT_RUNNING".to_owned(),
             ServiceError::StartFailed { .. } => "FAILED".to_owned(),
+            // The original answered 500 FAILED when a gateway failed it.
+            ServiceError::Remote(_) => {
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "FAILED", message);
+            }
             // The original had no such conflicts: DDA's own codes.
             ServiceError::AlreadyExists { .. }
             | ServiceError::Referenced(_)
@@ -417,6 +424,10 @@ mod tests {
             (
                 invalid(DANGLING_REFERENCE, "/edgeGatewayReferenceID", None),
                 "EDGE_GATEWAY_NOT_FOUND",
+            ),
+            (
+                invalid(DANGLING_REFERENCE, "/dataSourceDefinitionReferenceID", None),
+                "DATA_SOURCE_DEFINITION_NOT_FOUND",
             ),
             (
                 invalid(MISSING_FIELD, "", Some("analyticsProcessors")),

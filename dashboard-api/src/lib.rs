@@ -13,6 +13,8 @@
 //!   the original FAR-EDGE routes).
 //! - [`body`]: JSON and XML bodies and responses.
 //! - [`auth`]: bearer tokens with roles.
+//! - [`remote`]: calls to other engines (a cloud's to its gateways'); [`fleet`]: a
+//!   cloud's watch over its gateways; [`deploy`]: its deployments to them, reconciled.
 //! - [`metrics`]: Prometheus metrics. [`openapi`]: the OpenAPI document.
 //! - [`error`]: the error bodies of both API generations, built from `ServiceError`s.
 //!
@@ -22,11 +24,14 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod deploy;
 pub mod error;
+pub mod fleet;
 pub mod metrics;
 pub mod openapi;
 pub mod origin;
 pub mod problem;
+pub mod remote;
 pub mod repository;
 pub mod routes;
 pub mod service;

@@ -13,7 +13,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema};
 
 use crate::error::{CompatErrorBody, Detail, ErrorBody};
 
-use crate::routes::{compat, compat_gateways, instances, live, models, operations, sources};
+use crate::routes::{
+    compat, compat_gateways, compat_sources, instances, live, models, operations, sources,
+};
 
 use manifests::kind::KINDS;
 use manifests::schema::schemas;
@@ -77,6 +79,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         operations::Doc::openapi(),
         compat::Doc::openapi(),
         compat_gateways::Doc::openapi(),
+        compat_sources::Doc::openapi(),
         sources::Doc::openapi(),
         models::openapi(),
     ] {

@@ -171,6 +171,8 @@ pub struct Repository {
     store: Store,
     /// What the manifests may reach (paths, secret references); `None`: anything.
     reach: Option<manifests::reach::Reach>,
+    /// Whether edge gateways are registered elsewhere (an edge of a fleet).
+    gateways_elsewhere: bool,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -183,7 +185,8 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Repository {
     /// Loads what the store holds and validates it as one bundle (problems are logged: the
-    /// server starts with what is usable).
+    /// server starts with what is usable). With `gateways_elsewhere` (an edge of a fleet),
+    /// references to edge gateways are not checked.
     ///
     /// # Errors
     ///
@@ -191,6 +194,7 @@ impl Repository {
     pub async fn load(
         store: Store,
         reach: Option<manifests::reach::Reach>,
+        gateways_elsewhere: bool,
     ) -> Result<Self, StoreError> {
         let mut entries = IndexMap::new();
         for (schema, id, doc) in store.entities().await? {
@@ -213,6 +217,7 @@ impl Repository {
             model: RwLock::new(Arc::new(Model::default())),
             store,
             reach,
+            gateways_elsewhere,
         };
         let (bundle, model) = repo.validate_all(None, None);
         for d in bundle.diagnostics.iter().filter(|d| d.is_error()) {
@@ -240,6 +245,16 @@ impl Repository {
         read(&self.entries)
             .get(&(kind, id.to_owned()))
             .map(|e| (**e).clone())
+    }
+
+    /// The ids of the entities of `kind` named `name`, in creation order.
+    #[must_use]
+    pub fn ids_named(&self, kind: EntityKind, name: &str) -> Vec<String> {
+        read(&self.entries)
+            .iter()
+            .filter(|((k, _), e)| *k == kind && e.name() == Some(name))
+            .map(|((_, id), _)| id.clone())
+            .collect()
     }
 
     /// Every entity of `kind`, in creation order.
@@ -278,6 +293,7 @@ impl Repository {
                 catalogue: Some(catalogue),
                 reach: self.reach.as_ref(),
                 fed_elsewhere: None,
+                gateways_elsewhere: self.gateways_elsewhere,
             },
         );
         (bundle, model)
@@ -361,6 +377,7 @@ impl Repository {
                 catalogue: Some(catalogue),
                 reach: self.reach.as_ref(),
                 fed_elsewhere: Some(&fed),
+                gateways_elsewhere: self.gateways_elsewhere,
             },
         );
         (bundle, model)
@@ -618,7 +635,7 @@ mod tests {
     async fn repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        (dir, Repository::load(store, None).await.unwrap())
+        (dir, Repository::load(store, None, false).await.unwrap())
     }
 
     #[tokio::test]

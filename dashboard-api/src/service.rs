@@ -24,7 +24,8 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 pub use self::error::ServiceError;
-use crate::config::{ServerConfig, TokenConfig};
+use crate::config::{FleetRole, ServerConfig, TokenConfig};
+use crate::remote::Remote;
 use crate::repository::{Checked, Repository, shown};
 use crate::store::{Store, StoreError};
 
@@ -49,6 +50,38 @@ pub struct Service {
     /// Data source manifests taken out of the live registry, their manifests kept (also in
     /// the store, so across restarts).
     unregistered: StdMutex<std::collections::HashSet<String>>,
+    /// What the engine is in a fleet.
+    pub role: FleetRole,
+    /// The client calls to other engines go through.
+    pub remote: Remote,
+    /// On a cloud, what it knows of its gateways.
+    pub fleet: crate::fleet::Fleet,
+    /// On a cloud, the instances deployed to gateways.
+    pub deployments: crate::deploy::Deployments,
+}
+
+/// Where a gateway's engine answers, and how to call it.
+#[derive(Clone)]
+pub struct GatewayTarget {
+    /// The gateway's id.
+    pub id: String,
+    /// `edgeAnalyticsEngineBaseURL`, the engine's `…/api` root.
+    pub analytics_engine: Option<String>,
+    /// `dataRouterAndPreprocessorBaseURL`.
+    pub data_router: Option<String>,
+    /// The token its credential resolves to.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for GatewayTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayTarget")
+            .field("id", &self.id)
+            .field("analytics_engine", &self.analytics_engine)
+            .field("data_router", &self.data_router)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A data source manifest in the live registry, or out of it.
@@ -108,6 +141,10 @@ pub struct InstanceView {
     pub connectors: Vec<engine::instance::ConnectorStatus>,
     /// Its checkpoints, when the server takes them.
     pub checkpoint: Option<engine::checkpoint::CheckpointStatus>,
+    /// On a cloud, where the instance is deployed and how far (its `state` is then the
+    /// state asked for; `deployment.observed` is the gateway's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::deploy::DeploymentStatus>,
 }
 
 impl Service {
@@ -124,7 +161,12 @@ impl Service {
         let kinds = processors::catalogue().len() + connectors::catalogue().len();
         tracing::debug!(kinds, "catalogue");
         let store = Store::open(&config.data_dir)?;
-        let repository = Repository::load(store.clone(), Some(config.reach())).await?;
+        let repository = Repository::load(
+            store.clone(),
+            Some(config.reach()),
+            config.fleet.role == FleetRole::Edge,
+        )
+        .await?;
         let mut engine_config = EngineConfig {
             speed: engine::connector::Speed::parse(&config.speed).map_err(StartError::Config)?,
             recent: config.recent,
@@ -157,6 +199,7 @@ impl Service {
         );
         let engine = Engine::new(engine_config).await?;
         let unregistered = StdMutex::new(store.unregistered().await?.into_iter().collect());
+        let store_retired = store.retired().await?;
         let service = Arc::new(Self {
             engine,
             repository,
@@ -168,15 +211,29 @@ impl Service {
             stopping: CancellationToken::new(),
             base: config.reach().base,
             unregistered,
+            role: config.fleet.role,
+            remote: Remote::new(
+                config.fleet.ca_file.as_deref(),
+                config.fleet.call_timeout.get(),
+            )
+            .map_err(|e| StartError::Config(format!("fleet.ca_file: {e}")))?,
+            fleet: crate::fleet::Fleet::default(),
+            deployments: crate::deploy::Deployments::new(store_retired),
         });
         service.recover().await?;
+        crate::fleet::start(&service, config.fleet.poll_interval.get());
         Ok(service)
     }
 
     async fn recover(&self) -> Result<(), StartError> {
         let model = self.repository.model();
         self.sync_registry(&model).await;
+        let mut deployed = std::collections::HashSet::new();
         for am in model.analytics_manifests.values() {
+            if self.deployed_gateway_of(am).is_some() {
+                deployed.insert(am.id.clone());
+                continue;
+            }
             match Plan::new(am, &model) {
                 Ok(plan) => self.engine.create(plan)?,
                 Err(e) => {
@@ -184,7 +241,14 @@ impl Service {
                 }
             }
         }
-        let desired = self.store.desired_states().await?;
+        let mut desired = self.store.desired_states().await?;
+        desired.retain(|(id, state)| {
+            let remote = deployed.contains(id);
+            if remote {
+                self.deployments.set_desired(id, *state);
+            }
+            !remote
+        });
         let to_run: Vec<String> = desired
             .iter()
             .filter(|(id, s)| {
@@ -206,12 +270,21 @@ impl Service {
         tracing::info!(
             instances = model.analytics_manifests.len(),
             running = to_run.len(),
+            deployed = deployed.len(),
             "recovered"
         );
         Ok(())
     }
 
-    fn is_unregistered(&self, id: &str) -> bool {
+    /// Cancelled when the server stops.
+    #[must_use]
+    pub fn stopping_token(&self) -> CancellationToken {
+        self.stopping.clone()
+    }
+
+    /// Whether data source manifest `id` is out of the live registry.
+    #[must_use]
+    pub fn is_unregistered(&self, id: &str) -> bool {
         self.unregistered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -381,6 +454,69 @@ impl Service {
             })
     }
 
+    /// Gateway `id`'s engine: its URLs and the token its credential resolves to.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::NotFound`] when there is no such gateway,
+    /// [`ServiceError::Remote`] when its credential cannot be resolved.
+    pub fn gateway_target(&self, id: &str) -> Result<GatewayTarget, ServiceError> {
+        let model = self.repository.model();
+        let g = model
+            .edge_gateways
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound {
+                what: EntityKind::EdgeGateway.info().title,
+                id: id.to_owned(),
+            })?;
+        Self::target_of(g)
+    }
+
+    fn target_of(g: &manifests::model::EdgeGateway) -> Result<GatewayTarget, ServiceError> {
+        let token = match &g.credential {
+            Some(reference) => Some(manifests::secret::resolve_value(reference).map_err(|e| {
+                ServiceError::Remote(format!(
+                    "the credential of edge gateway `{}` cannot be read: {e}",
+                    g.id
+                ))
+            })?),
+            None => None,
+        };
+        Ok(GatewayTarget {
+            id: g.id.clone(),
+            analytics_engine: g.edge_analytics_engine_base_url.clone(),
+            data_router: g.data_router_and_preprocessor_base_url.clone(),
+            token,
+        })
+    }
+
+    /// Every gateway's engine, in creation order; a gateway whose credential cannot be
+    /// read is left out, with a warning.
+    #[must_use]
+    pub fn gateway_targets(&self) -> Vec<GatewayTarget> {
+        let model = self.repository.model();
+        model
+            .edge_gateways
+            .values()
+            .filter_map(|g| match Self::target_of(g) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(gateway = %g.id, error = %e, "cannot call a gateway");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// The id of an entity of `kind` other than `own` named `name`, if there is one.
+    #[must_use]
+    pub fn named(&self, kind: EntityKind, name: &str, own: Option<&str>) -> Option<String> {
+        self.repository
+            .ids_named(kind, name)
+            .into_iter()
+            .find(|id| Some(id.as_str()) != own)
+    }
+
     /// Every entity of `kind` as shown, in creation order, that `keep` accepts.
     pub fn shown_entities(&self, kind: EntityKind, keep: impl Fn(&Json) -> bool) -> Vec<Json> {
         self.repository
@@ -489,11 +625,80 @@ impl Service {
             .repository
             .check(EntityKind::AnalyticsManifest, &doc, None)?;
         let plan = plan_of(&checked)?;
+        let gateway = self.deployed_gateway(&checked.entity);
         let entity = self.repository.put(checked).await?;
         self.store.set_desired(&id, State::Stopped).await?;
-        self.engine.create(plan)?;
+        match gateway {
+            Some(g) => self.deploy(&id, &g, State::Stopped).await?,
+            None => self.engine.create(plan)?,
+        }
         self.sync_registry(&self.repository.model()).await;
         self.view_of(&entity).await
+    }
+
+    /// The gateway analytics manifest `am` is deployed to: on a cloud, the one its
+    /// `edgeGatewayReferenceID` names (a manifest naming several in
+    /// `edgeGatewayReferenceIDs` runs in the cloud over their results).
+    #[must_use]
+    pub fn deployed_gateway_of(&self, am: &manifests::model::AnalyticsManifest) -> Option<String> {
+        (self.role == FleetRole::Cloud && am.edge_gateway_reference_ids.is_none())
+            .then(|| am.edge_gateway_reference_id.clone())
+            .flatten()
+    }
+
+    fn deployed_gateway(&self, e: &Entity) -> Option<String> {
+        match e {
+            Entity::AnalyticsManifest(am) => self.deployed_gateway_of(am),
+            _ => None,
+        }
+    }
+
+    /// Records that instance `id` is deployed to `gateway` in `state`, and reconciles.
+    async fn deploy(&self, id: &str, gateway: &str, state: State) -> Result<(), ServiceError> {
+        if self.deployments.unretire(id, gateway) {
+            self.store.set_retired(id, gateway, false).await?;
+        }
+        self.deployments.set_desired(id, state);
+        self.deployments.wake.notify_one();
+        Ok(())
+    }
+
+    /// Records that instance `id` is to be removed from `gateway`, and reconciles.
+    async fn retire(&self, id: &str, gateway: &str) -> Result<(), ServiceError> {
+        self.store.set_retired(id, gateway, true).await?;
+        self.deployments.retire(id, gateway);
+        self.deployments.wake.notify_one();
+        Ok(())
+    }
+
+    /// A retirement done.
+    pub async fn forget_retired(&self, id: &str, gateway: &str) {
+        if let Err(e) = self.store.set_retired(id, gateway, false).await {
+            tracing::warn!(instance = %id, gateway = %gateway, error = %e, "cannot record a retirement done");
+        }
+    }
+
+    /// The analytics manifests deployed to `gateway`, with the state asked for each.
+    pub async fn deployed_on(&self, gateway: &str) -> Vec<(Entity, State)> {
+        let model = self.repository.model();
+        model
+            .analytics_manifests
+            .values()
+            .filter(|am| self.deployed_gateway_of(am).as_deref() == Some(gateway))
+            .filter_map(|am| {
+                let e = self.repository.get(EntityKind::AnalyticsManifest, &am.id)?;
+                Some((e, self.deployments.desired(&am.id)))
+            })
+            .collect()
+    }
+
+    /// The state of instance `id`: the engine's, or, deployed, the state asked for.
+    async fn state_now(&self, am: &Entity) -> Result<State, ServiceError> {
+        let id = am.id().unwrap_or_default();
+        match self.deployed_gateway(am) {
+            Some(_) => Ok(self.deployments.desired(id)),
+            None => Ok(self.engine.status(id).await?.state),
+        }
     }
 
     /// Replaces the analytics manifest of a stopped (or failed) instance.
@@ -509,12 +714,16 @@ impl Service {
     ) -> Result<InstanceView, ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
-        let status = self.engine.status(id).await?;
-        if matches!(status.state, State::Running | State::Paused) {
+        let old = self
+            .repository
+            .get(EntityKind::AnalyticsManifest, id)
+            .ok_or_else(|| ServiceError::no_instance(id))?;
+        let state = self.state_now(&old).await?;
+        if matches!(state, State::Running | State::Paused) {
             return Err(ServiceError::IllegalTransition {
                 id: id.to_owned(),
                 verb: error::UPDATE,
-                state: status.state,
+                state,
             });
         }
         Self::settle_id(&mut doc, Some(id))?;
@@ -522,8 +731,24 @@ impl Service {
             .repository
             .check(EntityKind::AnalyticsManifest, &doc, Some(id))?;
         let plan = plan_of(&checked)?;
+        let (was, now) = (
+            self.deployed_gateway(&old),
+            self.deployed_gateway(&checked.entity),
+        );
         let entity = self.repository.put(checked).await?;
-        self.engine.replace(plan).await?;
+        if let Some(g) = was.as_deref().filter(|g| now.as_deref() != Some(*g)) {
+            self.retire(id, g).await?;
+            self.deployments.remove(id);
+        }
+        match (&was, &now) {
+            (None, None) => self.engine.replace(plan).await?,
+            (None, Some(_)) => self.engine.remove(id).await?,
+            (Some(_), None) => self.engine.create(plan)?,
+            (Some(_), Some(_)) => {}
+        }
+        if let Some(g) = &now {
+            self.deploy(id, g, State::Stopped).await?;
+        }
         self.store.set_desired(id, State::Stopped).await?;
         self.view_of(&entity).await
     }
@@ -537,11 +762,32 @@ impl Service {
     pub async fn delete_instance(&self, id: &str) -> Result<(), ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
-        self.engine.remove(id).await?;
+        let am = self
+            .repository
+            .get(EntityKind::AnalyticsManifest, id)
+            .ok_or_else(|| ServiceError::no_instance(id))?;
+        let gateway = self.deployed_gateway(&am);
+        match &gateway {
+            Some(_) => {
+                let state = self.deployments.desired(id);
+                if matches!(state, State::Running | State::Paused) {
+                    return Err(ServiceError::IllegalTransition {
+                        id: id.to_owned(),
+                        verb: "remove",
+                        state,
+                    });
+                }
+            }
+            None => self.engine.remove(id).await?,
+        }
         self.repository
             .delete(EntityKind::AnalyticsManifest, id)
             .await?;
         self.store.delete_instance(id).await?;
+        if let Some(g) = gateway {
+            self.deployments.remove(id);
+            self.retire(id, &g).await?;
+        }
         self.sync_registry(&self.repository.model()).await;
         Ok(())
     }
@@ -559,6 +805,21 @@ impl Service {
     ) -> Result<InstanceStatus, ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
+        if let Some(am) = self.repository.get(EntityKind::AnalyticsManifest, id)
+            && let Some(g) = self.deployed_gateway(&am)
+        {
+            let from = self.deployments.desired(id);
+            let to = t
+                .apply(from)
+                .ok_or_else(|| ServiceError::IllegalTransition {
+                    id: id.to_owned(),
+                    verb: t.verb(),
+                    state: from,
+                })?;
+            self.store.set_desired(id, to).await?;
+            self.deploy(id, &g, to).await?;
+            return self.status(id).await;
+        }
         match t {
             Transition::Start => self.engine.start(id).await?,
             Transition::Stop => self.engine.stop(id).await?,
@@ -580,6 +841,20 @@ impl Service {
     ///
     /// [`ServiceError::NotFound`] when absent.
     pub async fn status(&self, id: &str) -> Result<InstanceStatus, ServiceError> {
+        if let Some(am) = self.repository.get(EntityKind::AnalyticsManifest, id)
+            && self.deployed_gateway(&am).is_some()
+        {
+            return Ok(InstanceStatus {
+                id: id.to_owned(),
+                name: am.name().map(str::to_owned),
+                state: self.deployments.desired(id),
+                failure: None,
+                waiting_for: Vec::new(),
+                processors: Vec::new(),
+                connectors: Vec::new(),
+                checkpoint: None,
+            });
+        }
         Ok(self.engine.status(id).await?)
     }
 
@@ -609,7 +884,7 @@ impl Service {
 
     async fn view_of(&self, am: &Entity) -> Result<InstanceView, ServiceError> {
         let id = am.id().unwrap_or_default();
-        let status = self.engine.status(id).await?;
+        let status = self.status(id).await?;
         Ok(InstanceView {
             id: id.to_owned(),
             name: am.name().map(str::to_owned),
@@ -619,6 +894,9 @@ impl Service {
             waiting_for: status.waiting_for,
             connectors: status.connectors,
             checkpoint: status.checkpoint,
+            deployment: self
+                .deployed_gateway(am)
+                .map(|g| self.deployments.status(id, &g)),
         })
     }
 

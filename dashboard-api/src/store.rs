@@ -107,7 +107,10 @@ impl Store {
              CREATE TABLE IF NOT EXISTS instances (
                id TEXT PRIMARY KEY, desired_state TEXT NOT NULL, updated TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS unregistered (
-               dsm TEXT PRIMARY KEY, updated TEXT NOT NULL);",
+               dsm TEXT PRIMARY KEY, updated TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS retired (
+               instance TEXT NOT NULL, gateway TEXT NOT NULL, updated TEXT NOT NULL,
+               PRIMARY KEY (instance, gateway));",
         )?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -264,6 +267,51 @@ impl Store {
         .await
     }
 
+    /// The deployments to remove from their gateways: (instance, gateway).
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be read.
+    pub async fn retired(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT instance, gateway FROM retired ORDER BY rowid")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Records that `instance` is to be removed from `gateway`, or, with `retired` false,
+    /// that it is done (or not to be).
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written.
+    pub async fn set_retired(
+        &self,
+        instance: &str,
+        gateway: &str,
+        retired: bool,
+    ) -> Result<(), StoreError> {
+        let (instance, gateway) = (instance.to_owned(), gateway.to_owned());
+        self.call(move |c| {
+            if retired {
+                c.execute(
+                    "INSERT INTO retired (instance, gateway, updated) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (instance, gateway) DO UPDATE SET updated = excluded.updated",
+                    params![instance, gateway, engine::Timestamp::now().to_string()],
+                )
+            } else {
+                c.execute(
+                    "DELETE FROM retired WHERE instance = ?1 AND gateway = ?2",
+                    params![instance, gateway],
+                )
+            }
+            .map(|_| ())
+        })
+        .await
+    }
+
     /// Forgets an instance's desired state.
     ///
     /// # Errors
@@ -317,5 +365,14 @@ mod tests {
         );
         s.delete_instance("am").await.unwrap();
         assert!(s.desired_states().await.unwrap().is_empty());
+        s.set_retired("am", "edge-1", true).await.unwrap();
+        s.set_retired("am", "edge-2", true).await.unwrap();
+        s.set_retired("am", "edge-1", false).await.unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.retired().await.unwrap(),
+            vec![("am".to_owned(), "edge-2".to_owned())]
+        );
     }
 }

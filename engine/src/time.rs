@@ -63,6 +63,20 @@ impl Timestamp {
         Self(self.0.saturating_sub(micros(d)))
     }
 
+    /// This time in UTC formatted by `format` (strftime: `%-d-%b-%y %H:%M:%S`); the
+    /// microseconds when it is out of range.
+    #[must_use]
+    pub fn format_utc(self, format: &str) -> String {
+        jiff::Timestamp::from_microsecond(self.0).map_or_else(
+            |_| format!("{}us", self.0),
+            |ts| {
+                ts.to_zoned(jiff::tz::TimeZone::UTC)
+                    .strftime(format)
+                    .to_string()
+            },
+        )
+    }
+
     /// Parses any accepted textual form.
     ///
     /// # Errors
@@ -144,6 +158,12 @@ pub struct TimeError(String);
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_time_is_formatted_as_the_original_open_api_showed_data() {
+        let t = Timestamp::parse("2018-06-09T04:05:06.789Z").unwrap();
+        assert_eq!(t.format_utc("%-d-%b-%y %H:%M:%S"), "9-Jun-18 04:05:06");
+    }
 
     #[test]
     fn every_accepted_form_reads_to_the_same_instant() {

@@ -439,6 +439,22 @@ pub struct EdgeGateway {
         skip_serializing_if = "Option::is_none"
     )]
     pub data_source_manifest_reference_ids: Option<DataSourceManifestReferences>,
+    /// Labels, each `key=value`, that deployments choose gateways by (DDA extension).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The token the cloud calls the gateway's engine with, as a secret reference
+    /// (`${env:NAME}` or `${file:PATH}`), never the token itself (DDA extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl EdgeGateway {
+    /// Its labels as (key, value) pairs; a label without `=` has an empty value.
+    pub fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels
+            .iter()
+            .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")))
+    }
 }
 
 /// A processor's category (paper §2.2).

@@ -120,6 +120,9 @@ pub struct Options<'a> {
     /// Whether a data source is written by something outside the bundle (a repository
     /// validating a candidate with only what it refers to): such a bus topic is fed.
     pub fed_elsewhere: Option<&'a dyn Fn(&str) -> bool>,
+    /// Whether edge gateways are registered elsewhere (an edge engine of a fleet: the
+    /// cloud holds the gateway registry): references to them are not checked here.
+    pub gateways_elsewhere: bool,
 }
 
 impl std::fmt::Debug for Options<'_> {
@@ -128,6 +131,7 @@ impl std::fmt::Debug for Options<'_> {
             .field("catalogue", &self.catalogue.is_some())
             .field("reach", &self.reach)
             .field("fed_elsewhere", &self.fed_elsewhere.is_some())
+            .field("gateways_elsewhere", &self.gateways_elsewhere)
             .finish()
     }
 }
@@ -486,12 +490,39 @@ pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
     model
 }
 
+/// A gateway's labels are `key=value`; its credential is a secret reference the server
+/// may resolve.
+fn check_gateway(
+    c: &mut Checker<'_>,
+    loaded: &LoadedEntity,
+    eg: &EdgeGateway,
+    options: &Options<'_>,
+) {
+    if let Some(text) = &eg.credential {
+        let refused = match crate::secret::SecretRef::parse(text) {
+            None => Some(
+                "a gateway's credential is a secret reference, `${env:NAME}` or `${file:PATH}`, never the token itself".to_owned(),
+            ),
+            Some(Err(e)) => Some(e.to_string()),
+            Some(Ok(reference)) => options.reach.and_then(|r| r.secret(&reference).err()),
+        };
+        if let Some(message) = refused {
+            let d = Diagnostic::error("reference-not-allowed", message).with_hint(
+                "put the token in a file under an allowed secrets folder or in a DDA_SECRET_ variable, and name it here (docs/fleet.md)",
+            );
+            c.report(loaded, "/credential", d);
+        }
+    }
+}
+
 fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
     let mut model = Model::default();
     let bundle = c.bundle;
     for loaded in &bundle.entities {
         for r in loaded.entity.references() {
-            c.reference(loaded, &r.pointer, r.kind, r.id);
+            if !(options.gateways_elsewhere && r.kind == EntityKind::EdgeGateway) {
+                c.reference(loaded, &r.pointer, r.kind, r.id);
+            }
         }
         match &*loaded.entity {
             Entity::DataInterface(di) => {
@@ -527,6 +558,7 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
                     .or_insert_with(|| dcd.clone());
             }
             Entity::EdgeGateway(eg) => {
+                check_gateway(c, loaded, eg, options);
                 model
                     .edge_gateways
                     .entry(eg.id.clone())

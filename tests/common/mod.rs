@@ -190,6 +190,17 @@ impl Process {
 
     /// With a configuration file (`dda serve --config`).
     pub async fn start_with(data_dir: &Path, port: u16, cwd: &Path, config: Option<&Path>) -> Self {
+        Self::start_with_env(data_dir, port, cwd, config, &[]).await
+    }
+
+    /// With a configuration file and environment variables.
+    pub async fn start_with_env(
+        data_dir: &Path,
+        port: u16,
+        cwd: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dda"));
         command.args([
             "serve",
@@ -204,6 +215,7 @@ impl Process {
         let child = command
             .current_dir(cwd)
             .env("DDA_SPEED", "3600")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -421,31 +421,36 @@ impl Source for Http {
 
 // --- sink: the webhook ----------------------------------------------------------------
 
-type HttpsClient = hyper_util::client::legacy::Client<
+/// An HTTP client that speaks HTTPS too (rustls).
+pub type HttpsClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 >;
 
-fn client(cfg: &HttpConfig, dsm: &DataSource) -> Result<HttpsClient, ConnectorError> {
+/// An HTTP and HTTPS client trusting the Web PKI roots and, when given, the PEM
+/// certificates of `ca_file` (a private CA).
+///
+/// # Errors
+///
+/// The file cannot be read or holds no usable certificate.
+pub fn https_client(ca_file: Option<&std::path::Path>) -> Result<HttpsClient, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = cfg.ca_file.as_deref().map(|p| dsm.path(p)) {
+    if let Some(path) = ca_file {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let certs = CertificateDer::pem_file_iter(&path)
-            .map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?;
+        let shown = path.display();
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{shown}: {e}"))?;
         for cert in certs {
-            let cert =
-                cert.map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?;
             roots
-                .add(cert)
-                .map_err(|e| ConnectorError::config(dsm, format!("caFile {path}: {e}")))?;
+                .add(cert.map_err(|e| format!("{shown}: {e}"))?)
+                .map_err(|e| format!("{shown}: {e}"))?;
         }
     }
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectorError::config(dsm, e))?
+        .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -457,6 +462,12 @@ fn client(cfg: &HttpConfig, dsm: &DataSource) -> Result<HttpsClient, ConnectorEr
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector),
     )
+}
+
+fn client(cfg: &HttpConfig, dsm: &DataSource) -> Result<HttpsClient, ConnectorError> {
+    let ca = cfg.ca_file.as_deref().map(|p| dsm.path(p));
+    https_client(ca.as_deref().map(std::path::Path::new))
+        .map_err(|e| ConnectorError::config(dsm, format!("caFile {e}")))
 }
 
 /// A batch as one request body, and its content type.
@@ -488,7 +499,8 @@ fn body(batch: &[engine::Observation], format: Format) -> (Bytes, &'static str) 
 }
 
 /// The URL without credentials or query, for messages.
-fn shown(uri: &Uri) -> String {
+#[must_use]
+pub fn shown(uri: &Uri) -> String {
     format!(
         "{}://{}{}",
         uri.scheme_str().unwrap_or("http"),

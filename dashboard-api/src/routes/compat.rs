@@ -2,7 +2,9 @@
 //! with its status codes (204 for lifecycle and delete) and error bodies
 //! (`{"error": "ANALYTICS_INSTANCE_RUNNING"}`, see [`CompatError`]), and its health checks
 //! (`/health-check`, `/api/health-check`). They call the same service as the v1 routes;
-//! only the shapes differ.
+//! only the shapes differ. A call with `?edgeGatewayReferenceID=` goes to that gateway's
+//! engine, as the original Open API forwarded it ([`super::scope`]); an instance's name is
+//! unique, as the original required (`NAME_TAKEN`).
 
 use std::sync::Arc;
 
@@ -10,8 +12,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use engine::instance::Transition;
 use manifests::EntityKind;
@@ -24,7 +26,8 @@ use super::Svc;
 use super::instances::{
     DiscoverCriteria, StateDoc, create_from, discovered, state_of, state_schema,
 };
-use crate::body::parse_entity;
+use super::scope::{Scope, Via, discover_local, forward};
+use crate::body::{parse_criteria, parse_entity};
 use crate::error::{CompatError, CompatErrorBody};
 use crate::openapi::AnalyticsManifestDoc;
 use crate::service::{InstanceView, Service, ServiceError};
@@ -46,8 +49,10 @@ pub struct CompatInstance {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompatInstanceList {
-    /// The instances.
-    pub analytics_instances: Vec<CompatInstance>,
+    /// The instances: those of gateways' engines (on a cloud) with their
+    /// `edgeGatewayReferenceID`, then this engine's.
+    #[schema(value_type = Vec<CompatInstance>)]
+    pub analytics_instances: Vec<Value>,
 }
 
 impl From<InstanceView> for CompatInstance {
@@ -72,84 +77,174 @@ fn manifest(bytes: &[u8]) -> Result<Value, ServiceError> {
     parse_entity(bytes, Syntax::Json, EntityKind::AnalyticsManifest)
 }
 
+/// A body to forward: any JSON object (the gateway's engine checks it).
+fn forwarded_body(bytes: &[u8]) -> Result<Value, CompatError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(ServiceError::invalid("the body is a JSON object").into()),
+    }
+}
+
+/// The original's `NAME_TAKEN`: another instance (than `own`) has the manifest's name.
+fn name_free(s: &Service, doc: &Value, own: Option<&str>) -> Result<(), CompatError> {
+    let Some(name) = doc.get("name").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    match s.named(EntityKind::AnalyticsManifest, name, own) {
+        Some(other) => Err(CompatError::new(
+            StatusCode::BAD_REQUEST,
+            "NAME_TAKEN",
+            Some(format!(
+                "analytics instance `{other}` is named `{name}` already"
+            )),
+        )),
+        None => Ok(()),
+    }
+}
+
+const COLLECTION: &str = "/api/analytics-instances";
+
+/// Forwards a call on instance `id` (`suffix` after its path) to gateway `gateway`.
+async fn to_gateway(
+    s: &Service,
+    gateway: &str,
+    method: Method,
+    id: &str,
+    suffix: &str,
+    body: Option<&Value>,
+) -> Result<Response, CompatError> {
+    let path = format!("/analytics-instances/{}{suffix}", super::encode_path(id));
+    forward(
+        s,
+        gateway,
+        Via::AnalyticsEngine,
+        method,
+        &path,
+        body,
+        COLLECTION,
+    )
+    .await
+}
+
 /// Create an instance (a new id is always given, as the original did).
 #[utoipa::path(post, path = "/api/analytics-instances", tag = "FAR-EDGE compatibility",
+    params(("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     request_body(content = AnalyticsManifestDoc),
     responses(
         (status = 201, description = "Created", body = CompatInstance, headers(("Location" = String, description = "Where the instance is"))),
-        (status = 400, description = "Invalid, with the original engine's code", body = CompatErrorBody)))]
-pub async fn compat_create(State(s): Svc, body: Bytes) -> Result<Response, CompatError> {
+        (status = 400, description = "Invalid, with the original engine's code", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
+pub async fn compat_create(
+    State(s): Svc,
+    scope: Scope,
+    body: Bytes,
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        let doc = forwarded_body(&body)?;
+        return forward(
+            &s,
+            g,
+            Via::AnalyticsEngine,
+            Method::POST,
+            "/analytics-instances",
+            Some(&doc),
+            COLLECTION,
+        )
+        .await;
+    }
     let doc = manifest(&body)?;
-    Ok(create_from(
-        &s,
-        doc,
-        true,
-        "/api/analytics-instances",
-        CompatInstance::from,
-    )
-    .await?)
+    name_free(&s, &doc, None)?;
+    Ok(create_from(&s, doc, true, COLLECTION, CompatInstance::from).await?)
 }
 
 /// Read an instance.
 #[utoipa::path(get, path = "/api/analytics-instances/{id}", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     responses(
         (status = 200, description = "The instance", body = CompatInstance),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 400, description = "EDGE_GATEWAY_NOT_FOUND: no such gateway", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn compat_read(
     State(s): Svc,
+    scope: Scope,
     Path(id): Path<String>,
-) -> Result<Json<CompatInstance>, CompatError> {
-    Ok(Json(s.instance(&id).await?.into()))
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        return to_gateway(&s, g, Method::GET, &id, "", None).await;
+    }
+    Ok(Json(CompatInstance::from(s.instance(&id).await?)).into_response())
 }
 
 /// Delete a stopped instance.
 #[utoipa::path(delete, path = "/api/analytics-instances/{id}", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "ANALYTICS_INSTANCE_RUNNING", body = CompatErrorBody),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn compat_delete(
     State(s): Svc,
+    scope: Scope,
     Path(id): Path<String>,
-) -> Result<StatusCode, CompatError> {
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        return to_gateway(&s, g, Method::DELETE, &id, "", None).await;
+    }
     s.delete_instance(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Read an instance's specification.
 #[utoipa::path(get, path = "/api/analytics-instances/{id}/specification", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     responses(
         (status = 200, description = "The analytics manifest", body = AnalyticsManifestDoc),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 400, description = "EDGE_GATEWAY_NOT_FOUND: no such gateway", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn compat_read_specification(
     State(s): Svc,
+    scope: Scope,
     Path(id): Path<String>,
-) -> Result<Json<Value>, CompatError> {
-    Ok(Json(s.instance(&id).await?.specification))
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        return to_gateway(&s, g, Method::GET, &id, "/specification", None).await;
+    }
+    Ok(Json(s.instance(&id).await?.specification).into_response())
 }
 
 /// Replace a stopped instance's specification.
 #[utoipa::path(put, path = "/api/analytics-instances/{id}/specification", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     request_body(content = AnalyticsManifestDoc),
     responses(
         (status = 200, description = "The new analytics manifest", body = AnalyticsManifestDoc),
         (status = 400, description = "ANALYTICS_INSTANCE_RUNNING, or invalid with the original engine's code", body = CompatErrorBody),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn compat_update_specification(
     State(s): Svc,
+    scope: Scope,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, CompatError> {
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        let doc = forwarded_body(&body)?;
+        return to_gateway(&s, g, Method::PUT, &id, "/specification", Some(&doc)).await;
+    }
     // An unknown id is a 404 whatever the body.
     s.instance(&id).await?;
     let mut doc = manifest(&body)?;
     // The original ignored ids in bodies: the path names the instance.
     with_id(&mut doc, &id);
-    Ok(Json(s.update_instance(&id, doc).await?.specification))
+    name_free(&s, &doc, Some(&id))?;
+    Ok(Json(s.update_instance(&id, doc).await?.specification).into_response())
 }
 
 /// Gives `doc` the id `id`, whatever id (`id` or `_id`) its body had: the original ignored
@@ -163,65 +258,103 @@ pub(super) fn with_id(doc: &mut Value, id: &str) {
 
 /// Read an instance's state.
 #[utoipa::path(get, path = "/api/analytics-instances/{id}/state", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     responses(
         (status = 200, description = "The state", body = StateDoc),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 400, description = "EDGE_GATEWAY_NOT_FOUND: no such gateway", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn compat_state(
     State(s): Svc,
+    scope: Scope,
     Path(id): Path<String>,
-) -> Result<Json<StateDoc>, CompatError> {
-    Ok(Json(state_of(&s, id).await?))
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        return to_gateway(&s, g, Method::GET, &id, "/state", None).await;
+    }
+    Ok(Json(state_of(&s, id).await?).into_response())
 }
 
 /// Discover instances: `{id?, name?}`, exact matches (empty strings and nulls match all).
 #[utoipa::path(post, path = "/api/analytics-instances/discover", tag = "FAR-EDGE compatibility",
+    params(("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     request_body(content = DiscoverCriteria),
     responses(
         (status = 200, description = "The matching instances", body = CompatInstanceList),
-        (status = 400, description = "The criteria are not a JSON object", body = CompatErrorBody)))]
+        (status = 400, description = "The criteria are not a JSON object; EDGE_GATEWAY_NOT_FOUND", body = CompatErrorBody)))]
 pub async fn compat_discover(
     State(s): Svc,
+    scope: Scope,
     body: Bytes,
 ) -> Result<Json<CompatInstanceList>, CompatError> {
+    let criteria = Value::Object(parse_criteria(&body)?);
+    let mut found = discover_local(
+        &s,
+        &scope,
+        Via::AnalyticsEngine,
+        "/analytics-instances/discover",
+        &criteria,
+        "analyticsInstances",
+    )
+    .await?;
+    if scope.gateway.is_none() {
+        for v in discovered(&s, &body).await? {
+            found.push(serde_json::to_value(CompatInstance::from(v)).unwrap_or_default());
+        }
+    }
     Ok(Json(CompatInstanceList {
-        analytics_instances: discovered(&s, &body)
-            .await?
-            .into_iter()
-            .map(CompatInstance::from)
-            .collect(),
+        analytics_instances: found,
     }))
 }
 
 /// A lifecycle operation, answered as the original did: 204 and no body.
-async fn lifecycle(s: &Service, id: &str, t: Transition) -> Result<StatusCode, CompatError> {
+async fn lifecycle(
+    s: &Service,
+    scope: &Scope,
+    id: &str,
+    t: Transition,
+) -> Result<Response, CompatError> {
+    if let Some(g) = &scope.gateway {
+        let suffix = format!("/{}", t.verb());
+        return to_gateway(s, g, Method::POST, id, &suffix, None).await;
+    }
     s.transition(id, t).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Start an instance.
 #[utoipa::path(post, path = "/api/analytics-instances/{id}/start", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     responses(
         (status = 204, description = "Started"),
         (status = 400, description = "ANALYTICS_INSTANCE_RUNNING, or FAILED when it cannot start", body = CompatErrorBody),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn compat_start(
     State(s): Svc,
+    scope: Scope,
     Path(id): Path<String>,
-) -> Result<StatusCode, CompatError> {
-    lifecycle(&s, &id, Transition::Start).await
+) -> Result<Response, CompatError> {
+    lifecycle(&s, &scope, &id, Transition::Start).await
 }
 
 /// Stop an instance.
 #[utoipa::path(post, path = "/api/analytics-instances/{id}/stop", tag = "FAR-EDGE compatibility",
-    params(("id" = String, Path, description = "The instance id")),
+    params(("id" = String, Path, description = "The instance id"),
+        ("edgeGatewayReferenceID" = Option<String>, Query, description = "The gateway whose engine answers (its local scope); none: this engine")),
     responses(
         (status = 204, description = "Stopped"),
         (status = 400, description = "ANALYTICS_INSTANCE_NOT_RUNNING", body = CompatErrorBody),
-        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody)))]
-pub async fn compat_stop(State(s): Svc, Path(id): Path<String>) -> Result<StatusCode, CompatError> {
-    lifecycle(&s, &id, Transition::Stop).await
+        (status = 404, description = "ANALYTICS_INSTANCE_NOT_FOUND", body = CompatErrorBody),
+        (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
+pub async fn compat_stop(
+    State(s): Svc,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> Result<Response, CompatError> {
+    lifecycle(&s, &scope, &id, Transition::Stop).await
 }
 
 /// The original engine's health check.

@@ -82,6 +82,10 @@ pub struct InstanceDoc {
     /// Its checkpoints, when the server takes them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointDoc>,
+    /// On a cloud, the gateway it is deployed to and how far (`state` is then the state
+    /// asked for; `deployment.observed` the gateway's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::deploy::DeploymentStatus>,
 }
 
 /// How an instance's checkpoints went.
@@ -208,6 +212,7 @@ impl From<InstanceView> for InstanceDoc {
             waiting_for: v.waiting_for,
             connectors: v.connectors.into_iter().map(ConnectorDoc::from).collect(),
             checkpoint: v.checkpoint.map(CheckpointDoc::from),
+            deployment: v.deployment,
         }
     }
 }
@@ -348,7 +353,11 @@ pub(super) async fn discovered(
     s: &Service,
     body: &[u8],
 ) -> Result<Vec<InstanceView>, ServiceError> {
-    let criteria = parse_criteria(body)?;
+    let mut criteria = parse_criteria(body)?;
+    // The original Open API asked its gateways by `_id`.
+    if let Some(id) = criteria.remove("_id") {
+        criteria.entry("id").or_insert(id);
+    }
     Ok(s.instances()
         .await
         .into_iter()

@@ -14,7 +14,11 @@
 //! - [`operations`]: `/health`, `/metrics` (Prometheus), `/api/v1/validate`, the processor
 //!   and connector catalogues, `/api/v1/openapi.json`.
 //! - [`compat`]: `/api/analytics-instances...` and `/health-check`, the original FAR-EDGE
-//!   engine's routes, codes and error bodies, for its clients.
+//!   engine's routes, codes and error bodies, for its clients; [`compat_gateways`] and
+//!   [`compat_sources`]: the original Open API's `/api/edge-gateways` and
+//!   `/api/data-sources`; [`scope`]: its forwarding of calls naming a gateway to that
+//!   gateway's engine, and discovery over every gateway.
+//! - [`sources`]: `/api/v1/data-sources`, the live registry of data sources.
 //!
 //! Handlers read the request, call the [`Service`] and shape its answer; what can go wrong
 //! is a `ServiceError`, answered as an [`ApiError`] or, on the compatibility routes, a
@@ -22,10 +26,12 @@
 
 pub mod compat;
 pub mod compat_gateways;
+pub mod compat_sources;
 pub mod instances;
 pub mod live;
 pub mod models;
 pub mod operations;
+pub mod scope;
 pub mod sources;
 
 use std::sync::Arc;
@@ -53,7 +59,7 @@ fn created(location: String, response: Response) -> Response {
 }
 
 /// An id as one path segment, percent-encoded.
-fn encode_path(id: &str) -> String {
+pub(crate) fn encode_path(id: &str) -> String {
     let mut out = String::new();
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -74,6 +80,7 @@ pub fn router() -> Router<Arc<Service>> {
         .merge(operations::router())
         .merge(compat::router())
         .merge(compat_gateways::router())
+        .merge(compat_sources::router())
         .merge(sources::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
 }

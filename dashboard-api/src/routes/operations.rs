@@ -1,4 +1,5 @@
-//! Operations and catalogues: `/health`, `/metrics` (Prometheus), `/api/v1/validate`, the
+//! Operations and catalogues: `/health`, `/metrics` (Prometheus), `/api/v1/engine` (what
+//! the engine is and runs, for a cloud watching it), `/api/v1/validate`, the
 //! processor and connector catalogues (`/api/v1/processors`, `/api/v1/connectors`) and
 //! the OpenAPI document (`/api/v1/openapi.json`).
 
@@ -80,9 +81,36 @@ pub struct HealthDoc {
     pub status: String,
     /// Seconds since the server started.
     pub uptime: u64,
+    /// The engine's version.
+    pub version: String,
+    /// What the engine is in a fleet: `standalone`, `edge` or `cloud`.
+    #[schema(value_type = String)]
+    pub role: crate::config::FleetRole,
     /// Analytics instances per state.
     #[schema(value_type = Object)]
     pub instances: Value,
+}
+
+/// What an engine is and runs: a cloud polls it to watch its gateways.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineDoc {
+    /// The engine's version.
+    pub version: String,
+    /// What the engine is in a fleet: `standalone`, `edge` or `cloud`.
+    #[schema(value_type = String)]
+    pub role: crate::config::FleetRole,
+    /// Seconds since the server started.
+    pub uptime: u64,
+    /// The processor types it runs.
+    pub processors: Vec<String>,
+    /// The communication protocols it speaks.
+    pub connectors: Vec<String>,
+    /// Every analytics instance: its state, why it failed, what it waits for, its
+    /// per-processor counters, its connectors, and the `revision` of its specification
+    /// (the SHA-256 of its JSON, the same on every engine holding it).
+    #[schema(value_type = Vec<Object>)]
+    pub instances: Vec<Value>,
 }
 
 /// The processor catalogue.
@@ -135,6 +163,8 @@ pub async fn health(State(s): Svc) -> Json<HealthDoc> {
     Json(HealthDoc {
         status: "ok".into(),
         uptime: s.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        role: s.role,
         instances: json!(per_state),
     })
 }
@@ -192,6 +222,44 @@ pub async fn validate(
     }))
 }
 
+/// The engine: version, role, catalogues, and every instance's status and counters.
+#[utoipa::path(get, path = "/api/v1/engine", tag = "operations",
+    responses(
+        (status = 200, description = "What the engine is and runs", body = EngineDoc),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "The token may not read", body = ErrorBody)))]
+pub async fn engine_status(State(s): Svc) -> Json<EngineDoc> {
+    Json(EngineDoc {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        role: s.role,
+        uptime: s.started.elapsed().as_secs(),
+        processors: processors::definitions()
+            .into_iter()
+            .map(|d| d.processor_type)
+            .collect(),
+        connectors: engine::Catalogue::get()
+            .connectors()
+            .map(|(spec, _)| spec.protocol.clone())
+            .collect(),
+        instances: s
+            .statuses()
+            .await
+            .into_iter()
+            .map(|status| {
+                let revision = s
+                    .repository
+                    .get(manifests::EntityKind::AnalyticsManifest, &status.id)
+                    .map(|am| crate::deploy::revision(&am));
+                let mut v = serde_json::to_value(status).unwrap_or_default();
+                if let (Some(o), Some(r)) = (v.as_object_mut(), revision) {
+                    o.insert("revision".into(), Value::String(r));
+                }
+                v
+            })
+            .collect(),
+    })
+}
+
 /// The processor catalogue, from the engine's registry.
 #[utoipa::path(get, path = "/api/v1/processors", tag = "models",
     responses(
@@ -237,6 +305,7 @@ pub async fn connector_catalogue() -> Json<ConnectorList> {
 pub fn router() -> Router<Arc<Service>> {
     Router::new()
         .route("/api/v1/validate", post(validate))
+        .route("/api/v1/engine", get(engine_status))
         .route("/api/v1/processors", get(processor_catalogue))
         .route("/api/v1/connectors", get(connector_catalogue))
         .route("/api/v1/openapi.json", get(openapi_json))
@@ -248,6 +317,7 @@ pub fn router() -> Router<Arc<Service>> {
 #[derive(OpenApi)]
 #[openapi(paths(
     validate,
+    engine_status,
     processor_catalogue,
     connector_catalogue,
     health,

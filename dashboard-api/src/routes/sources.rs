@@ -2,7 +2,8 @@
 //! model; registering it puts the device in the engine's live registry (its connector runs,
 //! its data flows), unregistering takes it out while its manifest stays. A device can
 //! leave and come back without its model being deleted and created again: the instances
-//! reading it keep running and say, in `waitingFor`, that they wait for it.
+//! reading it keep running and say, in `waitingFor`, that they wait for it. Also a
+//! gateway's status as its cloud last saw it (`/api/v1/edge-gateways/{id}/status`).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use utoipa::OpenApi;
 
 use super::Svc;
 use crate::error::{ApiError, ErrorBody};
+use crate::fleet::GatewayStatus;
 use crate::service::{DataSourceView, Service};
 
 /// Every data source manifest, registered or not.
@@ -72,9 +74,28 @@ pub async fn unregister(
     Ok(Json(s.set_registered(&id, false).await?))
 }
 
+/// What the cloud knows of a gateway: online or offline, when last seen, its engine's
+/// version and catalogues, and its instances' states and counters (polled every
+/// `[fleet] poll_interval`; `unknown` on an engine that is not a cloud).
+#[utoipa::path(get, path = "/api/v1/edge-gateways/{id}/status", tag = "edge gateways",
+    params(("id" = String, Path, description = "The gateway's id")),
+    responses(
+        (status = 200, description = "The gateway's status", body = GatewayStatus),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "The token may not read", body = ErrorBody),
+        (status = 404, description = "No such gateway", body = ErrorBody)))]
+pub async fn gateway_status(
+    State(s): Svc,
+    Path(id): Path<String>,
+) -> Result<Json<GatewayStatus>, ApiError> {
+    s.entity(manifests::EntityKind::EdgeGateway, &id)?;
+    Ok(Json(s.fleet.status(&id)))
+}
+
 /// The routes.
 pub fn router() -> Router<Arc<Service>> {
     Router::new()
+        .route("/api/v1/edge-gateways/{id}/status", get(gateway_status))
         .route("/api/v1/data-sources", get(list))
         .route("/api/v1/data-sources/{id}", get(read))
         .route("/api/v1/data-sources/{id}/register", post(register))
@@ -83,5 +104,5 @@ pub fn router() -> Router<Arc<Service>> {
 
 /// The operations.
 #[derive(OpenApi)]
-#[openapi(paths(list, read, register, unregister))]
+#[openapi(paths(list, read, register, unregister, gateway_status))]
 pub struct Doc;

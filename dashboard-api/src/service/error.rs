@@ -70,6 +70,9 @@ pub enum ServiceError {
         /// Each problem, in the order found.
         problems: Vec<Problem>,
     },
+    /// Another engine could not be asked, or its answer is unusable.
+    #[error("{0}")]
+    Remote(String),
     /// The body's id is not the one the path names.
     #[error("the body's id `{given}` is not the path's `{path}`")]
     IdMismatch {

@@ -1260,6 +1260,9 @@ async fn an_original_open_api_client_drives_an_edge_through_the_cloud() {
     );
 }
 
+/// An admin token of the plant's own on the fleet's edge.
+const PLANT_TOKEN: &str = "the-plant-s-own-admin-token";
+
 /// The edge and the cloud of a fleet, each in a temporary directory: the edge takes calls
 /// only with `token`; the cloud polls every 200 ms and knows the token as
 /// `DDA_SECRET_EDGE_1`.
@@ -1279,8 +1282,11 @@ impl Fleet {
         std::fs::write(
             dir.path().join("edge.toml"),
             format!(
-                "[fleet]\nrole = \"edge\"\n[[tokens]]\nname = \"cloud\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
-                dashboard_api::config::sha256_hex(token)
+                "[fleet]\nrole = \"edge\"\ncloud_token = \"cloud\"\n\
+                 [[tokens]]\nname = \"cloud\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+                 [[tokens]]\nname = \"plant\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+                dashboard_api::config::sha256_hex(token),
+                dashboard_api::config::sha256_hex(PLANT_TOKEN)
             ),
         )
         .unwrap();
@@ -1394,6 +1400,31 @@ async fn the_cloud_deploys_to_its_gateway_and_keeps_it_as_desired() {
             r.status,
             StatusCode::OK,
             "{route} on the edge: {}",
+            r.text()
+        );
+    }
+    // Deployments come from the cloud only: the plant's own admin token reads, but does
+    // not change models or instances on the edge.
+    let plant = fleet.edge.as_ref().unwrap().http.with_token(PLANT_TOKEN);
+    assert_eq!(
+        plant
+            .get(&format!("/api/v1/analytics-instances/{id}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for r in [
+        plant
+            .post("/api/v1/data-kinds", &json!({"id": "dk-local"}))
+            .await,
+        plant
+            .delete(&format!("/api/v1/analytics-instances/{id}"))
+            .await,
+    ] {
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("CLOUD_ONLY")),
+            "{}",
             r.text()
         );
     }

@@ -4,7 +4,9 @@
 //! `Authorization: Bearer <token>`. A viewer may read (`GET`, and the read-only `discover`
 //! and `validate` requests); an operator may also start, stop, pause and resume instances;
 //! an admin may do everything (create, update, delete). Tokens are configured as SHA-256
-//! hashes and compared in constant time; a token never appears in logs.
+//! hashes and compared in constant time; a token never appears in logs. On an edge with
+//! `[fleet] cloud_token`, only that token may create, update and delete: deployments come
+//! from the cloud.
 
 use std::sync::Arc;
 
@@ -95,6 +97,20 @@ pub async fn authorize(
                 "this needs the {} role; the token has {}",
                 needed.as_str(),
                 token.role.as_str()
+            ),
+        )
+        .into_response();
+    }
+    if needed == Role::Admin
+        && let Some(cloud) = &service.cloud_token
+        && &token.name != cloud
+    {
+        tracing::info!(token = %token.name, path = %request.uri().path(), "refused: deployments come from the cloud");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CLOUD_ONLY",
+            format!(
+                "this edge takes models and instances only from its cloud (token `{cloud}`): make the change through the cloud"
             ),
         )
         .into_response();

@@ -37,6 +37,7 @@
 //! call_timeout = "5s"           # calls to other engines (gateways') give up after this
 //! ca_file = "fleet-ca.pem"      # a private CA other engines' certificates are signed by
 //! poll_interval = "5s"          # a cloud asks each gateway's engine this often what it runs
+//! cloud_token = "cloud"         # an edge takes deployments only with this token (of [[tokens]])
 //!
 //! [tls]                         # HTTPS with rustls when given
 //! cert = "server.crt"           # PEM chain
@@ -197,6 +198,11 @@ pub struct FleetConfig {
     /// How often a cloud asks each gateway's engine what it is and runs (`0s`: never).
     #[serde(default = "default_poll_interval")]
     pub poll_interval: manifests::config::Duration,
+    /// On an edge, the name of the token (`[[tokens]]`) its cloud calls with: models and
+    /// instances are then created, changed and deleted only with that token (deployments
+    /// come from the cloud); other tokens keep their roles for reading and lifecycle.
+    #[serde(default)]
+    pub cloud_token: Option<String>,
 }
 
 fn default_poll_interval() -> manifests::config::Duration {
@@ -214,6 +220,7 @@ impl Default for FleetConfig {
             call_timeout: default_call_timeout(),
             ca_file: None,
             poll_interval: default_poll_interval(),
+            cloud_token: None,
         }
     }
 }
@@ -636,6 +643,20 @@ impl ServerConfig {
                 });
             }
         }
+        if let Some(name) = &self.fleet.cloud_token {
+            let known = self
+                .tokens
+                .iter()
+                .any(|t| &t.name == name && t.role == Role::Admin);
+            if !known || self.fleet.role != FleetRole::Edge {
+                return Err(ConfigError::Invalid {
+                    path: "fleet.cloud_token".into(),
+                    message: format!(
+                        "{name:?} must name an admin token of [[tokens]], on an engine whose fleet.role is \"edge\""
+                    ),
+                });
+            }
+        }
         for t in &self.tokens {
             if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid {
@@ -759,6 +780,23 @@ working_dir = "/tmp"
             ..ServerConfig::default()
         };
         assert!(c.check().is_err());
+        // An edge's cloud token names one of its admin tokens.
+        let edge = |tokens: &str| {
+            toml::from_str::<ServerConfig>(&format!(
+                "[fleet]\nrole = \"edge\"\ncloud_token = \"cloud\"\n{tokens}"
+            ))
+            .unwrap()
+            .check()
+        };
+        let token = |role: &str| {
+            format!(
+                "[[tokens]]\nname = \"cloud\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+                sha256_hex("t")
+            )
+        };
+        assert!(edge("").is_err());
+        assert!(edge(&token("viewer")).is_err());
+        assert!(edge(&token("admin")).is_ok());
         assert_eq!(
             sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

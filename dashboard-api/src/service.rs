@@ -39,6 +39,8 @@ pub struct Service {
     locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The configured API tokens.
     pub tokens: Vec<TokenConfig>,
+    /// On an edge, the token only which may create, update and delete (its cloud's).
+    pub cloud_token: Option<String>,
     /// The hosts and origins the server answers to.
     pub web: crate::origin::WebPolicy,
     /// When the server started.
@@ -206,6 +208,7 @@ impl Service {
             store,
             locks: StdMutex::default(),
             tokens: config.tokens.clone(),
+            cloud_token: config.fleet.cloud_token.clone(),
             web: config.into(),
             started: Instant::now(),
             stopping: CancellationToken::new(),

@@ -30,6 +30,11 @@ pub fn run(
             cfg.listen
         );
     }
+    if cfg.fleet.role == dashboard_api::config::FleetRole::Edge && cfg.tokens.is_empty() {
+        eprintln!(
+            "warning: an edge engine with no API tokens takes deployments from anyone who can reach it: configure [[tokens]] and [fleet] cloud_token (docs/fleet.md)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

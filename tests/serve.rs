@@ -1428,6 +1428,12 @@ async fn the_cloud_deploys_to_its_gateway_and_keeps_it_as_desired() {
             r.text()
         );
     }
+    // The edge learnt from its cloud's calls which gateway it is: what its webhook sinks
+    // send to the cloud names it.
+    assert_eq!(
+        on_edge.get("/api/v1/engine").await.json()["gateway"],
+        "edge-1"
+    );
     let cloud_health = http.get("/health").await.json();
     assert!(
         cloud_health["instances"].as_object().unwrap().is_empty(),
@@ -1551,4 +1557,159 @@ async fn the_cloud_deploys_to_its_gateway_and_keeps_it_as_desired() {
         fleet.edge_state(&id).await == "404"
     })
     .await;
+}
+
+/// A global analytics manifest over the uplink from the edges (the cloud's HTTP ingest):
+/// event time is kept per sending gateway, so a window closes only when every expected
+/// gateway has passed it; the slower gateway's results, sent after the faster one's are
+/// hours ahead, are in every window, and none is late. Each result is stamped with its
+/// gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_window_waits_for_the_slowest_gateway_and_loses_none_of_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(&dir.path().join("data"), free_port(), dir.path()).await;
+    let http = server.http.clone();
+    for folder in [
+        "data-interfaces",
+        "data-kinds",
+        "data-source-definitions",
+        "analytics-processor-definitions",
+    ] {
+        for doc in example(folder) {
+            let r = http.post(&format!("/api/v1/{folder}"), &doc).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{folder}: {}", r.text());
+        }
+    }
+    let uplink = free_port();
+    let param = |k: &str, v: Value| json!({"key": k, "value": v});
+    for (route, doc) in [
+        (
+            "data-interfaces",
+            json!({"id": "di-http", "communicationProtocol": "HTTP"}),
+        ),
+        (
+            "data-source-definitions",
+            json!({"id": "dsd-statistics-over-http", "dataInterfaceReferenceID": "di-http",
+                "dataKindReferenceIDs": {"dataKindReferenceID": ["dk-total-real-power"]}}),
+        ),
+        (
+            "data-source-manifests",
+            json!({"id": "dsm-uplink", "dataSourceDefinitionReferenceID": "dsd-statistics-over-http",
+                "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                    param("host", json!("127.0.0.1")), param("port", json!(uplink)),
+                    param("path", json!("/ingest/uplink")),
+                    param("senders", json!(["edge-a", "edge-b"]))]}}),
+        ),
+        (
+            "data-source-manifests",
+            json!({"id": "dsm-hourly", "dataSourceDefinitionReferenceID": "dsd-statistics-on-bus"}),
+        ),
+        (
+            "data-source-manifests",
+            json!({"id": "dsm-results", "dataSourceDefinitionReferenceID": "dsd-statistics-in-sqlite",
+                "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                    param("path", json!("dda-output/global.sqlite")), param("table", json!("global"))]}}),
+        ),
+        (
+            "analytics-instances",
+            json!({"id": "am-global", "name": "Hourly power across the gateways",
+                "analyticsProcessors": {"apm": [
+                    {"id": "apm-hourly", "analyticsProcessorDefinitionReferenceID": "apd-average",
+                     "parameters": {"parameter": [param("window", json!("PT1H")),
+                        param("observationName", json!("TotalRealPower")), param("groupBy", json!("name"))]},
+                     "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "dsm-uplink"}]},
+                     "dataSink": {"dataSourceManifestReferenceID": "dsm-hourly"}},
+                    {"id": "apm-store", "analyticsProcessorDefinitionReferenceID": "apd-store",
+                     "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "dsm-hourly"}]},
+                     "dataSink": {"dataSourceManifestReferenceID": "dsm-results"}}]}}),
+        ),
+    ] {
+        let r = http.post(&format!("/api/v1/{route}"), &doc).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{route}: {}", r.text());
+    }
+    let r = http
+        .post_empty("/api/v1/analytics-instances/am-global/start")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // Hourly results of two gateways; edge-b's come when edge-a is three hours ahead.
+    let start_ms: i64 = 1_527_120_000_000;
+    let ingest = Http::new(&format!("http://127.0.0.1:{uplink}"));
+    let send = |gateway: &'static str, base: i64| {
+        let ingest = ingest.clone();
+        async move {
+            for h in 0..4i64 {
+                let t = start_ms + h * 3_600_000 + 60_000;
+                let set = json!({"id": format!("{gateway}-{h}"), "dataSourceManifestReferenceID": "dsm-uplink",
+                    "timestamp": t, "observation": [{"name": "TotalRealPower", "timestamp": t, "value": base + 10 * (h + 1)}]});
+                let r = ingest
+                    .request(
+                        hyper::Method::POST,
+                        "/ingest/uplink",
+                        Some(("application/json", set.to_string().into_bytes())),
+                        &[("x-dda-gateway", gateway)],
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+            }
+        }
+    };
+    eventually(10, "the uplink listening", || async {
+        std::net::TcpStream::connect(("127.0.0.1", uplink)).is_ok()
+    })
+    .await;
+    send("edge-a", 0).await;
+    send("edge-b", 100).await;
+    let db = server.data_dir.join("dda-output/global.sqlite");
+    let rows = || -> Vec<(i64, f64, u64)> {
+        let Ok(c) = rusqlite::Connection::open(&db) else {
+            return Vec::new();
+        };
+        let Ok(mut stmt) =
+            c.prepare("SELECT timestamp_ms, value, attributes FROM global ORDER BY timestamp_ms")
+        else {
+            return Vec::new();
+        };
+        stmt.query_map([], |r| {
+            let a: String = r.get(2)?;
+            let count = serde_json::from_str::<Value>(&a).unwrap()["count"]
+                .as_u64()
+                .unwrap();
+            Ok((r.get(0)?, r.get(1)?, count))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    eventually(10, "three closed hours stored", || async {
+        rows().len() >= 3
+    })
+    .await;
+    // Each closed hour holds both gateways' results (the fourth is open: edge-b's event
+    // time has not passed it).
+    let hour = |h: i64| start_ms + h * 3_600_000;
+    assert_eq!(
+        rows(),
+        [(hour(1), 60.0, 2), (hour(2), 70.0, 2), (hour(3), 80.0, 2)]
+    );
+    let dead =
+        std::fs::read_to_string(server.data_dir.join("dead-letters.jsonl")).unwrap_or_default();
+    assert!(dead.trim().is_empty(), "nothing late: {dead}");
+    // Stamped with their gateway on the way in.
+    let live = http
+        .get("/api/v1/data-source-manifests/dsm-uplink/data?last=8")
+        .await
+        .json();
+    let gateways: std::collections::BTreeSet<String> = live["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|set| set["observation"].as_array().unwrap().clone())
+        .map(|o| o["gateway"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        gateways.into_iter().collect::<Vec<_>>(),
+        ["edge-a", "edge-b"],
+        "{live}"
+    );
 }

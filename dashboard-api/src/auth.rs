@@ -66,6 +66,7 @@ pub async fn authorize(
     if service.tokens.is_empty() || OPEN.contains(&request.uri().path()) {
         return next.run(request).await;
     }
+    let mut request = request;
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -115,8 +116,13 @@ pub async fn authorize(
         )
         .into_response();
     }
+    request.extensions_mut().insert(Caller(token.name.clone()));
     next.run(request).await
 }
+
+/// The name of the token a request was authorized with (none without tokens).
+#[derive(Clone, Debug)]
+pub struct Caller(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,7 @@
 //! ca_file = "fleet-ca.pem"      # a private CA other engines' certificates are signed by
 //! poll_interval = "5s"          # a cloud asks each gateway's engine this often what it runs
 //! cloud_token = "cloud"         # an edge takes deployments only with this token (of [[tokens]])
+//! gateway = "edge-1"            # an edge's gateway id in the cloud (default: learnt from its calls)
 //!
 //! [tls]                         # HTTPS with rustls when given
 //! cert = "server.crt"           # PEM chain
@@ -203,6 +204,10 @@ pub struct FleetConfig {
     /// come from the cloud); other tokens keep their roles for reading and lifecycle.
     #[serde(default)]
     pub cloud_token: Option<String>,
+    /// On an edge, its gateway's id in the cloud's registry; learnt from the cloud's calls
+    /// when not given. What its webhook sinks send names it (`x-dda-gateway`).
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 fn default_poll_interval() -> manifests::config::Duration {
@@ -221,6 +226,7 @@ impl Default for FleetConfig {
             ca_file: None,
             poll_interval: default_poll_interval(),
             cloud_token: None,
+            gateway: None,
         }
     }
 }

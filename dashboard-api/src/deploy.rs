@@ -248,12 +248,7 @@ impl Edge<'_> {
     ) -> Result<Answer, String> {
         self.s
             .remote
-            .call(
-                method,
-                &join(self.base, path),
-                self.t.token.as_deref(),
-                body,
-            )
+            .call(method, &join(self.base, path), self.t.credentials(), body)
             .await
             .map_err(|e| e.to_string())
     }

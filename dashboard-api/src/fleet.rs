@@ -152,7 +152,7 @@ async fn poll(s: &Service, t: &GatewayTarget) -> GatewayStatus {
         status.last_error = Some("the gateway has no edgeAnalyticsEngineBaseURL".into());
         return status;
     };
-    let token = t.token.as_deref();
+    let token = t.credentials();
     let answer = s
         .remote
         .call(Method::GET, &join(base, "/v1/engine"), token, None)

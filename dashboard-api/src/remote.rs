@@ -99,7 +99,8 @@ impl Remote {
         })
     }
 
-    /// Calls `method url` with `body` (JSON) and, when given, `token` as a bearer token.
+    /// Calls `method url` with `body` (JSON) and, when given, `token` as a bearer token and
+    /// `gateway` as the id the called engine is known by here (`x-dda-gateway`).
     ///
     /// # Errors
     ///
@@ -109,7 +110,7 @@ impl Remote {
         &self,
         method: Method,
         url: &str,
-        token: Option<&str>,
+        (token, gateway): (Option<&str>, Option<&str>),
         body: Option<&Value>,
     ) -> Result<Answer, RemoteError> {
         let uri: Uri = url
@@ -131,6 +132,9 @@ impl Remote {
         {
             v.set_sensitive(true);
             request = request.header(header::AUTHORIZATION, v);
+        }
+        if let Some(g) = gateway {
+            request = request.header(connectors::http::GATEWAY_HEADER, g);
         }
         let payload = match body {
             Some(b) => {
@@ -208,7 +212,7 @@ mod tests {
             .call(
                 Method::GET,
                 &format!("http://127.0.0.1:{port}/api/health-check"),
-                Some("tok"),
+                (Some("tok"), Some("edge-1")),
                 None,
             )
             .await
@@ -216,7 +220,7 @@ mod tests {
         assert!(matches!(e, RemoteError::Unreachable { .. }), "{e}");
         assert!(!e.to_string().contains("tok"), "{e}");
         let e = remote
-            .call(Method::GET, "ftp://x/y?secret=1", None, None)
+            .call(Method::GET, "ftp://x/y?secret=1", (None, None), None)
             .await
             .unwrap_err();
         assert_eq!(

@@ -54,6 +54,8 @@ pub struct Service {
     unregistered: StdMutex<std::collections::HashSet<String>>,
     /// What the engine is in a fleet.
     pub role: FleetRole,
+    /// Whether an edge's gateway id is configured (not learnt).
+    gateway_configured: bool,
     /// The client calls to other engines go through.
     pub remote: Remote,
     /// On a cloud, what it knows of its gateways.
@@ -73,6 +75,15 @@ pub struct GatewayTarget {
     pub data_router: Option<String>,
     /// The token its credential resolves to.
     pub token: Option<String>,
+}
+
+impl GatewayTarget {
+    /// What calls to it carry: its token, and its id (`x-dda-gateway`), by which the
+    /// engine learns which gateway it is.
+    #[must_use]
+    pub fn credentials(&self) -> (Option<&str>, Option<&str>) {
+        (self.token.as_deref(), Some(&self.id))
+    }
 }
 
 impl std::fmt::Debug for GatewayTarget {
@@ -200,6 +211,17 @@ impl Service {
             ),
         );
         let engine = Engine::new(engine_config).await?;
+        let identity = engine.shared().resource::<engine::connector::Identity>();
+        identity.set_engine(&installation_id(&config.data_dir)?);
+        let gateway = config.fleet.gateway.clone().or_else(|| {
+            std::fs::read_to_string(config.data_dir.join(GATEWAY_FILE))
+                .ok()
+                .map(|g| g.trim().to_owned())
+                .filter(|g| manifests::id::is_valid(g))
+        });
+        if let Some(g) = &gateway {
+            identity.set_gateway(g);
+        }
         let unregistered = StdMutex::new(store.unregistered().await?.into_iter().collect());
         let store_retired = store.retired().await?;
         let service = Arc::new(Self {
@@ -215,6 +237,7 @@ impl Service {
             base: config.reach().base,
             unregistered,
             role: config.fleet.role,
+            gateway_configured: config.fleet.gateway.is_some(),
             remote: Remote::new(
                 config.fleet.ca_file.as_deref(),
                 config.fleet.call_timeout.get(),
@@ -277,6 +300,26 @@ impl Service {
             "recovered"
         );
         Ok(())
+    }
+
+    /// On an edge whose gateway id is not configured, takes `id` as it: the id its cloud
+    /// knows it by (kept in the data directory).
+    pub fn learn_gateway(&self, id: &str) {
+        if self.role != FleetRole::Edge || self.gateway_configured || !manifests::id::is_valid(id) {
+            return;
+        }
+        let identity = self
+            .engine
+            .shared()
+            .resource::<engine::connector::Identity>();
+        if identity.gateway().as_deref() == Some(id) {
+            return;
+        }
+        tracing::info!(gateway = %id, "this edge is gateway {id} of its cloud");
+        identity.set_gateway(id);
+        if let Err(e) = std::fs::write(self.base.join(GATEWAY_FILE), id) {
+            tracing::warn!(error = %e, "cannot keep the gateway id");
+        }
     }
 
     /// Cancelled when the server stops.
@@ -958,6 +1001,26 @@ impl Service {
     pub fn stop_live(&self) {
         self.stopping.cancel();
     }
+}
+
+/// Where an edge keeps the gateway id it learnt, in its data directory.
+const GATEWAY_FILE: &str = "gateway-id";
+
+/// The installation's id: made at the first start and kept in the data directory
+/// (`engine-id`), so that the connectors' default client ids are the same across restarts
+/// and differ between engines.
+fn installation_id(dir: &std::path::Path) -> Result<String, StartError> {
+    let path = dir.join("engine-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if manifests::id::is_valid(id) {
+            return Ok(id.to_owned());
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    std::fs::write(&path, &id)
+        .map_err(|e| StartError::Config(format!("cannot write {}: {e}", path.display())))?;
+    Ok(id)
 }
 
 fn plan_of(checked: &Checked) -> Result<Plan, ServiceError> {

@@ -24,6 +24,7 @@ pub mod bundle;
 pub mod config;
 pub mod convert;
 pub mod diagnostic;
+pub mod id;
 pub mod json;
 pub mod kind;
 pub mod mapping;

@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use engine::codec::{Format, encode, encode_live_data_set};
 use engine::connector::{
-    Backoff, Connector, ConnectorError, ConnectorRegistration, EventClock, Shared, Sink,
+    Backoff, Connector, ConnectorError, ConnectorRegistration, SenderClocks, Shared, Sink,
     SinkContext, Source, SourceContext,
 };
 use engine::processor::Rejected;
@@ -50,7 +50,11 @@ const fn default_max_body() -> usize {
     16 * 1024 * 1024
 }
 
-const fn default_timeout() -> Span {
+const fn default_idle_timeout() -> Span {
+    Span::from_secs(60)
+}
+
+fn default_timeout() -> Span {
     Span::from_secs(10)
 }
 
@@ -78,9 +82,22 @@ pub struct HttpConfig {
     /// Source: the largest request body, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body: usize,
-    /// Source: how far event time trails the newest timestamp received.
+    /// Source: how far event time trails the newest timestamp received (per sender: see
+    /// `idleTimeout`).
     #[serde(default)]
     pub out_of_orderness: Span,
+    /// Source: requests naming their sender (an edge engine's results, with its gateway in
+    /// `x-dda-gateway`) keep event time per sender, and the source's event time is the
+    /// earliest of the senders heard from within this (wall-clock time), so that a slower
+    /// edge's results are never late; a sender silent for longer no longer holds event
+    /// time back.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Span,
+    /// Source: the gateways expected to send (a global analytics manifest's
+    /// `edgeGatewayReferenceIDs`): event time waits for each from the start, until it is
+    /// heard from or silent for `idleTimeout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub senders: Vec<String>,
     /// Sink: the webhook, an `http://` or `https://` URL (may be a secret reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
@@ -199,8 +216,13 @@ impl Connector for Http {
 /// A request for one data source, answered once the engine has taken it.
 struct Delivery {
     body: Bytes,
+    /// The gateway the request came from (`x-dda-gateway`), when it says.
+    sender: Option<String>,
     reply: oneshot::Sender<Result<usize, String>>,
 }
+
+/// The header naming the gateway whose engine sent a request.
+pub const GATEWAY_HEADER: &str = "x-dda-gateway";
 
 struct Route {
     token: Option<String>,
@@ -275,8 +297,27 @@ async fn ingest(
             );
         }
     }
+    let sender = match headers.get(GATEWAY_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(g)) if manifests::id::is_valid(g) => Some(g.to_owned()),
+        Some(_) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "BAD_GATEWAY_ID",
+                "x-dda-gateway: give a gateway id (letters, digits, . _ - : ~)",
+            );
+        }
+    };
     let (reply, answered) = oneshot::channel();
-    if tx.send(Delivery { body, reply }).await.is_err() {
+    if tx
+        .send(Delivery {
+            body,
+            sender,
+            reply,
+        })
+        .await
+        .is_err()
+    {
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
@@ -393,13 +434,16 @@ impl Source for Http {
             }
         }
         ctx.metrics.connected();
-        let mut clock = EventClock::new(cfg.out_of_orderness.get());
+        let mut clocks = SenderClocks::new(cfg.out_of_orderness.get(), cfg.idle_timeout.get());
+        for g in &cfg.senders {
+            clocks.expect(g);
+        }
         tracing::info!(dsm = %ctx.dsm.id, "taking data at http://{addr}{path}");
         loop {
             tokio::select! {
                 d = rx.recv() => {
                     let Some(d) = d else { break };
-                    let result = ctx.ingest(&d.body, &mut clock).await.map_err(|e| e.message().to_owned());
+                    let result = take(&ctx, &d, &mut clocks).await;
                     let _ = d.reply.send(result);
                 }
                 () = ctx.cancel.cancelled() => break,
@@ -409,14 +453,41 @@ impl Source for Http {
         // Requests already handed over are still taken.
         rx.close();
         while let Some(d) = rx.recv().await {
-            let result = ctx
-                .ingest(&d.body, &mut clock)
-                .await
-                .map_err(|e| e.message().to_owned());
+            let result = take(&ctx, &d, &mut clocks).await;
             let _ = d.reply.send(result);
         }
         Ok(())
     }
+}
+
+/// Reads a request's payload and publishes it, each observation stamped with the gateway
+/// that sent it (attribute `gateway`), with the event time it advances to.
+async fn take(
+    ctx: &SourceContext,
+    d: &Delivery,
+    clocks: &mut SenderClocks,
+) -> Result<usize, String> {
+    let mut batch = Vec::new();
+    let n = ctx
+        .decode(&d.body, &mut batch)
+        .await
+        .map_err(|e| e.message().to_owned())?;
+    if batch.is_empty() {
+        return Ok(n);
+    }
+    if let Some(g) = &d.sender {
+        for o in &mut batch {
+            let mut attributes = o.attributes.as_deref().cloned().unwrap_or_default();
+            attributes.insert("gateway".into(), serde_json::Value::String(g.clone()));
+            o.attributes = Some(Arc::new(attributes));
+        }
+    }
+    clocks.observe(d.sender.as_deref().unwrap_or_default(), &batch);
+    ctx.publish(batch).await;
+    if let Some(w) = clocks.advance() {
+        ctx.watermark(w).await;
+    }
+    Ok(n)
 }
 
 // --- sink: the webhook ----------------------------------------------------------------
@@ -519,7 +590,7 @@ enum Attempt {
 async fn post(
     client: &HttpsClient,
     uri: &Uri,
-    token: Option<&str>,
+    (token, gateway): (Option<&str>, Option<&str>),
     body: &Bytes,
     kind: &str,
     timeout: Duration,
@@ -529,6 +600,9 @@ async fn post(
         .header(header::USER_AGENT, "dda");
     if let Some(t) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(g) = gateway {
+        request = request.header(GATEWAY_HEADER, g);
     }
     let request = match request.body(Full::new(body.clone())) {
         Ok(r) => r,
@@ -585,6 +659,11 @@ impl Sink for Http {
             .clone()
             .ok_or_else(|| ConnectorError::config(&ctx.dsm, "a webhook sink needs `url`"))?;
         let token = cfg.token(&ctx.dsm)?;
+        // On an edge of a fleet, what it sends names its gateway.
+        let gateway = ctx
+            .shared
+            .resource::<engine::connector::Identity>()
+            .gateway();
         let timeout = cfg.timeout.get();
         let client = client(cfg, &ctx.dsm)?;
         let format = Format::of(&ctx.dsm);
@@ -596,7 +675,14 @@ impl Sink for Http {
             let failure = loop {
                 attempts += 1;
                 let Some(answer) = ctx
-                    .attempt(post(&client, &uri, token.as_deref(), &body, kind, timeout))
+                    .attempt(post(
+                        &client,
+                        &uri,
+                        (token.as_deref(), gateway.as_deref()),
+                        &body,
+                        kind,
+                        timeout,
+                    ))
                     .await
                 else {
                     break Some(Failure::GivenUp(format!(

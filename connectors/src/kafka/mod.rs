@@ -98,7 +98,9 @@ pub struct KafkaConfig {
     /// Bootstrap servers (`host:port,host:port`), overriding `host` and `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brokers: Option<String>,
-    /// Source: the consumer group (default `dda-<dsm id>`).
+    /// Source: the consumer group (default `dda-<engine id>-<dsm id>`, the engine id being
+    /// unique per data directory, so that two engines reading one topic each read all of
+    /// it; `dda-<dsm id>` in a one-off `dda run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     /// Source: where a new group starts, `earliest` or `latest`.
@@ -345,9 +347,13 @@ impl Source for Kafka {
             .client()
             .set(
                 "group.id",
-                cfg.group_id
-                    .clone()
-                    .unwrap_or_else(|| format!("dda-{}", ctx.dsm.id)),
+                cfg.group_id.clone().unwrap_or_else(|| {
+                    let identity = ctx.shared.resource::<engine::connector::Identity>();
+                    match identity.engine() {
+                        Some(e) => format!("dda-{e}-{}", ctx.dsm.id),
+                        None => format!("dda-{}", ctx.dsm.id),
+                    }
+                }),
             )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

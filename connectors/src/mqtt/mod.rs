@@ -94,7 +94,9 @@ pub struct MqttConfig {
     /// The protocol version: `3.1.1` or `5`.
     #[serde(default)]
     pub version: Version,
-    /// The session's client id (default `dda-<dsm id>-source` / `-sink`).
+    /// The session's client id (default `dda-<engine id>-<dsm id>-source` / `-sink`, the
+    /// engine id being unique per data directory, so that two engines never take each
+    /// other's session; `dda-<dsm id>-source` / `-sink` in a one-off `dda run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Start a new session at each connection (default: a persistent session, so that
@@ -288,11 +290,17 @@ fn describe(e: impl std::fmt::Display, cfg: &MqttConfig) -> String {
 }
 
 impl Connection {
-    fn open(dsm: &DataSource, cfg: &MqttConfig, role: &str) -> Result<Self, ConnectorError> {
-        let client_id = cfg
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("dda-{}-{role}", dsm.id));
+    fn open(
+        dsm: &DataSource,
+        cfg: &MqttConfig,
+        role: &str,
+        shared: &engine::connector::Shared,
+    ) -> Result<Self, ConnectorError> {
+        let client_id = cfg.client_id.clone().unwrap_or_else(|| {
+            shared
+                .resource::<engine::connector::Identity>()
+                .client_id(&dsm.id.to_string(), role)
+        });
         let username = cfg.username.clone();
         let password = cfg
             .password
@@ -521,7 +529,7 @@ impl Source for Mqtt {
     async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
         let cfg = self.config.clone();
         let topic = cfg.topic.clone();
-        let conn = Connection::open(&ctx.dsm, &cfg, "source")?;
+        let conn = Connection::open(&ctx.dsm, &cfg, "source", &ctx.shared)?;
         let client = conn.client();
         // Subscribe once up front; the driver subscribes again after any connection that
         // lost the session.
@@ -831,7 +839,7 @@ impl Sink for Mqtt {
         // Delivered means acknowledged, which comes after `next`: reported to the sink's
         // queue as acknowledgements come; without a queue, not a checkpoint's sink.
         ctx.writes_are_acknowledged_later();
-        let conn = Connection::open(&ctx.dsm, &cfg, "sink")?;
+        let conn = Connection::open(&ctx.dsm, &cfg, "sink", &ctx.shared)?;
         let client = conn.client();
         let delivered = Arc::new(AtomicU64::new(0));
         let closing = Arc::new(AtomicBool::new(false));

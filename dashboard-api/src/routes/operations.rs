@@ -102,6 +102,9 @@ pub struct EngineDoc {
     pub role: crate::config::FleetRole,
     /// Seconds since the server started.
     pub uptime: u64,
+    /// On an edge, the id of its gateway in its cloud.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
     /// The processor types it runs.
     pub processors: Vec<String>,
     /// The communication protocols it speaks.
@@ -228,11 +231,33 @@ pub async fn validate(
         (status = 200, description = "What the engine is and runs", body = EngineDoc),
         (status = 401, description = "A token is needed", body = ErrorBody),
         (status = 403, description = "The token may not read", body = ErrorBody)))]
-pub async fn engine_status(State(s): Svc) -> Json<EngineDoc> {
+pub async fn engine_status(
+    State(s): Svc,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+    headers: HeaderMap,
+) -> Json<EngineDoc> {
+    // An edge learns its gateway id from its cloud's polls.
+    let from_cloud = match (&s.cloud_token, &caller) {
+        (Some(cloud), Some(axum::Extension(c))) => &c.0 == cloud,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    if from_cloud
+        && let Some(g) = headers
+            .get(connectors::http::GATEWAY_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        s.learn_gateway(g);
+    }
     Json(EngineDoc {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         role: s.role,
         uptime: s.started.elapsed().as_secs(),
+        gateway: s
+            .engine
+            .shared()
+            .resource::<engine::connector::Identity>()
+            .gateway(),
         processors: processors::definitions()
             .into_iter()
             .map(|d| d.processor_type)

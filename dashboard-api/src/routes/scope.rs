@@ -100,7 +100,7 @@ async fn call(
     let url = join(via.base(t)?, path);
     let answer = s
         .remote
-        .call(method, &url, t.token.as_deref(), body)
+        .call(method, &url, t.credentials(), body)
         .await
         .map_err(|e| format!("edge gateway `{}`: {e}", t.id))?;
     Ok(answer)

@@ -32,8 +32,8 @@ use manifests::model::ParameterDefinition;
 use serde_json::Value as Json;
 
 pub use context::{
-    Acknowledger, Backoff, ConnectorMetrics, EventClock, LinkStatus, Shared, SinkContext,
-    SourceContext, Speed,
+    Acknowledger, Backoff, ConnectorMetrics, EventClock, Identity, LinkStatus, SenderClocks,
+    Shared, SinkContext, SourceContext, Speed,
 };
 
 use crate::error::{BoxError, ErrorKind};

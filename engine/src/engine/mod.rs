@@ -364,6 +364,12 @@ impl Engine {
         &self.inner.bus
     }
 
+    /// What the engine's connectors share, such as its [`crate::connector::Identity`].
+    #[must_use]
+    pub fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
     /// The device registry.
     #[must_use]
     pub fn registry(&self) -> &DeviceRegistry {

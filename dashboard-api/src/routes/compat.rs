@@ -77,12 +77,33 @@ fn manifest(bytes: &[u8]) -> Result<Value, ServiceError> {
     parse_entity(bytes, Syntax::Json, EntityKind::AnalyticsManifest)
 }
 
-/// A body to forward: any JSON object (the gateway's engine checks it).
-fn forwarded_body(bytes: &[u8]) -> Result<Value, CompatError> {
+/// A body as any JSON object (to forward: the gateway's engine checks it).
+pub(super) fn json_object(bytes: &[u8]) -> Result<Value, CompatError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err(ServiceError::invalid("the body is a JSON object").into()),
+        Ok(_) => Err(ServiceError::invalid("the body is a JSON object").into()),
+        Err(e) => Err(ServiceError::malformed(format!("invalid JSON: {e}")).into()),
     }
+}
+
+/// The original's 400 with `code`.
+pub(super) fn refused(code: &str, message: String) -> CompatError {
+    CompatError::new(StatusCode::BAD_REQUEST, code, Some(message))
+}
+
+/// The original's checks of required fields, in its order: the first of `fields` (field,
+/// code) that `doc` lacks or leaves empty is refused with its code.
+pub(super) fn require(doc: &Value, fields: &[(&str, &str)], what: &str) -> Result<(), CompatError> {
+    for (field, code) in fields {
+        if doc
+            .get(*field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(refused(code, format!("{what} needs `{field}`")));
+        }
+    }
+    Ok(())
 }
 
 /// The original's `NAME_TAKEN`: another instance (than `own`) has the manifest's name.
@@ -91,12 +112,9 @@ fn name_free(s: &Service, doc: &Value, own: Option<&str>) -> Result<(), CompatEr
         return Ok(());
     };
     match s.named(EntityKind::AnalyticsManifest, name, own) {
-        Some(other) => Err(CompatError::new(
-            StatusCode::BAD_REQUEST,
+        Some(other) => Err(refused(
             "NAME_TAKEN",
-            Some(format!(
-                "analytics instance `{other}` is named `{name}` already"
-            )),
+            format!("analytics instance `{other}` is named `{name}` already"),
         )),
         None => Ok(()),
     }
@@ -140,7 +158,7 @@ pub async fn compat_create(
     body: Bytes,
 ) -> Result<Response, CompatError> {
     if let Some(g) = &scope.gateway {
-        let doc = forwarded_body(&body)?;
+        let doc = json_object(&body)?;
         return forward(
             &s,
             g,
@@ -235,7 +253,7 @@ pub async fn compat_update_specification(
     body: Bytes,
 ) -> Result<Response, CompatError> {
     if let Some(g) = &scope.gateway {
-        let doc = forwarded_body(&body)?;
+        let doc = json_object(&body)?;
         return to_gateway(&s, g, Method::PUT, &id, "/specification", Some(&doc)).await;
     }
     // An unknown id is a 404 whatever the body.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use utoipa::{OpenApi, ToSchema};
 
 use super::Svc;
-use super::compat::with_id;
+use super::compat::{refused, require, with_id};
 use super::models::meets_criteria;
 use crate::body::{parse_criteria, parse_entity};
 use crate::error::{CompatError, CompatErrorBody};
@@ -38,34 +38,26 @@ pub struct CompatGatewayList {
     pub edge_gateways: Vec<Value>,
 }
 
-fn refused(code: &str, message: String) -> CompatError {
-    CompatError::new(StatusCode::BAD_REQUEST, code, Some(message))
-}
-
 /// Checks a gateway as the original did, in its order: the fields it required, then a
 /// name and a namespace no other gateway has.
 fn check(s: &Service, doc: &Value, own: Option<&str>) -> Result<(), CompatError> {
-    for (field, code) in [
-        ("name", "MISSING_NAME"),
-        ("namespace", "MISSING_NAMESPACE"),
-        ("macAddress", "MISSING_MAC_ADDRESS"),
-        (
-            "dataRouterAndPreprocessorBaseURL",
-            "MISSING_DATA_ROUTER_AND_PREPROCESSOR_BASE_URL",
-        ),
-        (
-            "edgeAnalyticsEngineBaseURL",
-            "MISSING_EDGE_ANALYTICS_ENGINE_BASE_URL",
-        ),
-    ] {
-        if doc
-            .get(field)
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(refused(code, format!("an edge gateway needs `{field}`")));
-        }
-    }
+    require(
+        doc,
+        &[
+            ("name", "MISSING_NAME"),
+            ("namespace", "MISSING_NAMESPACE"),
+            ("macAddress", "MISSING_MAC_ADDRESS"),
+            (
+                "dataRouterAndPreprocessorBaseURL",
+                "MISSING_DATA_ROUTER_AND_PREPROCESSOR_BASE_URL",
+            ),
+            (
+                "edgeAnalyticsEngineBaseURL",
+                "MISSING_EDGE_ANALYTICS_ENGINE_BASE_URL",
+            ),
+        ],
+        "an edge gateway",
+    )?;
     let others = s.shown_entities(KIND, |g| g.get("id").and_then(Value::as_str) != own);
     for (field, code) in [("name", "NAME_TAKEN"), ("namespace", "NAMESPACE_TAKEN")] {
         let value = &doc[field];

@@ -27,7 +27,7 @@ use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
 use super::Svc;
-use super::compat::with_id;
+use super::compat::{json_object, refused, require, with_id};
 use super::models::meets_criteria;
 use super::scope::{Scope, Via, discover_local, forward};
 use crate::body::parse_criteria;
@@ -68,10 +68,6 @@ pub struct CompatData {
     pub data: Vec<CompatDatum>,
 }
 
-fn refused(code: &str, message: String) -> CompatError {
-    CompatError::new(StatusCode::BAD_REQUEST, code, Some(message))
-}
-
 fn not_found(id: &str) -> CompatError {
     CompatError::new(
         StatusCode::NOT_FOUND,
@@ -80,33 +76,21 @@ fn not_found(id: &str) -> CompatError {
     )
 }
 
-fn object(body: &[u8]) -> Result<Value, CompatError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(ServiceError::invalid("a data source is a JSON object").into()),
-        Err(e) => Err(ServiceError::malformed(format!("invalid JSON: {e}")).into()),
-    }
-}
-
 /// Checks a data source as the original did, in its order: the fields it required, then
 /// one value per parameter.
 fn check(doc: &Value) -> Result<(), CompatError> {
-    for (field, code) in [
-        ("name", "MISSING_NAME"),
-        ("macAddress", "MISSING_MAC_ADDRESS"),
-        (
-            "dataSourceDefinitionReferenceID",
-            "MISSING_DATA_SOURCE_DEFINITION_REFERENCE_ID",
-        ),
-    ] {
-        if doc
-            .get(field)
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(refused(code, format!("a data source needs `{field}`")));
-        }
-    }
+    require(
+        doc,
+        &[
+            ("name", "MISSING_NAME"),
+            ("macAddress", "MISSING_MAC_ADDRESS"),
+            (
+                "dataSourceDefinitionReferenceID",
+                "MISSING_DATA_SOURCE_DEFINITION_REFERENCE_ID",
+            ),
+        ],
+        "a data source",
+    )?;
     let keys: Vec<&str> = doc
         .pointer("/dataSourceDefinitionInterfaceParameters/parameter")
         .and_then(Value::as_array)
@@ -137,7 +121,7 @@ fn check(doc: &Value) -> Result<(), CompatError> {
         (status = 400, description = "MISSING_<FIELD>, NAME_TAKEN, DATA_SOURCE_DEFINITION_NOT_FOUND, DUPLICATE_PARAMETER_VALUE, EDGE_GATEWAY_NOT_FOUND, or invalid", body = CompatErrorBody),
         (status = 500, description = "FAILED: the gateway's engine could not be asked", body = CompatErrorBody)))]
 pub async fn register(State(s): Svc, scope: Scope, body: Bytes) -> Result<Response, CompatError> {
-    let mut doc = object(&body)?;
+    let mut doc = json_object(&body)?;
     if let Some(g) = &scope.gateway {
         return forward(
             &s,

@@ -176,39 +176,39 @@ pub struct Identity {
     gateway: std::sync::RwLock<Option<String>>,
 }
 
+fn read_id(slot: &std::sync::RwLock<Option<String>>) -> Option<String> {
+    slot.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn write_id(slot: &std::sync::RwLock<Option<String>>, id: &str) {
+    *slot
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+}
+
 impl Identity {
     /// The installation's id.
     #[must_use]
     pub fn engine(&self) -> Option<String> {
-        self.engine
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read_id(&self.engine)
     }
 
     /// Sets the installation's id.
     pub fn set_engine(&self, id: &str) {
-        *self
-            .engine
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+        write_id(&self.engine, id);
     }
 
     /// The gateway's id, on an edge.
     #[must_use]
     pub fn gateway(&self) -> Option<String> {
-        self.gateway
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read_id(&self.gateway)
     }
 
     /// Sets the gateway's id.
     pub fn set_gateway(&self, id: &str) {
-        *self
-            .gateway
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+        write_id(&self.gateway, id);
     }
 
     /// A client id for data source `dsm` in `role` (`source`, `sink`):

@@ -343,6 +343,170 @@ fn a_run_stopped_in_the_middle_of_an_hour_marks_that_hour_incomplete_never_final
     }
 }
 
+/// The pilot line as a fleet on loopback: three `dda serve` edges and one cloud; every
+/// model and analytics manifest created only through the cloud's API. The cloud deploys
+/// each box's manifest to its gateway; the edges send their hourly averages up the
+/// embedded HTTP uplink; the cloud's global manifest averages them. Box 3's edge replays
+/// at half the others' speed: none of its results is late, and the global hourly
+/// averages equal the values computed here, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pilot_line_as_a_fleet_computes_exactly_the_global_averages_with_a_slow_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let readings = data_set();
+    let edge_config = dir.path().join("edge.toml");
+    std::fs::write(&edge_config, "[fleet]\nrole = \"edge\"\n").unwrap();
+    let cloud_config = dir.path().join("cloud.toml");
+    std::fs::write(
+        &cloud_config,
+        "[fleet]\nrole = \"cloud\"\npoll_interval = \"200ms\"\n",
+    )
+    .unwrap();
+    let mut edges = Vec::new();
+    for b in 1..=3u32 {
+        let data = dir.path().join(format!("edge{b}"));
+        write_replay(&data.join(format!("replay/ib{b}.jsonl")), &readings, b);
+        edges.push(
+            common::Process::start_with(&data, common::free_port(), dir.path(), Some(&edge_config))
+                .await,
+        );
+    }
+    let cloud = common::Process::start_with(
+        &dir.path().join("cloud"),
+        common::free_port(),
+        dir.path(),
+        Some(&cloud_config),
+    )
+    .await;
+    let http = cloud.http.clone();
+    let uplink = common::free_port();
+    let post = |route: &str, doc: Json| {
+        let (http, route) = (http.clone(), route.to_owned());
+        async move {
+            let r = http.post(&format!("/api/v1/{route}"), &doc).await;
+            assert!(r.status.is_success(), "{route}: {}", r.text());
+        }
+    };
+    for folder in [
+        "data-interfaces",
+        "data-kinds",
+        "data-source-definitions",
+        "edge-gateways",
+        "data-source-manifests",
+        "analytics-processor-definitions",
+    ] {
+        for mut doc in common::example(folder) {
+            let id = doc["id"].as_str().unwrap().to_owned();
+            for b in 1..=3u32 {
+                if id == format!("eg-ib{b}") {
+                    doc["edgeAnalyticsEngineBaseURL"] =
+                        json!(format!("{}/api", edges[b as usize - 1].http.base));
+                }
+                if id == format!("dsm-ib{b}-meter") {
+                    // Replayed at 3600× real time; box 3 at half that.
+                    let speed = if b == 3 { "1800" } else { "3600" };
+                    doc["dataSourceDefinitionInterfaceParameters"]["parameter"] = json!([
+                        {"key": "mode", "value": "replay"},
+                        {"key": "file", "value": format!("replay/ib{b}.jsonl")},
+                        {"key": "speed", "value": speed},
+                    ]);
+                }
+            }
+            post(folder, doc).await;
+        }
+    }
+    // The uplink: the cloud's ingest endpoint, which the edges' webhooks post to.
+    post(
+        "data-interfaces",
+        json!({"id": "di-http", "name": "HTTP", "communicationProtocol": "HTTP"}),
+    )
+    .await;
+    post(
+        "data-source-definitions",
+        json!({"id": "dsd-statistics-over-http", "dataInterfaceReferenceID": "di-http",
+            "dataKindReferenceIDs": {"dataKindReferenceID": ["dk-total-real-power", "dk-total-real-energy"]}}),
+    )
+    .await;
+    let param = |k: &str, v: Json| json!({"key": k, "value": v});
+    post(
+        "data-source-manifests",
+        json!({"id": "dsm-uplink", "name": "The edges' results, up to the cloud",
+            "dataSourceDefinitionReferenceID": "dsd-statistics-over-http",
+            "dataSourceDefinitionInterfaceParameters": {"parameter": [
+                param("host", json!("127.0.0.1")), param("port", json!(uplink)),
+                param("path", json!("/ingest/uplink")),
+                param("url", json!(format!("http://127.0.0.1:{uplink}/ingest/uplink"))),
+                param("senders", json!(["eg-ib1", "eg-ib2", "eg-ib3"]))]}}),
+    )
+    .await;
+    // The example's manifests, with the uplink where the single process used a table.
+    let manifests: Vec<Json> = common::example("analytics-manifests")
+        .into_iter()
+        .map(|am| {
+            let text = am
+                .to_string()
+                .replace("\"dsm-cloud-edge-results\"", "\"dsm-uplink\"");
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect();
+    let global = manifests.iter().find(|a| a["id"] == "am-global").unwrap();
+    post("analytics-instances", global.clone()).await;
+    let r = http
+        .post_empty("/api/v1/analytics-instances/am-global/start")
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    for b in 1..=3u32 {
+        let id = format!("am-ib{b}-edge");
+        let am = manifests.iter().find(|a| a["id"] == id.as_str()).unwrap();
+        post("analytics-instances", am.clone()).await;
+        let r = http
+            .post_empty(&format!("/api/v1/analytics-instances/{id}/start"))
+            .await;
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+    let cloud_db = cloud.data_dir.join("dda-output/cloud.sqlite");
+    let rows = || -> i64 {
+        rusqlite::Connection::open(&cloud_db)
+            .and_then(|c| {
+                c.query_row("SELECT COUNT(*) FROM global_hourly_averages", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap_or(0)
+    };
+    let expected_edge = expected_edge(&readings);
+    let expected_global = expected_global(&expected_edge, HOURS);
+    common::eventually(90, "every global hour stored", || async {
+        rows() >= expected_global.len() as i64
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        table(&cloud_db, "global_hourly_averages"),
+        expected_global,
+        "the global hourly averages of the three edges"
+    );
+    for b in 1..=3u32 {
+        let mine: BTreeMap<_, _> = expected_edge
+            .iter()
+            .filter(|(k, _)| k.0 == format!("dsm-ib{b}-meter"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        assert_eq!(
+            table(
+                &edges[b as usize - 1]
+                    .data_dir
+                    .join(format!("dda-output/ib{b}-edge.sqlite")),
+                "hourly_averages"
+            ),
+            mine,
+            "box {b}'s edge database"
+        );
+    }
+    let dead =
+        std::fs::read_to_string(cloud.data_dir.join("dead-letters.jsonl")).unwrap_or_default();
+    assert!(dead.trim().is_empty(), "nothing late or lost: {dead}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_five_moments_and_a_graceful_stop_leave_exactly_the_results_of_an_uninterrupted_run()
  {

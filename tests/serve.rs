@@ -1562,8 +1562,8 @@ async fn the_cloud_deploys_to_its_gateway_and_keeps_it_as_desired() {
 /// A global analytics manifest over the uplink from the edges (the cloud's HTTP ingest):
 /// event time is kept per sending gateway, so a window closes only when every expected
 /// gateway has passed it; the slower gateway's results, sent after the faster one's are
-/// hours ahead, are in every window, and none is late. Each result is stamped with its
-/// gateway.
+/// hours ahead, are in every window, and none is late; the last window closes once each
+/// gateway has passed its watermark on. Each result is stamped with its gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_window_waits_for_the_slowest_gateway_and_loses_none_of_its_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -1692,6 +1692,22 @@ async fn a_global_window_waits_for_the_slowest_gateway_and_loses_none_of_its_res
         rows(),
         [(hour(1), 60.0, 2), (hour(2), 70.0, 2), (hour(3), 80.0, 2)]
     );
+    // Each gateway passes its event time on (an edge's uplink does it after its last
+    // results): the last hour closes.
+    for gateway in ["edge-a", "edge-b"] {
+        let end = i64::MAX.to_string();
+        let r = ingest
+            .request(
+                hyper::Method::POST,
+                "/ingest/uplink",
+                None,
+                &[("x-dda-gateway", gateway), ("x-dda-watermark", &end)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    }
+    eventually(10, "the last hour stored", || async { rows().len() >= 4 }).await;
+    assert_eq!(rows()[3], (hour(4), 90.0, 2));
     let dead =
         std::fs::read_to_string(server.data_dir.join("dead-letters.jsonl")).unwrap_or_default();
     assert!(dead.trim().is_empty(), "nothing late: {dead}");

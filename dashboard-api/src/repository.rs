@@ -16,6 +16,7 @@ use manifests::bundle::{Bundle, Syntax};
 use manifests::{Diagnostic, Entity, EntityKind, Model, Severity};
 use serde_json::Value as Json;
 
+use crate::config::FleetRole;
 use crate::problem::Problem;
 use crate::store::{Store, StoreError};
 
@@ -171,8 +172,9 @@ pub struct Repository {
     store: Store,
     /// What the manifests may reach (paths, secret references); `None`: anything.
     reach: Option<manifests::reach::Reach>,
-    /// Whether edge gateways are registered elsewhere (an edge of a fleet).
-    gateways_elsewhere: bool,
+    /// What the engine is in a fleet: an edge's gateways are registered elsewhere; a
+    /// cloud's data sources naming a gateway have their files there.
+    role: FleetRole,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -185,8 +187,9 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Repository {
     /// Loads what the store holds and validates it as one bundle (problems are logged: the
-    /// server starts with what is usable). With `gateways_elsewhere` (an edge of a fleet),
-    /// references to edge gateways are not checked.
+    /// server starts with what is usable). On an edge of a fleet (`role`), references to
+    /// edge gateways are not checked; on a cloud, the files of data sources naming a
+    /// gateway are not looked for (they are on the gateway).
     ///
     /// # Errors
     ///
@@ -194,7 +197,7 @@ impl Repository {
     pub async fn load(
         store: Store,
         reach: Option<manifests::reach::Reach>,
-        gateways_elsewhere: bool,
+        role: FleetRole,
     ) -> Result<Self, StoreError> {
         let mut entries = IndexMap::new();
         for (schema, id, doc) in store.entities().await? {
@@ -217,7 +220,7 @@ impl Repository {
             model: RwLock::new(Arc::new(Model::default())),
             store,
             reach,
-            gateways_elsewhere,
+            role,
         };
         let (bundle, model) = repo.validate_all(None, None);
         for d in bundle.diagnostics.iter().filter(|d| d.is_error()) {
@@ -231,6 +234,15 @@ impl Repository {
         }
         *write(&repo.model) = Arc::new(model);
         Ok(repo)
+    }
+
+    /// The validation options of the engine's role in a fleet.
+    fn fleet_options(&self) -> manifests::Options<'static> {
+        manifests::Options {
+            gateways_elsewhere: self.role == FleetRole::Edge,
+            files_on_gateways: self.role == FleetRole::Cloud,
+            ..manifests::Options::default()
+        }
     }
 
     /// The current model (everything stored, validated, parameters resolved).
@@ -293,7 +305,7 @@ impl Repository {
                 catalogue: Some(catalogue),
                 reach: self.reach.as_ref(),
                 fed_elsewhere: None,
-                gateways_elsewhere: self.gateways_elsewhere,
+                ..self.fleet_options()
             },
         );
         (bundle, model)
@@ -377,7 +389,7 @@ impl Repository {
                 catalogue: Some(catalogue),
                 reach: self.reach.as_ref(),
                 fed_elsewhere: Some(&fed),
-                gateways_elsewhere: self.gateways_elsewhere,
+                ..self.fleet_options()
             },
         );
         (bundle, model)
@@ -635,7 +647,12 @@ mod tests {
     async fn repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        (dir, Repository::load(store, None, false).await.unwrap())
+        (
+            dir,
+            Repository::load(store, None, FleetRole::Standalone)
+                .await
+                .unwrap(),
+        )
     }
 
     #[tokio::test]

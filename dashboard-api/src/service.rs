@@ -174,12 +174,8 @@ impl Service {
         let kinds = processors::catalogue().len() + connectors::catalogue().len();
         tracing::debug!(kinds, "catalogue");
         let store = Store::open(&config.data_dir)?;
-        let repository = Repository::load(
-            store.clone(),
-            Some(config.reach()),
-            config.fleet.role == FleetRole::Edge,
-        )
-        .await?;
+        let repository =
+            Repository::load(store.clone(), Some(config.reach()), config.fleet.role).await?;
         let mut engine_config = EngineConfig {
             speed: engine::connector::Speed::parse(&config.speed).map_err(StartError::Config)?,
             recent: config.recent,

@@ -123,6 +123,9 @@ pub struct Options<'a> {
     /// Whether edge gateways are registered elsewhere (an edge engine of a fleet: the
     /// cloud holds the gateway registry): references to them are not checked here.
     pub gateways_elsewhere: bool,
+    /// Whether a data source manifest naming an edge gateway is read and written on that
+    /// gateway (a cloud engine of a fleet): the files it names are not looked for here.
+    pub files_on_gateways: bool,
 }
 
 impl std::fmt::Debug for Options<'_> {
@@ -132,6 +135,7 @@ impl std::fmt::Debug for Options<'_> {
             .field("reach", &self.reach)
             .field("fed_elsewhere", &self.fed_elsewhere.is_some())
             .field("gateways_elsewhere", &self.gateways_elsewhere)
+            .field("files_on_gateways", &self.files_on_gateways)
             .finish()
     }
 }
@@ -745,6 +749,7 @@ fn check_dsm(
     let base = "/dataSourceDefinitionInterfaceParameters";
     let mut resolution = parameters::resolve(defs.as_deref(), values, &owner);
     c.parameter_issues(loaded, base, &resolution);
+    let files_here = !(options.files_on_gateways && dsm.edge_gateway_reference_id.is_some());
     check_reach(
         c,
         loaded,
@@ -752,7 +757,7 @@ fn check_dsm(
         values,
         defs.as_deref(),
         &mut resolution,
-        options,
+        (options, files_here),
     );
     if let (Some(catalogue), Some(spec)) = (options.catalogue, connector)
         && resolution
@@ -784,7 +789,7 @@ fn check_reach(
     values: &[crate::model::ParameterValue],
     defs: Option<&[ParameterDefinition]>,
     resolution: &mut parameters::Resolution,
-    options: &Options<'_>,
+    (options, files_here): (&Options<'_>, bool),
 ) {
     use crate::model::FileUse;
     let Some(defs) = defs else { return };
@@ -842,7 +847,7 @@ fn check_reach(
             },
             None => std::path::PathBuf::from(&text),
         };
-        if usage == FileUse::Read && !path.is_file() {
+        if usage == FileUse::Read && files_here && !path.is_file() {
             let place = match options.reach {
                 Some(reach) => format!(
                     "a relative path is read from the data directory, {}",
@@ -1046,7 +1051,7 @@ fn check_apm(
         values,
         defs.as_deref(),
         &mut resolution,
-        options,
+        (options, true),
     );
     if let (Some(catalogue), Some(_)) = (options.catalogue, spec)
         && resolution

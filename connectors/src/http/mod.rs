@@ -218,11 +218,17 @@ struct Delivery {
     body: Bytes,
     /// The gateway the request came from (`x-dda-gateway`), when it says.
     sender: Option<String>,
+    /// The sender's watermark (`x-dda-watermark`), when it says.
+    watermark: Option<engine::time::Timestamp>,
     reply: oneshot::Sender<Result<usize, String>>,
 }
 
 /// The header naming the gateway whose engine sent a request.
 pub const GATEWAY_HEADER: &str = "x-dda-gateway";
+
+/// The header carrying the sender's watermark (epoch microseconds): nothing older is to
+/// come from it.
+pub const WATERMARK_HEADER: &str = "x-dda-watermark";
 
 struct Route {
     token: Option<String>,
@@ -308,16 +314,25 @@ async fn ingest(
             );
         }
     };
+    let watermark = match headers.get(WATERMARK_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(w)) if w.parse::<i64>().is_ok() => w.parse().ok().map(engine::time::Timestamp),
+        Some(_) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "BAD_WATERMARK",
+                "x-dda-watermark: give epoch microseconds",
+            );
+        }
+    };
     let (reply, answered) = oneshot::channel();
-    if tx
-        .send(Delivery {
-            body,
-            sender,
-            reply,
-        })
-        .await
-        .is_err()
-    {
+    let delivery = Delivery {
+        body,
+        sender,
+        watermark,
+        reply,
+    };
+    if tx.send(delivery).await.is_err() {
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
@@ -467,12 +482,22 @@ async fn take(
     d: &Delivery,
     clocks: &mut SenderClocks,
 ) -> Result<usize, String> {
+    let sender = d.sender.as_deref().unwrap_or_default();
     let mut batch = Vec::new();
-    let n = ctx
-        .decode(&d.body, &mut batch)
-        .await
-        .map_err(|e| e.message().to_owned())?;
+    let n = if d.watermark.is_some() && d.body.iter().all(u8::is_ascii_whitespace) {
+        0
+    } else {
+        ctx.decode(&d.body, &mut batch)
+            .await
+            .map_err(|e| e.message().to_owned())?
+    };
+    if let Some(w) = d.watermark {
+        clocks.report(sender, w);
+    }
     if batch.is_empty() {
+        if let Some(w) = clocks.advance() {
+            ctx.watermark(w).await;
+        }
         return Ok(n);
     }
     if let Some(g) = &d.sender {
@@ -482,7 +507,7 @@ async fn take(
             o.attributes = Some(Arc::new(attributes));
         }
     }
-    clocks.observe(d.sender.as_deref().unwrap_or_default(), &batch);
+    clocks.observe(sender, &batch);
     ctx.publish(batch).await;
     if let Some(w) = clocks.advance() {
         ctx.watermark(w).await;
@@ -590,7 +615,7 @@ enum Attempt {
 async fn post(
     client: &HttpsClient,
     uri: &Uri,
-    (token, gateway): (Option<&str>, Option<&str>),
+    (token, gateway, watermark): (Option<&str>, Option<&str>, Option<&str>),
     body: &Bytes,
     kind: &str,
     timeout: Duration,
@@ -603,6 +628,9 @@ async fn post(
     }
     if let Some(g) = gateway {
         request = request.header(GATEWAY_HEADER, g);
+    }
+    if let Some(w) = watermark {
+        request = request.header(WATERMARK_HEADER, w);
     }
     let request = match request.body(Full::new(body.clone())) {
         Ok(r) => r,
@@ -651,6 +679,9 @@ enum Failure {
 
 impl Sink for Http {
     const STORE_AND_FORWARD: bool = true;
+    /// A webhook passes its event time on (`x-dda-watermark`): the uplink of an edge to
+    /// its cloud, whose windows close when every edge has passed them.
+    const FORWARDS_WATERMARKS: bool = true;
 
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = &self.config;
@@ -669,7 +700,15 @@ impl Sink for Http {
         let format = Format::of(&ctx.dsm);
         let place = shown(&uri);
         while let Some(batch) = ctx.next().await {
-            let (body, kind) = body(&batch, format);
+            let watermark = ctx.watermark().map(|w| w.as_micros().to_string());
+            if batch.is_empty() && watermark.is_none() {
+                continue;
+            }
+            let (body, kind) = if batch.is_empty() {
+                (Bytes::new(), "application/json")
+            } else {
+                body(&batch, format)
+            };
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
             let mut attempts = 0;
             let failure = loop {
@@ -678,7 +717,7 @@ impl Sink for Http {
                     .attempt(post(
                         &client,
                         &uri,
-                        (token.as_deref(), gateway.as_deref()),
+                        (token.as_deref(), gateway.as_deref(), watermark.as_deref()),
                         &body,
                         kind,
                         timeout,

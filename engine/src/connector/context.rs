@@ -261,6 +261,8 @@ pub struct EventClock {
     newest: Timestamp,
     out_of_orderness: std::time::Duration,
     sent: Timestamp,
+    /// A watermark the sender reported (an edge passing its event time on).
+    reported: Timestamp,
 }
 
 impl EventClock {
@@ -271,6 +273,7 @@ impl EventClock {
             newest: Timestamp::MIN,
             out_of_orderness,
             sent: Timestamp::MIN,
+            reported: Timestamp::MIN,
         }
     }
 
@@ -282,13 +285,20 @@ impl EventClock {
             .fold(self.newest, Timestamp::max);
     }
 
+    /// Takes note of a watermark the sender reported: nothing older is to come from it.
+    pub fn report(&mut self, w: Timestamp) {
+        self.reported = self.reported.max(w);
+    }
+
     /// The watermark now.
     #[must_use]
     pub fn watermark(&self) -> Timestamp {
         if self.newest == Timestamp::MIN {
-            return Timestamp::MIN;
+            return self.reported;
         }
-        Timestamp(self.newest.as_micros().saturating_sub(1)).minus(self.out_of_orderness)
+        Timestamp(self.newest.as_micros().saturating_sub(1))
+            .minus(self.out_of_orderness)
+            .max(self.reported)
     }
 
     /// The watermark, when it has advanced since it was last taken.
@@ -347,6 +357,17 @@ impl SenderClocks {
             .or_insert_with(|| (EventClock::new(ooo), now));
         entry.0.observe(batch);
         entry.1 = now;
+    }
+
+    /// Takes note of a watermark `sender` reported (it passes its event time on).
+    pub fn report(&mut self, sender: &str, w: Timestamp) {
+        let ooo = self.out_of_orderness;
+        let entry = self
+            .senders
+            .entry(sender.to_owned())
+            .or_insert_with(|| (EventClock::new(ooo), std::time::Instant::now()));
+        entry.0.report(w);
+        entry.1 = std::time::Instant::now();
     }
 
     /// The watermark now: the earliest of the live senders'.
@@ -547,6 +568,43 @@ pub struct SinkContext {
     confirms: bool,
     /// The store-and-forward queue the sink takes its input from, when it has one.
     spool: Option<Spooled>,
+    /// For a sink passing event time on: the watermark of its input so far.
+    forwarding: Option<Forwarding>,
+}
+
+/// The name of the observations that carry a watermark through a sink's store-and-forward
+/// queue, in order with the data (never given to the sink as data).
+pub const WATERMARK_MARK: &str = "dda:watermark";
+
+/// How often, at most, a sink passing event time on is given a watermark alone (the end
+/// of its input, [`Timestamp::MAX`], at once).
+const WATERMARK_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A watermark on its way through a sink.
+#[derive(Debug, Default)]
+struct Forwarding {
+    /// The newest watermark seen.
+    seen: Option<Timestamp>,
+    /// The newest watermark given on alone, and when.
+    given: Option<(Timestamp, std::time::Instant)>,
+}
+
+impl Forwarding {
+    /// Takes note of watermark `w`; whether it is due to be passed on alone.
+    fn note(&mut self, w: Timestamp) -> bool {
+        if self.seen.is_some_and(|s| s >= w) {
+            return false;
+        }
+        self.seen = Some(w);
+        let due = match self.given {
+            None => true,
+            Some((g, at)) => w > g && (w == Timestamp::MAX || at.elapsed() >= WATERMARK_EVERY),
+        };
+        if due {
+            self.given = Some((w, std::time::Instant::now()));
+        }
+        due
+    }
 }
 
 /// A sink's side of its store-and-forward queue.
@@ -606,7 +664,21 @@ impl SinkContext {
             checkpoints,
             confirms: true,
             spool: None,
+            forwarding: None,
         }
+    }
+
+    /// Passes event time on ([`crate::connector::Sink::FORWARDS_WATERMARKS`]); before the
+    /// store-and-forward queue is set up.
+    pub(crate) fn forward_watermarks(&mut self) {
+        self.forwarding = Some(Forwarding::default());
+    }
+
+    /// For a sink passing event time on: the watermark of what it was given so far (its
+    /// input has nothing older to come).
+    #[must_use]
+    pub fn watermark(&self) -> Option<Timestamp> {
+        self.forwarding.as_ref().and_then(|f| f.seen)
     }
 
     /// Puts a store-and-forward queue between the bus and the sink: returns the task that
@@ -631,6 +703,7 @@ impl SinkContext {
         });
         let filler = Filler {
             queue,
+            forwarding: self.forwarding.is_some().then(Forwarding::default),
             dsm: self.dsm.clone(),
             metrics: self.metrics.clone(),
             dead_letters: self.dead_letters.clone(),
@@ -769,7 +842,12 @@ impl SinkContext {
                     return Some(batch);
                 }
                 Message::Barrier(b) => self.barrier(b),
-                Message::Watermark(_) | Message::Join | Message::Leave => {}
+                Message::Watermark(w) => {
+                    if self.forwarding.as_mut().is_some_and(|f| f.note(w)) {
+                        return Some(Batch::from(Vec::new()));
+                    }
+                }
+                Message::Join | Message::Leave => {}
             }
         }
     }
@@ -798,6 +876,28 @@ impl SinkContext {
             };
             let queue = spool.queue.clone();
             dead_letter_dropped(&self.dead_letters, &self.dsm, &queue, dropped).await;
+            let taken = match (taken, self.forwarding.as_mut()) {
+                (Ok(Some(batch)), Some(f)) => {
+                    let mark = crate::Sym::new(WATERMARK_MARK);
+                    let (marks, data): (Vec<&Observation>, Vec<&Observation>) =
+                        batch.as_slice().iter().partition(|o| o.name == mark);
+                    if let Some(w) = marks.iter().map(|o| o.timestamp).max() {
+                        f.note(w);
+                        if let Some(s) = &self.spool {
+                            s.took.store(true, Ordering::Relaxed);
+                        }
+                        if data.is_empty() {
+                            return Some(Batch::from(Vec::new()));
+                        }
+                    }
+                    Ok(Some(if marks.is_empty() {
+                        batch
+                    } else {
+                        Batch::from(data.into_iter().cloned().collect::<Vec<_>>())
+                    }))
+                }
+                (other, _) => other,
+            };
             match taken {
                 Ok(Some(batch)) if batch.is_empty() => {}
                 Ok(Some(batch)) => {
@@ -873,6 +973,8 @@ impl SinkContext {
 /// Fills a sink's store-and-forward queue from the bus.
 struct Filler {
     queue: Arc<Queue>,
+    /// For a sink passing event time on: the watermarks queued with the data.
+    forwarding: Option<Forwarding>,
     dsm: Arc<DataSource>,
     metrics: Arc<ConnectorMetrics>,
     dead_letters: DeadLetters,
@@ -885,7 +987,7 @@ impl Filler {
     /// each batch, waiting while a full queue holds input back; confirms each barrier once
     /// what came before it is on disk; expires what is older than the age limit.
     async fn run(
-        self,
+        mut self,
         mut subscriber: Option<Subscriber>,
         mut input: mpsc::Receiver<Envelope>,
         close: CancellationToken,
@@ -921,7 +1023,18 @@ impl Filler {
                         tracing::error!(dsm = %self.dsm.id, error = %e, "cannot make the sink's queue durable; the checkpoint will not complete");
                     }
                 },
-                Message::Watermark(_) | Message::Join | Message::Leave => {}
+                Message::Watermark(w) => {
+                    if self.forwarding.as_mut().is_some_and(|f| f.note(w)) {
+                        let mark = Observation::number(
+                            self.dsm.id,
+                            crate::Sym::new(WATERMARK_MARK),
+                            w,
+                            0.0,
+                        );
+                        self.push(Batch::from(vec![mark])).await;
+                    }
+                }
+                Message::Join | Message::Leave => {}
             }
         }
         self.queue.end_input();
@@ -1244,5 +1357,9 @@ mod tests {
             clocks.advance(),
             Some(Timestamp(Timestamp::from_millis(12_000).as_micros() - 1))
         );
+        // A sender passing its watermark on: its event time is that, even with no result.
+        clocks.report("edge-2", Timestamp::from_millis(20_000));
+        clocks.report("edge-1", Timestamp::MAX);
+        assert_eq!(clocks.advance(), Some(Timestamp::from_millis(20_000)));
     }
 }

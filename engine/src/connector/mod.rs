@@ -191,6 +191,12 @@ pub trait Sink: Connector {
     /// ([`crate::spool`]) while the remote is unreachable or slower than the input.
     const STORE_AND_FORWARD: bool = false;
 
+    /// Whether the sink passes event time on to the system it writes to (an uplink to a
+    /// cloud engine): its input then carries the watermarks too, in order with the data
+    /// (through the store-and-forward queue), and [`SinkContext::next`] gives an empty
+    /// batch when only the watermark moved ([`SinkContext::watermark`]).
+    const FORWARDS_WATERMARKS: bool = false;
+
     /// Writes what the bus carries for the data source until its input ends.
     fn write(
         self: Arc<Self>,
@@ -230,6 +236,8 @@ pub struct ConnectorRegistration {
     /// Whether its sink writes through a store-and-forward queue
     /// ([`Sink::STORE_AND_FORWARD`]).
     pub store_and_forward: bool,
+    /// Whether its sink passes event time on ([`Sink::FORWARDS_WATERMARKS`]).
+    pub forwards_watermarks: bool,
 }
 
 inventory::collect!(ConnectorRegistration);
@@ -301,6 +309,7 @@ impl ConnectorRegistration {
             sink: None,
             resumable: false,
             store_and_forward: false,
+            forwards_watermarks: false,
         }
     }
 
@@ -312,6 +321,7 @@ impl ConnectorRegistration {
         r.sink = Some(write::<C>);
         r.resumable = C::RESUMABLE;
         r.store_and_forward = <C as Sink>::STORE_AND_FORWARD;
+        r.forwards_watermarks = <C as Sink>::FORWARDS_WATERMARKS;
         r
     }
 
@@ -330,6 +340,7 @@ impl ConnectorRegistration {
         let mut r = Self::of::<C>();
         r.sink = Some(write::<C>);
         r.store_and_forward = C::STORE_AND_FORWARD;
+        r.forwards_watermarks = C::FORWARDS_WATERMARKS;
         r
     }
 
@@ -355,6 +366,7 @@ impl ConnectorRegistration {
             sink: None,
             resumable: false,
             store_and_forward: false,
+            forwards_watermarks: false,
         }
     }
 
@@ -458,6 +470,12 @@ impl Prepared {
     #[must_use]
     pub const fn store_and_forward(&self) -> bool {
         self.registration.store_and_forward
+    }
+
+    /// Whether its sink passes event time on.
+    #[must_use]
+    pub const fn forwards_watermarks(&self) -> bool {
+        self.registration.forwards_watermarks
     }
 
     /// Runs the source; `None` when the protocol cannot be read.

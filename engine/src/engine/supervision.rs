@@ -261,6 +261,9 @@ impl Engine {
             control.clone(),
             self.inner.checkpoints.clone(),
         );
+        if connector.forwards_watermarks() {
+            ctx.forward_watermarks();
+        }
         let filler = self
             .open_queue(dsm, connector.store_and_forward())
             .map(|queue| {

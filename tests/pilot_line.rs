@@ -347,14 +347,20 @@ fn a_run_stopped_in_the_middle_of_an_hour_marks_that_hour_incomplete_never_final
 /// model and analytics manifest created only through the cloud's API. The cloud deploys
 /// each box's manifest to its gateway; the edges send their hourly averages up the
 /// embedded HTTP uplink; the cloud's global manifest averages them. Box 3's edge replays
-/// at half the others' speed: none of its results is late, and the global hourly
-/// averages equal the values computed here, exactly.
+/// at half the others' speed, and box 2's is SIGKILLed mid-run and started again: none of
+/// the results is late, lost or counted twice, and the global hourly averages equal the
+/// values computed here, exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pilot_line_as_a_fleet_computes_exactly_the_global_averages_with_a_slow_edge() {
+async fn the_pilot_line_as_a_fleet_computes_exactly_the_global_averages_with_a_slow_and_a_killed_edge()
+ {
     let dir = tempfile::tempdir().unwrap();
     let readings = data_set();
     let edge_config = dir.path().join("edge.toml");
-    std::fs::write(&edge_config, "[fleet]\nrole = \"edge\"\n").unwrap();
+    std::fs::write(
+        &edge_config,
+        "checkpoint_interval = \"1s\"\n[fleet]\nrole = \"edge\"\n",
+    )
+    .unwrap();
     let cloud_config = dir.path().join("cloud.toml");
     std::fs::write(
         &cloud_config,
@@ -463,6 +469,15 @@ async fn the_pilot_line_as_a_fleet_computes_exactly_the_global_averages_with_a_s
             .await;
         assert!(r.status.is_success(), "{}", r.text());
     }
+    // Box 2's edge killed mid-run, and started again on its data directory.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let killed = edges.remove(1);
+    let (data, port) = (killed.data_dir.clone(), killed.port);
+    killed.kill();
+    edges.insert(
+        1,
+        common::Process::start_with(&data, port, dir.path(), Some(&edge_config)).await,
+    );
     let cloud_db = cloud.data_dir.join("dda-output/cloud.sqlite");
     let rows = || -> i64 {
         rusqlite::Connection::open(&cloud_db)

@@ -50,7 +50,11 @@ const fn default_max_body() -> usize {
     16 * 1024 * 1024
 }
 
-const fn default_idle_timeout() -> Span {
+const fn default_duplicates_within() -> Span {
+    Span::from_secs(24 * 3600)
+}
+
+fn default_idle_timeout() -> Span {
     Span::from_secs(60)
 }
 
@@ -98,6 +102,11 @@ pub struct HttpConfig {
     /// heard from or silent for `idleTimeout`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub senders: Vec<String>,
+    /// Source: what a gateway sends again — the same data source, quantity and time,
+    /// within this much event time of the newest it sent (its results computed again after
+    /// a crash) — is taken once.
+    #[serde(default = "default_duplicates_within")]
+    pub duplicates_within: Span,
     /// Sink: the webhook, an `http://` or `https://` URL (may be a secret reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
@@ -453,12 +462,16 @@ impl Source for Http {
         for g in &cfg.senders {
             clocks.expect(g);
         }
+        let mut seen = Seen {
+            horizon: cfg.duplicates_within.get(),
+            by: HashMap::new(),
+        };
         tracing::info!(dsm = %ctx.dsm.id, "taking data at http://{addr}{path}");
         loop {
             tokio::select! {
                 d = rx.recv() => {
                     let Some(d) = d else { break };
-                    let result = take(&ctx, &d, &mut clocks).await;
+                    let result = take(&ctx, &d, (&mut clocks, &mut seen)).await;
                     let _ = d.reply.send(result);
                 }
                 () = ctx.cancel.cancelled() => break,
@@ -468,19 +481,48 @@ impl Source for Http {
         // Requests already handed over are still taken.
         rx.close();
         while let Some(d) = rx.recv().await {
-            let result = take(&ctx, &d, &mut clocks).await;
+            let result = take(&ctx, &d, (&mut clocks, &mut seen)).await;
             let _ = d.reply.send(result);
         }
         Ok(())
     }
 }
 
+/// What each gateway sent, by (time, data source, quantity), within the horizon of event
+/// time behind the newest it sent: what it sends again is taken once.
+struct Seen {
+    horizon: Duration,
+    by: HashMap<
+        String,
+        std::collections::BTreeMap<
+            engine::time::Timestamp,
+            std::collections::HashSet<(engine::Sym, engine::Sym)>,
+        >,
+    >,
+}
+
+impl Seen {
+    /// Keeps the observations of `batch` that `sender` has not sent before.
+    fn first_times(&mut self, sender: &str, batch: &mut Vec<engine::Observation>) {
+        let seen = self.by.entry(sender.to_owned()).or_default();
+        batch.retain(|o| {
+            seen.entry(o.timestamp)
+                .or_default()
+                .insert((o.source, o.name))
+        });
+        if let Some((&newest, _)) = seen.last_key_value() {
+            *seen = seen.split_off(&newest.minus(self.horizon));
+        }
+    }
+}
+
 /// Reads a request's payload and publishes it, each observation stamped with the gateway
-/// that sent it (attribute `gateway`), with the event time it advances to.
+/// that sent it (attribute `gateway`), with the event time it advances to; what a gateway
+/// sends again is dropped.
 async fn take(
     ctx: &SourceContext,
     d: &Delivery,
-    clocks: &mut SenderClocks,
+    (clocks, seen): (&mut SenderClocks, &mut Seen),
 ) -> Result<usize, String> {
     let sender = d.sender.as_deref().unwrap_or_default();
     let mut batch = Vec::new();
@@ -501,6 +543,14 @@ async fn take(
         return Ok(n);
     }
     if let Some(g) = &d.sender {
+        let sent = batch.len();
+        seen.first_times(g, &mut batch);
+        if batch.len() < sent {
+            tracing::debug!(dsm = %ctx.dsm.id, gateway = %g, again = sent - batch.len(), "dropped what a gateway sent again");
+        }
+        if batch.is_empty() {
+            return Ok(n);
+        }
         for o in &mut batch {
             let mut attributes = o.attributes.as_deref().cloned().unwrap_or_default();
             attributes.insert("gateway".into(), serde_json::Value::String(g.clone()));

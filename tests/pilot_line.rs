@@ -440,8 +440,8 @@ async fn the_pilot_line_as_a_fleet_computes_exactly_the_global_averages_with_a_s
             "dataSourceDefinitionInterfaceParameters": {"parameter": [
                 param("host", json!("127.0.0.1")), param("port", json!(uplink)),
                 param("path", json!("/ingest/uplink")),
-                param("url", json!(format!("http://127.0.0.1:{uplink}/ingest/uplink"))),
-                param("senders", json!(["eg-ib1", "eg-ib2", "eg-ib3"]))]}}),
+                // Its senders: the gateways the global manifest names.
+                param("url", json!(format!("http://127.0.0.1:{uplink}/ingest/uplink")))]}}),
     )
     .await;
     // The example's manifests, with the uplink where the single process used a table.

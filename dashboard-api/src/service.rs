@@ -358,7 +358,8 @@ impl Service {
 
     /// Registers data source `id` as `model` has it, unless the registry has it so already.
     fn register_as_modelled(&self, model: &Model, id: &str) -> Result<(), engine::EngineError> {
-        match DataSource::from_model(model, id).map(|s| s.within(&self.base)) {
+        let source = DataSource::from_model(model, id).map(|s| with_senders(model, s));
+        match source.map(|s| s.within(&self.base)) {
             Some(source) if self.engine.registry().get(source.id).as_deref() != Some(&source) => {
                 self.engine.register(source)
             }
@@ -997,6 +998,46 @@ impl Service {
     pub fn stop_live(&self) {
         self.stopping.cancel();
     }
+}
+
+/// An uplink's expected senders when its manifest lists none: the gateways named by the
+/// global analytics manifests reading it (`edgeGatewayReferenceIDs`), so that its event
+/// time waits for each of them from the start.
+fn with_senders(model: &Model, mut source: DataSource) -> DataSource {
+    let listed = source
+        .parameters
+        .get("senders")
+        .and_then(Json::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if listed || source.protocol.name() != "HTTP" {
+        return source;
+    }
+    let id = source.id.to_string();
+    let mut senders: Vec<String> = Vec::new();
+    for am in model.analytics_manifests.values() {
+        let Some(list) = &am.edge_gateway_reference_ids else {
+            continue;
+        };
+        let reads = am.apms().iter().any(|apm| {
+            apm.data_sources
+                .data_source
+                .iter()
+                .any(|d| d.data_source_manifest_reference_id == id)
+        });
+        if reads {
+            for g in &list.edge_gateway_reference_id {
+                if !senders.contains(g) {
+                    senders.push(g.clone());
+                }
+            }
+        }
+    }
+    if !senders.is_empty() {
+        source
+            .parameters
+            .insert("senders", serde_json::json!(senders));
+    }
+    source
 }
 
 /// Where an edge keeps the gateway id it learnt, in its data directory.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cmd;
 
@@ -13,6 +13,18 @@ mod cmd;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How long a run lasts, and how fast simulated time goes.
+#[derive(Args, Debug)]
+struct Pace {
+    /// How long to run (wall clock), e.g. 20s, 5m, PT1H.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    duration: Option<std::time::Duration>,
+    /// Simulated time per wall-clock time (for every engine): a factor such as 3600 (an
+    /// hour a second), or max.
+    #[arg(long, default_value = "1", value_parser = parse_speed)]
+    speed: engine::connector::Speed,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,12 +64,8 @@ enum Command {
         /// Files or directories of the bundle.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// How long to run (wall clock), e.g. 20s, 5m, PT1H.
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
-        duration: Option<std::time::Duration>,
-        /// Simulated time per wall-clock time: a factor such as 3600 (an hour a second), or max.
-        #[arg(long, default_value = "1", value_parser = parse_speed)]
-        speed: engine::connector::Speed,
+        #[command(flatten)]
+        pace: Pace,
         /// No live progress lines.
         #[arg(long)]
         quiet: bool,
@@ -119,6 +127,29 @@ enum Command {
         /// Where models and instance state are kept (default dda-data).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Run a bundle as a fleet on this machine: a cloud engine and, for each edge gateway,
+    /// the edge engine its edgeAnalyticsEngineBaseURL names (a loopback URL), each a
+    /// `dda serve` process; every model and analytics manifest is created through the
+    /// cloud's API, which deploys them.
+    ///
+    /// Runs until DURATION has passed or Ctrl-C; then stops every engine gracefully (the
+    /// edges first) and says where the results are.
+    Fleet {
+        /// Files or directories of the bundle.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        pace: Pace,
+        /// Where the cloud engine listens.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9999")]
+        listen: std::net::SocketAddr,
+        /// Where the engines keep their data: DIR/cloud and DIR/<gateway id>.
+        #[arg(long, value_name = "DIR", default_value = "dda-fleet")]
+        data_dir: PathBuf,
+        /// Colour in diagnostics.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
     },
     /// Make an API token and the hash to configure for it.
     Token {
@@ -279,8 +310,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run {
             paths,
-            duration,
-            speed,
+            pace: Pace { duration, speed },
             quiet,
             color,
             config,
@@ -301,6 +331,20 @@ fn main() -> ExitCode {
             listen,
             data_dir,
         } => cmd::serve::run(config.as_deref(), listen, data_dir),
+        Command::Fleet {
+            paths,
+            pace: Pace { duration, speed },
+            listen,
+            data_dir,
+            color,
+        } => cmd::fleet::run(cmd::fleet::FleetOptions {
+            paths,
+            duration,
+            speed,
+            listen,
+            data_dir,
+            color,
+        }),
         Command::Token { name, role } => cmd::serve::token(&name, &role),
         Command::Bench {
             cases,

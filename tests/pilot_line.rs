@@ -193,6 +193,22 @@ fn expected_global(edge: &Results, hours: i64) -> Results {
     out
 }
 
+/// Each box's edge database (`db(box)`) holds exactly that box's hourly averages.
+fn each_edge_holds_its_box(expected_edge: &Results, db: impl Fn(u32) -> PathBuf) {
+    for b in 1..=3u32 {
+        let mine: BTreeMap<_, _> = expected_edge
+            .iter()
+            .filter(|(k, _)| k.0 == format!("dsm-ib{b}-meter"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        assert_eq!(
+            table(&db(b), "hourly_averages"),
+            mine,
+            "box {b}'s edge database"
+        );
+    }
+}
+
 #[test]
 fn the_pilot_line_stores_exactly_the_hourly_averages_of_a_replayed_data_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -500,23 +516,11 @@ async fn the_pilot_line_as_a_fleet_computes_exactly_the_global_averages_with_a_s
         expected_global,
         "the global hourly averages of the three edges"
     );
-    for b in 1..=3u32 {
-        let mine: BTreeMap<_, _> = expected_edge
-            .iter()
-            .filter(|(k, _)| k.0 == format!("dsm-ib{b}-meter"))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        assert_eq!(
-            table(
-                &edges[b as usize - 1]
-                    .data_dir
-                    .join(format!("dda-output/ib{b}-edge.sqlite")),
-                "hourly_averages"
-            ),
-            mine,
-            "box {b}'s edge database"
-        );
-    }
+    each_edge_holds_its_box(&expected_edge, |b| {
+        edges[b as usize - 1]
+            .data_dir
+            .join(format!("dda-output/ib{b}-edge.sqlite"))
+    });
     let dead =
         std::fs::read_to_string(cloud.data_dir.join("dead-letters.jsonl")).unwrap_or_default();
     assert!(dead.trim().is_empty(), "nothing late or lost: {dead}");
@@ -1550,5 +1554,122 @@ mod killed_beside_real_servers {
         let expected = expected_edge(&readings);
         check(&server, &tag, &expected).await;
         drop(server);
+    }
+}
+
+/// The fleet example with its one command, `dda fleet`: a cloud and three edge engines
+/// started on loopback, every model and manifest created through the cloud's API, one
+/// template deployed to the three gateways by its selector, each copy reading its own box;
+/// the boxes replay the known data set; the cloud's global hourly averages (over the
+/// embedded HTTP uplink, authenticated with a token `dda fleet` made up) equal the values
+/// computed here, exactly, and each edge's database holds its own box's.
+#[test]
+fn the_fleet_example_runs_with_one_command_and_its_global_averages_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let readings = data_set();
+    let bundle = dir.path().join("bundle");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption-fleet"),
+        &bundle,
+    );
+    // Free ports where the example has fixed ones: the cloud, three edges, the uplink.
+    let ports = common::free_ports(5);
+    let edit = |file: &str, change: &dyn Fn(&mut Json)| {
+        let path = bundle.join(file);
+        let mut doc: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        change(&mut doc);
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    };
+    let fleet = dir.path().join("fleet");
+    for b in 1..=3u32 {
+        let port = ports[b as usize];
+        edit(&format!("edge-gateways/ib{b}.json"), &|g| {
+            g["edgeAnalyticsEngineBaseURL"] = json!(format!("http://127.0.0.1:{port}/api"));
+        });
+        edit(&format!("data-source-manifests/ib{b}-meter.json"), &|d| {
+            d["dataSourceDefinitionInterfaceParameters"]["parameter"] = json!([
+                {"key": "mode", "value": "replay"},
+                {"key": "file", "value": format!("replay/ib{b}.jsonl")},
+            ]);
+        });
+        // Each edge's data directory holds its box's recording.
+        write_replay(
+            &fleet.join(format!("eg-ib{b}/replay/ib{b}.jsonl")),
+            &readings,
+            b,
+        );
+    }
+    let uplink = ports[4];
+    edit("data-source-manifests/uplink.json", &|d| {
+        for p in d["dataSourceDefinitionInterfaceParameters"]["parameter"]
+            .as_array_mut()
+            .unwrap()
+        {
+            match p["key"].as_str().unwrap() {
+                "port" => p["value"] = json!(uplink),
+                "url" => p["value"] = json!(format!("http://127.0.0.1:{uplink}/ingest/uplink")),
+                _ => {}
+            }
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .arg("fleet")
+        .arg(&bundle)
+        .args(["--for", "12s", "--speed", "3600", "--listen"])
+        .arg(format!("127.0.0.1:{}", ports[0]))
+        .arg("--data-dir")
+        .arg(&fleet)
+        .env_remove("DDA_SECRET_UPLINK")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ran a fleet of a cloud and 3 edge engine(s)")
+            && stdout.contains("dead letters: cloud 0, eg-ib1 0, eg-ib2 0, eg-ib3 0"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("am-box-edge: 3 of 3 gateways running"),
+        "{stderr}"
+    );
+    let expected_edge = expected_edge(&readings);
+    assert_eq!(
+        table(
+            &fleet.join("cloud/dda-output/cloud.sqlite"),
+            "global_hourly_averages"
+        ),
+        expected_global(&expected_edge, HOURS),
+        "the global hourly averages of the three edges"
+    );
+    each_edge_holds_its_box(&expected_edge, |b| {
+        fleet.join(format!("eg-ib{b}/dda-output/ib{b}-edge.sqlite"))
+    });
+    // The cloud keeps every edge result, stamped with the gateway it came from.
+    let conn = rusqlite::Connection::open(fleet.join("cloud/dda-output/cloud.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT source, attributes FROM edge_hourly_averages")
+        .unwrap();
+    let stamped: Vec<(String, String)> = stmt
+        .query_map([], |r| {
+            let attributes: String = r.get(1)?;
+            let a: Json = serde_json::from_str(&attributes).unwrap();
+            Ok((
+                r.get(0)?,
+                a["gateway"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stamped.len(), expected_edge.len());
+    for (source, gateway) in stamped {
+        assert_eq!(
+            source.replace("dsm-ib", "eg-ib").replace("-meter", ""),
+            gateway
+        );
     }
 }

@@ -73,14 +73,53 @@ pub struct DeploymentStatus {
     pub since: String,
 }
 
+/// How far a template is deployed: the gateways its selector chooses, and how many of them
+/// are in each phase.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The gateways chosen.
+    pub targeted: usize,
+    /// Not applied yet.
+    pub pending: usize,
+    /// Applied, not running (the state asked for is not RUNNING).
+    pub applied: usize,
+    /// Running.
+    pub running: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Each chosen gateway's deployment.
+    pub gateways: Vec<DeploymentStatus>,
+}
+
+impl Rollout {
+    /// The counts over `gateways`.
+    #[must_use]
+    pub fn of(gateways: Vec<DeploymentStatus>) -> Self {
+        let count = |p: Phase| gateways.iter().filter(|d| d.phase == p).count();
+        Self {
+            targeted: gateways.len(),
+            pending: count(Phase::Pending),
+            applied: count(Phase::Applied),
+            running: count(Phase::Running),
+            failed: count(Phase::Failed),
+            gateways,
+        }
+    }
+}
+
 /// A cloud's deployments.
 #[derive(Debug, Default)]
 pub struct Deployments {
-    statuses: Mutex<HashMap<String, DeploymentStatus>>,
+    /// By (analytics manifest, gateway).
+    statuses: Mutex<HashMap<(String, String), DeploymentStatus>>,
     /// (analytics manifest, gateway) to stop and delete on the gateway.
     retired: Mutex<Vec<(String, String)>>,
     /// The state asked for each deployed instance (also in the store).
     desired: Mutex<HashMap<String, State>>,
+    /// By (analytics manifest, gateway): the digest of the models last made to hold on
+    /// the gateway, so that a model changed in the cloud is sent again.
+    models: Mutex<HashMap<(String, String), String>>,
     /// Woken by every change, for a reconcile pass at once.
     pub wake: tokio::sync::Notify,
 }
@@ -116,15 +155,22 @@ impl Deployments {
     /// Forgets `id`: no longer deployed.
     pub fn remove(&self, id: &str) {
         lock(&self.desired).remove(id);
-        lock(&self.statuses).remove(id);
+        lock(&self.statuses).retain(|(i, _), _| i != id);
+        lock(&self.models).retain(|(i, _), _| i != id);
+    }
+
+    /// Forgets the deployment of `id` to `gateway`: not deployed there any more.
+    pub fn forget(&self, id: &str, gateway: &str) {
+        let key = (id.to_owned(), gateway.to_owned());
+        lock(&self.statuses).remove(&key);
+        lock(&self.models).remove(&key);
     }
 
     /// The status of the deployment of `id` to `gateway` (pending before the first pass).
     #[must_use]
     pub fn status(&self, id: &str, gateway: &str) -> DeploymentStatus {
         lock(&self.statuses)
-            .get(id)
-            .filter(|d| d.gateway == gateway)
+            .get(&(id.to_owned(), gateway.to_owned()))
             .cloned()
             .unwrap_or_else(|| DeploymentStatus {
                 gateway: gateway.to_owned(),
@@ -144,15 +190,17 @@ impl Deployments {
         observed: Option<State>,
     ) {
         let mut all = lock(&self.statuses);
-        let since = match all.get(id) {
-            Some(d) if d.gateway == gateway && d.phase == phase => d.since.clone(),
+        let key = (id.to_owned(), gateway.to_owned());
+        let before = all.get(&key);
+        let since = match before {
+            Some(d) if d.phase == phase => d.since.clone(),
             _ => engine::Timestamp::now().to_string(),
         };
-        if phase == Phase::Failed && all.get(id).is_none_or(|d| d.phase != Phase::Failed) {
+        if phase == Phase::Failed && before.is_none_or(|d| d.phase != Phase::Failed) {
             tracing::warn!(instance = %id, gateway = %gateway, reason = ?reason, "a deployment failed");
         }
         all.insert(
-            id.to_owned(),
+            key,
             DeploymentStatus {
                 gateway: gateway.to_owned(),
                 phase,
@@ -218,6 +266,17 @@ fn needed(s: &Service, am: &Entity) -> Vec<Entity> {
         .iter()
         .map(|r| (r.kind, r.id.to_owned()))
         .collect();
+    // Side outputs (`lateOutput`) are data source manifests named by a parameter.
+    if let Entity::AnalyticsManifest(m) = am {
+        todo.extend(
+            m.apms()
+                .iter()
+                .flat_map(|apm| &apm.parameters.parameter)
+                .filter(|p| manifests::parameters::SIDE_OUTPUT_PARAMETERS.contains(&p.key.as_str()))
+                .filter_map(|p| p.value.as_str())
+                .map(|id| (EntityKind::DataSourceManifest, id.to_owned())),
+        );
+    }
     while let Some((kind, id)) = todo.pop() {
         if rank(kind).is_none() || seen.contains(&(kind, id.clone())) {
             continue;
@@ -264,18 +323,24 @@ impl Edge<'_> {
         }
     }
 
-    /// Makes the gateway hold `e` as the cloud has it.
+    /// Makes the gateway hold `e` as the cloud has it: created (one call to a gateway
+    /// that lacks it), or, when it is there, replaced if different.
     async fn ensure_model(&self, e: &Entity, shown: &Value) -> Result<(), String> {
         let folder = e.kind().info().folder;
+        let doc = e.to_json();
+        let created = self
+            .call(Method::POST, &format!("/v1/{folder}"), Some(&doc))
+            .await?;
+        if created.status.is_success() {
+            return Ok(());
+        }
+        if created.status != StatusCode::CONFLICT {
+            return Err(refusal(&format!("POST /v1/{folder}"), &created));
+        }
         let id = crate::routes::encode_path(e.id().unwrap_or_default());
         let item = format!("/v1/{folder}/{id}");
         let have = self.call(Method::GET, &item, None).await?;
-        let doc = e.to_json();
         match have.status {
-            StatusCode::NOT_FOUND => self
-                .ok(Method::POST, &format!("/v1/{folder}"), Some(&doc))
-                .await
-                .map(drop),
             s if s.is_success() && &have.body == shown => Ok(()),
             s if s.is_success() => self.ok(Method::PUT, &item, Some(&doc)).await.map(drop),
             _ => Err(refusal(&format!("GET {item}"), &have)),
@@ -322,8 +387,16 @@ async fn apply(
         .and_then(|o| o.get("revision"))
         .and_then(Value::as_str)
         == Some(rev.as_str());
-    if !current {
-        for model in needed(s, am) {
+    let models = needed(s, am);
+    let digest = crate::config::sha256_hex(
+        &models
+            .iter()
+            .map(|m| m.to_json().to_string())
+            .collect::<String>(),
+    );
+    let key = (id.to_owned(), edge.t.id.clone());
+    if !current || lock(&s.deployments.models).get(&key) != Some(&digest) {
+        for model in models {
             edge.ensure_model(&model, &s.show(&model))
                 .await
                 .map_err(|e| {
@@ -334,6 +407,9 @@ async fn apply(
                     )
                 })?;
         }
+        lock(&s.deployments.models).insert(key, digest);
+    }
+    if !current {
         let doc = am.to_json();
         let replace = match state {
             None => {
@@ -392,13 +468,15 @@ pub async fn reconcile(s: &Service, t: &GatewayTarget, instances: &[Value]) {
     };
     let edge = Edge { s, t, base };
     let observed = |id: &str| instances.iter().find(|i| i["id"] == id);
-    for (am, desired) in s.deployed_on(&t.id).await {
-        let id = am.id().unwrap_or_default().to_owned();
+    for (id, am, desired) in s.deployed_on(&t.id) {
         if s.deployments.unretire(&id, &t.id) {
             s.forget_retired(&id, &t.id).await;
         }
         let seen = observed(&id);
-        let outcome = apply(&edge, &am, desired, seen).await;
+        let outcome = match am {
+            Ok(am) => apply(&edge, &am, desired, seen).await,
+            Err(e) => Err(e),
+        };
         let (phase, reason, state) = match outcome {
             Ok(State::Failed) => {
                 let why = seen
@@ -440,9 +518,9 @@ pub async fn reconcile(s: &Service, t: &GatewayTarget, instances: &[Value]) {
 }
 
 /// Marks every deployment on gateway `gateway`, offline, pending (a failure stays).
-pub async fn gateway_away(s: &Service, gateway: &str, why: &str) {
-    for (am, _) in s.deployed_on(gateway).await {
-        let id = am.id().unwrap_or_default();
+pub fn gateway_away(s: &Service, gateway: &str, why: &str) {
+    for (id, _, _) in s.deployed_on(gateway) {
+        let id = id.as_str();
         let now = s.deployments.status(id, gateway);
         if now.phase != Phase::Failed || now.observed.is_some() {
             s.deployments.set(

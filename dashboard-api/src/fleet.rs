@@ -228,7 +228,7 @@ pub async fn poll_all(s: &Service) {
         if status.status == Connection::Online {
             crate::deploy::reconcile(s, t, &status.instances).await;
         } else {
-            crate::deploy::gateway_away(s, &t.id, status.last_error.as_deref().unwrap_or("")).await;
+            crate::deploy::gateway_away(s, &t.id, status.last_error.as_deref().unwrap_or(""));
         }
     });
     futures_util::future::join_all(rounds).await;

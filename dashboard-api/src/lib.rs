@@ -36,6 +36,7 @@ pub mod repository;
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod template;
 
 use std::sync::Arc;
 

@@ -158,6 +158,9 @@ pub struct InstanceView {
     /// state asked for; `deployment.observed` is the gateway's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<crate::deploy::DeploymentStatus>,
+    /// On a cloud, for a template: the gateways it is deployed to and how far on each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::deploy::Rollout>,
 }
 
 impl Service {
@@ -252,7 +255,7 @@ impl Service {
         self.sync_registry(&model).await;
         let mut deployed = std::collections::HashSet::new();
         for am in model.analytics_manifests.values() {
-            if self.deployed_gateway_of(am).is_some() {
+            if self.is_deployed(am) {
                 deployed.insert(am.id.clone());
                 continue;
             }
@@ -610,8 +613,12 @@ impl Service {
         for w in &checked.warnings {
             tracing::warn!(diagnostic = %w, "accepted with a warning");
         }
+        let before = self.repository.model();
         let entity = self.repository.put(checked).await?;
         self.sync_registry(&self.repository.model()).await;
+        if let Entity::EdgeGateway(g) = &entity {
+            self.regateway(&before, &g.id).await?;
+        }
         Ok(entity)
     }
 
@@ -622,7 +629,11 @@ impl Service {
     /// [`ServiceError::NotFound`] when absent, [`ServiceError::Referenced`] when referred
     /// to.
     pub async fn delete_entity(&self, kind: EntityKind, id: &str) -> Result<(), ServiceError> {
+        let before = self.repository.model();
         self.repository.delete(kind, id).await?;
+        if kind == EntityKind::EdgeGateway {
+            self.regateway(&before, id).await?;
+        }
         if kind == EntityKind::DataSourceManifest && self.is_unregistered(id) {
             // A manifest of this id made again starts registered.
             self.store.set_registered(id, true).await?;
@@ -668,38 +679,53 @@ impl Service {
             .repository
             .check(EntityKind::AnalyticsManifest, &doc, None)?;
         let plan = plan_of(&checked)?;
-        let gateway = self.deployed_gateway(&checked.entity);
+        let gateways = self.placement(&checked.entity, &self.repository.model());
         let entity = self.repository.put(checked).await?;
         self.store.set_desired(&id, State::Stopped).await?;
-        match gateway {
-            Some(g) => self.deploy(&id, &g, State::Stopped).await?,
+        match gateways {
+            Some(gs) => self.deploy(&id, &gs, State::Stopped).await?,
             None => self.engine.create(plan)?,
         }
         self.sync_registry(&self.repository.model()).await;
         self.view_of(&entity).await
     }
 
-    /// The gateway analytics manifest `am` is deployed to: on a cloud, the one its
-    /// `edgeGatewayReferenceID` names (a manifest naming several in
-    /// `edgeGatewayReferenceIDs` runs in the cloud over their results).
+    /// Whether analytics manifest `am` runs on gateways rather than here: on a cloud, one
+    /// whose `edgeGatewayReferenceID` names a gateway (a manifest naming several in
+    /// `edgeGatewayReferenceIDs` runs in the cloud over their results), or a template
+    /// (`edgeGatewaySelector`, [`crate::template`]).
     #[must_use]
-    pub fn deployed_gateway_of(&self, am: &manifests::model::AnalyticsManifest) -> Option<String> {
-        (self.role == FleetRole::Cloud && am.edge_gateway_reference_ids.is_none())
-            .then(|| am.edge_gateway_reference_id.clone())
-            .flatten()
+    pub fn is_deployed(&self, am: &manifests::model::AnalyticsManifest) -> bool {
+        self.role == FleetRole::Cloud && am.runs_on_gateways()
     }
 
-    fn deployed_gateway(&self, e: &Entity) -> Option<String> {
-        match e {
-            Entity::AnalyticsManifest(am) => self.deployed_gateway_of(am),
-            _ => None,
-        }
+    fn deployed(&self, e: &Entity) -> bool {
+        matches!(e, Entity::AnalyticsManifest(am) if self.is_deployed(am))
     }
 
-    /// Records that instance `id` is deployed to `gateway` in `state`, and reconciles.
-    async fn deploy(&self, id: &str, gateway: &str, state: State) -> Result<(), ServiceError> {
-        if self.deployments.unretire(id, gateway) {
-            self.store.set_retired(id, gateway, false).await?;
+    /// The gateways `e` is deployed to in `model` (`None`: it runs here).
+    fn placement(&self, e: &Entity, model: &Model) -> Option<Vec<String>> {
+        let Entity::AnalyticsManifest(am) = e else {
+            return None;
+        };
+        self.is_deployed(am)
+            .then(|| match &am.edge_gateway_selector {
+                Some(_) => crate::template::targets(am, model),
+                None => am.edge_gateway_reference_id.iter().cloned().collect(),
+            })
+    }
+
+    /// Records that instance `id` is deployed to `gateways` in `state`, and reconciles.
+    async fn deploy(
+        &self,
+        id: &str,
+        gateways: &[String],
+        state: State,
+    ) -> Result<(), ServiceError> {
+        for gateway in gateways {
+            if self.deployments.unretire(id, gateway) {
+                self.store.set_retired(id, gateway, false).await?;
+            }
         }
         self.deployments.set_desired(id, state);
         self.deployments.wake.notify_one();
@@ -710,6 +736,38 @@ impl Service {
     async fn retire(&self, id: &str, gateway: &str) -> Result<(), ServiceError> {
         self.store.set_retired(id, gateway, true).await?;
         self.deployments.retire(id, gateway);
+        self.deployments.forget(id, gateway);
+        self.deployments.wake.notify_one();
+        Ok(())
+    }
+
+    /// After gateway `gateway` changed (`before`: the model before): the templates that
+    /// chose it and no longer do are retired from it. A gateway deleted is no longer
+    /// reached: what runs on it is left alone.
+    async fn regateway(&self, before: &Model, gateway: &str) -> Result<(), ServiceError> {
+        if self.role != FleetRole::Cloud {
+            return Ok(());
+        }
+        let after = self.repository.model();
+        let now = after.edge_gateways.get(gateway);
+        let Some(old) = before.edge_gateways.get(gateway) else {
+            // A new gateway: the templates choosing it are deployed at once.
+            self.deployments.wake.notify_one();
+            return Ok(());
+        };
+        for am in after.analytics_manifests.values() {
+            let Some(selector) = am.edge_gateway_selector.as_ref() else {
+                continue;
+            };
+            if !selector.matches(old) {
+                continue;
+            }
+            match now {
+                Some(g) if selector.matches(g) => {}
+                Some(_) => self.retire(&am.id, gateway).await?,
+                None => self.deployments.forget(&am.id, gateway),
+            }
+        }
         self.deployments.wake.notify_one();
         Ok(())
     }
@@ -721,16 +779,33 @@ impl Service {
         }
     }
 
-    /// The analytics manifests deployed to `gateway`, with the state asked for each.
-    pub async fn deployed_on(&self, gateway: &str) -> Vec<(Entity, State)> {
+    /// The analytics manifests deployed to `gateway`: each one's id, the manifest the
+    /// gateway is to run (a template's copy for it, or why there is none), and the state
+    /// asked for.
+    #[must_use]
+    pub fn deployed_on(&self, gateway: &str) -> Vec<(String, Result<Entity, String>, State)> {
         let model = self.repository.model();
+        let Some(g) = model.edge_gateways.get(gateway) else {
+            return Vec::new();
+        };
         model
             .analytics_manifests
             .values()
-            .filter(|am| self.deployed_gateway_of(am).as_deref() == Some(gateway))
+            .filter(|am| self.is_deployed(am))
+            .filter(|am| match &am.edge_gateway_selector {
+                Some(selector) => selector.matches(g),
+                None => am.edge_gateway_reference_id.as_deref() == Some(gateway),
+            })
             .filter_map(|am| {
-                let e = self.repository.get(EntityKind::AnalyticsManifest, &am.id)?;
-                Some((e, self.deployments.desired(&am.id)))
+                let stored = self.repository.get(EntityKind::AnalyticsManifest, &am.id)?;
+                let spec = match stored {
+                    Entity::AnalyticsManifest(t) if t.edge_gateway_selector.is_some() => {
+                        crate::template::copy_for(&t, gateway, &model)
+                            .map(Entity::AnalyticsManifest)
+                    }
+                    other => Ok(other),
+                };
+                Some((am.id.clone(), spec, self.deployments.desired(&am.id)))
             })
             .collect()
     }
@@ -738,9 +813,10 @@ impl Service {
     /// The state of instance `id`: the engine's, or, deployed, the state asked for.
     async fn state_now(&self, am: &Entity) -> Result<State, ServiceError> {
         let id = am.id().unwrap_or_default();
-        match self.deployed_gateway(am) {
-            Some(_) => Ok(self.deployments.desired(id)),
-            None => Ok(self.engine.status(id).await?.state),
+        if self.deployed(am) {
+            Ok(self.deployments.desired(id))
+        } else {
+            Ok(self.engine.status(id).await?.state)
         }
     }
 
@@ -774,23 +850,28 @@ impl Service {
             .repository
             .check(EntityKind::AnalyticsManifest, &doc, Some(id))?;
         let plan = plan_of(&checked)?;
+        let model = self.repository.model();
         let (was, now) = (
-            self.deployed_gateway(&old),
-            self.deployed_gateway(&checked.entity),
+            self.placement(&old, &model),
+            self.placement(&checked.entity, &model),
         );
         let entity = self.repository.put(checked).await?;
-        if let Some(g) = was.as_deref().filter(|g| now.as_deref() != Some(*g)) {
-            self.retire(id, g).await?;
-            self.deployments.remove(id);
+        for g in was.iter().flatten() {
+            if !now.iter().flatten().any(|n| n == g) {
+                self.retire(id, g).await?;
+            }
         }
         match (&was, &now) {
             (None, None) => self.engine.replace(plan).await?,
             (None, Some(_)) => self.engine.remove(id).await?,
-            (Some(_), None) => self.engine.create(plan)?,
+            (Some(_), None) => {
+                self.deployments.remove(id);
+                self.engine.create(plan)?;
+            }
             (Some(_), Some(_)) => {}
         }
-        if let Some(g) = &now {
-            self.deploy(id, g, State::Stopped).await?;
+        if let Some(gs) = &now {
+            self.deploy(id, gs, State::Stopped).await?;
         }
         self.store.set_desired(id, State::Stopped).await?;
         self.view_of(&entity).await
@@ -809,8 +890,8 @@ impl Service {
             .repository
             .get(EntityKind::AnalyticsManifest, id)
             .ok_or_else(|| ServiceError::no_instance(id))?;
-        let gateway = self.deployed_gateway(&am);
-        match &gateway {
+        let gateways = self.placement(&am, &self.repository.model());
+        match &gateways {
             Some(_) => {
                 let state = self.deployments.desired(id);
                 if matches!(state, State::Running | State::Paused) {
@@ -827,9 +908,11 @@ impl Service {
             .delete(EntityKind::AnalyticsManifest, id)
             .await?;
         self.store.delete_instance(id).await?;
-        if let Some(g) = gateway {
+        if let Some(gs) = gateways {
             self.deployments.remove(id);
-            self.retire(id, &g).await?;
+            for g in gs {
+                self.retire(id, &g).await?;
+            }
         }
         self.sync_registry(&self.repository.model()).await;
         Ok(())
@@ -849,7 +932,7 @@ impl Service {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         if let Some(am) = self.repository.get(EntityKind::AnalyticsManifest, id)
-            && let Some(g) = self.deployed_gateway(&am)
+            && let Some(gs) = self.placement(&am, &self.repository.model())
         {
             let from = self.deployments.desired(id);
             let to = t
@@ -860,7 +943,7 @@ impl Service {
                     state: from,
                 })?;
             self.store.set_desired(id, to).await?;
-            self.deploy(id, &g, to).await?;
+            self.deploy(id, &gs, to).await?;
             return self.status(id).await;
         }
         match t {
@@ -885,7 +968,7 @@ impl Service {
     /// [`ServiceError::NotFound`] when absent.
     pub async fn status(&self, id: &str) -> Result<InstanceStatus, ServiceError> {
         if let Some(am) = self.repository.get(EntityKind::AnalyticsManifest, id)
-            && self.deployed_gateway(&am).is_some()
+            && self.deployed(&am)
         {
             return Ok(InstanceStatus {
                 id: id.to_owned(),
@@ -928,6 +1011,16 @@ impl Service {
     async fn view_of(&self, am: &Entity) -> Result<InstanceView, ServiceError> {
         let id = am.id().unwrap_or_default();
         let status = self.status(id).await?;
+        let (mut deployment, mut rollout) = (None, None);
+        if let Some(gateways) = self.placement(am, &self.repository.model()) {
+            let statuses = gateways.iter().map(|g| self.deployments.status(id, g));
+            match am {
+                Entity::AnalyticsManifest(t) if t.edge_gateway_selector.is_some() => {
+                    rollout = Some(crate::deploy::Rollout::of(statuses.collect()));
+                }
+                _ => deployment = statuses.last(),
+            }
+        }
         Ok(InstanceView {
             id: id.to_owned(),
             name: am.name().map(str::to_owned),
@@ -937,9 +1030,8 @@ impl Service {
             waiting_for: status.waiting_for,
             connectors: status.connectors,
             checkpoint: status.checkpoint,
-            deployment: self
-                .deployed_gateway(am)
-                .map(|g| self.deployments.status(id, &g)),
+            deployment,
+            rollout,
         })
     }
 

@@ -593,6 +593,33 @@ pub struct EdgeGatewayReferences {
     pub edge_gateway_reference_id: Vec<String>,
 }
 
+/// The gateways a template deploys to: those in `namespace` (when given) that carry every
+/// one of `labels` (DDA extension). A label `key=value` wants that value, a bare `key`
+/// any value; a selector with neither chooses every gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeGatewaySelector {
+    /// The gateways' namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels every chosen gateway carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+impl EdgeGatewaySelector {
+    /// Whether it chooses gateway `g`.
+    #[must_use]
+    pub fn matches(&self, g: &EdgeGateway) -> bool {
+        self.namespace
+            .as_ref()
+            .is_none_or(|n| g.namespace.as_ref() == Some(n))
+            && self.labels.iter().all(|want| match want.split_once('=') {
+                Some((k, v)) => g.label_pairs().any(|(gk, gv)| gk == k && gv == v),
+                None => g.label_pairs().any(|(gk, _)| gk == want),
+            })
+    }
+}
+
 /// An analytics workflow (paper Table 6).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AnalyticsManifest {
@@ -619,6 +646,14 @@ pub struct AnalyticsManifest {
         skip_serializing_if = "Option::is_none"
     )]
     pub edge_gateway_reference_ids: Option<EdgeGatewayReferences>,
+    /// Makes this manifest a template: on a cloud, it runs on every gateway the selector
+    /// chooses, its data sources resolved per gateway (DDA extension).
+    #[serde(
+        rename = "edgeGatewaySelector",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub edge_gateway_selector: Option<EdgeGatewaySelector>,
     /// The processor instances.
     #[serde(rename = "analyticsProcessors")]
     pub analytics_processors: AnalyticsProcessors,
@@ -629,6 +664,16 @@ impl AnalyticsManifest {
     #[must_use]
     pub const fn is_edge(&self) -> bool {
         self.edge_gateway_reference_id.is_some()
+    }
+
+    /// Whether a cloud deploys it to gateways rather than running it itself: a template
+    /// (`edgeGatewaySelector`), or a manifest naming one gateway (`edgeGatewayReferenceID`
+    /// and not `edgeGatewayReferenceIDs`, which a global manifest combines).
+    #[must_use]
+    pub const fn runs_on_gateways(&self) -> bool {
+        self.edge_gateway_selector.is_some()
+            || (self.edge_gateway_reference_id.is_some()
+                && self.edge_gateway_reference_ids.is_none())
     }
 
     /// The processor instances.

@@ -302,6 +302,19 @@ pub fn resolve(
     out
 }
 
+/// An `http(s)://` URL that carries no credentials (no `user:password@`, no query string):
+/// a secret parameter that may hold a URL (a webhook's) is then not a secret in plain text.
+fn is_plain_url(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    !authority.contains('@') && !text.contains('?')
+}
+
 fn check_secret(out: &mut Resolution, name: &str, value: &Json, pointer: &str) {
     match value.as_str().map(SecretRef::parse) {
         Some(Some(Ok(_))) => {}
@@ -313,6 +326,7 @@ fn check_secret(out: &mut Resolution, name: &str, value: &Json, pointer: &str) {
             hint: Some("write ${env:VARIABLE} or ${file:/path/to/file}".to_owned()),
         }),
         Some(None) if value.as_str() == Some("") => {}
+        Some(None) if value.as_str().is_some_and(is_plain_url) => {}
         _ => out.issues.push(ParameterIssue {
             severity: Severity::Warning,
             code: "plain-text-secret",
@@ -616,6 +630,23 @@ mod tests {
         let shown = r.parameters.to_redacted_json();
         assert_eq!(shown["password"], json!("********"));
         assert_eq!(shown["token"], json!("${env:TOKEN}"));
+    }
+
+    #[test]
+    fn a_secret_url_in_plain_text_is_a_warning_only_when_it_carries_credentials() {
+        let warned = |url: &str| {
+            let mut d = def("url", "string");
+            d.secret = Some(true);
+            resolve(Some(&[d]), &[val("url", json!(url))], "x")
+                .issues
+                .iter()
+                .any(|i| i.code == "plain-text-secret")
+        };
+        assert!(!warned("http://127.0.0.1:8480/ingest/uplink"));
+        assert!(!warned("https://cloud.example/ingest"));
+        assert!(warned("https://user:pass@cloud.example/ingest"));
+        assert!(warned("https://hooks.example/services?token=abc"));
+        assert!(warned("abc123"));
     }
 
     #[test]

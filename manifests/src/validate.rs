@@ -1094,6 +1094,29 @@ fn check_am(
     options: &Options<'_>,
     model: &mut Model,
 ) {
+    if am.edge_gateway_selector.is_some() {
+        let placed = [
+            (
+                am.edge_gateway_reference_id.is_some(),
+                "/edgeGatewayReferenceID",
+            ),
+            (
+                am.edge_gateway_reference_ids.is_some(),
+                "/edgeGatewayReferenceIDs",
+            ),
+        ];
+        for (_, pointer) in placed.iter().filter(|(set, _)| *set) {
+            let d = Diagnostic::error(
+                "conflicting-fields",
+                "a template chooses its gateways by `edgeGatewaySelector`: it cannot also name them",
+            )
+            .with_hint(format!(
+                "remove `{}` (each gateway's copy names its gateway), or remove `edgeGatewaySelector`",
+                &pointer[1..]
+            ));
+            c.report(loaded, pointer, d);
+        }
+    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, apm) in am.apms().iter().enumerate() {
         let base = format!("/analyticsProcessors/apm/{i}");

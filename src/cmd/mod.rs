@@ -7,6 +7,7 @@ pub mod bench_queue;
 pub mod bench_window;
 pub mod connectors;
 pub mod convert;
+pub mod fleet;
 pub mod processors;
 pub mod run;
 pub mod schema;

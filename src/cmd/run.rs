@@ -39,26 +39,19 @@ pub struct RunOptions {
 ///
 /// Unreadable paths, or an engine that cannot start (exit status 2).
 pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
-    let catalogue = engine::Catalogue::get();
-    let (bundle, model) = manifests::load_and_validate(
+    let options_of_validation = manifests::Options {
+        catalogue: Some(engine::Catalogue::get()),
+        ..manifests::Options::default()
+    };
+    let Some((_, model)) = valid_bundle(
         &options.paths,
-        &manifests::Options {
-            catalogue: Some(catalogue),
-            ..manifests::Options::default()
-        },
-    )?;
-    if bundle.has_errors() {
-        crate::cmd::validate::print_human(&bundle, options.color)?;
-        eprintln!("error: the bundle is invalid; nothing was run");
+        &options_of_validation,
+        options.color,
+        "nothing was run",
+    )?
+    else {
         return Ok(ExitCode::from(1));
-    }
-    for d in bundle
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Warning)
-    {
-        eprintln!("{d}");
-    }
+    };
     if model.analytics_manifests.is_empty() {
         bail!("the bundle holds no analytics manifest: nothing to run");
     }
@@ -97,6 +90,34 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             ..EngineConfig::default()
         },
     ))
+}
+
+/// Loads and validates a bundle: with errors, prints them and says `nothing` (what was
+/// not done), and gives `None` (exit status 1); warnings are printed.
+///
+/// # Errors
+///
+/// Unreadable paths.
+pub(crate) fn valid_bundle(
+    paths: &[PathBuf],
+    options: &manifests::Options<'_>,
+    color: Color,
+    nothing: &str,
+) -> anyhow::Result<Option<(manifests::Bundle, manifests::Model)>> {
+    let (bundle, model) = manifests::load_and_validate(paths, options)?;
+    if bundle.has_errors() {
+        crate::cmd::validate::print_human(&bundle, color)?;
+        eprintln!("error: the bundle is invalid; {nothing}");
+        return Ok(None);
+    }
+    for d in bundle
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+    {
+        eprintln!("{d}");
+    }
+    Ok(Some((bundle, model)))
 }
 
 async fn run_model(
@@ -337,7 +358,7 @@ fn group(n: u64) -> String {
     out
 }
 
-fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 

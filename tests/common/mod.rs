@@ -336,3 +336,24 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// `n` distinct free loopback ports (all held until every one is chosen).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// `n` edge engines (`dda serve` with configuration `config`), started all at once, each
+/// with its own data directory `<dir>/edge<i>` (i from 1) and port.
+pub async fn start_edges(dir: &Path, n: usize, config: &Path) -> Vec<Process> {
+    let ports = free_ports(n);
+    let starting = ports.iter().enumerate().map(|(i, &port)| {
+        let data = dir.join(format!("edge{}", i + 1));
+        async move { Process::start_with(&data, port, dir, Some(config)).await }
+    });
+    futures_util::future::join_all(starting).await
+}

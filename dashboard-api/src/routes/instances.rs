@@ -86,6 +86,10 @@ pub struct InstanceDoc {
     /// asked for; `deployment.observed` the gateway's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<crate::deploy::DeploymentStatus>,
+    /// On a cloud, for a template (`edgeGatewaySelector`): how many of the gateways chosen
+    /// are in each phase, and each one's deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::deploy::Rollout>,
 }
 
 /// How an instance's checkpoints went.
@@ -213,6 +217,7 @@ impl From<InstanceView> for InstanceDoc {
             connectors: v.connectors.into_iter().map(ConnectorDoc::from).collect(),
             checkpoint: v.checkpoint.map(CheckpointDoc::from),
             deployment: v.deployment,
+            rollout: v.rollout,
         }
     }
 }

@@ -59,7 +59,8 @@ fn created(location: String, response: Response) -> Response {
 }
 
 /// An id as one path segment, percent-encoded.
-pub(crate) fn encode_path(id: &str) -> String {
+#[must_use]
+pub fn encode_path(id: &str) -> String {
     let mut out = String::new();
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

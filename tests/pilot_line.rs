@@ -1565,11 +1565,53 @@ mod killed_beside_real_servers {
 /// computed here, exactly, and each edge's database holds its own box's.
 #[test]
 fn the_fleet_example_runs_with_one_command_and_its_global_averages_are_exact() {
+    fleet_example("power-consumption-fleet", false, &|uplink, port| {
+        for p in uplink["dataSourceDefinitionInterfaceParameters"]["parameter"]
+            .as_array_mut()
+            .unwrap()
+        {
+            match p["key"].as_str().unwrap() {
+                "port" => p["value"] = json!(port),
+                "url" => p["value"] = json!(format!("http://127.0.0.1:{port}/ingest/uplink")),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Its variant over MQTT (Mosquitto on 1883): each edge publishes to its gateway's topic,
+/// passing its event time on; the cloud subscribes to every gateway's and keeps event time
+/// per gateway: with box 3 replaying at half the others' speed, the same exact results
+/// (with one event time for all, box 3's results would be late).
+#[test]
+fn the_fleet_example_over_mqtt_gives_the_same_exact_averages() {
+    let topic = format!(
+        "dda-test-{}/uplink/{{gateway}}",
+        uuid::Uuid::new_v4().simple()
+    );
+    fleet_example("power-consumption-fleet-mqtt", true, &|uplink, _| {
+        for p in uplink["dataSourceDefinitionInterfaceParameters"]["parameter"]
+            .as_array_mut()
+            .unwrap()
+        {
+            if p["key"] == "topic" {
+                p["value"] = json!(topic);
+            }
+        }
+    });
+}
+
+/// Runs example `name` with `dda fleet` on free ports (`edit_uplink` is given the uplink
+/// data source manifest and a free port), each box replaying the known data set (box 3 at
+/// half speed when `slow`), and checks every table.
+fn fleet_example(name: &str, slow: bool, edit_uplink: &dyn Fn(&mut Json, u16)) {
     let dir = tempfile::tempdir().unwrap();
     let readings = data_set();
     let bundle = dir.path().join("bundle");
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/power-consumption-fleet"),
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name),
         &bundle,
     );
     // Free ports where the example has fixed ones: the cloud, three edges, the uplink.
@@ -1587,9 +1629,11 @@ fn the_fleet_example_runs_with_one_command_and_its_global_averages_are_exact() {
             g["edgeAnalyticsEngineBaseURL"] = json!(format!("http://127.0.0.1:{port}/api"));
         });
         edit(&format!("data-source-manifests/ib{b}-meter.json"), &|d| {
+            let speed = if slow && b == 3 { "1800" } else { "3600" };
             d["dataSourceDefinitionInterfaceParameters"]["parameter"] = json!([
                 {"key": "mode", "value": "replay"},
                 {"key": "file", "value": format!("replay/ib{b}.jsonl")},
+                {"key": "speed", "value": speed},
             ]);
         });
         // Each edge's data directory holds its box's recording.
@@ -1599,23 +1643,19 @@ fn the_fleet_example_runs_with_one_command_and_its_global_averages_are_exact() {
             b,
         );
     }
-    let uplink = ports[4];
     edit("data-source-manifests/uplink.json", &|d| {
-        for p in d["dataSourceDefinitionInterfaceParameters"]["parameter"]
-            .as_array_mut()
-            .unwrap()
-        {
-            match p["key"].as_str().unwrap() {
-                "port" => p["value"] = json!(uplink),
-                "url" => p["value"] = json!(format!("http://127.0.0.1:{uplink}/ingest/uplink")),
-                _ => {}
-            }
-        }
+        edit_uplink(d, ports[4])
     });
     let out = Command::new(env!("CARGO_BIN_EXE_dda"))
         .arg("fleet")
         .arg(&bundle)
-        .args(["--for", "12s", "--speed", "3600", "--listen"])
+        .args([
+            "--for",
+            if slow { "18s" } else { "12s" },
+            "--speed",
+            "3600",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{}", ports[0]))
         .arg("--data-dir")
         .arg(&fleet)

@@ -40,6 +40,18 @@ pub fn catalogue() -> Vec<&'static ConnectorRegistration> {
     engine::connector::registrations()
 }
 
+/// The default `idleTimeout` of a source keeping event time per sender: a minute.
+#[must_use]
+pub fn default_idle_timeout() -> manifests::config::Duration {
+    manifests::config::Duration::from_secs(60)
+}
+
+/// The default `duplicatesWithin` of a source keeping event time per sender: a day.
+#[must_use]
+pub fn default_duplicates_within() -> manifests::config::Duration {
+    manifests::config::Duration::from_secs(24 * 3600)
+}
+
 /// The default host of servers and listeners: this machine, by its loopback address.
 #[must_use]
 pub fn loopback() -> String {

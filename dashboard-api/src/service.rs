@@ -1101,7 +1101,18 @@ fn with_senders(model: &Model, mut source: DataSource) -> DataSource {
         .get("senders")
         .and_then(Json::as_array)
         .is_some_and(|a| !a.is_empty());
-    if listed || source.protocol.name() != "HTTP" {
+    // The sources keeping event time per sender: the HTTP ingest, and an MQTT uplink
+    // topic (naming `{gateway}`).
+    let per_sender = match source.protocol.name() {
+        "HTTP" => true,
+        "MQTT" => source
+            .parameters
+            .get("topic")
+            .and_then(Json::as_str)
+            .is_some_and(|t| t.contains("{gateway}")),
+        _ => false,
+    };
+    if listed || !per_sender {
         return source;
     }
     let id = source.id.to_string();

@@ -27,8 +27,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use engine::codec::{Format, encode, encode_live_data_set};
 use engine::connector::{
-    Backoff, Connector, ConnectorError, ConnectorRegistration, SenderClocks, Shared, Sink,
-    SinkContext, Source, SourceContext,
+    Backoff, Connector, ConnectorError, ConnectorRegistration, Senders, Shared, Sink, SinkContext,
+    Source, SourceContext,
 };
 use engine::processor::Rejected;
 use engine::registry::DataSource;
@@ -48,14 +48,6 @@ const fn default_port() -> u16 {
 
 const fn default_max_body() -> usize {
     16 * 1024 * 1024
-}
-
-const fn default_duplicates_within() -> Span {
-    Span::from_secs(24 * 3600)
-}
-
-fn default_idle_timeout() -> Span {
-    Span::from_secs(60)
 }
 
 fn default_timeout() -> Span {
@@ -95,7 +87,7 @@ pub struct HttpConfig {
     /// earliest of the senders heard from within this (wall-clock time), so that a slower
     /// edge's results are never late; a sender silent for longer no longer holds event
     /// time back.
-    #[serde(default = "default_idle_timeout")]
+    #[serde(default = "crate::default_idle_timeout")]
     pub idle_timeout: Span,
     /// Source: the gateways expected to send (a global analytics manifest's
     /// `edgeGatewayReferenceIDs`): event time waits for each from the start, until it is
@@ -105,7 +97,7 @@ pub struct HttpConfig {
     /// Source: what a gateway sends again — the same data source, quantity and time,
     /// within this much event time of the newest it sent (its results computed again after
     /// a crash) — is taken once.
-    #[serde(default = "default_duplicates_within")]
+    #[serde(default = "crate::default_duplicates_within")]
     pub duplicates_within: Span,
     /// Sink: the webhook, an `http://` or `https://` URL (may be a secret reference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,20 +450,18 @@ impl Source for Http {
             }
         }
         ctx.metrics.connected();
-        let mut clocks = SenderClocks::new(cfg.out_of_orderness.get(), cfg.idle_timeout.get());
-        for g in &cfg.senders {
-            clocks.expect(g);
-        }
-        let mut seen = Seen {
-            horizon: cfg.duplicates_within.get(),
-            by: HashMap::new(),
-        };
+        let mut senders = Senders::new(
+            cfg.out_of_orderness.get(),
+            cfg.idle_timeout.get(),
+            cfg.duplicates_within.get(),
+            &cfg.senders,
+        );
         tracing::info!(dsm = %ctx.dsm.id, "taking data at http://{addr}{path}");
         loop {
             tokio::select! {
                 d = rx.recv() => {
                     let Some(d) = d else { break };
-                    let result = take(&ctx, &d, (&mut clocks, &mut seen)).await;
+                    let result = take(&ctx, &d, &mut senders).await;
                     let _ = d.reply.send(result);
                 }
                 () = ctx.cancel.cancelled() => break,
@@ -481,50 +471,17 @@ impl Source for Http {
         // Requests already handed over are still taken.
         rx.close();
         while let Some(d) = rx.recv().await {
-            let result = take(&ctx, &d, (&mut clocks, &mut seen)).await;
+            let result = take(&ctx, &d, &mut senders).await;
             let _ = d.reply.send(result);
         }
         Ok(())
     }
 }
 
-/// What each gateway sent, by (time, data source, quantity), within the horizon of event
-/// time behind the newest it sent: what it sends again is taken once.
-struct Seen {
-    horizon: Duration,
-    by: HashMap<
-        String,
-        std::collections::BTreeMap<
-            engine::time::Timestamp,
-            std::collections::HashSet<(engine::Sym, engine::Sym)>,
-        >,
-    >,
-}
-
-impl Seen {
-    /// Keeps the observations of `batch` that `sender` has not sent before.
-    fn first_times(&mut self, sender: &str, batch: &mut Vec<engine::Observation>) {
-        let seen = self.by.entry(sender.to_owned()).or_default();
-        batch.retain(|o| {
-            seen.entry(o.timestamp)
-                .or_default()
-                .insert((o.source, o.name))
-        });
-        if let Some((&newest, _)) = seen.last_key_value() {
-            *seen = seen.split_off(&newest.minus(self.horizon));
-        }
-    }
-}
-
 /// Reads a request's payload and publishes it, each observation stamped with the gateway
-/// that sent it (attribute `gateway`), with the event time it advances to; what a gateway
-/// sends again is dropped.
-async fn take(
-    ctx: &SourceContext,
-    d: &Delivery,
-    (clocks, seen): (&mut SenderClocks, &mut Seen),
-) -> Result<usize, String> {
-    let sender = d.sender.as_deref().unwrap_or_default();
+/// that sent it (attribute `gateway`), with the event time it advances to (the sender's
+/// watermark, when it sends one, taken too); what a gateway sends again is dropped.
+async fn take(ctx: &SourceContext, d: &Delivery, senders: &mut Senders) -> Result<usize, String> {
     let mut batch = Vec::new();
     let n = if d.watermark.is_some() && d.body.iter().all(u8::is_ascii_whitespace) {
         0
@@ -533,35 +490,16 @@ async fn take(
             .await
             .map_err(|e| e.message().to_owned())?
     };
-    if let Some(w) = d.watermark {
-        clocks.report(sender, w);
-    }
-    if batch.is_empty() {
-        if let Some(w) = clocks.advance() {
-            ctx.watermark(w).await;
-        }
-        return Ok(n);
-    }
     if let Some(g) = &d.sender {
-        let sent = batch.len();
-        seen.first_times(g, &mut batch);
-        if batch.len() < sent {
-            tracing::debug!(dsm = %ctx.dsm.id, gateway = %g, again = sent - batch.len(), "dropped what a gateway sent again");
-        }
-        if batch.is_empty() {
-            return Ok(n);
-        }
-        for o in &mut batch {
-            let mut attributes = o.attributes.as_deref().cloned().unwrap_or_default();
-            attributes.insert("gateway".into(), serde_json::Value::String(g.clone()));
-            o.attributes = Some(Arc::new(attributes));
-        }
+        engine::connector::senders::stamp(&mut batch, g);
     }
-    clocks.observe(sender, &batch);
-    ctx.publish(batch).await;
-    if let Some(w) = clocks.advance() {
-        ctx.watermark(w).await;
+    if let Some(w) = d.watermark {
+        let sender = d.sender.as_deref().unwrap_or_default();
+        batch.push(engine::connector::senders::watermark_mark(
+            ctx.dsm.id, sender, w,
+        ));
     }
+    ctx.publish_timed(batch, senders).await;
     Ok(n)
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::connector::{ConnectorError, EventClock, SourceContext};
+use engine::connector::{ConnectorError, SourceContext};
 use engine::observation::Observation;
 use engine::spool::{Dropped, Queue};
 
@@ -133,7 +133,7 @@ impl InputLog {
     pub(super) async fn publish(
         &mut self,
         ctx: &SourceContext,
-        clock: &mut EventClock,
+        clock: &mut impl engine::connector::Timekeeper,
     ) -> Result<(), ConnectorError> {
         let mut dropped = Dropped::default();
         while let Some((seq, batch)) = self

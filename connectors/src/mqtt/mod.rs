@@ -13,8 +13,14 @@
 //! durable input log and is acknowledged once synced there (see [`logged`]): a crash then
 //! loses no window contents whose input was acknowledged.
 //! A sink publishes every observation to `topic` (`{source}` and `{name}` in it are replaced
-//! by the observation's source and name), and at its end waits until the broker has
-//! acknowledged everything it sent. Passwords are given as `${env:NAME}` or `${file:PATH}`.
+//! by the observation's source and name, `{gateway}` by the engine's gateway), and at its
+//! end waits until the broker has acknowledged everything it sent.
+//!
+//! A topic naming `{gateway}` is the uplink of a fleet: each edge's sink publishes to its
+//! own topic (`dda/uplink/{gateway}` → `dda/uplink/edge-1`, with `watermarks` passing its
+//! event time on), and the cloud's source subscribes to all of them (`dda/uplink/+`) and
+//! keeps event time per sender — the topic level where `{gateway}` stands — as the HTTP
+//! ingest does ([`engine::connector::Senders`]). Passwords are given as `${env:NAME}` or `${file:PATH}`.
 //! Connection failures (an unreachable broker, a wrong password) are retried with backoff and
 //! shown in the status of the instances using the data source.
 
@@ -24,9 +30,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::codec::{Format, encode};
+use engine::connector::senders::{stamp, watermark_mark, watermark_message, watermark_of};
 use engine::connector::{
-    Backoff, Connector, ConnectorError, ConnectorRegistration, EventClock, Sink, SinkContext,
-    Source, SourceContext,
+    Backoff, Clock, Connector, ConnectorError, ConnectorRegistration, EventClock, Senders, Sink,
+    SinkContext, Source, SourceContext,
 };
 use engine::registry::DataSource;
 use manifests::config::{Config, ConfigError, Duration as Span, Secret};
@@ -85,7 +92,10 @@ pub struct MqttConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// The MQTT topic: a source subscribes to it (wildcards `+` and `#` allowed); a sink
-    /// publishes to it (`{source}` and `{name}` are replaced by the observation's).
+    /// publishes to it (`{source}` and `{name}` are replaced by the observation's). A
+    /// level `{gateway}` makes it an uplink: a sink publishes to it with the engine's
+    /// gateway id (its engine id when it is no gateway's); a source subscribes with `+`
+    /// there and keeps event time per sender (see `idleTimeout`).
     pub topic: String,
     /// The quality of service: 0 (at most once) or 1 (at least once).
     #[serde(default = "default_qos")]
@@ -116,9 +126,32 @@ pub struct MqttConfig {
     /// Sink: publish retained messages.
     #[serde(default)]
     pub retain: bool,
-    /// Source: how far event time trails the newest timestamp received.
+    /// Source: how far event time trails the newest timestamp received (per sender, on
+    /// an uplink topic).
     #[serde(default)]
     pub out_of_orderness: Span,
+    /// Source, on an uplink topic (`{gateway}`): event time is the earliest of the
+    /// senders' heard from within this (wall-clock time), so that a slower edge's results
+    /// are never late; a sender silent for longer no longer holds event time back. Each
+    /// observation is stamped with its sender (attribute `gateway`).
+    #[serde(default = "crate::default_idle_timeout")]
+    pub idle_timeout: Span,
+    /// Source, on an uplink topic: the gateways expected to send (a global analytics
+    /// manifest's `edgeGatewayReferenceIDs`): event time waits for each from the start,
+    /// until it is heard from or silent for `idleTimeout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub senders: Vec<String>,
+    /// Source, on an uplink topic: what a gateway sends again — the same data source,
+    /// quantity and time, within this much event time of the newest it sent (its results
+    /// computed again after a crash) — is taken once.
+    #[serde(default = "crate::default_duplicates_within")]
+    pub duplicates_within: Span,
+    /// Sink: pass event time on (the uplink of an edge to its cloud): its input's
+    /// watermark is published to `topic` as `{"dda:watermark": <epoch µs>}`, in order with
+    /// the data, at most every 200 ms and at the end of the input, at QoS 0 (a newer one
+    /// supersedes a lost one). Needs `qos` 1 and a topic without `{source}` or `{name}`.
+    #[serde(default)]
+    pub watermarks: bool,
 }
 
 impl Config for MqttConfig {
@@ -141,6 +174,24 @@ impl Config for MqttConfig {
                 "tls needs `caFile`, the broker's CA certificate (PEM)",
             ));
         }
+        if self.topic.contains("{gateway}") && self.gateway_level().is_none() {
+            return Err(ConfigError::at(
+                "topic",
+                "`{gateway}` must be a topic level of its own, once (`dda/uplink/{gateway}`)",
+            ));
+        }
+        if self.watermarks && self.qos == 0 {
+            return Err(ConfigError::at(
+                "watermarks",
+                "watermarks need qos 1 (the data is counted delivered by the broker's acknowledgements; watermarks go at QoS 0 beside it)",
+            ));
+        }
+        if self.watermarks && (self.topic.contains("{source}") || self.topic.contains("{name}")) {
+            return Err(ConfigError::at(
+                "watermarks",
+                "watermarks are published to the sink's one topic: name no {source} or {name} in it (`dda/uplink/{gateway}`, say)",
+            ));
+        }
         Ok(())
     }
 
@@ -150,6 +201,18 @@ impl Config for MqttConfig {
 }
 
 impl MqttConfig {
+    /// Where `{gateway}` stands in an uplink topic (from 0), when it does.
+    fn gateway_level(&self) -> Option<usize> {
+        let levels: Vec<&str> = self.topic.split('/').collect();
+        let at = levels.iter().position(|l| *l == "{gateway}")?;
+        (levels.iter().filter(|l| l.contains("{gateway}")).count() == 1).then_some(at)
+    }
+
+    /// The topic a source subscribes to: an uplink's with `+` for `{gateway}`.
+    fn subscription(&self) -> String {
+        self.topic.replace("{gateway}", "+")
+    }
+
     fn qos(&self) -> QoS {
         if self.qos == 0 {
             QoS::AtMostOnce
@@ -407,21 +470,35 @@ impl Client {
         }
     }
 
+    /// Publishes at the data source's `qos`, or at QoS 0 when `at_most_once`.
     async fn publish(
         &self,
         topic: String,
         payload: Vec<u8>,
         cfg: &MqttConfig,
+        at_most_once: bool,
     ) -> Result<(), String> {
         match self {
-            Self::V4(c) => c
-                .publish(topic, cfg.qos(), cfg.retain, payload)
-                .await
-                .map_err(|e| e.to_string()),
-            Self::V5(c) => c
-                .publish(topic, cfg.qos5(), cfg.retain, payload)
-                .await
-                .map_err(|e| e.to_string()),
+            Self::V4(c) => {
+                let qos = if at_most_once {
+                    QoS::AtMostOnce
+                } else {
+                    cfg.qos()
+                };
+                c.publish(topic, qos, cfg.retain, payload)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Self::V5(c) => {
+                let qos = if at_most_once {
+                    rumqttc::v5::mqttbytes::QoS::AtMostOnce
+                } else {
+                    cfg.qos5()
+                };
+                c.publish(topic, qos, cfg.retain, payload)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -479,7 +556,7 @@ async fn drive(
     tx: tokio::sync::mpsc::Sender<Delivered>,
     closing: Arc<AtomicBool>,
 ) {
-    let topic = cfg.topic.clone();
+    let topic = cfg.subscription();
     let mut backoff = Backoff::default();
     let mut first = true;
     // A subscription to send again: the request channel is drained by this very task, so
@@ -528,7 +605,7 @@ impl Source for Mqtt {
 
     async fn read(self: Arc<Self>, ctx: SourceContext) -> Result<(), ConnectorError> {
         let cfg = self.config.clone();
-        let topic = cfg.topic.clone();
+        let topic = cfg.subscription();
         let conn = Connection::open(&ctx.dsm, &cfg, "source", &ctx.shared)?;
         let client = conn.client();
         // Subscribe once up front; the driver subscribes again after any connection that
@@ -547,7 +624,15 @@ impl Source for Mqtt {
             tx,
             closing.clone(),
         ));
-        let mut clock = EventClock::new(cfg.out_of_orderness.get());
+        let mut clock = match cfg.gateway_level() {
+            None => Clock::One(EventClock::new(cfg.out_of_orderness.get())),
+            Some(_) => Clock::PerSender(Senders::new(
+                cfg.out_of_orderness.get(),
+                cfg.idle_timeout.get(),
+                cfg.duplicates_within.get(),
+                &cfg.senders,
+            )),
+        };
         let mut messages = Vec::with_capacity(MAX_MESSAGES);
         let mut log = logged::InputLog::open(&ctx)?;
         let mut durable = ctx.durable_positions();
@@ -598,7 +683,7 @@ impl Source for Mqtt {
                         tracing::debug!(dsm = %ctx.dsm.id, "dropping a message the broker sent again (logged already)");
                         ack(&client, &ctx, &m).await;
                     } else {
-                        let _ = ctx.decode(m.payload(), &mut batch).await;
+                        read_message(&ctx, &cfg, &m, &mut batch).await;
                         fresh.push(m);
                     }
                 }
@@ -613,7 +698,7 @@ impl Source for Mqtt {
                 continue;
             }
             for m in &messages {
-                let _ = ctx.decode(m.payload(), &mut batch).await;
+                read_message(&ctx, &cfg, m, &mut batch).await;
             }
             ctx.publish_timed(batch, &mut clock).await;
             // Accepted by the engine (or dead-lettered): now acknowledged.
@@ -628,6 +713,30 @@ impl Source for Mqtt {
         end_driver(driver).await;
         Ok(())
     }
+}
+
+/// Reads message `m` onto `batch` (what does not match the format goes to the dead
+/// letters); on an uplink topic, what it holds is stamped with its sender (the topic level
+/// of `{gateway}`), and a watermark message is its sender's mark.
+async fn read_message(
+    ctx: &SourceContext,
+    cfg: &MqttConfig,
+    m: &Message,
+    batch: &mut Vec<engine::Observation>,
+) {
+    let Some(level) = cfg.gateway_level() else {
+        let _ = ctx.decode(m.payload(), batch).await;
+        return;
+    };
+    let topic = String::from_utf8_lossy(m.topic());
+    let sender = topic.split('/').nth(level).unwrap_or_default();
+    if let Some(w) = watermark_of(m.payload()) {
+        batch.push(watermark_mark(ctx.dsm.id, sender, w));
+        return;
+    }
+    let start = batch.len();
+    let _ = ctx.decode(m.payload(), batch).await;
+    stamp(&mut batch[start..], sender);
 }
 
 /// A request the sink handed to its event loop, held back by the sink between connections
@@ -692,11 +801,13 @@ impl Unacked {
 
 /// Moves the publishes of `pending` (the event loop's resend queue) to `held`.
 fn hold<R: Held>(pending: &mut std::collections::VecDeque<R>, held: &mut Vec<R>) {
-    held.extend(
-        pending
-            .drain(..)
-            .filter_map(|mut r| r.publish_ids().is_some().then_some(r)),
-    );
+    held.extend(pending.drain(..).filter_map(|mut r| {
+        // A watermark is superseded by the next one, and is not data: not sent again.
+        let watermark = r
+            .payload_text()
+            .is_some_and(|t| watermark_of(t.as_bytes()).is_some());
+        (r.publish_ids().is_some() && !watermark).then_some(r)
+    }));
 }
 
 /// Puts `held` at the head of the event loop's queue, to be sent first on the new
@@ -827,6 +938,11 @@ async fn drive_sink(
 impl Sink for Mqtt {
     const STORE_AND_FORWARD: bool = true;
 
+    /// With `watermarks`: the uplink of an edge to its cloud.
+    fn forwards_watermarks(&self) -> bool {
+        self.config.watermarks
+    }
+
     /// Publishes every observation; counts it delivered only once the broker acknowledged
     /// it (QoS 1) or it was written to the connection (QoS 0); sends again, after a
     /// reconnection, whatever was not acknowledged. At the end it waits for the
@@ -834,7 +950,16 @@ impl Sink for Mqtt {
     /// unacknowledged then goes to the dead letters, counted undelivered.
     async fn write(self: Arc<Self>, mut ctx: SinkContext) -> Result<(), ConnectorError> {
         let cfg = self.config.clone();
-        let topic = cfg.topic.clone();
+        let identity = ctx.shared.resource::<engine::connector::Identity>();
+        let topic = if cfg.topic.contains("{gateway}") {
+            let me = identity
+                .gateway()
+                .or_else(|| identity.engine())
+                .unwrap_or_else(|| "dda".to_owned());
+            cfg.topic.replace("{gateway}", &me)
+        } else {
+            cfg.topic.clone()
+        };
         let format = Format::of(&ctx.dsm);
         // Delivered means acknowledged, which comes after `next`: reported to the sink's
         // queue as acknowledgements come; without a queue, not a checkpoint's sink.
@@ -857,13 +982,14 @@ impl Sink for Mqtt {
             stop.clone(),
         ));
         let mut sent: u64 = 0;
+        let mut passed_on = None;
         'input: while let Some(batch) = ctx.next().await {
             for (n, o) in batch.iter().enumerate() {
                 let t = topic
                     .replace("{source}", &o.source.text())
                     .replace("{name}", &o.name.text());
                 match ctx
-                    .attempt(client.publish(t, encode(o, format), &cfg))
+                    .attempt(client.publish(t, encode(o, format), &cfg, false))
                     .await
                 {
                     Some(Ok(())) => sent += 1,
@@ -877,6 +1003,16 @@ impl Sink for Mqtt {
                         break 'input;
                     }
                 }
+            }
+            // Event time passed on after the data it follows, at QoS 0: not counted as
+            // data delivered; a newer one supersedes a lost one.
+            if let Some(w) = ctx.watermark().filter(|w| passed_on < Some(*w))
+                && client
+                    .publish(topic.clone(), watermark_message(w), &cfg, true)
+                    .await
+                    .is_ok()
+            {
+                passed_on = Some(w);
             }
         }
         // Wait for the acknowledgements of everything sent, until given up.

@@ -311,87 +311,6 @@ impl EventClock {
     }
 }
 
-/// The event time of a source fed by several senders (the edges of a fleet, each
-/// forwarding its results): each sender has its own [`EventClock`], and the watermark is
-/// the earliest of the senders heard from within `idle_timeout` (wall-clock time), so
-/// that a slower sender's observations are never late; a sender silent for longer no
-/// longer holds event time back (what it sends later for windows that closed meanwhile is
-/// late). The watermark never goes back.
-#[derive(Clone, Debug)]
-pub struct SenderClocks {
-    out_of_orderness: std::time::Duration,
-    idle_timeout: std::time::Duration,
-    senders: HashMap<String, (EventClock, std::time::Instant)>,
-    sent: Timestamp,
-}
-
-impl SenderClocks {
-    /// Clocks allowing `out_of_orderness` per sender, a sender counting for
-    /// `idle_timeout` after it was last heard from.
-    #[must_use]
-    pub fn new(out_of_orderness: std::time::Duration, idle_timeout: std::time::Duration) -> Self {
-        Self {
-            out_of_orderness,
-            idle_timeout,
-            senders: HashMap::new(),
-            sent: Timestamp::MIN,
-        }
-    }
-
-    /// Waits for `sender` from now on: until it is first heard from, or is silent for the
-    /// idle timeout, event time does not pass the start of its results.
-    pub fn expect(&mut self, sender: &str) {
-        let ooo = self.out_of_orderness;
-        self.senders
-            .entry(sender.to_owned())
-            .or_insert_with(|| (EventClock::new(ooo), std::time::Instant::now()));
-    }
-
-    /// Takes note of a batch from `sender`.
-    pub fn observe(&mut self, sender: &str, batch: &[Observation]) {
-        let now = std::time::Instant::now();
-        let ooo = self.out_of_orderness;
-        let entry = self
-            .senders
-            .entry(sender.to_owned())
-            .or_insert_with(|| (EventClock::new(ooo), now));
-        entry.0.observe(batch);
-        entry.1 = now;
-    }
-
-    /// Takes note of a watermark `sender` reported (it passes its event time on).
-    pub fn report(&mut self, sender: &str, w: Timestamp) {
-        let ooo = self.out_of_orderness;
-        let entry = self
-            .senders
-            .entry(sender.to_owned())
-            .or_insert_with(|| (EventClock::new(ooo), std::time::Instant::now()));
-        entry.0.report(w);
-        entry.1 = std::time::Instant::now();
-    }
-
-    /// The watermark now: the earliest of the live senders'.
-    #[must_use]
-    pub fn watermark(&self) -> Timestamp {
-        let now = std::time::Instant::now();
-        self.senders
-            .values()
-            .filter(|(_, heard)| now.duration_since(*heard) <= self.idle_timeout)
-            .map(|(c, _)| c.watermark())
-            .min()
-            .unwrap_or(Timestamp::MIN)
-    }
-
-    /// The watermark, when it has advanced since it was last taken.
-    pub fn advance(&mut self) -> Option<Timestamp> {
-        let w = self.watermark();
-        (w > self.sent).then(|| {
-            self.sent = w;
-            w
-        })
-    }
-}
-
 impl SourceContext {
     /// Reads a payload in the source's format and publishes it with the event time it
     /// advances to; a payload that does not match goes to the dead letters. Returns once
@@ -444,13 +363,20 @@ impl SourceContext {
         self.publisher.send(batch.into()).await;
     }
 
-    /// Publishes a batch, then the watermark when the batch advanced it.
-    pub async fn publish_timed(&self, batch: Vec<Observation>, clock: &mut EventClock) {
+    /// Publishes a batch (what `clock` keeps of it: see [`crate::connector::Timekeeper::take`]), then the
+    /// watermark when the batch advanced it.
+    pub async fn publish_timed(
+        &self,
+        mut batch: Vec<Observation>,
+        clock: &mut impl crate::connector::Timekeeper,
+    ) {
         if batch.is_empty() {
             return;
         }
-        clock.observe(&batch);
-        self.publish(batch).await;
+        clock.take(&mut batch);
+        if !batch.is_empty() {
+            self.publish(batch).await;
+        }
         if let Some(w) = clock.advance() {
             self.watermark(w).await;
         }
@@ -885,6 +811,9 @@ impl SinkContext {
                         f.note(w);
                         if let Some(s) = &self.spool {
                             s.took.store(true, Ordering::Relaxed);
+                            if data.is_empty() && s.acknowledges_later {
+                                s.queue.marks_taken();
+                            }
                         }
                         if data.is_empty() {
                             return Some(Batch::from(Vec::new()));
@@ -1307,59 +1236,5 @@ impl Shared {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::Sym;
-
-    fn at(ms: i64) -> Vec<Observation> {
-        vec![Observation::number(
-            Sym::new("uplink"),
-            Sym::new("p"),
-            Timestamp::from_millis(ms),
-            1.0,
-        )]
-    }
-
-    #[test]
-    fn the_slowest_live_sender_holds_event_time_back_until_it_goes_silent() {
-        let mut clocks = SenderClocks::new(Duration::ZERO, Duration::from_millis(200));
-        clocks.observe("edge-1", &at(5_000));
-        let first = clocks.advance().unwrap();
-        assert_eq!(
-            first,
-            Timestamp(Timestamp::from_millis(5_000).as_micros() - 1)
-        );
-        // A slower sender: event time goes no further than it.
-        clocks.observe("edge-2", &at(2_000));
-        assert_eq!(clocks.advance(), None, "never back");
-        clocks.observe("edge-1", &at(9_000));
-        assert_eq!(clocks.advance(), None, "held back by edge-2");
-        clocks.observe("edge-2", &at(7_000));
-        assert_eq!(
-            clocks.advance(),
-            Some(Timestamp(Timestamp::from_millis(7_000).as_micros() - 1))
-        );
-        // An expected sender not heard from yet holds event time back too.
-        let mut waiting = SenderClocks::new(Duration::ZERO, Duration::from_millis(200));
-        waiting.expect("edge-3");
-        waiting.observe("edge-1", &at(5_000));
-        assert_eq!(waiting.advance(), None, "edge-3 is waited for");
-        // edge-2 goes silent: past the idle timeout, edge-1 alone moves event time on.
-        std::thread::sleep(Duration::from_millis(250));
-        clocks.observe("edge-1", &at(12_000));
-        assert_eq!(
-            clocks.advance(),
-            Some(Timestamp(Timestamp::from_millis(12_000).as_micros() - 1))
-        );
-        // A sender passing its watermark on: its event time is that, even with no result.
-        clocks.report("edge-2", Timestamp::from_millis(20_000));
-        clocks.report("edge-1", Timestamp::MAX);
-        assert_eq!(clocks.advance(), Some(Timestamp::from_millis(20_000)));
     }
 }

@@ -21,6 +21,7 @@
 //! connector and starts its source or sink from it as often as instances need it.
 
 pub mod context;
+pub mod senders;
 
 use std::any::Any;
 use std::future::Future;
@@ -32,9 +33,10 @@ use manifests::model::ParameterDefinition;
 use serde_json::Value as Json;
 
 pub use context::{
-    Acknowledger, Backoff, ConnectorMetrics, EventClock, Identity, LinkStatus, SenderClocks,
-    Shared, SinkContext, SourceContext, Speed,
+    Acknowledger, Backoff, ConnectorMetrics, EventClock, Identity, LinkStatus, Shared, SinkContext,
+    SourceContext, Speed,
 };
+pub use senders::{Clock, SenderClocks, Senders, Timekeeper};
 
 use crate::error::{BoxError, ErrorKind};
 use crate::registry::DataSource;
@@ -197,6 +199,13 @@ pub trait Sink: Connector {
     /// batch when only the watermark moved ([`SinkContext::watermark`]).
     const FORWARDS_WATERMARKS: bool = false;
 
+    /// Whether this data source's sink passes event time on: by default
+    /// [`Sink::FORWARDS_WATERMARKS`]; a connector for which it is a choice (an MQTT
+    /// topic's `watermarks`) says so per data source.
+    fn forwards_watermarks(&self) -> bool {
+        Self::FORWARDS_WATERMARKS
+    }
+
     /// Writes what the bus carries for the data source until its input ends.
     fn write(
         self: Arc<Self>,
@@ -236,8 +245,8 @@ pub struct ConnectorRegistration {
     /// Whether its sink writes through a store-and-forward queue
     /// ([`Sink::STORE_AND_FORWARD`]).
     pub store_and_forward: bool,
-    /// Whether its sink passes event time on ([`Sink::FORWARDS_WATERMARKS`]).
-    pub forwards_watermarks: bool,
+    /// Whether a data source's sink passes event time on ([`Sink::forwards_watermarks`]).
+    forwards_watermarks: fn(&(dyn Any + Send + Sync)) -> bool,
 }
 
 inventory::collect!(ConnectorRegistration);
@@ -284,6 +293,16 @@ fn no_place(_: &(dyn Any + Send + Sync)) -> String {
     String::new()
 }
 
+fn forwards_of<C: Connector + Sink>(erased: &(dyn Any + Send + Sync)) -> bool {
+    erased
+        .downcast_ref::<C>()
+        .is_some_and(Sink::forwards_watermarks)
+}
+
+const fn never(_: &(dyn Any + Send + Sync)) -> bool {
+    false
+}
+
 fn no_config(values: &Json) -> Result<(), ConfigError> {
     manifests::config::parse::<manifests::config::NoConfig>(values).map(drop)
 }
@@ -309,7 +328,7 @@ impl ConnectorRegistration {
             sink: None,
             resumable: false,
             store_and_forward: false,
-            forwards_watermarks: false,
+            forwards_watermarks: never,
         }
     }
 
@@ -321,7 +340,7 @@ impl ConnectorRegistration {
         r.sink = Some(write::<C>);
         r.resumable = C::RESUMABLE;
         r.store_and_forward = <C as Sink>::STORE_AND_FORWARD;
-        r.forwards_watermarks = <C as Sink>::FORWARDS_WATERMARKS;
+        r.forwards_watermarks = forwards_of::<C>;
         r
     }
 
@@ -340,7 +359,7 @@ impl ConnectorRegistration {
         let mut r = Self::of::<C>();
         r.sink = Some(write::<C>);
         r.store_and_forward = C::STORE_AND_FORWARD;
-        r.forwards_watermarks = C::FORWARDS_WATERMARKS;
+        r.forwards_watermarks = forwards_of::<C>;
         r
     }
 
@@ -366,7 +385,7 @@ impl ConnectorRegistration {
             sink: None,
             resumable: false,
             store_and_forward: false,
-            forwards_watermarks: false,
+            forwards_watermarks: never,
         }
     }
 
@@ -474,8 +493,8 @@ impl Prepared {
 
     /// Whether its sink passes event time on.
     #[must_use]
-    pub const fn forwards_watermarks(&self) -> bool {
-        self.registration.forwards_watermarks
+    pub fn forwards_watermarks(&self) -> bool {
+        (self.registration.forwards_watermarks)(self.connector.as_ref())
     }
 
     /// Runs the source; `None` when the protocol cannot be read.

@@ -680,23 +680,36 @@ impl Queue {
 
     /// A sink acknowledging later: `total` observations of those it took (counted from
     /// when it started) are delivered, in the order it took them.
+    ///
+    /// Watermark marks ([`crate::connector::context::WATERMARK_MARK`]) are not data the
+    /// sink writes and acknowledges: they are not counted, and a batch of marks alone is
+    /// delivered once what came before it is.
     pub fn acknowledged(&self, total: u64) {
+        let mark = crate::Sym::new(crate::connector::context::WATERMARK_MARK);
         let mut s = self.lock();
         let mut at = s.acknowledged;
+        let mut removed = 0;
         for item in s.taken.iter_mut().filter(|i| !i.done) {
-            let n = item.batch.len() as u64;
+            let n = item.batch.iter().filter(|o| o.name != mark).count() as u64;
             if at + n > total {
                 break;
             }
             at += n;
+            removed += item.batch.len() as u64;
             item.done = true;
         }
-        let newly = at - s.acknowledged;
         s.acknowledged = at;
-        s.observations = s.observations.saturating_sub(newly);
+        s.observations = s.observations.saturating_sub(removed);
         s.settle();
         drop(s);
         self.writable.notify_one();
+    }
+
+    /// A sink acknowledging later took a batch of watermark marks alone: it is delivered
+    /// once what came before it is (at once, when that is).
+    pub fn marks_taken(&self) {
+        let total = self.lock().acknowledged;
+        self.acknowledged(total);
     }
 
     /// The sink ends (it was given up, or stopped) with batches taken and not delivered:

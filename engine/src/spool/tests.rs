@@ -128,6 +128,40 @@ async fn acknowledgements_counted_in_observations_release_whole_batches() {
 }
 
 #[tokio::test]
+async fn watermark_marks_are_not_counted_as_acknowledged_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueLimits::default()).unwrap();
+    let mut dropped = Dropped::default();
+    let mark = |t| {
+        Batch::from(vec![Observation::number(
+            Sym::new("s"),
+            Sym::new(crate::connector::context::WATERMARK_MARK),
+            Timestamp(t),
+            0.0,
+        )])
+    };
+    let mut with_mark = batch(0, 2).to_vec();
+    with_mark.extend(mark(2).to_vec());
+    q.push(Batch::from(with_mark), &mut dropped).unwrap();
+    q.push(mark(3), &mut dropped).unwrap();
+    q.push(batch(4, 2), &mut dropped).unwrap();
+    take(&q).await.unwrap();
+    take(&q).await.unwrap();
+    // The sink published the first batch's two observations, and took the marks alone.
+    q.marks_taken();
+    assert_eq!(q.status().messages, 3, "nothing acknowledged yet");
+    q.acknowledged(2);
+    assert_eq!(
+        q.status().messages,
+        1,
+        "the data and its mark, then the marks alone, delivered"
+    );
+    take(&q).await.unwrap();
+    q.acknowledged(4);
+    assert_eq!(q.status().messages, 0);
+}
+
+#[tokio::test]
 async fn a_full_queue_holds_input_back_or_drops_the_oldest_to_the_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(

@@ -370,14 +370,9 @@ fn state_of(v: &Value) -> Option<State> {
     serde_json::from_value(v.get("state")?.clone()).ok()
 }
 
-/// Brings instance `am` (desired state `desired`) on gateway `edge` to the cloud's
-/// desired state, from what the gateway showed (`observed`); the state it ends in.
-async fn apply(
-    edge: &Edge<'_>,
-    am: &Entity,
-    desired: State,
-    observed: Option<&Value>,
-) -> Result<State, String> {
+/// Brings instance `am` on gateway `edge` to the cloud's desired state, from what the
+/// gateway showed (`observed`); the state it ends in.
+async fn apply(edge: &Edge<'_>, am: &Entity, observed: Option<&Value>) -> Result<State, String> {
     let s = edge.s;
     let id = am.id().unwrap_or_default();
     let path = format!("/v1/analytics-instances/{}", crate::routes::encode_path(id));
@@ -440,8 +435,15 @@ async fn apply(
         }
     }
     let mut state = state.unwrap_or(State::Stopped);
-    // The desired state, one transition at a time.
-    while state != desired {
+    // The desired state as it is now: a change asked for while the models and the
+    // specification went over (a start right after a create) is applied in this pass,
+    // not the next.
+    let desired = s.deployments.desired(id);
+    // The desired state, one transition at a time (at most three: stop, start, pause).
+    for _ in 0..3 {
+        if state == desired {
+            break;
+        }
         let verb = match (state, desired) {
             (State::Paused, State::Running) => "resume",
             (State::Running, State::Paused) => "pause",
@@ -468,13 +470,13 @@ pub async fn reconcile(s: &Service, t: &GatewayTarget, instances: &[Value]) {
     };
     let edge = Edge { s, t, base };
     let observed = |id: &str| instances.iter().find(|i| i["id"] == id);
-    for (id, am, desired) in s.deployed_on(&t.id) {
+    for (id, am) in s.deployed_on(&t.id) {
         if s.deployments.unretire(&id, &t.id) {
             s.forget_retired(&id, &t.id).await;
         }
         let seen = observed(&id);
         let outcome = match am {
-            Ok(am) => apply(&edge, &am, desired, seen).await,
+            Ok(am) => apply(&edge, &am, seen).await,
             Err(e) => Err(e),
         };
         let (phase, reason, state) = match outcome {
@@ -519,7 +521,7 @@ pub async fn reconcile(s: &Service, t: &GatewayTarget, instances: &[Value]) {
 
 /// Marks every deployment on gateway `gateway`, offline, pending (a failure stays).
 pub fn gateway_away(s: &Service, gateway: &str, why: &str) {
-    for (id, _, _) in s.deployed_on(gateway) {
+    for (id, _) in s.deployed_on(gateway) {
         let id = id.as_str();
         let now = s.deployments.status(id, gateway);
         if now.phase != Phase::Failed || now.observed.is_some() {

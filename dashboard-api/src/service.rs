@@ -779,11 +779,10 @@ impl Service {
         }
     }
 
-    /// The analytics manifests deployed to `gateway`: each one's id, the manifest the
-    /// gateway is to run (a template's copy for it, or why there is none), and the state
-    /// asked for.
+    /// The analytics manifests deployed to `gateway`: each one's id and the manifest the
+    /// gateway is to run (a template's copy for it, or why there is none).
     #[must_use]
-    pub fn deployed_on(&self, gateway: &str) -> Vec<(String, Result<Entity, String>, State)> {
+    pub fn deployed_on(&self, gateway: &str) -> Vec<(String, Result<Entity, String>)> {
         let model = self.repository.model();
         let Some(g) = model.edge_gateways.get(gateway) else {
             return Vec::new();
@@ -805,7 +804,7 @@ impl Service {
                     }
                     other => Ok(other),
                 };
-                Some((am.id.clone(), spec, self.deployments.desired(&am.id)))
+                Some((am.id.clone(), spec))
             })
             .collect()
     }

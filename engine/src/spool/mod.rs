@@ -681,16 +681,18 @@ impl Queue {
     /// A sink acknowledging later: `total` observations of those it took (counted from
     /// when it started) are delivered, in the order it took them.
     ///
-    /// Watermark marks ([`crate::connector::context::WATERMARK_MARK`]) are not data the
-    /// sink writes and acknowledges: they are not counted, and a batch of marks alone is
-    /// delivered once what came before it is.
+    /// A watermark mark ([`crate::connector::context::WATERMARK_MARK`]), which the sink's
+    /// context queues as a batch of its own, is not data the sink writes and
+    /// acknowledges: it is not counted, and is delivered once what came before it is.
     pub fn acknowledged(&self, total: u64) {
-        let mark = crate::Sym::new(crate::connector::context::WATERMARK_MARK);
+        static MARK: std::sync::LazyLock<crate::Sym> =
+            std::sync::LazyLock::new(|| crate::Sym::new(crate::connector::context::WATERMARK_MARK));
         let mut s = self.lock();
         let mut at = s.acknowledged;
         let mut removed = 0;
         for item in s.taken.iter_mut().filter(|i| !i.done) {
-            let n = item.batch.iter().filter(|o| o.name != mark).count() as u64;
+            let mark = item.batch.len() == 1 && item.batch[0].name == *MARK;
+            let n = if mark { 0 } else { item.batch.len() as u64 };
             if at + n > total {
                 break;
             }

@@ -17,6 +17,9 @@
 //! with one `inventory::submit!` (see [`engine::connector`]). Adding a protocol is a folder
 //! and a `mod` line here. The engine's in-process bus (`Bus`) is part of the engine itself.
 //!
+//! Beside them, [`records`] fetches the records of the Common Interoperability Registry's
+//! repositories (PostgreSQL, MongoDB, SQLite, HTTP) by local id.
+//!
 //! A binary must call [`catalogue`] (or use something else of this crate) so that the
 //! linker keeps the registrations.
 
@@ -26,6 +29,7 @@ pub mod kafka;
 pub mod mongodb;
 pub mod mqtt;
 pub mod postgres;
+pub mod records;
 pub mod simulator;
 pub mod sqlite;
 
@@ -69,15 +73,7 @@ pub enum StartFrom {
     End,
 }
 
-/// Whether `name` is a plain SQL identifier: letters, digits and `_`, not first a digit,
-/// at most 63 characters.
-#[must_use]
-pub fn sql_identifier(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-}
+pub use manifests::id::{sql_identifier, sql_table};
 
 /// An optional duration as a [`std::time::Duration`], or `default`.
 #[must_use]

@@ -18,7 +18,8 @@ use crate::error::ApiError;
 use crate::problem::Problem;
 use crate::service::ServiceError;
 
-/// Refuses a request whose `Content-Length` is over [`crate::error::MAX_BODY_BYTES`] before
+/// Refuses a request whose `Content-Length` is over [`crate::error::MAX_BODY_BYTES`] (the
+/// bulk import's own limit on its route) before
 /// its body is read (a body sent without a length is cut off at the limit as it is read).
 pub async fn refuse_oversized(
     request: axum::extract::Request,
@@ -29,7 +30,12 @@ pub async fn refuse_oversized(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > crate::error::MAX_BODY_BYTES as u64) {
+    let limit = if request.uri().path() == crate::routes::cir::IMPORT_PATH {
+        crate::routes::cir::IMPORT_MAX_BODY_BYTES
+    } else {
+        crate::error::MAX_BODY_BYTES
+    };
+    if length.is_some_and(|n| n > limit as u64) {
         // The body is not read: the connection is not reused.
         let mut r = StatusCode::PAYLOAD_TOO_LARGE.into_response();
         r.headers_mut().insert(

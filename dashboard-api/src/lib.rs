@@ -15,6 +15,8 @@
 //! - [`auth`]: bearer tokens with roles.
 //! - [`remote`]: calls to other engines (a cloud's to its gateways'); [`fleet`]: a
 //!   cloud's watch over its gateways; [`deploy`]: its deployments to them, reconciled.
+//! - [`cir`]: the Common Interoperability Registry's resolve, translate, search, import
+//!   and change stream.
 //! - [`metrics`]: Prometheus metrics. [`openapi`]: the OpenAPI document.
 //! - [`error`]: the error bodies of both API generations, built from `ServiceError`s.
 //!
@@ -23,6 +25,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cir;
 pub mod config;
 pub mod deploy;
 pub mod error;

@@ -14,7 +14,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema};
 use crate::error::{CompatErrorBody, Detail, ErrorBody};
 
 use crate::routes::{
-    compat, compat_gateways, compat_sources, instances, live, models, operations, sources,
+    cir, compat, compat_gateways, compat_sources, instances, live, models, operations, sources,
 };
 
 use manifests::kind::KINDS;
@@ -54,6 +54,9 @@ entity_schema! {
     AnalyticsProcessorDefinitionDoc => "AnalyticsProcessorDefinition",
     AnalyticsManifestDoc => "AnalyticsManifest",
     BundleDoc => "Bundle",
+    ObjectDoc => "Object",
+    RepositoryDoc => "Repository",
+    LinkDoc => "Link",
     AnyDocument => "AnyDocument",
     ParameterDefinitionsDoc => "Common.parameterDefinitions",
 }
@@ -81,6 +84,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         compat_gateways::Doc::openapi(),
         compat_sources::Doc::openapi(),
         sources::Doc::openapi(),
+        cir::Doc::openapi(),
         models::openapi(),
     ] {
         doc.merge(part);

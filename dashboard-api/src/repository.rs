@@ -69,7 +69,7 @@ pub struct Referenced {
 }
 
 /// An entity referring to another, and where.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Referrer {
     /// Its kind.
     pub kind: EntityKind,
@@ -100,21 +100,27 @@ type Key = (EntityKind, String);
 #[derive(Debug, Default)]
 struct Links {
     /// By entity referred to: every reference to it.
-    referrers: HashMap<Key, Vec<Referrer>>,
+    referrers: HashMap<Key, indexmap::IndexSet<Referrer>>,
     /// The data sources each analytics manifest or processor manifest writes.
     writes: HashMap<Key, Vec<String>>,
     /// How many of those write each data source.
     written: HashMap<String, usize>,
+    /// The CIR link of each (repository, local id): one local id names one object.
+    claims: HashMap<(String, String), String>,
 }
 
 impl Links {
     fn add(&mut self, entity: &Entity, model: &Model) {
         let Some(key) = key_of(entity) else { return };
+        if let Entity::Link(l) = entity {
+            self.claims
+                .insert((l.repository.clone(), l.local_id.clone()), l.id.clone());
+        }
         for r in entity.references() {
             self.referrers
                 .entry((r.kind, r.id.to_owned()))
                 .or_default()
-                .push(Referrer {
+                .insert(Referrer {
                     kind: key.0,
                     id: key.1.clone(),
                     pointer: r.pointer,
@@ -131,10 +137,22 @@ impl Links {
 
     fn remove(&mut self, entity: &Entity) {
         let Some(key) = key_of(entity) else { return };
+        if let Entity::Link(l) = entity {
+            let claim = (l.repository.clone(), l.local_id.clone());
+            if self.claims.get(&claim) == Some(&l.id) {
+                self.claims.remove(&claim);
+            }
+        }
         for r in entity.references() {
             let to = (r.kind, r.id.to_owned());
             if let Some(list) = self.referrers.get_mut(&to) {
-                list.retain(|f| !(f.kind == key.0 && f.id == key.1 && f.pointer == r.pointer));
+                // In O(1): an object may have a hundred thousand links. Readers sort by
+                // stored order ([`Repository::referrers`]).
+                list.swap_remove(&Referrer {
+                    kind: key.0,
+                    id: key.1.clone(),
+                    pointer: r.pointer,
+                });
                 if list.is_empty() {
                     self.referrers.remove(&to);
                 }
@@ -348,12 +366,21 @@ impl Repository {
                 }
             }
         }
+        // The links claiming the candidate links' records (one record names one object).
+        let claimants = bundle.entities.iter().filter_map(|e| match &*e.entity {
+            Entity::Link(l) => links
+                .claims
+                .get(&(l.repository.clone(), l.local_id.clone()))
+                .map(|id| (EntityKind::Link, id.clone())),
+            _ => None,
+        });
         // Downwards: those and everything they and the candidate refer to.
         let mut queue: Vec<Key> = bundle
             .entities
             .iter()
             .flat_map(|e| e.entity.references())
             .map(|r| (r.kind, r.id.to_owned()))
+            .chain(claimants)
             .chain(up)
             .collect();
         let mut seen: HashSet<usize> = HashSet::new();
@@ -499,6 +526,137 @@ impl Repository {
         Ok(entity)
     }
 
+    /// Validates and stores many CIR links at once, all or none: each row (a label such as
+    /// `line 7`, and its link) is checked, as one bundle, against the stored objects and
+    /// repositories it names and the stored links claiming the same records — never
+    /// against everything stored, so that importing costs what the rows cost. A row with
+    /// the id of a stored link replaces it. Answers how many rows replaced a stored link.
+    ///
+    /// # Errors
+    ///
+    /// [`RepositoryError::Invalid`] with every problem of every row (its pointer starts
+    /// with the row's label), [`RepositoryError::Storage`].
+    pub async fn import_links(
+        &self,
+        rows: Vec<(String, manifests::model::Link)>,
+    ) -> Result<usize, RepositoryError> {
+        let kind = EntityKind::Link;
+        let mut bundle = Bundle::default();
+        let ids: HashSet<String> = rows.iter().map(|(_, l)| l.id.clone()).collect();
+        let labels: Vec<String> = rows.iter().map(|(label, _)| label.clone()).collect();
+        let mut near: HashSet<usize> = HashSet::new();
+        {
+            let entries = read(&self.entries);
+            let links = read(&self.links);
+            let mut queue: Vec<Key> = Vec::new();
+            for (label, link) in rows {
+                if let Some(stored) = links
+                    .claims
+                    .get(&(link.repository.clone(), link.local_id.clone()))
+                    && !ids.contains(stored)
+                {
+                    queue.push((kind, stored.clone()));
+                }
+                let entity = Entity::Link(link);
+                queue.extend(
+                    entity
+                        .references()
+                        .into_iter()
+                        .map(|r| (r.kind, r.id.to_owned())),
+                );
+                bundle.add_entity(PathBuf::from(label), Arc::new(entity));
+            }
+            while let Some(key) = queue.pop() {
+                if key.0 == kind && ids.contains(&key.1) {
+                    continue;
+                }
+                if let Some(i) = entries.get_index_of(&key)
+                    && near.insert(i)
+                {
+                    queue.extend(
+                        entries[i]
+                            .references()
+                            .into_iter()
+                            .map(|r| (r.kind, r.id.to_owned())),
+                    );
+                }
+            }
+            let mut near: Vec<usize> = near.iter().copied().collect();
+            near.sort_unstable();
+            for i in near {
+                let ((k, id), entity) = entries.get_index(i).expect("an index of the map");
+                bundle.add_entity(
+                    PathBuf::from(format!("repository/{}/{id}.json", k.info().folder)),
+                    entity.clone(),
+                );
+            }
+        }
+        let model = manifests::validate::validate(
+            &mut bundle,
+            &manifests::Options {
+                reach: self.reach.as_ref(),
+                ..self.fleet_options()
+            },
+        );
+        // The rows are the bundle's first files, in order.
+        let rows = labels.len();
+        let labels: HashSet<&str> = labels.iter().map(String::as_str).collect();
+        let problems: Vec<Problem> = bundle
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .filter_map(|d| {
+                let row = d.file.as_deref()?.to_str()?;
+                labels.contains(row).then(|| Problem {
+                    code: Some(d.code),
+                    pointer: format!("/{row}{}", d.pointer),
+                    message: d.message.clone(),
+                    hint: d.hint.clone(),
+                    missing: None,
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(RepositoryError::Invalid { kind, problems });
+        }
+        let imported: Vec<Arc<Entity>> = bundle
+            .entities
+            .iter()
+            .filter(|e| e.file < rows)
+            .map(|e| e.entity.clone())
+            .collect();
+        self.store
+            .put_entities(
+                kind.info().schema,
+                imported
+                    .iter()
+                    .map(|e| (e.id().unwrap_or_default().to_owned(), e.to_json()))
+                    .collect(),
+            )
+            .await?;
+        let mut entries = write(&self.entries);
+        let mut links = write(&self.links);
+        let mut current = write(&self.model);
+        let current = Arc::make_mut(&mut current);
+        let mut replaced = 0;
+        for entity in &imported {
+            let key = key_of(entity).expect("a link has an id");
+            if let Some(old) = entries.get(&key) {
+                // Its model entry is overwritten in place below (removing it from the
+                // ordered map would cost what the map holds).
+                links.remove(old);
+                replaced += 1;
+            }
+        }
+        current.absorb(model);
+        for entity in imported {
+            links.add(&entity, current);
+            let key = key_of(&entity).expect("a link has an id");
+            entries.insert(key, entity);
+        }
+        Ok(replaced)
+    }
+
     /// Deletes an entity nothing refers to.
     ///
     /// # Errors
@@ -530,14 +688,23 @@ impl Repository {
         Ok(())
     }
 
+    /// The CIR link claiming record `local_id` of `repository`, when one does.
+    #[must_use]
+    pub fn claimed_by(&self, repository: &str, local_id: &str) -> Option<String> {
+        read(&self.links)
+            .claims
+            .get(&(repository.to_owned(), local_id.to_owned()))
+            .cloned()
+    }
+
     /// Every entity referring to entity `id` of `kind`, with where, in the order they were
     /// stored.
     #[must_use]
     pub fn referrers(&self, kind: EntityKind, id: &str) -> Vec<Referrer> {
-        let mut out = read(&self.links)
+        let mut out: Vec<Referrer> = read(&self.links)
             .referrers
             .get(&(kind, id.to_owned()))
-            .cloned()
+            .map(|set| set.iter().cloned().collect())
             .unwrap_or_default();
         let entries = read(&self.entries);
         out.sort_by_key(|r| entries.get_index_of(&(r.kind, r.id.clone())));

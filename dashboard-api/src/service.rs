@@ -62,6 +62,8 @@ pub struct Service {
     pub fleet: crate::fleet::Fleet,
     /// On a cloud, the instances deployed to gateways.
     pub deployments: crate::deploy::Deployments,
+    /// The Common Interoperability Registry's record fetcher and change stream.
+    pub cir: crate::cir::Cir,
 }
 
 /// Where a gateway's engine answers, and how to call it.
@@ -244,6 +246,7 @@ impl Service {
             .map_err(|e| StartError::Config(format!("fleet.ca_file: {e}")))?,
             fleet: crate::fleet::Fleet::default(),
             deployments: crate::deploy::Deployments::new(store_retired),
+            cir: crate::cir::Cir::default(),
         });
         service.recover().await?;
         crate::fleet::start(&service, config.fleet.poll_interval.get());
@@ -584,12 +587,24 @@ impl Service {
         kind: EntityKind,
         mut doc: Json,
     ) -> Result<Entity, ServiceError> {
+        if kind == EntityKind::Link
+            && let Some(obj) = doc.as_object_mut()
+            && !obj.contains_key("id")
+            && !obj.contains_key("_id")
+            && let (Some(Json::String(repo)), Some(Json::String(local))) =
+                (obj.get("repositoryReferenceID"), obj.get("localID"))
+        {
+            // The id of a record's link is derived from the record: importing it again
+            // replaces it.
+            let id = manifests::model::Link::derived_id(repo, local);
+            obj.insert("id".into(), Json::String(id));
+        }
         let id = Self::settle_id(&mut doc, None)?;
         if self.repository.get(kind, &id).is_some() {
             return Err(ServiceError::AlreadyExists { kind, id });
         }
         let checked = self.repository.check(kind, &doc, None)?;
-        self.commit(checked).await
+        self.commit(checked, "created").await
     }
 
     /// Replaces model entity `id`.
@@ -606,10 +621,10 @@ impl Service {
         self.entity(kind, id)?;
         Self::settle_id(&mut doc, Some(id))?;
         let checked = self.repository.check(kind, &doc, Some(id))?;
-        self.commit(checked).await
+        self.commit(checked, "updated").await
     }
 
-    async fn commit(&self, checked: Checked) -> Result<Entity, ServiceError> {
+    async fn commit(&self, checked: Checked, op: &'static str) -> Result<Entity, ServiceError> {
         for w in &checked.warnings {
             tracing::warn!(diagnostic = %w, "accepted with a warning");
         }
@@ -619,6 +634,7 @@ impl Service {
         if let Entity::EdgeGateway(g) = &entity {
             self.regateway(&before, &g.id).await?;
         }
+        self.cir.announce(op, entity.kind(), entity.id(), None);
         Ok(entity)
     }
 
@@ -631,6 +647,7 @@ impl Service {
     pub async fn delete_entity(&self, kind: EntityKind, id: &str) -> Result<(), ServiceError> {
         let before = self.repository.model();
         self.repository.delete(kind, id).await?;
+        self.cir.announce("deleted", kind, Some(id), None);
         if kind == EntityKind::EdgeGateway {
             self.regateway(&before, id).await?;
         }

@@ -167,14 +167,34 @@ impl Store {
         id: &str,
         document: &Json,
     ) -> Result<(), StoreError> {
-        let (kind, id, doc) = (kind.to_owned(), id.to_owned(), document.to_string());
+        self.put_entities(kind, vec![(id.to_owned(), document.clone())])
+            .await
+    }
+
+    /// Creates or replaces many entities of one kind in one transaction: all or none.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be written (nothing is then kept).
+    pub async fn put_entities(
+        &self,
+        kind: &str,
+        documents: Vec<(String, Json)>,
+    ) -> Result<(), StoreError> {
+        let kind = kind.to_owned();
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO entities (kind, id, document, updated) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (kind, id) DO UPDATE SET document = excluded.document, updated = excluded.updated",
-                params![kind, id, doc, engine::Timestamp::now().to_string()],
-            )
-            .map(|_| ())
+            let tx = c.transaction()?;
+            {
+                let now = engine::Timestamp::now().to_string();
+                let mut stmt = tx.prepare(
+                    "INSERT INTO entities (kind, id, document, updated) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, id) DO UPDATE SET document = excluded.document, updated = excluded.updated",
+                )?;
+                for (id, doc) in &documents {
+                    stmt.execute(params![kind, id, doc.to_string(), now])?;
+                }
+            }
+            tx.commit()
         })
         .await
     }

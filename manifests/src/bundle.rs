@@ -617,12 +617,47 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
     let Some(root) = &file.root else {
         return Vec::new();
     };
+    schema_diagnostics(kind, &root.to_json())
+        .into_iter()
+        .map(|(d, at)| match at {
+            At::Key(p) => file.place_key(d, &p),
+            At::Value(p) => file.place(d, &p),
+        })
+        .collect()
+}
+
+/// Where a schema diagnostic belongs.
+enum At {
+    /// At the key of the member at this pointer.
+    Key(String),
+    /// At the value at this pointer.
+    Value(String),
+}
+
+/// The problems of `instance`, a document of `kind`, against its schema, each with its
+/// JSON pointer (set on the diagnostic) but no file: what a reader of documents that are
+/// not files (the rows of a bulk import) reports by line.
+#[must_use]
+pub fn schema_problems(kind: EntityKind, instance: &serde_json::Value) -> Vec<Diagnostic> {
+    schema_diagnostics(DocumentKind::Entity(kind), instance)
+        .into_iter()
+        .map(|(d, at)| match at {
+            At::Key(p) | At::Value(p) => d.at_pointer(&p),
+        })
+        .collect()
+}
+
+fn schema_diagnostics(kind: DocumentKind, instance: &serde_json::Value) -> Vec<(Diagnostic, At)> {
     let Some(validator) = schemas().validator(kind.schema_name()) else {
         return Vec::new();
     };
-    let instance = root.to_json();
+    let at = |pointer: &str| {
+        instance
+            .pointer(pointer)
+            .unwrap_or(&serde_json::Value::Null)
+    };
     let mut out = Vec::new();
-    for error in validator.iter_errors(&instance) {
+    for error in validator.iter_errors(instance) {
         let pointer = error.instance_path().as_str().to_owned();
         let schema_path = error.schema_path().as_str().to_owned();
         use jsonschema::error::ValidationErrorKind as K;
@@ -649,7 +684,7 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                     };
                     let hint = did_you_mean(name, known.iter().copied())
                         .unwrap_or_else(|| format!("known fields here: {}", known.join(", ")));
-                    out.push(file.place_key(d.with_hint(hint), &p));
+                    out.push((d.with_hint(hint), At::Key(p)));
                 }
             }
             K::Required { property } => {
@@ -672,34 +707,34 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                                 format!(" ({})", lower_first(description.trim_end_matches('.')))
                             }
                         ));
-                out.push(file.place(d, &pointer));
+                out.push((d, At::Value(pointer.clone())));
             }
             K::Not { .. } if schema_path.ends_with("/not") => {
                 let d = Diagnostic::error("both-ids", "both `_id` and `id` are given")
                     .with_hint("give the identifier once, as `id` or `_id`");
-                out.push(file.place_key(d, &format!("{pointer}/id")));
+                out.push((d, At::Key(format!("{pointer}/id"))));
             }
             K::AnyOf { .. }
                 if schema_path.ends_with("/anyOf")
-                    && root.locate(&pointer).0.get("id").is_none()
-                    && root.locate(&pointer).0.get("_id").is_none() =>
+                    && at(&pointer).get("id").is_none()
+                    && at(&pointer).get("_id").is_none() =>
             {
                 let d = Diagnostic::error("missing-field", "missing required field `id`")
                     .with_hint("add \"id\" (or \"_id\"): the entity's identifier, e.g. a UUID");
-                out.push(file.place(d, &pointer));
+                out.push((d, At::Value(pointer.clone())));
             }
             K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => {
                 let (message, hint) = one_of_message(
                     &schema_path,
                     matches!(error.kind(), K::OneOfMultipleValid { .. }),
                 );
-                out.push(file.place(
+                out.push((
                     Diagnostic::error("schema", message).with_hint(hint),
-                    &pointer,
+                    At::Value(pointer.clone()),
                 ));
             }
             K::Type { .. } => {
-                let found = root.locate(&pointer).0.type_name();
+                let found = json_type_name(at(&pointer));
                 let expected = match shape_at(kind.shape(), &pointer) {
                     Some(Shape::String) => "text",
                     Some(Shape::Integer) => "a whole number",
@@ -720,54 +755,45 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                     "text" => "write the value in double quotes",
                     _ => "see `dda schema` for the expected shape",
                 });
-                out.push(file.place(d, &pointer));
+                out.push((d, At::Value(pointer.clone())));
             }
             K::MinLength { .. } => {
-                out.push(file.place(
+                out.push((
                     Diagnostic::error("empty-value", "must not be empty"),
-                    &pointer,
+                    At::Value(pointer.clone()),
                 ));
             }
             K::MinItems { .. } => {
-                out.push(
-                    file.place(
-                        Diagnostic::error("empty-list", "the list must not be empty")
-                            .with_hint("add at least one item"),
-                        &pointer,
-                    ),
-                );
+                out.push((
+                    Diagnostic::error("empty-list", "the list must not be empty")
+                        .with_hint("add at least one item"),
+                    At::Value(pointer.clone()),
+                ));
             }
             K::Pattern { .. }
                 if schema_path.contains("/id")
                     || pointer.ends_with("ID")
                     || pointer.ends_with("id") =>
             {
-                out.push(
-                    file.place(
-                        Diagnostic::error(
-                            "bad-id",
-                            "an id is letters, digits and `.` `_` `-` `:` `~`, not starting with \
+                out.push((
+                    Diagnostic::error(
+                        "bad-id",
+                        "an id is letters, digits and `.` `_` `-` `:` `~`, not starting with \
                              a dot (no spaces, slashes, backslashes or control characters)",
-                        )
-                        .with_hint(
-                            "use a UUID or a name-like id such as dsm-box-1-power: ids appear in \
+                    )
+                    .with_hint(
+                        "use a UUID or a name-like id such as dsm-box-1-power: ids appear in \
                              URLs, file names and topics",
-                        ),
-                        &pointer,
                     ),
-                );
+                    At::Value(pointer.clone()),
+                ));
             }
             K::Constant { expected_value } => {
                 let d = Diagnostic::error("wrong-value", format!("must be {expected_value}"));
-                out.push(file.place(d, &pointer));
+                out.push((d, At::Value(pointer.clone())));
             }
             K::Enum { options } => {
-                let given = root
-                    .locate(&pointer)
-                    .0
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+                let given = at(&pointer).as_str().unwrap_or_default().to_owned();
                 let opts: Vec<String> = options
                     .as_array()
                     .map(|a| {
@@ -779,15 +805,30 @@ fn check_schema(file: &SourceFile, kind: DocumentKind) -> Vec<Diagnostic> {
                 let d =
                     Diagnostic::error("wrong-value", format!("must be one of {}", opts.join(", ")))
                         .with_hint_opt(did_you_mean(&given, opts.iter().map(String::as_str)));
-                out.push(file.place(d, &pointer));
+                out.push((d, At::Value(pointer.clone())));
             }
             _ => {
                 let message = error.masked_with("the value").to_string();
-                out.push(file.place(Diagnostic::error("schema", message), &pointer));
+                out.push((
+                    Diagnostic::error("schema", message),
+                    At::Value(pointer.clone()),
+                ));
             }
         }
     }
     out
+}
+
+/// The JSON type of a value, in the words of [`Node::type_name`].
+const fn json_type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 fn lower_first(text: &str) -> String {

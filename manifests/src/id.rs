@@ -12,6 +12,23 @@ pub fn is_valid(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'~'))
 }
 
+/// Whether `name` is a plain SQL identifier: letters, digits and `_`, not first a digit,
+/// at most 63 characters.
+#[must_use]
+pub fn sql_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Whether `name` is a table, `table` or `schema.table`, of plain SQL identifiers.
+#[must_use]
+pub fn sql_table(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2 && parts.iter().all(|p| sql_identifier(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

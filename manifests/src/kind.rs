@@ -15,6 +15,12 @@ use crate::node::Node;
 /// The kinds of entity in the digital models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EntityKind {
+    /// [`model::Object`], an object of the Common Interoperability Registry.
+    Object,
+    /// [`model::Repository`], a database the registry links objects to.
+    Repository,
+    /// [`model::Link`], an object's record in a repository.
+    Link,
     /// [`model::DataInterface`].
     DataInterface,
     /// [`model::DataKind`].
@@ -79,6 +85,9 @@ macro_rules! kinds {
 }
 
 kinds! {
+    Object, "Object", "object", "objects", "cir-objects", "cir-object", "OBJ", "CIR object";
+    Repository, "Repository", "repository", "repositories", "cir-repositories", "cir-repository", "REPO", "CIR repository";
+    Link, "Link", "link", "links", "cir-links", "cir-link", "LINK", "CIR link";
     DataInterface, "DataInterface", "dataInterface", "dataInterfaces", "data-interfaces", "data-interface", "DI", "data interface";
     DataKind, "DataKind", "dataKind", "dataKinds", "data-kinds", "data-kind", "DK", "data kind";
     DataSourceDefinition, "DataSourceDefinition", "dataSourceDefinition", "dataSourceDefinitions", "data-source-definitions", "data-source-definition", "DSD", "data source definition";
@@ -158,6 +167,12 @@ impl EntityKind {
             || has("dataRouterAndPreprocessorBaseURL")
         {
             Self::EdgeGateway
+        } else if has("localID") {
+            Self::Link
+        } else if has("repositoryType") {
+            Self::Repository
+        } else if has("class") {
+            Self::Object
         } else if has("observation") {
             Self::LiveDataSet
         } else if has("value") {
@@ -185,6 +200,12 @@ impl std::fmt::Display for EntityKind {
     reason = "entities are loaded once; boxing buys nothing"
 )]
 pub enum Entity {
+    /// A CIR object.
+    Object(model::Object),
+    /// A CIR repository.
+    Repository(model::Repository),
+    /// A CIR link.
+    Link(model::Link),
     /// A data interface.
     DataInterface(model::DataInterface),
     /// A data kind.
@@ -246,6 +267,15 @@ fn apm_references<'a>(
     });
 }
 
+/// The reference of a DSD, DSM or edge gateway to the CIR object it concerns.
+fn object_reference(id: Option<&str>) -> Option<Reference<'_>> {
+    id.map(|id| Reference {
+        kind: EntityKind::Object,
+        id,
+        pointer: "/objectReferenceID".into(),
+    })
+}
+
 impl Entity {
     /// Every reference this entity makes to another, in document order. Live data sets and
     /// observations are data, not configuration: their references are not listed.
@@ -253,6 +283,27 @@ impl Entity {
     pub fn references(&self) -> Vec<Reference<'_>> {
         let mut out = Vec::new();
         match self {
+            Self::Object(o) => {
+                if let Some(id) = &o.parent {
+                    out.push(Reference {
+                        kind: EntityKind::Object,
+                        id,
+                        pointer: "/parentObjectReferenceID".into(),
+                    });
+                }
+            }
+            Self::Link(l) => {
+                out.push(Reference {
+                    kind: EntityKind::Object,
+                    id: &l.object,
+                    pointer: "/objectReferenceID".into(),
+                });
+                out.push(Reference {
+                    kind: EntityKind::Repository,
+                    id: &l.repository,
+                    pointer: "/repositoryReferenceID".into(),
+                });
+            }
             Self::DataSourceDefinition(d) => {
                 out.push(Reference {
                     kind: EntityKind::DataInterface,
@@ -275,6 +326,7 @@ impl Entity {
                         pointer: "/dataKindReferenceID".into(),
                     });
                 }
+                out.extend(object_reference(d.object.as_deref()));
             }
             Self::DataSourceManifest(d) => {
                 out.push(Reference {
@@ -289,6 +341,7 @@ impl Entity {
                         pointer: "/edgeGatewayReferenceID".into(),
                     });
                 }
+                out.extend(object_reference(d.object.as_deref()));
             }
             Self::DataConsumerManifest(d) => {
                 if let Some(id) = &d.edge_gateway_reference_id {
@@ -312,6 +365,7 @@ impl Entity {
                 });
             }
             Self::EdgeGateway(g) => {
+                out.extend(object_reference(g.object.as_deref()));
                 if let Some(list) = &g.data_source_manifest_reference_ids {
                     for (i, id) in list.data_source_manifest_reference_id.iter().enumerate() {
                         out.push(Reference {
@@ -346,7 +400,8 @@ impl Entity {
                     apm_references(apm, &format!("/analyticsProcessors/apm/{i}"), &mut out);
                 }
             }
-            Self::DataInterface(_)
+            Self::Repository(_)
+            | Self::DataInterface(_)
             | Self::DataKind(_)
             | Self::AnalyticsProcessorDefinition(_)
             | Self::LiveDataSet(_)
@@ -366,6 +421,9 @@ impl Entity {
     ) -> Result<Self, serde_json::Error> {
         use serde_json::from_value as read;
         Ok(match kind {
+            EntityKind::Object => Self::Object(read(value)?),
+            EntityKind::Repository => Self::Repository(read(value)?),
+            EntityKind::Link => Self::Link(read(value)?),
             EntityKind::DataInterface => Self::DataInterface(read(value)?),
             EntityKind::DataKind => Self::DataKind(read(value)?),
             EntityKind::DataSourceDefinition => Self::DataSourceDefinition(read(value)?),
@@ -389,6 +447,9 @@ impl Entity {
     #[must_use]
     pub const fn kind(&self) -> EntityKind {
         match self {
+            Self::Object(_) => EntityKind::Object,
+            Self::Repository(_) => EntityKind::Repository,
+            Self::Link(_) => EntityKind::Link,
             Self::DataInterface(_) => EntityKind::DataInterface,
             Self::DataKind(_) => EntityKind::DataKind,
             Self::DataSourceDefinition(_) => EntityKind::DataSourceDefinition,
@@ -408,6 +469,9 @@ impl Entity {
     #[must_use]
     pub fn id(&self) -> Option<&str> {
         match self {
+            Self::Object(e) => Some(&e.id),
+            Self::Repository(e) => Some(&e.id),
+            Self::Link(e) => Some(&e.id),
             Self::DataInterface(e) => Some(&e.id),
             Self::DataKind(e) => Some(&e.id),
             Self::DataSourceDefinition(e) => Some(&e.id),
@@ -427,6 +491,9 @@ impl Entity {
     #[must_use]
     pub fn name(&self) -> Option<&str> {
         match self {
+            Self::Object(e) => Some(&e.name),
+            Self::Repository(e) => e.name.as_deref(),
+            Self::Link(_) => None,
             Self::DataInterface(e) => e.name.as_deref(),
             Self::DataKind(e) => e.name.as_deref(),
             Self::DataSourceDefinition(e) => e.name.as_deref(),
@@ -444,6 +511,9 @@ impl Entity {
     #[must_use]
     pub fn to_json(&self) -> serde_json::Value {
         let v = match self {
+            Self::Object(e) => serde_json::to_value(e),
+            Self::Repository(e) => serde_json::to_value(e),
+            Self::Link(e) => serde_json::to_value(e),
             Self::DataInterface(e) => serde_json::to_value(e),
             Self::DataKind(e) => serde_json::to_value(e),
             Self::DataSourceDefinition(e) => serde_json::to_value(e),

@@ -5,6 +5,7 @@
 //! - [`model`]: the entities as Rust types (data interfaces, data kinds, source definitions
 //!   and manifests, consumers, channels, edge gateways, processor definitions and manifests,
 //!   analytics manifests, live data sets and observations), JSON names as in the paper.
+//! - [`cir`]: the Common Interoperability Registry's objects, repositories and links.
 //! - [`kind`]: which kinds exist and every name each goes by (JSON marker, XML element,
 //!   folder, schema).
 //! - [`node`], [`json`], [`xml`], [`mapping`]: documents as position-aware trees; the
@@ -21,6 +22,7 @@
 //! This crate does no I/O beyond reading the files it is asked to, and has no async.
 
 pub mod bundle;
+pub mod cir;
 pub mod config;
 pub mod convert;
 pub mod diagnostic;

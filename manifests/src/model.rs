@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+pub use crate::cir::{Link, Object, Repository, RepositoryType};
+
 /// The definition of one parameter of a data interface or processor definition.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -261,6 +263,13 @@ pub struct DataSourceDefinition {
         skip_serializing_if = "Option::is_none"
     )]
     pub data_kind_reference_id: Option<String>,
+    /// The CIR object this kind of data source concerns (DDA extension).
+    #[serde(
+        rename = "objectReferenceID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub object: Option<String>,
 }
 
 impl DataSourceDefinition {
@@ -312,6 +321,13 @@ pub struct DataSourceManifest {
     /// Where the source is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The CIR object this data source concerns (DDA extension).
+    #[serde(
+        rename = "objectReferenceID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub object: Option<String>,
 }
 
 /// One data consumer instance.
@@ -446,6 +462,13 @@ pub struct EdgeGateway {
     /// (`${env:NAME}` or `${file:PATH}`), never the token itself (DDA extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// The CIR object this gateway concerns (DDA extension).
+    #[serde(
+        rename = "objectReferenceID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub object: Option<String>,
 }
 
 impl EdgeGateway {

@@ -28,6 +28,9 @@ macro_rules! schema_files {
 
 schema_files!(
     "common",
+    "cir-object",
+    "cir-repository",
+    "cir-link",
     "data-interface",
     "data-kind",
     "data-source-definition",

@@ -143,6 +143,12 @@ impl std::fmt::Debug for Options<'_> {
 /// The validated models, by id, with parameters resolved.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
+    /// CIR objects.
+    pub objects: IndexMap<String, crate::cir::Object>,
+    /// CIR repositories.
+    pub repositories: IndexMap<String, crate::cir::Repository>,
+    /// CIR links.
+    pub links: IndexMap<String, crate::cir::Link>,
     /// Data interfaces.
     pub data_interfaces: IndexMap<String, DataInterface>,
     /// Data kinds.
@@ -193,6 +199,9 @@ impl Model {
                 to.insert(id, v);
             }
         }
+        into(&mut self.objects, part.objects);
+        into(&mut self.repositories, part.repositories);
+        into(&mut self.links, part.links);
         into(&mut self.data_interfaces, part.data_interfaces);
         into(&mut self.data_kinds, part.data_kinds);
         into(
@@ -226,6 +235,9 @@ impl Model {
     /// manifest's processors too).
     pub fn remove(&mut self, kind: EntityKind, id: &str) {
         match kind {
+            EntityKind::Object => drop(self.objects.shift_remove(id)),
+            EntityKind::Repository => drop(self.repositories.shift_remove(id)),
+            EntityKind::Link => drop(self.links.shift_remove(id)),
             EntityKind::DataInterface => drop(self.data_interfaces.shift_remove(id)),
             EntityKind::DataKind => drop(self.data_kinds.shift_remove(id)),
             EntityKind::DataSourceDefinition => {
@@ -502,20 +514,26 @@ fn check_gateway(
     eg: &EdgeGateway,
     options: &Options<'_>,
 ) {
-    if let Some(text) = &eg.credential {
-        let refused = match crate::secret::SecretRef::parse(text) {
-            None => Some(
-                "a gateway's credential is a secret reference, `${env:NAME}` or `${file:PATH}`, never the token itself".to_owned(),
-            ),
-            Some(Err(e)) => Some(e.to_string()),
-            Some(Ok(reference)) => options.reach.and_then(|r| r.secret(&reference).err()),
-        };
-        if let Some(message) = refused {
-            let d = Diagnostic::error("reference-not-allowed", message).with_hint(
-                "put the token in a file under an allowed secrets folder or in a DDA_SECRET_ variable, and name it here (docs/fleet.md)",
-            );
-            c.report(loaded, "/credential", d);
-        }
+    if let Some(text) = &eg.credential
+        && let Some(message) = refused_secret_reference(text, options)
+    {
+        let d = Diagnostic::error("reference-not-allowed", message).with_hint(
+            "put the token in a file under an allowed secrets folder or in a DDA_SECRET_ variable, and name it here (docs/fleet.md)",
+        );
+        c.report(loaded, "/credential", d);
+    }
+}
+
+/// Why `text`, which must be a secret reference (`${env:NAME}`, `${file:PATH}`), is
+/// refused: not a reference, malformed, or out of the engine's reach.
+pub(crate) fn refused_secret_reference(text: &str, options: &Options<'_>) -> Option<String> {
+    match crate::secret::SecretRef::parse(text) {
+        None => Some(
+            "this is a secret reference, `${env:NAME}` or `${file:PATH}`, never the secret itself"
+                .to_owned(),
+        ),
+        Some(Err(e)) => Some(e.to_string()),
+        Some(Ok(reference)) => options.reach.and_then(|r| r.secret(&reference).err()),
     }
 }
 
@@ -529,6 +547,22 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
             }
         }
         match &*loaded.entity {
+            Entity::Object(o) => {
+                model
+                    .objects
+                    .entry(o.id.clone())
+                    .or_insert_with(|| o.clone());
+            }
+            Entity::Repository(r) => {
+                crate::cir::check_repository(&mut |p, d| c.report(loaded, p, d), r, options);
+                model
+                    .repositories
+                    .entry(r.id.clone())
+                    .or_insert_with(|| r.clone());
+            }
+            Entity::Link(l) => {
+                model.links.entry(l.id.clone()).or_insert_with(|| l.clone());
+            }
             Entity::DataInterface(di) => {
                 check_di(c, loaded, di, options);
                 model
@@ -594,7 +628,113 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
         }
     }
     check_inputs_are_fed(c, &model, options);
+    check_registry(c);
     model
+}
+
+/// Across the registry: every object's id is a UUID and no object is its own ancestor;
+/// one local id of a repository is linked to one object.
+fn check_registry(c: &mut Checker<'_>) {
+    let bundle = c.bundle;
+    let mut claimed: HashMap<(&str, &str), &LoadedEntity> = HashMap::new();
+    for loaded in &bundle.entities {
+        match &*loaded.entity {
+            Entity::Object(o) => {
+                if uuid::Uuid::try_parse(&o.id).is_err() {
+                    let d = Diagnostic::error("not-a-uuid", format!("CIR id `{}` is not a UUID", o.id))
+                        .with_hint(format!(
+                            "an object's id is a UUID such as `{}`; leave it out when creating over the API and one is given",
+                            uuid::Uuid::new_v4()
+                        ));
+                    let field = if bundle.files[loaded.file]
+                        .node_at(&format!("{}/_id", loaded.pointer))
+                        .is_some()
+                    {
+                        "/_id"
+                    } else {
+                        "/id"
+                    };
+                    c.report(loaded, field, d);
+                }
+                if let Some(path) = ancestry_cycle(&c.index, o) {
+                    let d = Diagnostic::error(
+                        "cycle",
+                        format!(
+                            "object `{}` is its own ancestor: {}",
+                            o.id,
+                            path.join(" → ")
+                        ),
+                    )
+                    .with_hint(
+                        "an object's parent is what it is part of; remove one parent of the cycle",
+                    );
+                    c.report(loaded, "/parentObjectReferenceID", d);
+                }
+            }
+            Entity::Link(l) => {
+                let Some(first) = claimed
+                    .get(&(l.repository.as_str(), l.local_id.as_str()))
+                    .copied()
+                else {
+                    claimed.insert((&l.repository, &l.local_id), loaded);
+                    continue;
+                };
+                if first.entity == loaded.entity {
+                    // The same link written twice alike.
+                    continue;
+                }
+                let Entity::Link(other) = &*first.entity else {
+                    continue;
+                };
+                // Both are reported: either may be the one to correct (a repository
+                // validating a candidate keeps only the candidate's problems).
+                for (at, this, that, there) in
+                    [(loaded, l, other, first), (first, other, l, loaded)]
+                {
+                    let file = &bundle.files[there.file];
+                    let pos = file
+                        .lines
+                        .position(&file.text, file.span_of(&there.pointer).start);
+                    let d = Diagnostic::error(
+                        "duplicate-link",
+                        format!(
+                            "record `{}` of repository `{}` is linked twice (to object `{}` and `{}`)",
+                            this.local_id, this.repository, this.object, that.object
+                        ),
+                    )
+                    .with_hint(format!(
+                        "also linked by link `{}` at {}:{pos}; a record is about one object: delete one link or correct its localID",
+                        that.id,
+                        file.path.display()
+                    ));
+                    c.report(at, "/localID", d);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The cycle through `o`'s parents back to `o`, when there is one (ids, `o`'s first and
+/// last).
+fn ancestry_cycle(index: &Index<'_>, o: &crate::cir::Object) -> Option<Vec<String>> {
+    let mut path = vec![o.id.clone()];
+    let mut seen = HashSet::new();
+    let mut next = o.parent.as_deref();
+    while let Some(id) = next {
+        path.push(id.to_owned());
+        if id == o.id {
+            return Some(path);
+        }
+        if !seen.insert(id) {
+            return None;
+        }
+        next = match index.get(EntityKind::Object, id).map(|e| &*e.entity) {
+            Some(Entity::Object(p)) => p.parent.as_deref(),
+            _ => None,
+        };
+    }
+    None
 }
 
 fn report_issue(

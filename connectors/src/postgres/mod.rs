@@ -88,8 +88,7 @@ pub struct PostgresConfig {
 
 impl Config for PostgresConfig {
     fn check(&self) -> Result<(), ConfigError> {
-        let parts: Vec<&str> = self.table.split('.').collect();
-        if parts.len() > 2 || !parts.iter().all(|p| crate::sql_identifier(p)) {
+        if !crate::sql_table(&self.table) {
             return Err(ConfigError::at(
                 "table",
                 format!(
@@ -434,14 +433,10 @@ mod tests {
     #[test]
     fn table_names_are_checked_and_quoted() {
         for good in ["observations", "plant_1.hourly", "_x"] {
-            assert!(good.split('.').all(crate::sql_identifier), "{good}");
+            assert!(crate::sql_table(good), "{good}");
         }
         for bad in ["", "1x", "a;drop", "a.b.c", "x\"y"] {
-            let parts: Vec<_> = bad.split('.').collect();
-            assert!(
-                parts.len() > 2 || !parts.iter().all(|p| crate::sql_identifier(p)),
-                "{bad}"
-            );
+            assert!(!crate::sql_table(bad), "{bad}");
         }
         let cfg = PostgresConfig {
             host: crate::loopback(),

@@ -19,11 +19,15 @@
 //!   `/api/data-sources`; [`scope`]: its forwarding of calls naming a gateway to that
 //!   gateway's engine, and discovery over every gateway.
 //! - [`sources`]: `/api/v1/data-sources`, the live registry of data sources.
+//! - [`cir`]: `/api/v1/cir/...`, the Common Interoperability Registry: resolve, translate,
+//!   search, bulk import of links, changes (its objects, repositories and links are
+//!   collections of [`models`]).
 //!
 //! Handlers read the request, call the [`Service`] and shape its answer; what can go wrong
 //! is a `ServiceError`, answered as an [`ApiError`] or, on the compatibility routes, a
 //! `CompatError`.
 
+pub mod cir;
 pub mod compat;
 pub mod compat_gateways;
 pub mod compat_sources;
@@ -83,5 +87,6 @@ pub fn router() -> Router<Arc<Service>> {
         .merge(compat_gateways::router())
         .merge(compat_sources::router())
         .merge(sources::router())
+        .merge(cir::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
 }

@@ -236,6 +236,34 @@ model_routes!(
     "/api/v1/edge-gateways/discover"
 );
 
+model_routes!(
+    cir_objects,
+    EntityKind::Object,
+    crate::openapi::ObjectDoc,
+    "CIR",
+    "/api/v1/cir/objects",
+    "/api/v1/cir/objects/{id}",
+    "/api/v1/cir/objects/discover"
+);
+model_routes!(
+    cir_repositories,
+    EntityKind::Repository,
+    crate::openapi::RepositoryDoc,
+    "CIR",
+    "/api/v1/cir/repositories",
+    "/api/v1/cir/repositories/{id}",
+    "/api/v1/cir/repositories/discover"
+);
+model_routes!(
+    cir_links,
+    EntityKind::Link,
+    crate::openapi::LinkDoc,
+    "CIR",
+    "/api/v1/cir/links",
+    "/api/v1/cir/links/{id}",
+    "/api/v1/cir/links/discover"
+);
+
 /// Every collection's routes.
 pub fn router() -> Router<Arc<Service>> {
     Router::new()
@@ -246,6 +274,9 @@ pub fn router() -> Router<Arc<Service>> {
         .merge(data_consumer_manifests::router())
         .merge(analytics_processor_definitions::router())
         .merge(edge_gateways::router())
+        .merge(cir_objects::router())
+        .merge(cir_repositories::router())
+        .merge(cir_links::router())
 }
 
 /// Every collection's operations.
@@ -259,6 +290,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         data_consumer_manifests::Doc::openapi(),
         analytics_processor_definitions::Doc::openapi(),
         edge_gateways::Doc::openapi(),
+        cir_objects::Doc::openapi(),
+        cir_repositories::Doc::openapi(),
+        cir_links::Doc::openapi(),
     ] {
         doc.merge(part);
     }

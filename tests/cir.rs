@@ -1,0 +1,527 @@
+//! The Common Interoperability Registry through `dda serve`'s API (an in-process server),
+//! against real repositories: PostgreSQL (127.0.0.1:5432, database `test`), MongoDB
+//! (nx-27017 on 27017) and SQLite files.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first surprise"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Http, in_process, services};
+use hyper::Method;
+use serde_json::{Value, json};
+
+const MACHINE: &str = "6f1c3a52-0d7e-4c1b-9a53-2d8e4f1b7a01";
+const LINE: &str = "0b6f86f4-51a2-4d3e-8b0c-7f4e2a9c1d02";
+
+/// A SQLite ERP table with two assets.
+fn sqlite_erp(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("erp.sqlite");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE assets (asset_no TEXT PRIMARY KEY, model TEXT, serial TEXT, interval_h INTEGER);
+         INSERT INTO assets VALUES ('A-17', 'SPX-400', 'SN-0042', 500), ('A-18', 'SPX-400', 'SN-0043', 500);",
+    )
+    .unwrap();
+    path
+}
+
+async fn pg_table(name: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name};
+             CREATE TABLE {name} (id INTEGER PRIMARY KEY, asset TEXT, last_maintenance DATE, technician TEXT);
+             INSERT INTO {name} VALUES (7, 'spindle', '2026-10-01', 'Ana');"
+        ))
+        .await
+        .unwrap();
+    client
+}
+
+async fn mongo_docs(db: &str, coll: &str) -> mongodb::Collection<mongodb::bson::Document> {
+    let client =
+        mongodb::Client::with_uri_str("mongodb://127.0.0.1:27017/?serverSelectionTimeoutMS=5000")
+            .await
+            .unwrap();
+    let c = client.database(db).collection(coll);
+    c.drop().await.ok();
+    c.insert_one(mongodb::bson::doc! {"_id": "ML-3", "point": "spindle bearing", "unit": "mm/s"})
+        .await
+        .unwrap();
+    c
+}
+
+async fn created(http: &Http, path: &str, body: Value) -> Value {
+    let r = http.post(path, &body).await;
+    assert_eq!(r.status, 201, "{path}: {}", r.text());
+    r.json()
+}
+
+/// Objects, repositories of three kinds and links.
+async fn registry(http: &Http, erp: &std::path::Path, pg_table: &str, mongo_coll: &str) {
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": LINE, "name": "Line 1", "class": "line"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine", "parentObjectReferenceID": LINE, "attributes": {"vendor": "Acme", "axes": 5}}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/repositories",
+        json!({"id": "erp", "repositoryType": "sqlite", "path": erp, "table": "assets", "key": "asset_no"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/repositories",
+        json!({"id": "cmms", "repositoryType": "postgresql", "url": "postgresql://postgres@127.0.0.1:5432/test", "table": pg_table}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/repositories",
+        json!({"id": "points", "repositoryType": "mongodb", "url": "mongodb://127.0.0.1:27017", "database": "dda_cir", "table": mongo_coll}),
+    )
+    .await;
+    for (repo, local) in [("erp", "A-17"), ("cmms", "7"), ("points", "ML-3")] {
+        let link = created(
+            http,
+            "/api/v1/cir/links",
+            json!({"objectReferenceID": MACHINE, "repositoryReferenceID": repo, "localID": local}),
+        )
+        .await;
+        // Without an id, the link's id is derived from the record.
+        assert!(
+            link["id"].as_str().is_some_and(|id| id.len() == 36),
+            "{link}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn resolve_fetches_every_linked_record_from_postgres_mongodb_and_sqlite() {
+    if !services::available("PostgreSQL", 5432) || !services::available("nx-27017 (MongoDB)", 27017)
+    {
+        return;
+    }
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    let erp = sqlite_erp(server.dir.path());
+    let pg = pg_table("cir_work_orders_resolve").await;
+    mongo_docs("dda_cir", "points_resolve").await;
+    registry(http, &erp, "cir_work_orders_resolve", "points_resolve").await;
+
+    let r = http
+        .get(&format!("/api/v1/cir/objects/{MACHINE}/resolve"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["complete"], true, "{v}");
+    assert_eq!(v["object"]["name"], "Spindle 1");
+    assert_eq!(
+        v["ancestors"],
+        json!([{"id": LINE, "name": "Line 1", "class": "line"}])
+    );
+    assert_eq!(
+        v["records"],
+        json!([
+            {"repository": "erp", "repositoryType": "sqlite", "localId": "A-17", "link": v["records"][0]["link"],
+             "record": {"asset_no": "A-17", "model": "SPX-400", "serial": "SN-0042", "interval_h": 500}},
+            {"repository": "cmms", "repositoryType": "postgresql", "localId": "7", "link": v["records"][1]["link"],
+             "record": {"id": 7, "asset": "spindle", "last_maintenance": "2026-10-01", "technician": "Ana"}},
+            {"repository": "points", "repositoryType": "mongodb", "localId": "ML-3", "link": v["records"][2]["link"],
+             "record": {"_id": "ML-3", "point": "spindle bearing", "unit": "mm/s"}},
+        ])
+    );
+    // A change in a linked database is what the next resolve reads.
+    pg.execute(
+        &"UPDATE cir_work_orders_resolve SET technician = 'Bo' WHERE id = 7".to_string(),
+        &[],
+    )
+    .await
+    .unwrap();
+    let v = http
+        .get(&format!("/api/v1/cir/objects/{MACHINE}/resolve"))
+        .await
+        .json();
+    assert_eq!(v["records"][1]["record"]["technician"], "Bo");
+
+    // Translate round-trips between every pair of repositories.
+    let t = http
+        .get("/api/v1/cir/translate?repository=erp&localId=A-17")
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text());
+    let t = t.json();
+    assert_eq!(t["cirId"], MACHINE);
+    assert_eq!(
+        t["localIds"],
+        json!([{"repository": "cmms", "localId": "7"}, {"repository": "points", "localId": "ML-3"}])
+    );
+    let back = http
+        .get("/api/v1/cir/translate?repository=cmms&localId=7&to=erp")
+        .await
+        .json();
+    assert_eq!(back["cirId"], MACHINE);
+    assert_eq!(
+        back["localIds"],
+        json!([{"repository": "erp", "localId": "A-17"}])
+    );
+    let unknown = http
+        .get("/api/v1/cir/translate?repository=erp&localId=A-99")
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+
+    // Search by class, attribute, parent and text.
+    let s = http
+        .get("/api/v1/cir/search?class=machine&attributes.vendor=Acme")
+        .await
+        .json();
+    assert_eq!(s["total"], 1, "{s}");
+    assert_eq!(s["objects"][0]["id"], MACHINE);
+    assert_eq!(s["objects"][0]["links"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        http.get(&format!("/api/v1/cir/search?parent={LINE}"))
+            .await
+            .json()["total"],
+        1
+    );
+    assert_eq!(
+        http.get("/api/v1/cir/search?q=spindle").await.json()["total"],
+        1
+    );
+    assert_eq!(
+        http.get("/api/v1/cir/search?class=site").await.json()["total"],
+        0
+    );
+    assert_eq!(http.get("/api/v1/cir/search?colour=red").await.status, 400);
+}
+
+#[tokio::test]
+async fn a_repository_down_gives_a_partial_result_naming_its_error() {
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    let erp = sqlite_erp(server.dir.path());
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine"}),
+    )
+    .await;
+    created(http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "sqlite", "path": erp, "table": "assets", "key": "asset_no"})).await;
+    // Nothing listens on this port; the other takes connections and never answers.
+    let closed = common::free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    created(http, "/api/v1/cir/repositories", json!({"id": "cmms", "repositoryType": "postgresql", "url": format!("postgresql://postgres@127.0.0.1:{closed}/test"), "table": "orders"})).await;
+    created(http, "/api/v1/cir/repositories", json!({"id": "far", "repositoryType": "mongodb", "url": format!("mongodb://127.0.0.1:{silent_port}/?directConnection=true"), "database": "x", "table": "y", "timeout": "300ms"})).await;
+    for (repo, local) in [
+        ("erp", "A-17"),
+        ("cmms", "7"),
+        ("far", "F-1"),
+        ("erp", "A-404"),
+    ] {
+        created(
+            http,
+            "/api/v1/cir/links",
+            json!({"objectReferenceID": MACHINE, "repositoryReferenceID": repo, "localID": local}),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let r = http
+        .get(&format!("/api/v1/cir/objects/{MACHINE}/resolve"))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["records"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["records"][0]["record"]["serial"], "SN-0042");
+    assert_eq!(
+        v["missing"],
+        json!([{"repository": "erp", "localId": "A-404"}])
+    );
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{v}");
+    let by = |id: &str| {
+        errors
+            .iter()
+            .find(|e| e["repository"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("cmms")["code"], "UNREACHABLE", "{v}");
+    assert_eq!(by("cmms")["localIds"], json!(["7"]));
+    assert_eq!(by("far")["code"], "TIMEOUT", "{v}");
+    assert!(
+        by("far")["message"].as_str().unwrap().contains("300 ms"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_dangling_cir_documents_get_422_with_every_problem_located() {
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    let r = http
+        .post(
+            "/api/v1/cir/objects",
+            &json!({"id": MACHINE, "class": "machine"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("`name`"), "{}", r.text());
+    let r = http.post("/api/v1/cir/objects", &json!({"id": "not-a-uuid", "name": "M", "class": "machine", "parentObjectReferenceID": "nowhere"})).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let details = r.json()["details"].clone();
+    let pointers: Vec<&str> = details
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["pointer"].as_str())
+        .collect();
+    for p in ["/id", "/parentObjectReferenceID"] {
+        assert!(pointers.contains(&p), "{p} in {details}");
+    }
+
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "M", "class": "machine"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": LINE, "name": "L", "class": "line", "parentObjectReferenceID": MACHINE}),
+    )
+    .await;
+    // A cycle: the machine's parent would be the line whose parent is the machine.
+    let r = http
+        .put(&format!("/api/v1/cir/objects/{MACHINE}"), &json!({"id": MACHINE, "name": "M", "class": "machine", "parentObjectReferenceID": LINE}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("its own ancestor"), "{}", r.text());
+
+    // A repository without what its type needs, and a plain-text password.
+    let r = http
+        .post("/api/v1/cir/repositories", &json!({"id": "pg", "repositoryType": "postgresql", "url": "postgresql://u:hunter2@db/x", "password": "hunter2"}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    for p in ["\"/url\"", "\"/password\"", "table"] {
+        assert!(text.contains(p), "{p} in {text}");
+    }
+    assert!(!text.contains("hunter2\""), "a secret is echoed: {text}");
+
+    created(http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "http", "url": "http://127.0.0.1:1/assets/{localId}"})).await;
+    let r = http.post("/api/v1/cir/links", &json!({"objectReferenceID": "ghost", "repositoryReferenceID": "erq", "localID": "A-1"})).await;
+    assert_eq!(r.status, 422);
+    let text = r.text();
+    assert!(
+        text.contains("/objectReferenceID") && text.contains("/repositoryReferenceID"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `erp`"), "{text}");
+    // One record, two objects.
+    created(
+        http,
+        "/api/v1/cir/links",
+        json!({"objectReferenceID": MACHINE, "repositoryReferenceID": "erp", "localID": "A-1"}),
+    )
+    .await;
+    let r = http.post("/api/v1/cir/links", &json!({"id": "other", "objectReferenceID": LINE, "repositoryReferenceID": "erp", "localID": "A-1"})).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("duplicate-link") || r.text().contains("linked twice"),
+        "{}",
+        r.text()
+    );
+    // Something refers to the repository: it stays.
+    assert_eq!(
+        http.delete("/api/v1/cir/repositories/erp").await.status,
+        409
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_links_are_imported_in_one_request() {
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "M", "class": "machine"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": LINE, "name": "L", "class": "line"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/repositories",
+        json!({"id": "erp", "repositoryType": "dda", "table": "edge-gateways"}),
+    )
+    .await;
+    let mut csv = String::from("objectReferenceID,repositoryReferenceID,localID\n");
+    for i in 0..100_000 {
+        let object = if i % 2 == 0 { MACHINE } else { LINE };
+        csv.push_str(&format!("{object},erp,R-{i}\n"));
+    }
+    let started = Instant::now();
+    let r = http
+        .request(
+            Method::POST,
+            "/api/v1/cir/links/import",
+            Some(("text/csv", csv.clone().into_bytes())),
+            &[],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"imported": 100_000, "created": 100_000, "replaced": 0})
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "100,000 links took {took:?}"
+    );
+    eprintln!("100,000 links imported in {took:?}");
+    let t = http
+        .get("/api/v1/cir/translate?repository=erp&localId=R-99999")
+        .await
+        .json();
+    assert_eq!(t["cirId"], LINE);
+    // Again: the same links are replaced, not doubled.
+    let r = http
+        .request(
+            Method::POST,
+            "/api/v1/cir/links/import",
+            Some(("text/csv", csv.into_bytes())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.json()["replaced"], 100_000, "{}", r.text());
+
+    // A bad import stores nothing and locates every problem by line.
+    let bad = format!(
+        "{{\"objectReferenceID\": \"{MACHINE}\", \"repositoryReferenceID\": \"erp\", \"localID\": \"N-1\"}}\n\
+         {{\"objectReferenceID\": \"ghost\", \"repositoryReferenceID\": \"erp\", \"localID\": \"N-2\"}}\n\
+         not json\n\
+         {{\"objectReferenceID\": \"{LINE}\", \"repositoryReferenceID\": \"erp\", \"localID\": \"R-0\"}}\n"
+    );
+    let r = http
+        .request(
+            Method::POST,
+            "/api/v1/cir/links/import",
+            Some(("application/x-ndjson", bad.into_bytes())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("line 3"), "{text}");
+    let r = http
+        .request(
+            Method::POST,
+            "/api/v1/cir/links/import?format=jsonl",
+            Some(("application/octet-stream", format!(
+                "{{\"objectReferenceID\": \"ghost\", \"repositoryReferenceID\": \"erp\", \"localID\": \"N-2\"}}\n\
+                 {{\"objectReferenceID\": \"{LINE}\", \"repositoryReferenceID\": \"erp\", \"localID\": \"R-0\"}}\n"
+            ).into_bytes())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let pointers: Vec<String> = r.json()["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["pointer"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        pointers.contains(&"/1/objectReferenceID".to_owned()),
+        "{pointers:?}"
+    );
+    assert_eq!(pointers.len(), 1, "{pointers:?}");
+    assert_eq!(
+        http.get("/api/v1/cir/translate?repository=erp&localId=N-1")
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn registry_changes_stream_as_server_sent_events() {
+    use http_body_util::BodyExt;
+    let server = in_process(|_| {}).await;
+    let http = server.http.clone();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let resp = client
+        .get(format!("{}/api/v1/cir/changes", http.base).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    created(
+        &http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "M", "class": "machine"}),
+    )
+    .await;
+    assert_eq!(
+        http.delete(&format!("/api/v1/cir/objects/{MACHINE}"))
+            .await
+            .status,
+        204
+    );
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("\"deleted\"") && Instant::now() < deadline {
+        if let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_secs(1), body.frame()).await
+            && let Some(data) = frame.data_ref()
+        {
+            seen.push_str(&String::from_utf8_lossy(data));
+        }
+    }
+    assert!(
+        seen.contains(&format!(
+            "{{\"sequence\":1,\"op\":\"created\",\"kind\":\"Object\",\"id\":\"{MACHINE}\"}}"
+        )),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "{{\"sequence\":2,\"op\":\"deleted\",\"kind\":\"Object\",\"id\":\"{MACHINE}\"}}"
+        )),
+        "{seen}"
+    );
+}

@@ -83,7 +83,7 @@ enum Command {
     },
     /// Run synthetic pipelines in-process and print throughput and latency.
     Bench {
-        /// Cases to run: null, null-rate, sqlite, null-sliding, sliding, session, checkpoint,
+        /// Cases to run: null, null-rate, sqlite, null-sliding, sliding, session, enrich, checkpoint,
         /// queue, create, mqtt, mqtt-qos1 (default: all but checkpoint, queue, create and the
         /// MQTT ones, which need a broker).
         cases: Vec<String>,
@@ -151,6 +151,25 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Ask a running server's Common Interoperability Registry: resolve an object with its
+    /// linked records, translate a local id, import links.
+    ///
+    /// Exit status: 0 done, 1 refused (every problem printed), 2 the server cannot be
+    /// reached or the file cannot be read. A token, when the server wants one, is read from
+    /// DDA_TOKEN.
+    Cir {
+        /// What to ask.
+        #[command(subcommand)]
+        ask: CirAsk,
+        /// The server's address.
+        #[arg(
+            long,
+            global = true,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:9999"
+        )]
+        server: String,
+    },
     /// Make an API token and the hash to configure for it.
     Token {
         /// Who or what will hold it.
@@ -181,6 +200,31 @@ enum Command {
         /// Schema language.
         #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
         format: SchemaFormat,
+    },
+}
+
+/// What `dda cir` asks.
+#[derive(Debug, Subcommand)]
+enum CirAsk {
+    /// An object (CIR id) with every linked record, fetched from its repository.
+    Resolve {
+        /// The object's CIR id.
+        id: String,
+    },
+    /// A record's local id as the CIR id and the same object's ids in other repositories.
+    Translate {
+        /// The repository the id is from.
+        repository: String,
+        /// The record's id there.
+        local_id: String,
+        /// Only the ids in this repository.
+        #[arg(long, value_name = "REPOSITORY")]
+        to: Option<String>,
+    },
+    /// Links from a CSV file (by its .csv extension) or JSON lines: all or none.
+    Import {
+        /// The file.
+        file: PathBuf,
     },
 }
 
@@ -346,6 +390,22 @@ fn main() -> ExitCode {
             color,
         }),
         Command::Token { name, role } => cmd::serve::token(&name, &role),
+        Command::Cir { ask, server } => cmd::cir::run(
+            &server,
+            match ask {
+                CirAsk::Resolve { id } => cmd::cir::Ask::Resolve { id },
+                CirAsk::Translate {
+                    repository,
+                    local_id,
+                    to,
+                } => cmd::cir::Ask::Translate {
+                    repository,
+                    local_id,
+                    to,
+                },
+                CirAsk::Import { file } => cmd::cir::Ask::Import { file },
+            },
+        ),
         Command::Bench {
             cases,
             observations,

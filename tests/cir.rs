@@ -123,7 +123,7 @@ async fn resolve_fetches_every_linked_record_from_postgres_mongodb_and_sqlite() 
     }
     let server = in_process(|_| {}).await;
     let http = &server.http;
-    let erp = sqlite_erp(server.dir.path());
+    let erp = sqlite_erp(&server.dir.path().join("data"));
     let pg = pg_table("cir_work_orders_resolve").await;
     mongo_docs("dda_cir", "points_resolve").await;
     registry(http, &erp, "cir_work_orders_resolve", "points_resolve").await;
@@ -217,7 +217,7 @@ async fn resolve_fetches_every_linked_record_from_postgres_mongodb_and_sqlite() 
 async fn a_repository_down_gives_a_partial_result_naming_its_error() {
     let server = in_process(|_| {}).await;
     let http = &server.http;
-    let erp = sqlite_erp(server.dir.path());
+    let erp = sqlite_erp(&server.dir.path().join("data"));
     created(
         http,
         "/api/v1/cir/objects",
@@ -334,6 +334,21 @@ async fn malformed_and_dangling_cir_documents_get_422_with_every_problem_located
         assert!(text.contains(p), "{p} in {text}");
     }
     assert!(!text.contains("hunter2\""), "a secret is echoed: {text}");
+    // A SQLite file outside what the server may read, and an XML body.
+    let r = http
+        .request(
+            Method::POST,
+            "/api/v1/cir/repositories",
+            Some(("application/xml", b"<repository><id>etc</id><repositoryType>sqlite</repositoryType><path>/etc/passwd.sqlite</path><table>t</table></repository>".to_vec())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("path-not-allowed") || r.text().contains("outside the folders"),
+        "{}",
+        r.text()
+    );
 
     created(http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "http", "url": "http://127.0.0.1:1/assets/{localId}"})).await;
     let r = http.post("/api/v1/cir/links", &json!({"objectReferenceID": "ghost", "repositoryReferenceID": "erq", "localID": "A-1"})).await;
@@ -524,4 +539,297 @@ async fn registry_changes_stream_as_server_sent_events() {
         )),
         "{seen}"
     );
+}
+
+/// The latest observation of bus topic `dsm` (as kept for live views), if any.
+async fn latest(http: &Http, dsm: &str) -> Option<Value> {
+    let data = http
+        .get(&format!("/api/v1/data-source-manifests/{dsm}/data?last=1"))
+        .await
+        .json();
+    data["data"][0]["observation"][0]
+        .as_object()
+        .map(|o| Value::Object(o.clone()))
+}
+
+/// `enrich` through the server: the meter's DSM names the machine; its readings get the
+/// machine's serial number (SQLite), last maintenance date (PostgreSQL) and measurement
+/// point (MongoDB); a change in PostgreSQL is seen within the TTL; a link deleted over the
+/// API leaves its field out, counted as `missing` in the instance's metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrich_adds_linked_fields_and_sees_a_change_in_a_linked_database_within_its_ttl() {
+    if !services::available("PostgreSQL", 5432) || !services::available("nx-27017 (MongoDB)", 27017)
+    {
+        return;
+    }
+    let server = in_process(|c| c.speed = "3600".into()).await;
+    let http = &server.http;
+    let erp = sqlite_erp(&server.dir.path().join("data"));
+    let pg = pg_table("cir_enrich_cmms").await;
+    mongo_docs("dda_cir", "enrich_points").await;
+    // A relative path is read in the data directory.
+    assert!(erp.starts_with(server.dir.path().join("data")));
+    registry(
+        http,
+        std::path::Path::new("erp.sqlite"),
+        "cir_enrich_cmms",
+        "enrich_points",
+    )
+    .await;
+    common::load_models(http, &server.dir.path().join("data")).await;
+    let mut meter = http
+        .get("/api/v1/data-source-manifests/dsm-ib1-meter")
+        .await
+        .json();
+    meter["objectReferenceID"] = json!(MACHINE);
+    let r = http
+        .put("/api/v1/data-source-manifests/dsm-ib1-meter", &meter)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The enriched readings go to a JSON-lines file (and are kept for live views).
+    let out = server.dir.path().join("data").join("enriched-meter.jsonl");
+    created(
+        http,
+        "/api/v1/data-interfaces",
+        json!({"id": "di-jsonl", "communicationProtocol": "File"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/data-source-definitions",
+        json!({"id": "dsd-meter-file", "dataInterfaceReferenceID": "di-jsonl",
+               "dataKindReferenceIDs": {"dataKindReferenceID": ["dk-total-real-power", "dk-total-real-energy"]}}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/data-source-manifests",
+        json!({"id": "enriched-meter", "dataSourceDefinitionReferenceID": "dsd-meter-file",
+               "dataSourceDefinitionInterfaceParameters": {"parameter": [{"key": "path", "value": out}]}}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/analytics-processor-definitions",
+        json!({"id": "apd-enrich", "name": "enrich", "processorType": "enrich"}),
+    )
+    .await;
+    let ttl_ms = 500;
+    created(
+        http,
+        "/api/v1/analytics-instances",
+        json!({"id": "enriched", "analyticsProcessors": {"apm": [{"id": "enrich",
+            "analyticsProcessorDefinitionReferenceID": "apd-enrich",
+            "parameters": {"parameter": [
+                {"key": "fields", "value": "serialNumber=erp:serial,lastMaintenance=cmms:last_maintenance,point=points:point"},
+                {"key": "ttl", "value": format!("{ttl_ms}ms")}]},
+            "dataSources": {"dataSource": [{"dataSourceManifestReferenceID": "dsm-ib1-meter"}]},
+            "dataSink": {"dataSourceManifestReferenceID": "enriched-meter"}}]}}),
+    )
+    .await;
+    let r = http
+        .post_empty("/api/v1/analytics-instances/enriched/start")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    common::eventually(10, "an enriched reading", || async {
+        latest(http, "enriched-meter").await.is_some()
+    })
+    .await;
+    let o = latest(http, "enriched-meter").await.unwrap();
+    assert_eq!(
+        (&o["serialNumber"], &o["lastMaintenance"], &o["point"]),
+        (
+            &json!("SN-0042"),
+            &json!("2026-10-01"),
+            &json!("spindle bearing")
+        ),
+        "{o}"
+    );
+
+    pg.execute(
+        "UPDATE cir_enrich_cmms SET last_maintenance = '2026-12-02' WHERE id = 7",
+        &[],
+    )
+    .await
+    .unwrap();
+    let changed = Instant::now();
+    loop {
+        let o = latest(http, "enriched-meter").await.unwrap();
+        if o["lastMaintenance"] == "2026-12-02" {
+            break;
+        }
+        assert_eq!(o["lastMaintenance"], "2026-10-01", "{o}");
+        assert!(
+            changed.elapsed() < Duration::from_millis(ttl_ms + 2_000),
+            "the change is not seen within the TTL ({ttl_ms} ms) and the time of a load"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A link deleted over the API: its field is left out from the next load on, counted.
+    let erp_link = http
+        .get("/api/v1/cir/translate?repository=erp&localId=A-17")
+        .await
+        .json();
+    assert_eq!(erp_link["cirId"], MACHINE, "{erp_link}");
+    let links = http.get("/api/v1/cir/links").await.json();
+    let id = links["links"]["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["repositoryReferenceID"] == "erp")
+        .and_then(|l| l["id"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("the ERP link is listed: {links}"));
+    let r = http.delete(&format!("/api/v1/cir/links/{id}")).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    common::eventually(5, "readings without a serial number", || async {
+        latest(http, "enriched-meter")
+            .await
+            .unwrap()
+            .get("serialNumber")
+            .is_none()
+    })
+    .await;
+    let o = latest(http, "enriched-meter").await.unwrap();
+    assert_eq!(
+        (&o["lastMaintenance"], &o["point"]),
+        (&json!("2026-12-02"), &json!("spindle bearing"))
+    );
+    let metrics = http
+        .get("/api/v1/analytics-instances/enriched/metrics")
+        .await
+        .json();
+    let missing = metrics["processors"][0]["events"]["missing"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(missing > 0, "{metrics}");
+    let prometheus = http.get("/metrics").await.text();
+    assert!(
+        prometheus.contains("dda_processor_events_total{instance=\"enriched\",processor=\"enrich\",type=\"enrich\",event=\"missing\"}"),
+        "{prometheus}"
+    );
+
+    // Every reading written, from the very first: enriched with what was linked when it
+    // went through (the records were loaded before the meter was started).
+    let r = http
+        .post_empty("/api/v1/analytics-instances/enriched/stop")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 10, "{}", lines.len());
+    assert_eq!(lines[0]["dataSourceManifestReferenceID"], "dsm-ib1-meter");
+    let (mut before, mut after, mut without) = (0, 0, 0);
+    for (n, l) in lines.iter().enumerate() {
+        let o = &l["observation"][0];
+        assert_eq!(o["point"], "spindle bearing", "line {n}: {o}");
+        match (o.get("serialNumber"), o["lastMaintenance"].as_str()) {
+            (Some(s), Some("2026-10-01")) if s == "SN-0042" && after == 0 && without == 0 => {
+                before += 1
+            }
+            (Some(s), Some("2026-12-02")) if s == "SN-0042" && without == 0 => after += 1,
+            (None, Some("2026-12-02")) if after > 0 => without += 1,
+            _ => panic!("line {n} is out of order: {o}"),
+        }
+    }
+    assert!(
+        before > 0 && after > 0 && without > 0,
+        "{before} {after} {without}"
+    );
+}
+
+/// `dda cir` against the server, as a separate process.
+async fn dda_cir(base: &str, args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut argv: Vec<String> = vec!["cir".into(), "--server".into(), base.into()];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dda"))
+            .args(&argv)
+            .env("NO_COLOR", "1")
+            .env_remove("DDA_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (
+        o.status.code(),
+        out,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cir_command_line_resolves_translates_and_imports() {
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    let base = http.base.clone();
+    let erp = sqlite_erp(&server.dir.path().join("data"));
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine"}),
+    )
+    .await;
+    created(http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "sqlite", "path": erp, "table": "assets", "key": "asset_no"})).await;
+    // A repository nothing answers at.
+    created(http, "/api/v1/cir/repositories", json!({"id": "qms", "repositoryType": "http", "url": "http://127.0.0.1:1/defects/{localId}", "timeout": "300ms"})).await;
+
+    // Import: links from a CSV file, then a file with a bad line (nothing stored).
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("links.csv");
+    std::fs::write(&good, format!("objectReferenceID,repositoryReferenceID,localID\n{MACHINE},erp,A-17\n{MACHINE},qms,D-1\n")).unwrap();
+    let (code, out, err) = dda_cir(&base, &["import", good.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, json!({"imported": 2, "created": 2, "replaced": 0}));
+    let bad = dir.path().join("links.jsonl");
+    std::fs::write(&bad, format!("{{\"objectReferenceID\": \"{MACHINE}\", \"repositoryReferenceID\": \"erp\", \"localID\": \"A-18\"}}\n{{\"objectReferenceID\": \"{MACHINE}\", \"localID\": \"A-19\"}}\n")).unwrap();
+    let (code, _, err) = dda_cir(&base, &["import", bad.to_str().unwrap()]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("repositoryReferenceID"),
+        "{err}"
+    );
+    assert_eq!(
+        http.get("/api/v1/cir/translate?repository=erp&localId=A-18")
+            .await
+            .status,
+        404,
+        "a refused import stores nothing"
+    );
+
+    // Resolve: the ERP row exactly; the QMS named as unreachable, exit status 0.
+    let (code, out, err) = dda_cir(&base, &["resolve", MACHINE]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out["records"][0]["record"]["serial"], "SN-0042", "{out}");
+    assert_eq!(out["complete"], false);
+    assert!(
+        err.contains("warning: repository `qms` gave no records: UNREACHABLE"),
+        "{err}"
+    );
+
+    // Translate, both ways round.
+    let (code, out, err) = dda_cir(&base, &["translate", "erp", "A-17"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out["cirId"], MACHINE);
+    let (_, back, _) = dda_cir(&base, &["translate", "qms", "D-1", "--to", "erp"]).await;
+    assert_eq!(back["cirId"], MACHINE);
+    assert_eq!(
+        back["localIds"],
+        json!([{"repository": "erp", "localId": "A-17"}]),
+        "{back}"
+    );
+
+    // Unknown ids: refused, exit status 1; no server: exit status 2.
+    let (code, _, err) = dda_cir(&base, &["translate", "erp", "nope"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("404"), "{err}");
+    let (code, _, err) = dda_cir("http://127.0.0.1:1", &["resolve", MACHINE]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--server"), "{err}");
 }

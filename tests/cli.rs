@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+
 fn dda(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dda"))
         .args(args)
@@ -63,6 +65,52 @@ fn validate_exits_one_with_every_diagnostic_and_two_on_io_errors() {
         Some(2),
         "missing arguments are a usage error"
     );
+}
+
+#[test]
+fn validate_locates_every_problem_of_cir_documents_in_json_and_xml_and_never_prints_a_password() {
+    for file in [
+        "tests/fixtures/broken/cir.json",
+        "tests/fixtures/broken/cir.xml",
+    ] {
+        let o = dda(&["validate", "--format", "json", file]);
+        assert_eq!(o.status.code(), Some(1), "{file}");
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut found: Vec<(String, String)> = report["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["code"].as_str().unwrap().to_owned(),
+                    d["pointer"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        found.sort();
+        let expected = [
+            ("cycle", "/objects/object/1/parentObjectReferenceID"),
+            ("cycle", "/objects/object/2/parentObjectReferenceID"),
+            ("dangling-reference", "/links/link/2/repositoryReferenceID"),
+            ("duplicate-link", "/links/link/0/localID"),
+            ("duplicate-link", "/links/link/1/localID"),
+            ("missing-field", "/repositories/repository/1"),
+            ("not-a-uuid", "/objects/object/0/id"),
+            ("plain-text-secret", "/repositories/repository/0/password"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(c, p)| ((*c).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(found, expected, "{file}");
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("hunter2"),
+            "{file}"
+        );
+        let human = dda(&["validate", file]);
+        assert!(!String::from_utf8_lossy(&human.stderr).contains("hunter2"));
+        assert!(!String::from_utf8_lossy(&human.stdout).contains("hunter2"));
+    }
 }
 
 #[test]
@@ -411,11 +459,125 @@ fn micros(timestamp: &serde_json::Value) -> i64 {
         .as_micros()
 }
 
+/// Runs the predictive-maintenance example in a new folder: its CIR script first (with
+/// `setup` arguments), then the bundle with the repositories of `cir/<variant>`.
+fn run_predictive_maintenance(variant: &str, setup: &[&str]) -> tempfile::TempDir {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("examples/predictive-maintenance");
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new("python3")
+        .arg(example.join("cir/setup.py"))
+        .args(setup)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_dda"))
+        .args(["run", "--speed", "max", "--quiet"])
+        .arg(example.join("bundle"))
+        .arg(example.join("cir").join(variant))
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Every reading found its records: no processor counted a missing or unreachable one.
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(!summary.contains("(enrich):"), "{summary}");
+    dir
+}
+
+/// What the example's CIR links to the spindle, from the SQLite files its script wrote:
+/// the attributes its RUL and alerts must carry.
+fn spindle_records(dir: &std::path::Path) -> serde_json::Value {
+    let cris = rusqlite::Connection::open(dir.join("dda-output/cir/cris.sqlite")).unwrap();
+    let erp = rusqlite::Connection::open(dir.join("dda-output/cir/erp.sqlite")).unwrap();
+    let text =
+        |c: &rusqlite::Connection, q: &str| -> String { c.query_row(q, [], |r| r.get(0)).unwrap() };
+    let interval: i64 = cris
+        .query_row(
+            "SELECT maintenance_interval_days FROM cris_asset WHERE asset_id = 'SP-3'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::json!({
+        "asset": text(&cris, "SELECT name FROM cris_asset WHERE asset_id = 'SP-3'"),
+        "serialNumber": text(&erp, "SELECT serial_number FROM erp_equipment WHERE equipment_no = '10004711'"),
+        "lastMaintenance": text(&cris, "SELECT last_maintenance FROM cris_asset_maintenance WHERE asset_id = 'SP-3'"),
+        "maintenanceIntervalDays": interval,
+        "measurementLocation": text(&cris, "SELECT name FROM cris_meas_location WHERE meas_loc_id = 'SP-3-H1'"),
+    })
+}
+
+/// The attributes of `o` named in `expected`.
+fn picked(o: &serde_json::Value, expected: &serde_json::Value) -> serde_json::Value {
+    expected
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| (k.clone(), o[k].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[test]
+fn the_predictive_maintenance_examples_alerts_carry_the_spindles_records_from_postgres_and_mongodb()
+{
+    if !common::services::available("PostgreSQL", 5432)
+        || !common::services::available("nx-27017 (MongoDB)", 27017)
+    {
+        return;
+    }
+    // The maintenance database in PostgreSQL, the ERP in MongoDB; the SQLite files are
+    // written too, as the reference of what the records hold.
+    let dir = run_predictive_maintenance(
+        "servers",
+        &[
+            "--sqlite",
+            "dda-output/cir",
+            "--postgres",
+            "postgresql://postgres@127.0.0.1:5432/test",
+            "--mongodb",
+            "mongodb://127.0.0.1:27017",
+        ],
+    );
+    let expected = spindle_records(dir.path());
+    for file in ["spindle-alerts.jsonl", "spindle-rul.jsonl"] {
+        let out = results(&dir, file);
+        assert!(!out.is_empty(), "{file}");
+        for o in &out {
+            assert_eq!(picked(o, &expected), expected, "{file}: {o}");
+        }
+    }
+}
+
 #[test]
 fn run_finds_the_predictive_maintenance_examples_wear_and_remaining_life() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bundle = "examples/predictive-maintenance/bundle";
-    let dir = run_example(bundle, &[]);
+    let dir = run_predictive_maintenance("sqlite", &[]);
+    // The alert and every RUL carry the spindle's records, through the CIR: its asset's
+    // (the parent of the measurement location the DSM names) in the maintenance database
+    // and the ERP.
+    let expected = spindle_records(dir.path());
+    assert_eq!(expected["serialNumber"], "KS-090-22-4711");
+    for file in ["spindle-alerts.jsonl", "spindle-rul.jsonl"] {
+        for o in &results(&dir, file) {
+            assert_eq!(picked(o, &expected), expected, "{file}: {o}");
+        }
+    }
+    // The raw accelerometer's features are not enriched.
+    assert!(
+        results(&dir, "spindle-features.jsonl")[0]
+            .get("serialNumber")
+            .is_none()
+    );
 
     // The simulator's counter series, from the DSM itself.
     let dsm: serde_json::Value = serde_json::from_str(
@@ -783,7 +945,7 @@ fn the_reference_documentation_holds_the_generated_parameter_tables() {
     // The tables in docs/ are what `dda connectors` and `dda processors --format markdown`
     // print, so that no default or description is written twice: regenerate them when a
     // configuration changes. Every connector has its table; so do the windows (`average`).
-    let docs: String = ["docs/connectors.md", "docs/runtime.md"]
+    let docs: String = ["docs/connectors.md", "docs/runtime.md", "docs/cir.md"]
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();
@@ -818,6 +980,7 @@ fn the_reference_documentation_holds_the_generated_parameter_tables() {
             "{command}: {documented} tables"
         );
     }
+    assert!(docs.contains("<!-- parameters: enrich ("), "enrich's table");
     assert!(
         docs.contains("<!-- parameters: average ("),
         "the windows' table"

@@ -26,6 +26,7 @@
 pub mod file;
 pub mod http;
 pub mod kafka;
+pub mod linked;
 pub mod mongodb;
 pub mod mqtt;
 pub mod postgres;

@@ -65,6 +65,8 @@ pub struct Records {
     postgres: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
     mongo: Mutex<HashMap<String, mongodb::Client>>,
     http: Mutex<Option<crate::http::HttpsClient>>,
+    /// The folder a relative SQLite path is read from (None: the working directory).
+    base: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Records {
@@ -104,6 +106,16 @@ fn quoted(name: &str) -> String {
 }
 
 impl Records {
+    /// A fetcher reading relative SQLite paths from `base` (a server's data directory, as
+    /// for its data sources' files).
+    #[must_use]
+    pub fn with_base(base: std::path::PathBuf) -> Self {
+        Self {
+            base: Some(base),
+            ..Self::default()
+        }
+    }
+
     /// The records `ids` of `repo` that exist, within its timeout.
     ///
     /// # Errors
@@ -119,7 +131,7 @@ impl Records {
             match repo.repository_type {
                 RepositoryType::Postgresql => self.postgres(repo, ids).await,
                 RepositoryType::Mongodb => self.mongo(repo, ids).await,
-                RepositoryType::Sqlite => sqlite(repo, ids.to_vec()).await,
+                RepositoryType::Sqlite => sqlite(repo, self.base.as_deref(), ids.to_vec()).await,
                 RepositoryType::Http => self.http(repo, ids).await,
                 RepositoryType::Dda => Err(RecordError::Misconfigured(
                     "the DDA's own repository is answered by the engine".into(),
@@ -301,7 +313,7 @@ impl Records {
         let one = |id: String| {
             let client = client.clone();
             let auth = auth.clone();
-            let url = template.replace("{localId}", &encode(&id));
+            let url = template.replace("{localId}", &crate::http::percent_encode(&id));
             async move {
                 let mut req = axum::http::Request::get(&url);
                 req = req.header(axum::http::header::ACCEPT, "application/json");
@@ -344,21 +356,19 @@ impl Records {
     }
 }
 
-fn encode(part: &str) -> String {
-    part.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// SQLite rows, read-only, off the async threads.
-async fn sqlite(repo: &Repository, ids: Vec<String>) -> Result<Found, RecordError> {
-    let path = repo.path.clone().unwrap_or_default();
+async fn sqlite(
+    repo: &Repository,
+    base: Option<&std::path::Path>,
+    ids: Vec<String>,
+) -> Result<Found, RecordError> {
+    let written = repo.path.clone().unwrap_or_default();
+    let path = match base {
+        Some(b) if std::path::Path::new(&written).is_relative() => {
+            b.join(&written).to_string_lossy().into_owned()
+        }
+        _ => written,
+    };
     let table = quoted(repo.table.as_deref().unwrap_or_default());
     let key = quoted(repo.key());
     tokio::task::spawn_blocking(move || {

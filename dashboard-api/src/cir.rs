@@ -38,13 +38,60 @@ pub struct Cir {
     sequence: AtomicU64,
 }
 
-impl Default for Cir {
-    fn default() -> Self {
+impl Cir {
+    /// The registry's part of a server whose relative SQLite paths are in `base`.
+    #[must_use]
+    pub fn new(base: std::path::PathBuf) -> Self {
         Self {
-            records: Records::default(),
+            records: Records::with_base(base),
             changes: broadcast::channel(CHANGES_KEPT).0,
             sequence: AtomicU64::new(0),
         }
+    }
+}
+
+/// The server's models and entities for the `enrich` processor's record loads
+/// ([`connectors::linked`]): the repository as it is at each load, so that a link added
+/// over the API is used from the next one.
+#[derive(Debug)]
+pub struct Directory {
+    service: std::sync::OnceLock<std::sync::Weak<Service>>,
+    records: Records,
+}
+
+impl Directory {
+    /// A directory for a server whose relative SQLite paths are in `base`.
+    #[must_use]
+    pub fn new(base: std::path::PathBuf) -> Self {
+        Self {
+            service: std::sync::OnceLock::new(),
+            records: Records::with_base(base),
+        }
+    }
+
+    /// Binds the directory to the service it serves (once it exists).
+    pub fn bind(&self, service: &std::sync::Arc<Service>) {
+        let _ = self.service.set(std::sync::Arc::downgrade(service));
+    }
+
+    fn service(&self) -> Option<std::sync::Arc<Service>> {
+        self.service.get()?.upgrade()
+    }
+}
+
+impl connectors::linked::Directory for Directory {
+    fn model(&self) -> Option<std::sync::Arc<manifests::Model>> {
+        Some(self.service()?.repository.model())
+    }
+
+    fn records(&self) -> &Records {
+        &self.records
+    }
+
+    fn own_records(&self, repository: &Repo, ids: &[String], _model: &manifests::Model) -> Found {
+        self.service()
+            .map(|s| s.own_records(repository, ids))
+            .unwrap_or_default()
     }
 }
 

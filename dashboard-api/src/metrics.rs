@@ -3,6 +3,8 @@
 //! - `dda_instance_state{instance, state}`: 1 for each instance's current state;
 //! - `dda_processor_received_total`, `dda_processor_emitted_total`,
 //!   `dda_processor_dead_letters_total`, `dda_processor_batches_total{instance, processor, type}`;
+//! - `dda_processor_events_total{instance, processor, type, event}`: named events a
+//!   processor counted (`enrich`'s observations passed unenriched, say);
 //! - `dda_processor_batch_seconds{instance, processor, type}`: a histogram of the time a
 //!   processor spends on a batch;
 //! - `dda_bus_queued_messages{topic}`: messages waiting in subscribers' channels;
@@ -80,6 +82,24 @@ pub async fn render(s: &Service) -> String {
                     label(&st.id),
                     label(&p.id),
                     label(&p.processor_type)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dda_processor_events_total Named events a processor counted (enrich: unenriched-missing, unenriched-unreachable, stale).\n# TYPE dda_processor_events_total counter"
+    );
+    for st in &statuses {
+        for p in &st.processors {
+            for (event, n) in &p.events {
+                let _ = writeln!(
+                    out,
+                    "dda_processor_events_total{{instance=\"{}\",processor=\"{}\",type=\"{}\",event=\"{}\"}} {n}",
+                    label(&st.id),
+                    label(&p.id),
+                    label(&p.processor_type),
+                    label(event)
                 );
             }
         }

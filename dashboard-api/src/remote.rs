@@ -110,8 +110,42 @@ impl Remote {
         &self,
         method: Method,
         url: &str,
-        (token, gateway): (Option<&str>, Option<&str>),
+        auth: (Option<&str>, Option<&str>),
         body: Option<&Value>,
+    ) -> Result<Answer, RemoteError> {
+        let payload = body.map(|b| {
+            (
+                "application/json",
+                Bytes::from(serde_json::to_vec(b).unwrap_or_default()),
+            )
+        });
+        self.send(method, url, auth, payload).await
+    }
+
+    /// Calls `method url` with a body of type `content_type` (CSV, JSON lines), as
+    /// [`Remote::call`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Remote::call`].
+    pub async fn call_with(
+        &self,
+        method: Method,
+        url: &str,
+        auth: (Option<&str>, Option<&str>),
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<Answer, RemoteError> {
+        self.send(method, url, auth, Some((content_type, body)))
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        (token, gateway): (Option<&str>, Option<&str>),
+        body: Option<(&'static str, Bytes)>,
     ) -> Result<Answer, RemoteError> {
         let uri: Uri = url
             .parse()
@@ -137,9 +171,9 @@ impl Remote {
             request = request.header(connectors::http::GATEWAY_HEADER, g);
         }
         let payload = match body {
-            Some(b) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(b).unwrap_or_default())
+            Some((content_type, b)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                b
             }
             None => Bytes::new(),
         };

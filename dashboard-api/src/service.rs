@@ -181,7 +181,11 @@ impl Service {
         let store = Store::open(&config.data_dir)?;
         let repository =
             Repository::load(store.clone(), Some(config.reach()), config.fleet.role).await?;
+        let directory = Arc::new(crate::cir::Directory::new(config.reach().base));
         let mut engine_config = EngineConfig {
+            linked: Some(Arc::new(connectors::linked::Follower::new(
+                directory.clone(),
+            ))),
             speed: engine::connector::Speed::parse(&config.speed).map_err(StartError::Config)?,
             recent: config.recent,
             external: config.external.clone(),
@@ -246,8 +250,9 @@ impl Service {
             .map_err(|e| StartError::Config(format!("fleet.ca_file: {e}")))?,
             fleet: crate::fleet::Fleet::default(),
             deployments: crate::deploy::Deployments::new(store_retired),
-            cir: crate::cir::Cir::default(),
+            cir: crate::cir::Cir::new(config.reach().base),
         });
+        directory.bind(&service);
         service.recover().await?;
         crate::fleet::start(&service, config.fleet.poll_interval.get());
         Ok(service)

@@ -114,6 +114,8 @@ pub struct ProcessorMetrics {
     /// Batches by processing time, in the buckets of [`BATCH_BUCKETS_US`] (and one more
     /// for longer).
     pub batch_time: [AtomicU64; BATCH_BUCKETS_US.len() + 1],
+    /// Named events the processor counted (see [`crate::Output::count`]).
+    pub events: std::sync::Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// Upper bounds (microseconds) of the batch processing-time histogram.
@@ -145,6 +147,23 @@ impl ProcessorMetrics {
             .collect()
     }
 
+    /// Adds events a processor counted in one call.
+    pub(crate) fn add_events(&self, counts: Vec<(&'static str, u64)>) {
+        if counts.is_empty() {
+            return;
+        }
+        let mut events = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (event, n) in counts {
+            match events.iter_mut().find(|(e, _)| *e == event) {
+                Some((_, c)) => *c += n,
+                None => events.push((event, n)),
+            }
+        }
+    }
+
     /// A snapshot for status reports.
     #[must_use]
     pub fn snapshot(&self, id: &str, processor_type: &str) -> ProcessorStatus {
@@ -160,6 +179,13 @@ impl ProcessorMetrics {
             watermark: (watermark != 0 && watermark != i64::MIN)
                 .then(|| Timestamp(watermark).to_string()),
             batch_time_histogram: self.batch_histogram(),
+            events: self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .map(|(e, n)| ((*e).to_owned(), *n))
+                .collect(),
         }
     }
 }
@@ -188,6 +214,9 @@ pub struct ProcessorStatus {
     /// Batches by processing time: counts for each bound of [`BATCH_BUCKETS_US`]
     /// (microseconds, not cumulative), then for longer ones.
     pub batch_time_histogram: Vec<u64>,
+    /// Named events the processor counted (`unenriched`, say), by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub events: std::collections::BTreeMap<String, u64>,
 }
 
 /// An instance's status.

@@ -15,6 +15,7 @@
 //!   listings.
 //! - [`error`]: what processor, connector and decode errors share (kind, retry hint).
 //! - [`external`]: the programs the `external` processor may run, as configured.
+//! - [`linked`]: records the CIR links to sources' objects, as the host loads them.
 //! - [`plan`]: an analytics manifest as a graph of processors.
 //! - [`instance`]: lifecycle states, status and counters; [`task`]: the task that runs a
 //!   processor.
@@ -34,6 +35,7 @@ pub mod engine;
 pub mod error;
 pub mod external;
 pub mod instance;
+pub mod linked;
 pub mod observation;
 pub mod plan;
 pub mod processor;

@@ -145,6 +145,31 @@ impl Plan {
         out
     }
 
+    /// The DSMs processor `n` reads, and every DSM upstream of them in this plan: the
+    /// sources its observations may name (results keep their inputs' source). Its own
+    /// sources first.
+    #[must_use]
+    pub fn upstream(&self, n: usize) -> Vec<Sym> {
+        let mut out: Vec<Sym> = Vec::new();
+        let mut next: Vec<Sym> = self
+            .processors
+            .get(n)
+            .map(|p| p.sources.clone())
+            .unwrap_or_default();
+        while let Some(s) = next.pop() {
+            if out.contains(&s) {
+                continue;
+            }
+            out.push(s);
+            for q in &self.processors {
+                if q.writes().any(|w| w == s) {
+                    next.extend(q.sources.iter().rev().copied());
+                }
+            }
+        }
+        out
+    }
+
     /// Every DSM the plan writes.
     #[must_use]
     pub fn outputs(&self) -> Vec<Sym> {

@@ -154,6 +154,8 @@ pub struct Output<'a> {
     sink: Sym,
     /// Observations for side outputs (e.g. late data), by DSM; the task publishes them.
     side: Vec<(Sym, Observation)>,
+    /// Named events counted (see [`Output::count`]).
+    counts: Vec<(&'static str, u64)>,
 }
 
 impl<'a> Output<'a> {
@@ -168,7 +170,23 @@ impl<'a> Output<'a> {
             rejected,
             sink,
             side: Vec::new(),
+            counts: Vec::new(),
         }
+    }
+
+    /// Counts `n` occurrences of `event` (`unenriched`, say): the instance's status and
+    /// the server's metrics report each processor's events beside its received and emitted
+    /// counts.
+    pub fn count(&mut self, event: &'static str, n: u64) {
+        match self.counts.iter_mut().find(|(e, _)| *e == event) {
+            Some((_, c)) => *c += n,
+            None => self.counts.push((event, n)),
+        }
+    }
+
+    /// Takes the events counted.
+    pub fn take_counts(&mut self) -> Vec<(&'static str, u64)> {
+        std::mem::take(&mut self.counts)
     }
 
     /// Emits an observation to the sink.
@@ -248,6 +266,14 @@ pub trait Processor: Send + 'static {
         input
     }
 
+    /// What the processor waits for before its instance's sources are started (the first
+    /// load of its [linked records](crate::linked)); `None`, the default: nothing. The
+    /// engine awaits it once the processor is created, for at most
+    /// [`READY_TIMEOUT`].
+    fn ready(&self) -> Option<Ready> {
+        None
+    }
+
     /// How often the engine calls [`Processor::on_timer`] (None, the default: never).
     /// Processing-time windows use it to close on the wall clock when no data comes.
     fn timer(&self) -> Option<std::time::Duration> {
@@ -282,6 +308,13 @@ pub trait Processor: Send + 'static {
     }
 }
 
+/// What [`Processor::ready`] returns.
+pub type Ready = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// How long the engine waits for a processor to be [ready](Processor::ready) before it
+/// starts the instance anyway (and says so in its log).
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a processor is created from.
 #[derive(Clone, Debug)]
 pub struct ProcessorContext {
@@ -293,6 +326,9 @@ pub struct ProcessorContext {
     pub parameters: ResolvedParameters,
     /// The DSMs it reads.
     pub sources: Vec<Sym>,
+    /// The DSMs it reads and every DSM upstream of them in its analytics manifest (see
+    /// [`crate::Plan::upstream`]).
+    pub upstream: Vec<Sym>,
     /// The DSM it writes.
     pub sink: Sym,
     /// The protocol of the sink's data interface, when the sink is registered.
@@ -300,6 +336,9 @@ pub struct ProcessorContext {
     /// The external programs the engine allows (from its configuration, never from a
     /// manifest): what the `external` processor may run.
     pub external: ExternalConfig,
+    /// The host's access to the records the CIR links to the sources' objects (none when
+    /// the engine runs without a host that provides them).
+    pub linked: Option<std::sync::Arc<dyn crate::linked::LinkedRecords>>,
 }
 
 impl ProcessorContext {
@@ -319,9 +358,11 @@ impl ProcessorContext {
             instance: "test".into(),
             parameters: p,
             sources: vec![Sym::new("test-source")],
+            upstream: vec![Sym::new("test-source")],
             sink: Sym::new(sink),
             sink_protocol: Some(Protocol::parse(crate::connector::BUS)),
             external: ExternalConfig::default(),
+            linked: None,
         }
     }
 }

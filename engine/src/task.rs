@@ -111,6 +111,7 @@ impl ProcessorTask {
                     let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
                     guarded(|| self.processor.on_timer(Timestamp::now(), &mut out))?;
                     let side = out.take_side();
+                    self.metrics.add_events(out.take_counts());
                     self.outlet().publish(&mut emitted, &mut rejected, side).await;
                     let w = self.processor.output_watermark(input_watermark);
                     if w > output_watermark {
@@ -134,6 +135,7 @@ impl ProcessorTask {
             let mut out = Output::new(&mut emitted, &mut rejected, self.sink);
             guarded(|| self.processor.flush(&mut out))?;
             let side = out.take_side();
+            self.metrics.add_events(out.take_counts());
             self.outlet()
                 .publish(&mut emitted, &mut rejected, side)
                 .await;
@@ -199,6 +201,7 @@ impl ProcessorTask {
                 let mut out = Output::new(emitted, rejected, self.sink);
                 guarded(|| self.processor.process(batch, &mut out))?;
                 let side = out.take_side();
+                self.metrics.add_events(out.take_counts());
                 self.metrics
                     .observe_batch(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 ProcessorMetrics::add(&self.metrics.batches, 1);
@@ -209,6 +212,7 @@ impl ProcessorTask {
                     let mut out = Output::new(emitted, rejected, self.sink);
                     guarded(|| self.processor.on_watermark(w, &mut out))?;
                     let side = out.take_side();
+                    self.metrics.add_events(out.take_counts());
                     self.outlet().publish(emitted, rejected, side).await;
                     self.metrics
                         .watermark

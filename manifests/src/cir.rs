@@ -291,12 +291,18 @@ pub(crate) fn check_repository(
             }
         }
     }
-    if let Some(url) = &r.url
-        && let Some((_, rest)) = url.split_once("://")
-        && let Some((authority, _)) = rest.split_once('@')
-        && authority.contains(':')
-        && !authority.contains('/')
+    if r.repository_type == RepositoryType::Sqlite
+        && let (Some(path), Some(reach)) = (&r.path, options.reach)
+        && let Err(message) = reach.path(path)
     {
+        report(
+            "/path",
+            Diagnostic::error("path-not-allowed", message).with_hint(
+                "use a path inside the data directory (a relative path is taken there), or allow the folder in dda.toml (`allowed_paths`)",
+            ),
+        );
+    }
+    if r.url.as_deref().is_some_and(url_has_password) {
         report(
             "/url",
             Diagnostic::error("plain-text-secret", "the URL holds a password").with_hint(
@@ -305,6 +311,19 @@ pub(crate) fn check_repository(
         );
     }
     if let Some(pw) = &r.password
+        && !crate::secret::is_reference(&serde_json::Value::String(pw.clone()))
+    {
+        report(
+            "/password",
+            Diagnostic::error(
+                "plain-text-secret",
+                "`password` holds a password, not a reference to one",
+            )
+            .with_hint(
+                "give it as ${env:NAME} or ${file:PATH}: the registry never stores, shows or logs a password (docs/security.md)",
+            ),
+        );
+    } else if let Some(pw) = &r.password
         && let Some(message) = crate::validate::refused_secret_reference(pw, options)
     {
         report(
@@ -323,6 +342,14 @@ pub(crate) fn check_repository(
                 .with_hint("e.g. 2s, 500ms or PT2S"),
         );
     }
+}
+
+/// Whether `url` holds a password (`scheme://user:password@host`).
+#[must_use]
+pub fn url_has_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(authority, _)| authority.contains(':') && !authority.contains('/'))
 }
 
 #[cfg(test)]

@@ -231,6 +231,35 @@ impl Model {
         self.apm_parameters.extend(part.apm_parameters);
     }
 
+    /// Entity `id` of `kind` as JSON (None: no such entity, or a kind without ids).
+    #[must_use]
+    pub fn entity_json(&self, kind: EntityKind, id: &str) -> Option<serde_json::Value> {
+        fn json<T: serde::Serialize>(
+            map: &IndexMap<String, T>,
+            id: &str,
+        ) -> Option<serde_json::Value> {
+            map.get(id).and_then(|e| serde_json::to_value(e).ok())
+        }
+        match kind {
+            EntityKind::Object => json(&self.objects, id),
+            EntityKind::Repository => json(&self.repositories, id),
+            EntityKind::Link => json(&self.links, id),
+            EntityKind::DataInterface => json(&self.data_interfaces, id),
+            EntityKind::DataKind => json(&self.data_kinds, id),
+            EntityKind::DataSourceDefinition => json(&self.data_source_definitions, id),
+            EntityKind::DataSourceManifest => json(&self.data_source_manifests, id),
+            EntityKind::DataConsumerManifest => json(&self.data_consumer_manifests, id),
+            EntityKind::DataChannelDescriptor => json(&self.data_channel_descriptors, id),
+            EntityKind::EdgeGateway => json(&self.edge_gateways, id),
+            EntityKind::AnalyticsProcessorDefinition => {
+                json(&self.analytics_processor_definitions, id)
+            }
+            EntityKind::AnalyticsProcessorManifest => json(&self.analytics_processor_manifests, id),
+            EntityKind::AnalyticsManifest => json(&self.analytics_manifests, id),
+            EntityKind::LiveDataSet | EntityKind::Observation => None,
+        }
+    }
+
     /// Removes entity `id` of `kind`, with its resolved parameters (those of an analytics
     /// manifest's processors too).
     pub fn remove(&mut self, kind: EntityKind, id: &str) {
@@ -315,10 +344,17 @@ impl Model {
 }
 
 /// Assigns ids to analytics manifests (and their processors) written without one, as the
-/// paper's Table 6 is. The id is derived from the content, so it is the same every run.
+/// paper's Table 6 is, and to CIR links written without one. The id is derived from the
+/// content (a link's from its repository and local id), so it is the same every run.
 pub fn assign_ids(bundle: &mut Bundle) {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6464_612d_616d_4000_8000_6d61_6e69_6673);
     for loaded in &mut bundle.entities {
+        if let Entity::Link(l) = &*loaded.entity
+            && l.id.is_empty()
+            && let Entity::Link(l) = std::sync::Arc::make_mut(&mut loaded.entity)
+        {
+            l.id = crate::cir::Link::derived_id(&l.repository, &l.local_id);
+        }
         if let Entity::AnalyticsManifest(am) = std::sync::Arc::make_mut(&mut loaded.entity) {
             if am.id.is_empty() {
                 let canonical =
@@ -471,6 +507,14 @@ pub fn validate(bundle: &mut Bundle, options: &Options<'_>) -> Model {
                     // of one bundle) is one entity.
                     continue;
                 }
+                let file = &bundle.files[loaded.file];
+                if loaded.entity.kind() == EntityKind::Link
+                    && file.node_at(&format!("{}/id", loaded.pointer)).is_none()
+                    && file.node_at(&format!("{}/_id", loaded.pointer)).is_none()
+                {
+                    // An id derived from the record it links: `duplicate-link` says it.
+                    continue;
+                }
                 let first_file = &bundle.files[first.file];
                 let pos = first_file
                     .lines
@@ -555,6 +599,24 @@ fn check_all(c: &mut Checker<'_>, options: &Options<'_>) -> Model {
             }
             Entity::Repository(r) => {
                 crate::cir::check_repository(&mut |p, d| c.report(loaded, p, d), r, options);
+                // A password written in place (refused above) is never shown in a snippet.
+                for (field, plain) in [
+                    (
+                        "password",
+                        r.password.as_deref().is_some_and(|pw| {
+                            !crate::secret::is_reference(&serde_json::Value::String(pw.to_owned()))
+                        }),
+                    ),
+                    (
+                        "url",
+                        r.url.as_deref().is_some_and(crate::cir::url_has_password),
+                    ),
+                ] {
+                    if plain {
+                        c.secrets
+                            .push((loaded.file, format!("{}/{field}", loaded.pointer)));
+                    }
+                }
                 model
                     .repositories
                     .entry(r.id.clone())

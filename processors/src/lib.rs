@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `echo` | preprocessor | passes observations through |
 //! | `filter` | preprocessor | keeps observations whose value compares to a threshold (`operator`, `threshold`, as in the original FAR-EDGE filter) |
+//! | `enrich` | preprocessor | adds fields of the records the CIR links to each observation's source as attributes, cached and reloaded every `ttl` |
 //! | `map` | preprocessor | computes a new value with an expression over the observation |
 //! | `average`, `min`, `max`, `sum`, `count`, `stddev`, `variance`, `first`, `last`, `median`, `percentile`, `rate`, `integral`, `histogram`, `moving-average` | analytics | a statistic per key over tumbling, hopping, sliding, session or count windows (folder `aggregate`; windows in [`window`]) |
 //! | `trend`, `rul` | analytics | least-squares trend over a window, and the remaining useful life until it reaches a failure threshold (folder `aggregate`) |
@@ -22,6 +23,7 @@
 pub mod aggregate;
 pub mod detect;
 pub mod echo;
+pub mod enrich;
 pub mod external;
 pub mod filter;
 pub mod map;
@@ -101,6 +103,7 @@ mod tests {
         let names: Vec<&str> = all.iter().map(|r| r.kind).collect();
         for kind in [
             "echo",
+            "enrich",
             "filter",
             "map",
             "average",
@@ -170,6 +173,7 @@ mod tests {
     fn context(values: &serde_json::Value) -> engine::ProcessorContext {
         let mut ctx = engine::ProcessorContext::for_test(values, "sink");
         ctx.sink_protocol = Some(engine::Protocol::parse("SQLite"));
+        ctx.linked = Some(std::sync::Arc::new(engine::linked::Fixed::default()));
         ctx.external
             .programs
             .push(engine::external::ExternalProgram {

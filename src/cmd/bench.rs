@@ -84,6 +84,10 @@ const CASES: &[(&str, &str)] = &[
         "average over session windows (1 s gap), 10 bursty sources, one core, no engine",
     ),
     (
+        "enrich",
+        "enrich: three attributes from an SQLite ERP table linked through the CIR, 10 sources, warm cache, one core, no engine",
+    ),
+    (
         "checkpoint",
         "a checkpoint of 1,000,000 keys' open windows, written then restored (p50: writing, p99: restoring; only when named)",
     ),
@@ -223,6 +227,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             "sliding" | "session" => {
                 super::bench_window::run(case.name, description(case.name), &options)
             }
+            "enrich" => super::bench_enrich::run(description(case.name), &options, &runtime),
             "checkpoint" => super::bench_window::checkpoint(description(case.name), &options),
             "queue" => super::bench_queue::run(description(case.name), &options),
             "create" => super::bench_api::run(description(case.name), &options, &runtime),

@@ -2,9 +2,11 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_enrich;
 pub mod bench_mqtt;
 pub mod bench_queue;
 pub mod bench_window;
+pub mod cir;
 pub mod connectors;
 pub mod convert;
 pub mod fleet;

@@ -87,6 +87,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             stop_timeout,
             checkpoints,
             queues,
+            linked: Some(std::sync::Arc::new(connectors::linked::Follower::new(
+                std::sync::Arc::new(connectors::linked::Fixed::new(std::sync::Arc::new(
+                    model.clone(),
+                ))),
+            ))),
             ..EngineConfig::default()
         },
     ))
@@ -273,6 +278,21 @@ fn summary(
     );
     for s in statuses {
         let _ = writeln!(out, "  {}", line(s));
+        // Events processors counted: enrich's readings passed without a field, say.
+        for p in s.processors.iter().filter(|p| !p.events.is_empty()) {
+            let events: Vec<String> = p
+                .events
+                .iter()
+                .map(|(e, n)| format!("{e} {}", group(*n)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "    {} ({}): {}",
+                p.id,
+                p.processor_type,
+                events.join(", ")
+            );
+        }
     }
     let inputs: Vec<String> = engine
         .read()

@@ -764,6 +764,21 @@ impl Sink for Http {
     }
 }
 
+/// `part` percent-encoded for one URL path segment or query value (RFC 3986: everything
+/// but unreserved characters).
+#[must_use]
+pub fn percent_encode(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for b in part.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

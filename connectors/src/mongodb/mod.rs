@@ -136,7 +136,11 @@ impl MongoConfig {
                     .map(|p| resolve("password", p))
                     .transpose()?
                     .unwrap_or_default();
-                format!("{}:{}@", encode(user), encode(&password))
+                format!(
+                    "{}:{}@",
+                    crate::http::percent_encode(user),
+                    crate::http::percent_encode(&password)
+                )
             }
             _ => String::new(),
         };
@@ -180,18 +184,6 @@ impl Connector for Mongo {
     fn place(&self) -> String {
         self.config.place()
     }
-}
-
-fn encode(part: &str) -> String {
-    part.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn collection(
@@ -628,7 +620,7 @@ mod tests {
             "error for mongodb://********@host:27017: timeout"
         );
         assert_eq!(redact("no credentials here"), "no credentials here");
-        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+        assert_eq!(crate::http::percent_encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
     }
 
     #[test]

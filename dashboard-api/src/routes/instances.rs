@@ -282,6 +282,10 @@ pub struct ProcessorMetricsDoc {
     pub watermark: Option<String>,
     /// Batches by processing time: `[{"le": microseconds or null, "count": n}]`, not cumulative.
     pub batch_time: Vec<BucketDoc>,
+    /// Named events the processor counted, by name (`enrich`: `unenriched-missing`,
+    /// `unenriched-unreachable`, `stale`); absent when there are none.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub events: std::collections::BTreeMap<String, u64>,
 }
 
 impl From<engine::instance::ProcessorStatus> for ProcessorMetricsDoc {
@@ -310,6 +314,7 @@ impl From<engine::instance::ProcessorStatus> for ProcessorMetricsDoc {
             batches: p.batches,
             busy_ms: p.busy_ms,
             watermark: p.watermark,
+            events: p.events,
         }
     }
 }

@@ -65,15 +65,7 @@ fn created(location: String, response: Response) -> Response {
 /// An id as one path segment, percent-encoded.
 #[must_use]
 pub fn encode_path(id: &str) -> String {
-    let mut out = String::new();
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    connectors::http::percent_encode(id)
 }
 
 /// Every route (state not yet attached); anything else is a JSON 404.

@@ -14,7 +14,7 @@ use crate::bus::WatermarkTracker;
 use crate::connector::place;
 use crate::instance::{Control, Failure, InstanceStatus, ProcessorMetrics, State, Transition};
 use crate::plan::Plan;
-use crate::processor::{ProcessorContext, ProcessorError};
+use crate::processor::{ProcessorContext, ProcessorError, READY_TIMEOUT};
 use crate::symbol::Sym;
 use crate::task::{ProcessorTask, TaskCheckpoint};
 
@@ -254,19 +254,32 @@ impl Engine {
         };
         // Create every processor first: configuration errors leave nothing behind.
         let mut processors = Vec::with_capacity(plan.processors.len());
-        for p in &plan.processors {
+        for (n, p) in plan.processors.iter().enumerate() {
             let ctx = ProcessorContext {
                 id: p.id.clone(),
                 instance: plan.id.clone(),
                 parameters: p.parameters.clone(),
                 sources: p.sources.clone(),
+                upstream: plan.upstream(n),
                 sink: p.sink,
                 sink_protocol: self.inner.registry.get(p.sink).map(|d| d.protocol.clone()),
                 external: self.inner.config.external.clone(),
+                linked: self.inner.config.linked.clone(),
             };
             let processor = (p.registration.factory)(&ctx)
                 .map_err(|e| fail(format!("processor {}: {e}", p.id)))?;
             processors.push(Some(processor));
+        }
+        // What processors need before data comes (linked records loaded), all at once.
+        let ready: Vec<_> = processors
+            .iter()
+            .zip(&plan.processors)
+            .filter_map(|(p, plan)| Some((plan.id.clone(), p.as_ref()?.ready()?)))
+            .collect();
+        for (processor, r) in ready {
+            if tokio::time::timeout(READY_TIMEOUT, r).await.is_err() {
+                tracing::warn!(instance = %plan.id, %processor, "a processor was not ready in time; the instance starts anyway");
+            }
         }
         let restored = self.restore(&plan, &mut processors)?;
         let sinks = plan.outputs();

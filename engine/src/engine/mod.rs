@@ -63,6 +63,10 @@ pub struct EngineConfig {
     /// The programs `external` processors may run (none by default); handed to every
     /// processor's factory in [`ProcessorContext::external`].
     pub external: ExternalConfig,
+    /// The host's access to linked records (see [`crate::linked`]); handed to every
+    /// processor's factory in [`ProcessorContext::linked`]. None by default: `enrich`
+    /// cannot start.
+    pub linked: Option<Arc<dyn crate::linked::LinkedRecords>>,
     /// How long stopping an instance may take: sources stop, processors drain and sinks
     /// write what they hold within it. Past it, sinks still retrying a remote system are
     /// given up, and what they hold goes to the dead letters, counted as undelivered.
@@ -160,6 +164,7 @@ impl Default for EngineConfig {
             dead_letters: DataSource::new(DEAD_LETTER_DSM, Protocol::parse("File"), params),
             recent: 0,
             external: ExternalConfig::default(),
+            linked: None,
             stop_timeout: Self::DEFAULT_STOP_TIMEOUT,
             checkpoints: None,
             queues: None,

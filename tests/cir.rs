@@ -62,6 +62,18 @@ async fn mongo_docs(db: &str, coll: &str) -> mongodb::Collection<mongodb::bson::
     c
 }
 
+/// The machine, and the SQLite ERP table (in the data directory) as repository `erp`.
+async fn machine_with_erp(server: &common::InProcess) {
+    let erp = sqlite_erp(&server.dir.path().join("data"));
+    created(
+        &server.http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine"}),
+    )
+    .await;
+    created(&server.http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "sqlite", "path": erp, "table": "assets", "key": "asset_no"})).await;
+}
+
 async fn created(http: &Http, path: &str, body: Value) -> Value {
     let r = http.post(path, &body).await;
     assert_eq!(r.status, 201, "{path}: {}", r.text());
@@ -217,14 +229,7 @@ async fn resolve_fetches_every_linked_record_from_postgres_mongodb_and_sqlite() 
 async fn a_repository_down_gives_a_partial_result_naming_its_error() {
     let server = in_process(|_| {}).await;
     let http = &server.http;
-    let erp = sqlite_erp(&server.dir.path().join("data"));
-    created(
-        http,
-        "/api/v1/cir/objects",
-        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine"}),
-    )
-    .await;
-    created(http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "sqlite", "path": erp, "table": "assets", "key": "asset_no"})).await;
+    machine_with_erp(&server).await;
     // Nothing listens on this port; the other takes connections and never answers.
     let closed = common::free_port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -769,14 +774,7 @@ async fn the_cir_command_line_resolves_translates_and_imports() {
     let server = in_process(|_| {}).await;
     let http = &server.http;
     let base = http.base.clone();
-    let erp = sqlite_erp(&server.dir.path().join("data"));
-    created(
-        http,
-        "/api/v1/cir/objects",
-        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine"}),
-    )
-    .await;
-    created(http, "/api/v1/cir/repositories", json!({"id": "erp", "repositoryType": "sqlite", "path": erp, "table": "assets", "key": "asset_no"})).await;
+    machine_with_erp(&server).await;
     // A repository nothing answers at.
     created(http, "/api/v1/cir/repositories", json!({"id": "qms", "repositoryType": "http", "url": "http://127.0.0.1:1/defects/{localId}", "timeout": "300ms"})).await;
 
@@ -832,4 +830,79 @@ async fn the_cir_command_line_resolves_translates_and_imports() {
     let (code, _, err) = dda_cir("http://127.0.0.1:1", &["resolve", MACHINE]).await;
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--server"), "{err}");
+}
+
+/// An HTTP/JSON repository: a live endpoint that wants basic authentication, the password
+/// read from a secret file; a record it does not have (404) is missing, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_repository_is_fetched_with_its_credentials_from_a_secret_file() {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // "erp:s3cret", as basic authentication sends it.
+    let expected = "Basic ZXJwOnMzY3JldA==";
+    let app = axum::Router::new().route(
+        "/assets/{id}",
+        axum::routing::get(
+            move |axum::extract::Path(id): axum::extract::Path<String>, headers: HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected) {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "who are you"})));
+                }
+                match id.as_str() {
+                    "A 17/x" => (StatusCode::OK, axum::Json(json!({"asset": id, "serial": "SN-0042", "interval_h": 500}))),
+                    _ => (StatusCode::NOT_FOUND, axum::Json(json!({}))),
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let server = in_process(|_| {}).await;
+    let http = &server.http;
+    let secrets = server.dir.path().join("data/secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("erp-http"), "s3cret\n").unwrap();
+    created(
+        http,
+        "/api/v1/cir/objects",
+        json!({"id": MACHINE, "name": "Spindle 1", "class": "machine"}),
+    )
+    .await;
+    created(
+        http,
+        "/api/v1/cir/repositories",
+        json!({"id": "erp-web", "repositoryType": "http", "url": format!("http://127.0.0.1:{port}/assets/{{localId}}"),
+               "user": "erp", "password": format!("${{file:{}}}", secrets.join("erp-http").display())}),
+    )
+    .await;
+    for local in ["A 17/x", "A-99"] {
+        created(http, "/api/v1/cir/links", json!({"objectReferenceID": MACHINE, "repositoryReferenceID": "erp-web", "localID": local})).await;
+    }
+    let r = http
+        .get(&format!("/api/v1/cir/objects/{MACHINE}/resolve"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resolved = r.json();
+    assert_eq!(
+        resolved["records"].as_array().unwrap().len(),
+        1,
+        "{resolved}"
+    );
+    // The local id went into the URL percent-encoded, and came back as the endpoint read it.
+    assert_eq!(
+        resolved["records"][0]["record"],
+        json!({"asset": "A 17/x", "serial": "SN-0042", "interval_h": 500})
+    );
+    assert_eq!(
+        resolved["missing"],
+        json!([{"repository": "erp-web", "localId": "A-99"}]),
+        "{resolved}"
+    );
+    assert!(
+        resolved["errors"].as_array().unwrap().is_empty(),
+        "{resolved}"
+    );
+    // The repository as shown names the secret, never the password.
+    let shown = http.get("/api/v1/cir/repositories/erp-web").await.text();
+    assert!(!shown.contains("s3cret"), "{shown}");
 }

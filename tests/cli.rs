@@ -377,9 +377,15 @@ fn run_example(bundle: &str, files: &[&str]) -> tempfile::TempDir {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(root.join(file), to).unwrap();
     }
+    run_in(&dir, &[root.join(bundle)]);
+    dir
+}
+
+/// `dda run --speed max --quiet PATHS` in `dir`, which must succeed; its output.
+fn run_in(dir: &tempfile::TempDir, paths: &[PathBuf]) -> Output {
     let o = Command::new(env!("CARGO_BIN_EXE_dda"))
         .args(["run", "--speed", "max", "--quiet"])
-        .arg(root.join(bundle))
+        .args(paths)
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .output()
@@ -390,7 +396,7 @@ fn run_example(bundle: &str, files: &[&str]) -> tempfile::TempDir {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    dir
+    o
 }
 
 #[test]
@@ -472,19 +478,9 @@ fn run_predictive_maintenance(variant: &str, setup: &[&str]) -> tempfile::TempDi
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(env!("CARGO_BIN_EXE_dda"))
-        .args(["run", "--speed", "max", "--quiet"])
-        .arg(example.join("bundle"))
-        .arg(example.join("cir").join(variant))
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let o = run_in(
+        &dir,
+        &[example.join("bundle"), example.join("cir").join(variant)],
     );
     // Every reading found its records: no processor counted a missing or unreachable one.
     let summary = String::from_utf8_lossy(&o.stderr);

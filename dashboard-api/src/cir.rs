@@ -582,7 +582,7 @@ impl Service {
                 id: link.object.clone(),
             })?;
         let local_ids = self
-            .links_of(&object.id)
+            .links_of(&model, &object.id)
             .into_iter()
             .filter(|l| l.id != link.id)
             .filter(|l| to.is_none_or(|t| l.repository == t))
@@ -602,9 +602,9 @@ impl Service {
         })
     }
 
-    /// The links of object `id`, in the order they were stored.
-    fn links_of(&self, id: &str) -> Vec<Link> {
-        let model = self.repository.model();
+    /// The links of object `id` in `model` (a snapshot of the repository's), in the order
+    /// they were stored.
+    fn links_of(&self, model: &manifests::Model, id: &str) -> Vec<Link> {
         self.repository
             .referrers(EntityKind::Object, id)
             .into_iter()
@@ -659,7 +659,7 @@ impl Service {
             .map(|o| Hit {
                 object: (*o).clone(),
                 links: self
-                    .links_of(&o.id)
+                    .links_of(&model, &o.id)
                     .into_iter()
                     .map(|l| LocalId {
                         repository: l.repository,
